@@ -1,0 +1,233 @@
+"""Activations of example sets and target gradients at the studied layers.
+
+This is the only module that runs the user's model.  It does the minimum of
+model work TCAV needs: one no-grad forward per batch for all layers of a set
+of examples (stopping once the deepest of them ran), and for the inputs one
+forward plus one backward per batch giving the target's gradient at every layer
+at once.  Integrated gradients replace each layer's activation in turn, so they
+need a pass per layer, batched over all interpolation steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import ConfigurationError, NonFiniteError, TargetError
+from .layers import LayerPoint, StopForward, capture, check_all_reached
+
+Target = Union[int, Callable[[torch.Tensor], torch.Tensor]]
+Method = Literal["gradient", "integrated_gradients"]
+METHODS = ("gradient", "integrated_gradients")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for tensor in model.parameters():
+        return tensor.device
+    for tensor in model.buffers():
+        return tensor.device
+    return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode for the block and restore each one's own flag."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _batches(examples: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    if batch_size < 1:
+        raise ConfigurationError(f"batch_size must be positive, got {batch_size}")
+    for start in range(0, examples.shape[0], batch_size):
+        yield examples[start : start + batch_size]
+
+
+def _check_finite(what: str, layer: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        raise NonFiniteError(
+            f"{what} at layer {layer!r} contain NaN or infinity; check the inputs' "
+            "preprocessing and the model's numerical stability"
+        )
+
+
+def concept_activations(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    examples: torch.Tensor,
+    *,
+    point: LayerPoint = "output",
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Flattened activations (examples x features, float32, CPU) at every layer, one pass per batch."""
+    device = device or model_device(model)
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+    with eval_mode(model), torch.no_grad():
+        for batch in _batches(examples, batch_size):
+            with capture(modules, point, stop_when_done=True) as seen:
+                try:
+                    model(batch.to(device))
+                except StopForward:
+                    pass
+            check_all_reached(modules, seen)
+            for name in modules:
+                parts[name].append(seen[name].detach().reshape(batch.shape[0], -1).float().cpu())
+    result = {name: torch.cat(chunks) for name, chunks in parts.items()}
+    for name, acts in result.items():
+        _check_finite("activations", name, acts)
+    return result
+
+
+def target_values(output: torch.Tensor, target: Target) -> torch.Tensor:
+    """One scalar per example: the target logit, or what the target callable returns."""
+    if callable(target):
+        values = target(output)
+        if not isinstance(values, torch.Tensor) or values.shape != (output.shape[0],):
+            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise TargetError(
+                f"the target callable must return one scalar per example, shape ({output.shape[0]},); "
+                f"it returned {shape}"
+            )
+        return values
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise TargetError(f"target must be a class index or a callable, got {target!r}")
+    if output.dim() != 2:
+        raise TargetError(
+            f"a class-index target needs a model output of shape (batch, classes); got "
+            f"{tuple(output.shape)}: pass a callable target instead"
+        )
+    if not 0 <= int(target) < output.shape[1]:
+        raise TargetError(
+            f"target {int(target)} is out of range for a model with {output.shape[1]} outputs "
+            f"(valid: 0..{output.shape[1] - 1})"
+        )
+    return output[:, int(target)]
+
+
+def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolation points in [0, 1] and their weights (summing to 1)."""
+    if n_steps < 1:
+        raise ConfigurationError(f"n_steps must be positive, got {n_steps}")
+    nodes, weights = np.polynomial.legendre.leggauss(n_steps)
+    return 0.5 * (nodes + 1.0), 0.5 * weights
+
+
+def _forward_output(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    output = model(batch)
+    if not isinstance(output, torch.Tensor):
+        raise TargetError(
+            f"the model returned {type(output).__name__}; wrap it so forward() returns a tensor"
+        )
+    return output
+
+
+def target_gradients(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    inputs: torch.Tensor,
+    target: Target,
+    *,
+    method: Method = "gradient",
+    n_steps: int = 5,
+    point: LayerPoint = "output",
+    batch_size: int = 64,
+    device: torch.device | None = None,
+) -> dict[str, torch.Tensor]:
+    """Gradient of the target with respect to each layer's activation (inputs x features)."""
+    if method not in METHODS:
+        raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
+    device = device or model_device(model)
+    with eval_mode(model):
+        if method == "gradient":
+            grads = _plain_gradients(model, modules, inputs, target, point, batch_size, device)
+        else:
+            grads = {
+                name: _integrated_gradients(
+                    model, name, module, inputs, target, n_steps, point, batch_size, device
+                )
+                for name, module in modules.items()
+            }
+    for name, g in grads.items():
+        _check_finite("target gradients", name, g)
+    return grads
+
+
+def _plain_gradients(model, modules, inputs, target, point, batch_size, device):
+    parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+    names = list(modules)
+    for batch in _batches(inputs, batch_size):
+        x = batch.to(device)
+        if x.is_floating_point():
+            x = x.detach().requires_grad_(True)  # the graph exists even if no parameter needs grad
+        with torch.enable_grad(), capture(modules, point) as seen:
+            output = _forward_output(model, x)
+            values = target_values(output, target)
+        check_all_reached(modules, seen)
+        acts = [seen[name] for name in names]
+        if not all(a.requires_grad for a in acts):
+            raise TargetError(
+                "no gradient reaches the layers: run the model on floating-point inputs or enable "
+                "requires_grad on an input embedding"
+            )
+        grads = torch.autograd.grad(values.sum(), acts, allow_unused=True)
+        for name, act, grad in zip(names, acts, grads):
+            if grad is None:
+                grad = torch.zeros_like(act)
+            parts[name].append(grad.detach().reshape(batch.shape[0], -1).float().cpu())
+    return {name: torch.cat(chunks) for name, chunks in parts.items()}
+
+
+def _integrated_gradients(model, name, module, inputs, target, n_steps, point, batch_size, device):
+    """Layer integrated gradients without multiplying by the activation difference.
+
+    The baseline activation is the layer's activation on an all-zero input, and
+    the layer's activation is interpolated towards the input's own; the
+    weighted average of gradients at Gauss-Legendre points is returned.
+    """
+    alphas, weights = gauss_legendre(n_steps)
+    modules = {name: module}
+    zero = torch.zeros_like(inputs[:1]).to(device)
+    with torch.no_grad(), capture(modules, point, stop_when_done=True) as seen:
+        try:
+            model(zero)
+        except StopForward:
+            pass
+    check_all_reached(modules, seen)
+    baseline = seen[name].detach()
+    rows_per_batch = max(1, batch_size // n_steps)
+    parts: list[torch.Tensor] = []
+    for batch in _batches(inputs, rows_per_batch):
+        x = batch.to(device)
+        with torch.no_grad(), capture(modules, point, stop_when_done=True) as seen:
+            try:
+                model(x)
+            except StopForward:
+                pass
+        act = seen[name].detach()
+        steps = torch.cat([baseline + float(a) * (act - baseline) for a in alphas]).requires_grad_(True)
+        expanded = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
+
+        def substitute(_name: str, _value: torch.Tensor) -> torch.Tensor:
+            return steps
+
+        with torch.enable_grad(), capture(modules, point, replace=substitute):
+            output = _forward_output(model, expanded)
+            values = target_values(output, target)
+        (grad,) = torch.autograd.grad(values.sum(), [steps], allow_unused=True)
+        if grad is None:
+            grad = torch.zeros_like(steps)
+        grad = grad.reshape(n_steps, x.shape[0], -1)
+        w = torch.as_tensor(weights, dtype=grad.dtype, device=grad.device).view(n_steps, 1, 1)
+        parts.append((grad * w).sum(0).float().cpu())
+    return torch.cat(parts)

@@ -1,0 +1,221 @@
+"""Example sets: concepts, random counterparts and inputs, as tensors with a fingerprint.
+
+Everything the engine consumes is first turned into one CPU tensor of examples.
+Concept sets are small (tens to hundreds of examples), so holding them is cheap,
+and a tensor can be fingerprinted by content: the fingerprint, not the name,
+identifies a set in caches and seeds, so renaming a folder changes nothing and
+changing one image changes everything that depends on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import ConceptDataError, ConfigurationError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+RANDOM_SET_PATTERN = re.compile(r"^random(500)?_.+$")
+
+Transform = Callable[[Any], torch.Tensor]
+
+
+def fingerprint_tensor(tensor: torch.Tensor) -> str:
+    """A content hash of a tensor: shape, dtype and bytes."""
+    t = tensor.detach().to("cpu").contiguous()
+    h = hashlib.sha256()
+    h.update(str(tuple(t.shape)).encode())
+    h.update(str(t.dtype).encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Concept:
+    """A named set of examples (a concept, a random counterpart or a set of inputs).
+
+    ``examples`` is a tensor whose first dimension indexes examples.  The name is
+    for people; identity is the content :attr:`fingerprint`.
+    """
+
+    name: str
+    examples: torch.Tensor
+    source: str = ""
+    _fingerprint: list[str] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.examples, torch.Tensor):
+            raise ConceptDataError(f"concept {self.name!r}: examples must be a tensor")
+        if self.examples.dim() < 1 or self.examples.shape[0] == 0:
+            raise ConceptDataError(f"concept {self.name!r} has no examples ({self.source or 'tensor'})")
+
+    @property
+    def fingerprint(self) -> str:
+        if not self._fingerprint:
+            self._fingerprint.append(fingerprint_tensor(self.examples))
+        return self._fingerprint[0]
+
+    def __len__(self) -> int:
+        return int(self.examples.shape[0])
+
+    def __repr__(self) -> str:
+        return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
+
+
+def default_image_transform(image: Any) -> torch.Tensor:
+    """RGB image to a float tensor in [0, 1], channels first."""
+    array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def load_image_folder(
+    folder: str | os.PathLike[str],
+    transform: Transform | None = None,
+    *,
+    name: str | None = None,
+    on_bad_file: str = "warn",
+) -> Concept:
+    """Load every image file of a folder (sorted by file name) into a :class:`Concept`.
+
+    Unreadable files are skipped with a warning (``on_bad_file="warn"``, the default)
+    or fail (``"error"``); a folder with no readable image always fails.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(folder)
+    label = name or path.name
+    if not path.exists():
+        raise ConceptDataError(f"concept folder {str(path)!r} does not exist")
+    if not path.is_dir():
+        raise ConceptDataError(f"concept path {str(path)!r} is not a folder")
+    files = list_image_files(path)
+    if not files:
+        raise ConceptDataError(
+            f"concept folder {str(path)!r} contains no image files "
+            f"(looked for {', '.join(IMAGE_SUFFIXES)})"
+        )
+    tf = transform or default_image_transform
+    tensors: list[torch.Tensor] = []
+    bad: list[str] = []
+    for file in files:
+        try:
+            with Image.open(file) as img:
+                img.load()
+                tensor = tf(img)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if on_bad_file == "error":
+                raise ConceptDataError(f"cannot read image {str(file)!r}: {exc}") from exc
+            bad.append(f"{file.name} ({type(exc).__name__})")
+            continue
+        if not isinstance(tensor, torch.Tensor):
+            raise ConceptDataError(
+                f"the transform returned {type(tensor).__name__} for {str(file)!r}, expected a tensor"
+            )
+        tensors.append(tensor)
+    if bad:
+        warnings.warn(
+            f"skipped {len(bad)} unreadable file(s) in {str(path)!r}: {', '.join(bad[:5])}"
+            + (" ..." if len(bad) > 5 else ""),
+            stacklevel=2,
+        )
+    if not tensors:
+        raise ConceptDataError(f"no readable image in concept folder {str(path)!r}")
+    shapes = {tuple(t.shape) for t in tensors}
+    if len(shapes) > 1:
+        raise ConceptDataError(
+            f"images in {str(path)!r} have different shapes {sorted(shapes)[:4]}; "
+            "configure a transform that resizes them (tcav_transform)"
+        )
+    return Concept(label, torch.stack(tensors), source=str(path))
+
+
+ConceptLike = Union[Concept, torch.Tensor, str, os.PathLike, Dataset, DataLoader, Sequence[torch.Tensor]]
+
+
+def _from_iterable_batches(batches: Iterable[Any], label: str) -> torch.Tensor:
+    parts: list[torch.Tensor] = []
+    for batch in batches:
+        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
+            batch = batch[0]  # (examples, labels) pairs: keep the examples
+        if not isinstance(batch, torch.Tensor):
+            raise ConceptDataError(f"{label}: batches must be tensors, got {type(batch).__name__}")
+        parts.append(batch)
+    if not parts:
+        raise ConceptDataError(f"{label}: the data loader yielded no examples")
+    return torch.cat(parts)
+
+
+def as_concept(
+    value: ConceptLike,
+    *,
+    name: str | None = None,
+    transform: Transform | None = None,
+) -> Concept:
+    """Turn a tensor, folder, Dataset, DataLoader or list of tensors into a :class:`Concept`."""
+    if isinstance(value, Concept):
+        return value
+    if isinstance(value, torch.Tensor):
+        return Concept(name or "tensor", value.detach().cpu())
+    if isinstance(value, (str, os.PathLike)):
+        return load_image_folder(value, transform, name=name)
+    if isinstance(value, DataLoader):
+        return Concept(name or "dataloader", _from_iterable_batches(value, name or "dataloader"))
+    if isinstance(value, Dataset):
+        items = [value[i] for i in range(len(value))]  # type: ignore[arg-type]
+        items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
+        if not items or not all(isinstance(it, torch.Tensor) for it in items):
+            raise ConceptDataError(f"{name or 'dataset'}: items must be tensors (or (tensor, label))")
+        return Concept(name or "dataset", torch.stack(items))
+    if isinstance(value, Sequence) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return Concept(name or "tensors", torch.stack(list(value)))
+    raise ConceptDataError(
+        f"cannot make a concept from {type(value).__name__}; give a tensor, a folder, a Dataset, "
+        "a DataLoader or a Concept"
+    )
+
+
+def sample_random_sets(
+    pool: Concept, n_sets: int, set_size: int, seed: int
+) -> list[Concept]:
+    """Draw ``n_sets`` random sets of ``set_size`` examples from one pool, seeded.
+
+    Each set is drawn without replacement; different sets may share examples,
+    as independent draws from the same distribution do.
+    """
+    if n_sets < 1:
+        raise ConfigurationError(f"the number of random sets must be positive, got {n_sets}")
+    if set_size > len(pool):
+        raise ConceptDataError(
+            f"random pool {pool.name!r} has {len(pool)} examples, fewer than the {set_size} "
+            "needed per random set"
+        )
+    gen = torch.Generator().manual_seed(int(seed))
+    sets = []
+    for k in range(n_sets):
+        index = torch.randperm(len(pool), generator=gen)[:set_size].sort().values
+        sets.append(Concept(f"{pool.name}[{k}]", pool.examples[index], source=pool.source))
+    return sets
+
+
+def discover_random_folders(root: str | os.PathLike[str]) -> list[Path]:
+    """Folders named ``random_*`` or ``random500_*`` under a concept library root, sorted."""
+    base = Path(root)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and RANDOM_SET_PATTERN.match(p.name))

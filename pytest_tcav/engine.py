@@ -1,0 +1,389 @@
+"""The TCAV engine: from a model, a concept, random sets and inputs to a tested result.
+
+Data flows one way: example sets become activations (:mod:`.activations`),
+pairs of activation sets become CAVs (:mod:`.cavs`), CAVs and target gradients
+become scores and a p-value (:mod:`.statistics`).  Every intermediate value is
+fetched from a store under a content key, so work shared between concepts,
+tests and runs (activations of the random sets, the random-vs-random CAVs,
+the input gradients) is done once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .activations import METHODS, Method, Target, concept_activations, eval_mode, model_device, target_gradients
+from .cavs import CAV, CAVTrainer, MIN_EXAMPLES_PER_SET, make_trainer
+from .concepts import Concept, ConceptLike, Transform, as_concept, sample_random_sets
+from .errors import ConceptDataError, ConfigurationError, InsufficientDataError
+from .layers import LayerPoint, resolve_layers
+from .results import LayerResult, TCAVResult
+from .statistics import (
+    CORRECTIONS,
+    DIRECTIONS,
+    Correction,
+    Direction,
+    NullTest,
+    adjust_p_values,
+    check_test_feasible,
+    compare_to_null,
+    leave_one_out_null,
+    pair_scores,
+)
+from .store import MemoryStore, Store, make_key, model_fingerprint
+
+
+def pair_seed(seed: int, first: str, second: str) -> int:
+    """The seed of one CAV: depends on the two sets' contents, not on names or order of calls."""
+    digest = hashlib.sha256(f"{seed}:{first}:{second}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def target_key(target: Target) -> str:
+    if callable(target):
+        # A callable has no content to hash; its identity keeps values from leaking
+        # between different callables, and keeps them out of other processes.
+        name = getattr(target, "__qualname__", type(target).__qualname__)
+        return f"callable:{getattr(target, '__module__', '?')}.{name}@{id(target)}"
+    return f"class:{int(target)}"
+
+
+def describe_target(target: Target) -> str:
+    if callable(target):
+        return getattr(target, "__qualname__", repr(target))
+    return str(int(target))
+
+
+@dataclass
+class _LayerData:
+    gradients: torch.Tensor
+    concept_cavs: list[CAV]
+    random_cavs: dict[tuple[int, int], CAV]  # (i, j), i < j, pointing to random set i
+
+
+class TCAV:
+    """Test concepts on one model.
+
+    Parameters that change numbers (``method``, ``n_steps``, ``layer_point``,
+    ``trainer``, ``seed``) are fixed per engine; the statistical choices
+    (``alpha``, ``direction``, ``correction``, ``null_test``) have defaults here
+    and can be overridden per call, since they only change the last step.
+
+    The model is put in eval mode while it runs and left as it was found.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        method: Method = "gradient",
+        n_steps: int = 5,
+        layer_point: LayerPoint = "output",
+        trainer: CAVTrainer | str | None = None,
+        seed: int = 0,
+        batch_size: int = 64,
+        device: torch.device | str | None = None,
+        alpha: float = 0.05,
+        correction: Correction = "holm",
+        null_test: NullTest = "t",
+        transform: Transform | None = None,
+        store: Store | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if method not in METHODS:
+            raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
+        if correction not in CORRECTIONS:
+            raise ConfigurationError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+        if batch_size < 1:
+            raise ConfigurationError(f"batch_size must be positive, got {batch_size}")
+        if n_steps < 1:
+            raise ConfigurationError(f"n_steps must be positive, got {n_steps}")
+        self.model = model
+        self.method = method
+        self.n_steps = n_steps
+        self.layer_point = layer_point
+        self.trainer = make_trainer(trainer)
+        self.seed = int(seed)
+        self.batch_size = batch_size
+        self.device = torch.device(device) if device is not None else None
+        self.alpha = alpha
+        self.correction = correction
+        self.null_test = null_test
+        self.transform = transform
+        self.store: Store = store if store is not None else MemoryStore()
+
+    # -- public API -----------------------------------------------------------------
+
+    def test(
+        self,
+        concept: ConceptLike,
+        *,
+        target: Target,
+        inputs: ConceptLike,
+        layers: Sequence[str] | str,
+        random_sets: Sequence[ConceptLike] | int = 10,
+        random_pool: ConceptLike | None = None,
+        direction: Direction = "positive",
+        alpha: float | None = None,
+        correction: Correction | None = None,
+        null_test: NullTest | None = None,
+    ) -> TCAVResult:
+        """Test whether ``concept`` matters for ``target`` on each layer.
+
+        ``random_sets`` is a list of explicit random sets, or a count of sets to
+        draw (seeded) from ``random_pool``, each the size of the concept set.
+        """
+        alpha = self.alpha if alpha is None else alpha
+        correction = self.correction if correction is None else correction
+        null_test = self.null_test if null_test is None else null_test
+        if direction not in DIRECTIONS:
+            raise ConfigurationError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        layer_names = [layers] if isinstance(layers, str) else list(layers)
+        modules = resolve_layers(self.model, layer_names, self.layer_point)
+        concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
+                                 transform=self.transform)
+        input_set = as_concept(inputs, name="inputs", transform=self.transform)
+        randoms = self._random_sets(random_sets, random_pool, concept_set)
+        check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
+        self._check_sets(concept_set, randoms, input_set)
+
+        model_fp = model_fingerprint(self.model)
+        with eval_mode(self.model):
+            per_layer = self._compute(model_fp, modules, concept_set, randoms, input_set, target)
+
+        raw: list[tuple[Any, ...]] = []
+        for name in layer_names:
+            raw.append(self._layer_statistics(per_layer[name], len(randoms), direction, null_test))
+        corrected = adjust_p_values([r[1].p_value for r in raw], correction)
+        layer_results = []
+        for name, (scores, outcome, null, concept_stat), p_corr in zip(layer_names, raw, corrected):
+            data = per_layer[name]
+            accs = [c.accuracy for c in data.concept_cavs]
+            layer_results.append(
+                LayerResult(
+                    layer=name,
+                    score=float(np.mean(scores["concept"].sign_count)),
+                    magnitude=float(np.mean(scores["concept"].magnitude)),
+                    statistic=concept_stat,
+                    null_mean=float(np.mean(null)),
+                    null_sd=float(np.std(null, ddof=1)) if len(null) > 1 else 0.0,
+                    t_statistic=float(outcome.statistic),
+                    p_value=float(outcome.p_value),
+                    p_value_rank=float(outcome.p_value_rank),
+                    p_corrected=float(p_corr),
+                    cav_accuracy=float(np.mean(accs)),
+                    significant=bool(p_corr < alpha),
+                    concept_scores=[float(v) for v in scores["concept"].sign_count],
+                    concept_statistics=[float(v) for v in scores["concept"].cosine],
+                    concept_magnitudes=[float(v) for v in scores["concept"].magnitude],
+                    cav_accuracies=[float(a) for a in accs],
+                    null_statistics=[float(v) for v in null],
+                    null_scores=[float(v) for v in scores["null_scores"]],
+                )
+            )
+        return TCAVResult(
+            concept=concept_set.name,
+            target=describe_target(target),
+            direction=direction,
+            alpha=float(alpha),
+            correction=correction,
+            null_test=null_test,
+            method=self.method if self.method == "gradient" else f"{self.method}(n_steps={self.n_steps})",
+            n_random=len(randoms),
+            n_concept_examples=len(concept_set),
+            n_inputs=len(input_set),
+            seed=self.seed,
+            layers=layer_results,
+            model_fingerprint=model_fp,
+            concept_fingerprint=concept_set.fingerprint,
+        )
+
+    # -- data ------------------------------------------------------------------------
+
+    def _random_sets(
+        self, random_sets: Sequence[ConceptLike] | int, pool: ConceptLike | None, concept: Concept
+    ) -> list[Concept]:
+        if isinstance(random_sets, bool):
+            raise ConfigurationError("random_sets must be a count or a list of sets")
+        if isinstance(random_sets, (int, np.integer)):
+            if pool is None:
+                raise ConfigurationError(
+                    f"random_sets={int(random_sets)} asks to draw random sets, but no random pool "
+                    "was given; pass random_pool=... or a list of random sets"
+                )
+            pool_set = as_concept(pool, name="random_pool", transform=self.transform)
+            return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
+        sets = []
+        for k, value in enumerate(random_sets):
+            label = value if isinstance(value, str) else f"random[{k}]"
+            sets.append(as_concept(value, name=str(label), transform=self.transform))
+        return sets
+
+    @staticmethod
+    def _check_sets(concept: Concept, randoms: list[Concept], inputs: Concept) -> None:
+        shape = tuple(concept.examples.shape[1:])
+        for s in [*randoms, inputs]:
+            if tuple(s.examples.shape[1:]) != shape:
+                raise ConceptDataError(
+                    f"{s.name!r} examples have shape {tuple(s.examples.shape[1:])} but concept "
+                    f"{concept.name!r} examples have shape {shape}; all sets must match the model's input"
+                )
+        for s in [concept, *randoms]:
+            if len(s) < MIN_EXAMPLES_PER_SET:
+                raise InsufficientDataError(
+                    f"{s.name!r} has {len(s)} example(s); a CAV needs at least "
+                    f"{MIN_EXAMPLES_PER_SET} per set to hold some out for its accuracy"
+                )
+        seen: dict[str, str] = {}
+        for s in [concept, *randoms]:
+            if s.fingerprint in seen:
+                raise ConceptDataError(
+                    f"{s.name!r} and {seen[s.fingerprint]!r} hold identical examples; a CAV between "
+                    "identical sets is meaningless"
+                )
+            seen[s.fingerprint] = s.name
+
+    # -- computation -----------------------------------------------------------------
+
+    def _settings(self) -> dict[str, Any]:
+        return {"point": self.layer_point}
+
+    def _activations(self, model_fp: str, modules: dict[str, nn.Module], sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
+        """Activations of every set at every layer; a set's missing layers come from one pass."""
+        out: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+        device = self.device or model_device(self.model)
+        for s in sets:
+            keys = {
+                name: make_key("activations", {"model": model_fp, "layer": name, "set": s.fingerprint,
+                                               **self._settings()})
+                for name in modules
+            }
+            pending: dict[str, torch.Tensor] = {}
+
+            def compute_all() -> None:
+                if not pending:
+                    pending.update(
+                        concept_activations(self.model, modules, s.examples, point=self.layer_point,
+                                            batch_size=self.batch_size, device=device)
+                    )
+
+            for name in modules:
+                def compute(name: str = name) -> dict[str, torch.Tensor]:
+                    compute_all()
+                    return {"activations": pending[name]}
+
+                out[name].append(self.store.fetch("activations", keys[name], compute)["activations"])
+        return out
+
+    def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept, target: Target) -> dict[str, torch.Tensor]:
+        device = self.device or model_device(self.model)
+        settings = {"method": self.method, "n_steps": self.n_steps if self.method != "gradient" else None,
+                    **self._settings()}
+        pending: dict[str, torch.Tensor] = {}
+        result = {}
+        for name in modules:
+            key = make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
+                                         "target": target_key(target), **settings})
+
+            def compute(name: str = name) -> dict[str, torch.Tensor]:
+                if not pending:
+                    pending.update(
+                        target_gradients(self.model, modules, inputs.examples, target, method=self.method,
+                                         n_steps=self.n_steps, point=self.layer_point,
+                                         batch_size=self.batch_size, device=device)
+                    )
+                return {"gradients": pending[name]}
+
+            result[name] = self.store.fetch("gradients", key, compute)["gradients"]
+        return result
+
+    def _cavs(self, model_fp: str, layer: str, sets: list[Concept], acts: list[torch.Tensor],
+              pairs: list[tuple[int, int]]) -> list[CAV]:
+        """CAVs for (positive, negative) index pairs into ``sets``, trained in one batch on a miss.
+
+        Each CAV is stored in the canonical orientation of its two fingerprints,
+        so (a, b) and (b, a) share one training and are exact opposites.
+        """
+        trainer_settings = self.trainer.settings()
+        canon = []
+        for a, b in pairs:
+            fa, fb = sets[a].fingerprint, sets[b].fingerprint
+            flip = fa > fb
+            first, second = (b, a) if flip else (a, b)
+            key = make_key("cav", {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
+                                   "negative": sets[second].fingerprint, "trainer": trainer_settings,
+                                   "seed": self.seed, **self._settings()})
+            canon.append((first, second, flip, key))
+        missing = {}
+        for first, second, _flip, key in canon:
+            if key not in missing and not self._stored("cav", key):
+                missing[key] = (first, second)
+        trained: dict[str, CAV] = {}
+        if missing:
+            order = list(missing.items())
+            offsets = np.cumsum([0] + [len(a) for a in acts])
+            features = torch.cat(acts)
+            groups = [torch.arange(offsets[k], offsets[k + 1]) for k in range(len(acts))]
+            seeds = [pair_seed(self.seed, sets[f].fingerprint, sets[s].fingerprint) for _, (f, s) in order]
+            cavs = self.trainer.train_many(features, groups, [fs for _, fs in order], seeds)
+            trained = {key: cav for (key, _), cav in zip(order, cavs)}
+        result = []
+        for _first, _second, flip, key in canon:
+            def compute(key: str = key) -> dict[str, torch.Tensor]:
+                cav = trained[key]
+                return {"weights": cav.weights, "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
+                        "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
+
+            value = self.store.fetch("cav", key, compute)
+            cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
+            result.append(cav.flipped() if flip else cav)
+        return result
+
+    def _stored(self, kind: str, key: str) -> bool:
+        contains = getattr(self.store, "contains", None)
+        return bool(contains(kind, key)) if contains is not None else False
+
+    def _compute(self, model_fp, modules, concept, randoms, inputs, target) -> dict[str, _LayerData]:
+        sets = [concept, *randoms]
+        acts = self._activations(model_fp, modules, sets)
+        grads = self._gradients(model_fp, modules, inputs, target)
+        n = len(randoms)
+        concept_pairs = [(0, 1 + i) for i in range(n)]
+        random_pairs = [(1 + i, 1 + j) for i in range(n) for j in range(i + 1, n)]
+        out = {}
+        for name in modules:
+            cavs = self._cavs(model_fp, name, sets, acts[name], concept_pairs + random_pairs)
+            random_cavs = {
+                (i - 1, j - 1): cav for (i, j), cav in zip(random_pairs, cavs[n:])
+            }
+            out[name] = _LayerData(grads[name], cavs[:n], random_cavs)
+        return out
+
+    @staticmethod
+    def _layer_statistics(data: _LayerData, n: int, direction: Direction, null_test: NullTest):
+        concept_scores = pair_scores(data.gradients, torch.stack([c.weights for c in data.concept_cavs]))
+        pairwise = np.zeros((n, n))
+        pair_signs = np.zeros((n, n))
+        if data.random_cavs:
+            keys = list(data.random_cavs)
+            weights = torch.stack([data.random_cavs[k].weights for k in keys])
+            forward = pair_scores(data.gradients, weights)
+            backward_signs = pair_scores(data.gradients, -weights).sign_count
+            for k, (i, j) in enumerate(keys):
+                pairwise[i, j] = forward.cosine[k]
+                pairwise[j, i] = -forward.cosine[k]
+                pair_signs[i, j] = forward.sign_count[k]
+                pair_signs[j, i] = backward_signs[k]
+        null = leave_one_out_null(pairwise)
+        null_scores = pair_signs.sum(1) / max(n - 1, 1)
+        concept_stat = float(np.mean(concept_scores.cosine))
+        outcome = compare_to_null(concept_stat, null, direction, null_test)
+        return {"concept": concept_scores, "null_scores": null_scores}, outcome, null, concept_stat
