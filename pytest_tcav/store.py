@@ -86,5 +86,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         h.update(str(tuple(t.shape)).encode())
         h.update(str(t.dtype).encode())
         if t.numel():
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else t.numpy().tobytes())
+            # reshape(-1): 0-dim buffers (batch norm's num_batches_tracked) cannot be viewed as bytes
+            flat = t.reshape(-1)
+            h.update(flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else flat.numpy().tobytes())
     return h.hexdigest()
