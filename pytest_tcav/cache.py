@@ -388,6 +388,8 @@ class DiskStore:
             raise ConfigurationError(f"cache mode must be one of {MODES}, got {mode!r}")
         if max_bytes is not None and (not isinstance(max_bytes, int) or max_bytes <= 0):
             raise ConfigurationError(f"max_bytes must be a positive number of bytes or None, got {max_bytes!r}")
+        if not lock_timeout > 0 or math.isinf(lock_timeout):
+            raise ConfigurationError(f"lock_timeout must be a positive, finite number of seconds, got {lock_timeout!r}")
         self.root = Path(root)
         self.mode: Mode = mode
         self.max_bytes = max_bytes
@@ -432,7 +434,7 @@ class DiskStore:
             acquired = self._acquire(lock, path)
             if acquired and self.mode != "write":
                 # Another worker may have computed it while we waited on its lock.
-                value = self._load(kind, key, path)
+                value = self._load(kind, key, path, recheck=True)
                 if value is not None:
                     return value
             self.stats.misses[kind] += 1
@@ -443,6 +445,62 @@ class DiskStore:
                 lock.release()
         self._maybe_evict()
         return value
+
+    def fetch_many(
+        self, kind: str, keys: list[str], compute_many: Callable[[list[str]], dict[str, Value]]
+    ) -> dict[str, Value]:
+        """Values for many keys, computing all the missing ones in one call of ``compute_many``.
+
+        For work that is cheaper batched (CAVs of all random pairs trained
+        together): the locks of all missing keys are taken (in sorted order, so
+        two workers never wait on each other in a cycle), the entries are read
+        again, and only what is still missing is computed, so concurrent
+        workers never train the same CAV twice.  ``compute_many`` receives
+        the missing keys and must return a value for each.
+        """
+        wanted = list(dict.fromkeys(keys))
+        paths = {key: self.path(kind, key) for key in wanted}
+        result: dict[str, Value] = {}
+        for key in wanted:
+            pinned = self._pinned.pop((kind, key), None)
+            if pinned is not None:
+                result[key] = pinned
+            elif self.mode in ("read", "readwrite"):
+                value = self._load(kind, key, paths[key])
+                if value is not None:
+                    result[key] = value
+        missing = [key for key in wanted if key not in result]
+        if not missing:
+            return result
+        held: list[FileLock] = []
+        try:
+            if self._writable:
+                for key in sorted(missing):
+                    lock = self._lock(paths[key])
+                    if lock is None or not self._acquire(lock, paths[key]):
+                        break
+                    held.append(lock)
+                if self.mode == "readwrite" and held:
+                    for key in missing:
+                        value = self._load(kind, key, paths[key], recheck=True)
+                        if value is not None:
+                            result[key] = value
+                    missing = [key for key in missing if key not in result]
+            if missing:
+                computed = compute_many(list(missing))
+                absent = [key for key in missing if key not in computed]
+                if absent:
+                    raise KeyError(f"compute_many returned no value for {len(absent)} key(s), e.g. {absent[0]}")
+                for key in missing:
+                    self.stats.misses[kind] += 1
+                    result[key] = computed[key]
+                    self._write(kind, key, paths[key], computed[key])
+        finally:
+            for lock in reversed(held):
+                lock.release()
+        if missing:
+            self._maybe_evict()
+        return {key: result[key] for key in wanted}
 
     def contains(self, kind: str, key: str) -> bool:
         """Whether a sound entry exists; if so it is loaded and held until the matching :meth:`fetch`.
@@ -540,14 +598,18 @@ class DiskStore:
 
     # -- reading ----------------------------------------------------------------------
 
-    def _load(self, kind: str, key: str, path: Path) -> Value | None:
-        """A sound entry's value, or None (missing, stale, or corrupt: reported and removed)."""
+    def _load(self, kind: str, key: str, path: Path, *, recheck: bool = False) -> Value | None:
+        """A sound entry's value, or None (missing, stale, or corrupt: reported and removed).
+
+        ``recheck`` marks the second look taken under the entry's lock, whose
+        stale or corrupt findings were already counted by the first.
+        """
         try:
             with open(path, "rb") as handle:
                 size = os.fstat(handle.fileno()).st_size
                 buffer = bytearray(size)
                 read = handle.readinto(buffer)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             self._warn_once(("read", kind, key), f"cannot read cache entry {path}: {exc}; recomputing it")
@@ -557,10 +619,10 @@ class DiskStore:
                 raise CorruptEntry(f"short read ({read} of {size} bytes)")
             value = decode_entry(buffer, kind, key, self._environment)
         except StaleEntry:
-            self.stats.stale[kind] += 1
+            self.stats.stale[kind] += not recheck
             return None
         except CorruptEntry as exc:
-            self.stats.corrupt[kind] += 1
+            self.stats.corrupt[kind] += not recheck
             action = "removed it and recomputing" if self._writable else "recomputing (read-only mode keeps it)"
             self._warn_once(("corrupt", kind, key), f"corrupt cache entry {path}: {exc}; {action}")
             if self._writable:
