@@ -90,6 +90,9 @@ STALE_TMP_SECONDS = 3600.0
 #: one eviction makes room for many writes instead of running after each one.
 LOW_WATER = 0.9
 
+#: Entries held between a ``contains`` and its ``fetch`` (the engine fetches right after asking).
+MAX_PINNED = 4096
+
 _KEY_RE = re.compile(r"^[0-9a-f]{32,128}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{2}$")
@@ -371,7 +374,10 @@ class DiskStore:
     ``max_bytes`` bounds the total size (least recently used entries are
     evicted; ``None`` for no bound).  ``lock_timeout`` is how long a worker
     waits for another worker computing the same value before computing it
-    itself (correct either way, only slower).
+    itself (correct either way, only slower).  ``fsync=False`` skips flushing
+    each entry to the device before it is renamed into place: faster on slow
+    disks, and still never wrong, since an entry torn by a power loss fails
+    its checksum and is recomputed (with a warning).
 
     Not safe to share one instance between threads; share the directory instead.
     """
@@ -383,6 +389,7 @@ class DiskStore:
         max_bytes: int | None = DEFAULT_MAX_BYTES,
         *,
         lock_timeout: float = 900.0,
+        fsync: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"cache mode must be one of {MODES}, got {mode!r}")
@@ -394,6 +401,7 @@ class DiskStore:
         self.mode: Mode = mode
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
+        self.fsync = fsync
         self.stats = CacheStats()
         self._environment = environment_fingerprint()
         self._writable = mode in ("readwrite", "write")
@@ -494,7 +502,7 @@ class DiskStore:
                 for key in missing:
                     self.stats.misses[kind] += 1
                     result[key] = computed[key]
-                    self._write(kind, key, paths[key], computed[key])
+                self._write_all(kind, [(key, paths[key], computed[key]) for key in missing])
         finally:
             for lock in reversed(held):
                 lock.release()
@@ -518,6 +526,8 @@ class DiskStore:
         if value is None:
             return False
         self._pinned[(kind, key)] = value
+        while len(self._pinned) > MAX_PINNED:  # answers never fetched: forget the oldest
+            self._pinned.pop(next(iter(self._pinned)))
         return True
 
     # -- layout -----------------------------------------------------------------------
@@ -672,69 +682,92 @@ class DiskStore:
 
     def _write(self, kind: str, key: str, path: Path, value: Value) -> None:
         """Write ``value`` atomically; on a disk error leave nothing behind and stop persisting."""
-        if not self._writable:
+        if self._writable:
+            self._record_write(kind, self._attempt(self._write_file, kind, key, path, value))
+
+    def _write_all(self, kind: str, items: list[tuple[str, Path, Value]]) -> None:
+        """Write many entries at once, in threads.
+
+        Hashing and file writes release the GIL, and concurrent fsyncs share
+        one journal commit on common file systems (about ten times faster than
+        one fsync after another for hundreds of CAVs).
+        """
+        if not self._writable or not items:
             return
-        tmp = path.with_name(f"{key}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
-        digest = hashlib.sha256()
-        written = 0
-        fd = -1
+        if len(items) == 1:
+            self._write(kind, *items[0])
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def attempt(item: tuple[str, Path, Value]) -> int | BaseException:
+            try:
+                return self._write_file(kind, *item)
+            except BaseException as exc:  # handed back to the calling thread
+                return exc
+
+        with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="tcav-cache") as pool:
+            outcomes = list(pool.map(attempt, items))
+        for outcome in outcomes:
+            self._record_write(kind, self._attempt(_reraise, outcome))
+
+    def _attempt(self, function: Callable[..., int], *args: Any) -> int | None:
+        """Run a write, turning disk errors and oversized values into warnings; None if nothing was written."""
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-            with os.fdopen(fd, "wb") as handle:
-                fd = -1  # owned by the file object now
-                for chunk in encode_entry(kind, key, value, self._environment):
-                    digest.update(chunk)
-                    handle.write(chunk)
-                    written += len(chunk)
-                    if self.max_bytes is not None and written > self.max_bytes:
-                        raise _TooLarge()
-                handle.write(digest.digest())
-                written += _DIGEST
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except _TooLarge:
-            self._discard(tmp)
-            self._warn_once(("too-large", kind), f"a {kind} value is larger than the cache limit "
-                                                 f"({self.max_bytes} bytes); not storing it")
-            return
+            return function(*args)
+        except _TooLarge as exc:
+            self._warn_once(("too-large", str(exc)), f"a {exc} value is larger than the cache limit "
+                                                     f"({self.max_bytes} bytes); not storing it")
         except OSError as exc:
-            if fd >= 0:
-                with suppress(OSError):
-                    os.close(fd)
-            self._discard(tmp)
             self._write_failed(exc)
+        return None
+
+    def _record_write(self, kind: str, written: int | None) -> None:
+        if written is None:
             return
-        except BaseException:
-            if fd >= 0:
-                with suppress(OSError):
-                    os.close(fd)
-            self._discard(tmp)
-            raise
-        self._fsync_directory(path.parent)
         self.stats.writes[kind] += 1
         if self._approx_bytes is not None:
             self._approx_bytes += written
         self._written_since_scan += written
 
+    def _write_file(self, kind: str, key: str, path: Path, value: Value) -> int:
+        """Temporary file beside the entry, fsync, rename; returns the bytes written.
+
+        Touches no state of the store, so several can run in threads.  On any
+        failure the temporary file is removed before the error propagates.
+        The rename is atomic: readers see the old entry or the new one.  The
+        directory is not fsynced: a rename lost in a crash is only a miss.
+        """
+        tmp = path.with_name(f"{key}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+        digest = hashlib.sha256()
+        written = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+        except OSError:
+            self._discard(tmp)
+            raise
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in encode_entry(kind, key, value, self._environment):
+                    digest.update(chunk)
+                    handle.write(chunk)
+                    written += len(chunk)
+                    if self.max_bytes is not None and written > self.max_bytes:
+                        raise _TooLarge(kind)
+                handle.write(digest.digest())
+                written += _DIGEST
+                handle.flush()
+                if self.fsync:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        return written
+
     @staticmethod
     def _discard(tmp: Path) -> None:
         with suppress(OSError):
             tmp.unlink()
-
-    @staticmethod
-    def _fsync_directory(directory: Path) -> None:
-        """Make the rename itself durable (best effort; not every platform can open a directory)."""
-        try:
-            fd = os.open(directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(fd)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
 
     def _write_failed(self, exc: OSError) -> None:
         self.stats.write_errors += 1
@@ -836,4 +869,10 @@ class DiskStore:
 
 
 class _TooLarge(Exception):
-    pass
+    """A value over the cache's whole size bound (its message is the value's kind)."""
+
+
+def _reraise(outcome: int | BaseException) -> int:
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome

@@ -752,3 +752,29 @@ def test_model_changed_back_hits_again(warm: tuple[Path, dict[str, Any]], worklo
     model.load_state_dict(original)
     result, store = run(root, model, workload)
     assert dict(store.computed) == {} and result == baseline
+
+
+def test_fetch_many_survives_disk_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = DiskStore(tmp_path)
+    monkeypatch.setattr(os, "replace", _failing(errno.ENOSPC, os.replace))
+    keys = [key(n) for n in range(6)]
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        got = store.fetch_many("cav", keys, lambda missing: {k: {"v": torch.full((50,), float(i))}
+                                                             for i, k in enumerate(missing)})
+    monkeypatch.undo()
+    assert [float(got[k]["v"][0]) for k in keys] == [float(i) for i in range(6)]
+    assert len(cache_warnings(record)) == 1 and not store.persisting
+    assert files(tmp_path, "*.tmp") == [] and files(tmp_path, "*.tcav") == []
+
+
+def test_fsync_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    original = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append(fd) or original(fd))
+    DiskStore(tmp_path / "durable").fetch("cav", KEY, Counting())
+    assert len(calls) == 1
+    compute = Counting()
+    DiskStore(tmp_path / "fast", fsync=False).fetch("cav", KEY, compute)
+    assert len(calls) == 1
+    assert same(DiskStore(tmp_path / "fast").fetch("cav", KEY, compute), compute.value) and compute.calls == 1
