@@ -1,9 +1,198 @@
-"""pytest glue for pytest-tcav (loaded through the ``pytest11`` entry point)."""
+"""pytest glue for pytest-tcav, loaded through the ``pytest11`` entry point ``tcav``.
+
+Disable it with ``-p no:tcav``; load it explicitly (when plugin autoloading is
+off) with ``-p pytest_tcav.plugin``.  What it adds to a run:
+
+* the ``--tcav-*`` options (group "tcav") and matching ``tcav_*`` ini keys;
+* the ``tcav`` marker, set automatically on concept tests (see
+  :func:`is_concept_test`) so that ``-m "not tcav"`` skips them;
+* the session-scoped fixtures ``tcav`` (a :class:`~pytest_tcav.session.TCAVSession`)
+  and ``tcav_concepts`` (its concept library);
+* a terminal summary with one row per concept check, merged from
+  pytest-xdist workers, which send their records as JSON through
+  ``workeroutput`` rather than writing shared files.
+
+This module imports no torch: the session, and the engine behind it, are built
+on the first concept check.
+"""
 
 from __future__ import annotations
 
+import inspect
+import json
+import sys
+import types
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+from .config import OPTIONS, config_from_pytest
+from .errors import ConfigurationError
+from .registry import SessionHandle, activate, deactivate
+from .summary import summary_lines
+
+if TYPE_CHECKING:
+    from .library import ConceptLibrary
+    from .session import TCAVSession
+
+#: The name of the ``pytest11`` entry point: ``-p no:tcav`` disables the plugin.
+ENTRY_POINT_NAME = "tcav"
+HANDLE_KEY = pytest.StashKey[SessionHandle]()
+WORKER_RECORDS_KEY = pytest.StashKey[list]()
+WORKEROUTPUT_KEY = "pytest_tcav_records"
+
+#: A test whose own code names one of these is a concept test.
+ASSERTION_NAMES = frozenset({"assert_concept_significant", "assert_concept_insignificant"})
+#: A test that uses one of these fixtures, directly or through other fixtures, is a concept test.
+FIXTURE_NAMES = frozenset({"tcav", "tcav_concepts"})
+
+MARKER_HELP = ("tcav: a concept test (TCAV); set automatically on tests that use the tcav fixtures "
+               "or call the concept assertions, deselect with -m 'not tcav'")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("tcav", "concept tests (pytest-tcav)")
+    for option in OPTIONS:
+        group.addoption(option.flag, dest=option.key, metavar=option.metavar, default=None,
+                        help=f"{option.help}. ini: {option.key}")
+        parser.addini(option.key, help=option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]
+
+
+def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
+    """Loaded by module name (``-p pytest_tcav.plugin``), keep autoloading from loading it twice.
+
+    pytest would otherwise register this module a second time under its entry
+    point name and stop with "Plugin already registered under a different name".
+    """
+    if plugin is sys.modules[__name__] and plugin_name != ENTRY_POINT_NAME:
+        if manager.get_plugin(ENTRY_POINT_NAME) is None and not manager.is_blocked(ENTRY_POINT_NAME):
+            manager.set_blocked(ENTRY_POINT_NAME)
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "tcav: a concept test (TCAV); deselect with -m 'not tcav'")
+    config.addinivalue_line("markers", MARKER_HELP)
+    try:
+        settings = config_from_pytest(config)
+    except ConfigurationError as exc:
+        raise pytest.UsageError(f"pytest-tcav: {exc}") from None
+    handle = SessionHandle(settings)
+    config.stash[HANDLE_KEY] = handle
+    config.stash[WORKER_RECORDS_KEY] = []
+    activate(handle)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is not None:
+        deactivate(handle)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """One line of settings, only in projects that configure pytest-tcav."""
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is None or not handle.config.sources:
+        return None
+    c = handle.config
+    return (f"tcav: concepts={c.concepts}, inputs={c.inputs}, random_sets={c.random_sets}, "
+            f"alpha={c.alpha}, seed={c.seed}, method={c.method}")
+
+
+# -- marking ------------------------------------------------------------------------------
+
+
+def _code_names(code: types.CodeType) -> Iterator[str]:
+    yield from code.co_names
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):  # nested functions, lambdas, comprehensions
+            yield from _code_names(const)
+
+
+def is_concept_test(item: pytest.Item) -> bool:
+    """The auto-marking rule: does this test use the tcav fixtures or name an assertion?
+
+    A test is a concept test when it requests ``tcav`` or ``tcav_concepts``
+    (directly or through its fixtures), or when its own body (including
+    functions nested in it) refers to ``assert_concept_significant`` or
+    ``assert_concept_insignificant``, by bare name or as an attribute.  A test
+    that calls them only through a helper defined elsewhere is not seen: mark
+    it with ``@pytest.mark.tcav``.
+    """
+    if FIXTURE_NAMES.intersection(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    if function is None:
+        return False
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    return code is not None and not ASSERTION_NAMES.isdisjoint(_code_names(code))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # tryfirst: the marker must be on the items before "-m" deselects by it.
+    for item in items:
+        if item.get_closest_marker("tcav") is None and is_concept_test(item):
+            item.add_marker(pytest.mark.tcav)
+
+
+# -- the session -------------------------------------------------------------------------
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Tell the session which test is running, so that its records carry the test id."""
+    handle = item.config.stash.get(HANDLE_KEY, None)
+    if handle is not None:
+        handle.current_nodeid = item.nodeid
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.current_nodeid = None
+
+
+@pytest.fixture(scope="session")
+def tcav(request: pytest.FixtureRequest) -> "TCAVSession":
+    """The run's TCAV session: settings, concept and input libraries, shared cache, assertions."""
+    handle = request.config.stash.get(HANDLE_KEY, None)
+    if handle is None:  # pragma: no cover - pytest_configure always sets it
+        raise pytest.UsageError("pytest-tcav was not configured")
+    return handle.get()
+
+
+@pytest.fixture(scope="session")
+def tcav_concepts(tcav: "TCAVSession") -> "ConceptLibrary":
+    """The concept library configured by ``tcav_concepts``."""
+    return tcav.concepts
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker, hand the records to the controller as plain JSON."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    handle = session.config.stash.get(HANDLE_KEY, None)
+    if workeroutput is not None and handle is not None:
+        workeroutput[WORKEROUTPUT_KEY] = json.dumps(handle.records())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """On the pytest-xdist controller, collect a finished worker's records."""
+    data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
+    if data:
+        node.config.stash[WORKER_RECORDS_KEY].extend(json.loads(data))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is None or hasattr(config, "workerinput"):
+        return
+    lines = summary_lines(handle.records() + config.stash.get(WORKER_RECORDS_KEY, []))
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "TCAV concept checks")
+    for number, line in enumerate(lines):
+        failed = number >= 2 and number < len(lines) - 1 and line.rstrip().endswith(("FAILED", "ERROR"))
+        terminalreporter.write_line(line, red=failed, bold=number == 0)

@@ -1,0 +1,306 @@
+"""Concept assertions: the two functions a concept test calls, and their failure messages.
+
+A failure should read like a good pytest failure: the user's line on top (every
+frame here hides itself from the traceback), then what was measured on each
+layer, then one sentence saying why the check failed and what to try.  Errors
+in the test's own setup (an unknown layer, a missing concept folder) keep
+their :class:`~pytest_tcav.errors.TCAVError` type but lose the engine's
+internal frames, since the fix is on the user's line, not inside the engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from .errors import ConfigurationError, TCAVError
+from .registry import current_session
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .concepts import ConceptLike
+    from .results import LayerResult, TCAVResult
+    from .session import TargetLike, TCAVSession
+
+Expectation = Literal["significant", "insignificant"]
+Require = Literal["all", "any"]
+
+#: Below this held-out accuracy a CAV barely tells the concept from random examples.
+LOW_CAV_ACCURACY = 0.6
+
+
+class ConceptTestFailure(AssertionError):
+    """A concept check did not hold; ``result`` holds everything that was measured."""
+
+    def __init__(self, message: str, result: "TCAVResult", reason: str) -> None:
+        super().__init__(message)
+        self.result = result
+        self.reason = reason
+
+
+ConceptTestFailure.__module__ = "pytest_tcav"  # shown in tracebacks as the public name
+
+
+def assert_concept_significant(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "positive",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    require: Require = "all",
+    score: tuple[float, float] | None = None,
+) -> "TCAVResult":
+    """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
+
+    Passes when the concept is significant on every layer of ``layers``
+    (``require="any"``: on at least one), with its TCAV score inside
+    ``score=(low, high)`` on those layers when a range is given.  Returns the
+    :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
+    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
+    """
+    __tracebackhide__ = True
+    return check_concept(
+        current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
+        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+    )
+
+
+def assert_concept_insignificant(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "either",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    require: Require = "all",
+    score: tuple[float, float] | None = None,
+) -> "TCAVResult":
+    """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
+
+    Passes when the concept is not significant on any layer of ``layers``
+    (``require="any"``: not significant on at least one), with its TCAV score
+    inside ``score=(low, high)`` when a range is given.  ``direction`` defaults
+    to ``"either"``: pushing the target down is relying on the concept too.
+    """
+    __tracebackhide__ = True
+    return check_concept(
+        current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
+        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+    )
+
+
+def check_concept(
+    session: "TCAVSession",
+    expectation: Expectation,
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    require: Require = "all",
+    score: tuple[float, float] | None = None,
+    direction: str | None = None,
+    **knobs: Any,
+) -> "TCAVResult":
+    """Run one concept check on ``session``, record it, and raise on failure."""
+    __tracebackhide__ = True
+    if direction is None:
+        direction = "positive" if expectation == "significant" else "either"
+    layer_names = [layers] if isinstance(layers, str) else list(layers)
+    entry: dict[str, Any] = {
+        "concept": _describe(concept),
+        "target": _describe(target),
+        "layers": layer_names,
+        "expectation": expectation,
+        "direction": direction,
+        "require": require,
+        "score_range": list(score) if score is not None else None,
+    }
+    try:
+        score_range = _check_score_range(score)
+        if require not in ("all", "any"):
+            raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
+        result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
+    except TCAVError as exc:
+        session.record({**entry, "outcome": "error", "message": str(exc), "results": []})
+        raise exc.with_traceback(None)
+    judgement = judge(result, expectation, require, score_range)
+    session.record({
+        **entry,
+        "concept": result.concept,
+        "target": entry["target"] if entry["target"] == result.target else f"{entry['target']} ({result.target})",
+        "alpha": result.alpha,
+        "results": [
+            {"layer": r.layer, "score": r.score, "p_value": r.p_value, "p_corrected": r.p_corrected,
+             "cav_accuracy": r.cav_accuracy, "significant": r.significant}
+            for r in result.layers
+        ],
+        "outcome": "passed" if judgement.passed else "failed",
+        "message": None if judgement.passed else judgement.reason,
+    })
+    if not judgement.passed:
+        raise ConceptTestFailure(
+            f"{judgement.headline}\n\n{result.table()}\n\n{judgement.reason}", result, judgement.reason
+        )
+    return result
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    name = getattr(value, "name", None)
+    if isinstance(name, str):
+        return name
+    return getattr(value, "__qualname__", type(value).__name__)
+
+
+def _check_score_range(score: tuple[float, float] | None) -> tuple[float, float] | None:
+    if score is None:
+        return None
+    try:
+        low, high = (float(v) for v in score)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"score must be a (low, high) pair of numbers, got {score!r}") from None
+    if not 0.0 <= low <= high <= 1.0:
+        raise ConfigurationError(f"score=(low, high) needs 0 <= low <= high <= 1, got {score!r}")
+    return low, high
+
+
+# -- judging ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Judgement:
+    passed: bool
+    headline: str
+    reason: str
+
+
+def _in_range(r: "LayerResult", score: tuple[float, float] | None) -> bool:
+    return score is None or score[0] <= r.score <= score[1]
+
+
+def _names(layers: Sequence["LayerResult"]) -> str:
+    return ", ".join(r.layer for r in layers)
+
+
+def judge(result: "TCAVResult", expectation: Expectation, require: Require,
+          score: tuple[float, float] | None) -> Judgement:
+    """Whether a result meets the expectation, and if not, why, in words."""
+    if expectation == "significant":
+        ok = [r.significant and _in_range(r, score) for r in result.layers]
+    else:
+        ok = [not r.significant and _in_range(r, score) for r in result.layers]
+    passed = all(ok) if require == "all" else any(ok)
+    if passed:
+        return Judgement(True, "", "")
+    failing = [r for r, good in zip(result.layers, ok) if not good]
+    scope = (f"all of {len(result.layers)} layer(s)" if require == "all"
+             else f"at least one of {len(result.layers)} layer(s)")
+    in_range = f" with a TCAV score in [{score[0]}, {score[1]}]" if score is not None else ""
+    if expectation == "significant":
+        headline = (f"concept {result.concept!r} is not significant ({result.direction}) for target "
+                    f"{result.target}{in_range} on {_names(failing)} (required: {scope})")
+        reason = _why_not_significant(result, failing, score)
+    else:
+        headline = (f"concept {result.concept!r} is significant ({result.direction}) for target "
+                    f"{result.target} on {_names(failing)}; expected it not to be (required: {scope})")
+        reason = _why_significant(result, failing, score)
+    return Judgement(False, headline, reason)
+
+
+def _against_direction(r: "LayerResult", direction: str) -> bool:
+    if direction == "positive":
+        return r.statistic < r.null_mean
+    if direction == "negative":
+        return r.statistic > r.null_mean
+    return False
+
+
+def _why_not_significant(result: "TCAVResult", failing: list["LayerResult"],
+                         score: tuple[float, float] | None) -> str:
+    """One sentence: the causes seen on the failing layers, then what to try for each."""
+    out_of_range = [r for r in failing if r.significant]
+    weak = [r for r in failing if not r.significant]
+    low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
+    rest = [r for r in weak if r not in low_accuracy]
+    wrong_way = [r for r in rest if _against_direction(r, result.direction)]
+    rest = [r for r in rest if r not in wrong_way]
+    corrected_away = [r for r in rest if r.p_value < result.alpha]
+    rest = [r for r in rest if r not in corrected_away]
+
+    why: list[str] = []
+    tries: list[str] = []
+    if low_accuracy:
+        accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low_accuracy)
+        why.append(f"the CAV accuracy on {_names(low_accuracy)} is only {accs} (below ~{LOW_CAV_ACCURACY}), "
+                   "so the concept is not linearly separable from the random sets there")
+        tries.append("a later layer or more distinctive concept examples")
+    if wrong_way:
+        why.append(f"on {_names(wrong_way)} the concept pushes the target the other way "
+                   f"(statistic below the random sets' mean for direction {result.direction!r})")
+        tries.append("checking the target, or direction='negative' / 'either' if that is expected")
+    if corrected_away:
+        why.append(f"on {_names(corrected_away)} it is significant only before the {result.correction} "
+                   f"correction over {len(result.layers)} layers")
+        tries.append("testing fewer layers or adding random sets")
+    if rest:
+        why.append(f"on {_names(rest)} its effect is within the spread of the {result.n_random} random sets")
+        tries.append("more random sets (random_sets=...), more concept examples, or other layers")
+    if out_of_range:
+        scores = ", ".join(f"{r.score:.2f}" for r in out_of_range)
+        assert score is not None
+        why.append(f"its TCAV score on {_names(out_of_range)} is {scores}, outside the expected "
+                   f"[{score[0]}, {score[1]}]")
+        tries.append("checking the expected score range")
+    return _sentence(why, tries)
+
+
+def _why_significant(result: "TCAVResult", failing: list["LayerResult"],
+                     score: tuple[float, float] | None) -> str:
+    relied = [r for r in failing if r.significant]
+    out_of_range = [r for r in failing if not r.significant]
+    why: list[str] = []
+    tries: list[str] = []
+    if relied:
+        ps = ", ".join(f"{r.p_corrected:.2g}" for r in relied)
+        why.append(f"the model relies on it on {_names(relied)} (corrected p {ps} < alpha {result.alpha})")
+        tries.append("fixing the model if this is an unwanted shortcut (e.g. retrain with the concept "
+                     "randomised), using random sets from the same source as the concept images if they "
+                     "differ in more than the concept, or assert_concept_significant if the reliance is expected")
+    if out_of_range:
+        scores = ", ".join(f"{r.score:.2f}" for r in out_of_range)
+        assert score is not None
+        why.append(f"its TCAV score on {_names(out_of_range)} is {scores}, outside the expected "
+                   f"[{score[0]}, {score[1]}]")
+        tries.append("checking the expected score range")
+    return _sentence(why, tries)
+
+
+def _sentence(why: list[str], tries: list[str]) -> str:
+    text = "; and ".join(why)
+    return f"Why: {text[0].upper() + text[1:]}; try {'; or '.join(tries)}."

@@ -1,0 +1,262 @@
+"""Settings of a pytest-tcav run: ini keys, ``--tcav-*`` overrides, validation.
+
+A :class:`TCAVConfig` is built once per pytest run from the ini file
+(``pytest.ini``, ``pyproject.toml``, ``tox.ini``, ``setup.cfg``) and the command
+line, the command line winning.  It is frozen so that every test of the run
+sees the same settings, and it stays free of torch so that the plugin costs
+nothing to load in a run that never tests a concept.
+
+Path rules: a path from the ini file is relative to the ini file's directory
+(the project root when there is no ini file); a path from the command line is
+relative to the directory pytest was started from, as a shell user expects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .errors import ConfigurationError
+
+# Kept in step with the engine (tests/test_plugin_config.py checks it); repeated
+# here so that reading the configuration does not import torch.
+METHODS = ("gradient", "integrated_gradients")
+CORRECTIONS = ("holm", "bonferroni", "none")
+
+_DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
+_TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its ini key, its command-line flag and its help text."""
+
+    key: str
+    help: str
+    metavar: str
+    ini_type: str = "string"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("tcav_concepts", "concept library folder: one sub-folder of images per concept, plus "
+           "random_* folders or one 'random' pool folder", "DIR"),
+    Option("tcav_inputs", "input library folder: one sub-folder of images per target, named by "
+           "class index or class name", "DIR"),
+    Option("tcav_classes", "class names for targets and input folders, as name=index pairs "
+           "(comma-separated on the command line, one per line in the ini file)", "NAME=INDEX,...",
+           ini_type="linelist"),
+    Option("tcav_transform", "image preprocessing, as 'package.module:callable' taking a PIL image "
+           "and returning a tensor (imported on first use)", "MODULE:CALLABLE"),
+    Option("tcav_random_sets", "number of random counterparts per concept (default: 10)", "N"),
+    Option("tcav_alpha", "family-wise significance level over the layers of one assertion "
+           "(default: 0.05)", "ALPHA"),
+    Option("tcav_seed", "seed of random-set sampling and CAV training (default: 0)", "SEED"),
+    Option("tcav_device", "device to test on, e.g. cuda:0; model fixtures put the model there with "
+           "model.to(tcav.device) (default: the model's own device)", "DEVICE"),
+    Option("tcav_batch_size", "examples per forward/backward pass (default: 64)", "N"),
+    Option("tcav_method", "attribution method: gradient or integrated_gradients (default: gradient)",
+           "METHOD"),
+    Option("tcav_n_steps", "integration steps for method integrated_gradients (default: 5)", "N"),
+    Option("tcav_correction", "multiple-layer correction: holm, bonferroni or none (default: holm)",
+           "NAME"),
+)
+
+
+@dataclass(frozen=True)
+class TCAVConfig:
+    """Validated settings of one run; defaults are those of a bare ``pytest``.
+
+    ``sources`` says where each non-default value came from (for error messages
+    that point at the line to fix).
+    """
+
+    concepts: Path | None = None
+    inputs: Path | None = None
+    classes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    transform: str | None = None
+    random_sets: int = 10
+    alpha: float = 0.05
+    seed: int = 0
+    device: str | None = None
+    batch_size: int = 64
+    method: str = "gradient"
+    n_steps: int = 5
+    correction: str = "holm"
+    root: Path = field(default_factory=Path.cwd)
+    sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def source(self, key: str) -> str:
+        """Where a setting came from, e.g. ``--tcav-concepts`` or ``tcav_concepts in pytest.ini``."""
+        return self.sources.get(key, f"default of {key}")
+
+    def load_transform(self) -> Callable[[Any], Any] | None:
+        """Import the configured transform; errors name the setting to fix."""
+        if self.transform is None:
+            return None
+        return import_callable(self.transform, self.source("tcav_transform"))
+
+    def class_index(self, name: str) -> int:
+        """The index of a class name from ``tcav_classes``, or a clear error."""
+        if name in self.classes:
+            return self.classes[name]
+        if not self.classes:
+            raise ConfigurationError(
+                f"target {name!r} is a class name, but no class names are configured; set "
+                "tcav_classes (e.g. 'zebra=340') or pass the class index"
+            )
+        from difflib import get_close_matches
+
+        close = get_close_matches(name, list(self.classes), n=3)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ConfigurationError(
+            f"unknown class name {name!r}{hint} (tcav_classes has: {', '.join(sorted(self.classes))})"
+        )
+
+
+def import_callable(spec: str, origin: str = "tcav_transform") -> Callable[[Any], Any]:
+    """Import ``package.module:attribute`` and check that it is callable."""
+    if not _TRANSFORM_PATTERN.match(spec):
+        raise ConfigurationError(f"{origin}: {spec!r} is not of the form 'package.module:callable'")
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{origin}: cannot import module {module_name!r} for {spec!r} ({type(exc).__name__}: {exc}); "
+            "is it installed, or does the ini file need 'pythonpath = .'?"
+        ) from exc
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            raise ConfigurationError(f"{origin}: module {module_name!r} has no attribute {attribute!r}")
+        value = getattr(value, part)
+    if not callable(value):
+        raise ConfigurationError(f"{origin}: {spec!r} is a {type(value).__name__}, not a callable")
+    return value
+
+
+def parse_classes(lines: list[str] | str, origin: str) -> dict[str, int]:
+    """``name=index`` pairs, separated by commas or line breaks, into a mapping."""
+    items = lines.replace("\n", ",").split(",") if isinstance(lines, str) else [
+        part for line in lines for part in str(line).split(",")
+    ]
+    classes: dict[str, int] = {}
+    for item in (i.strip() for i in items):
+        if not item:
+            continue
+        name, sep, index = (s.strip() for s in item.partition("="))
+        if not sep or not name:
+            raise ConfigurationError(f"{origin}: {item!r} is not of the form name=index")
+        try:
+            value = int(index)
+        except ValueError:
+            raise ConfigurationError(f"{origin}: class index of {name!r} must be an integer, got {index!r}") from None
+        if value < 0:
+            raise ConfigurationError(f"{origin}: class index of {name!r} must be >= 0, got {value}")
+        if name in classes and classes[name] != value:
+            raise ConfigurationError(f"{origin}: class {name!r} is given twice ({classes[name]} and {value})")
+        classes[name] = value
+    return classes
+
+
+def _int(text: str, origin: str, minimum: int) -> int:
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise ConfigurationError(f"{origin} must be an integer, got {text!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{origin} must be at least {minimum}, got {value}")
+    return value
+
+
+def _choice(text: str, origin: str, choices: tuple[str, ...]) -> str:
+    value = str(text).strip()
+    if value not in choices:
+        raise ConfigurationError(f"{origin} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfig:
+    """A validated config from raw values: key -> (value, origin), unset keys absent.
+
+    ``origin`` names where the value came from; relative paths in ``raw`` must
+    already be resolved by the caller, which knows the file or directory they
+    are relative to.
+    """
+    get = raw.get
+    values: dict[str, Any] = {}
+    if (item := get("tcav_concepts")) is not None:
+        values["concepts"] = Path(item[0])
+    if (item := get("tcav_inputs")) is not None:
+        values["inputs"] = Path(item[0])
+    if (item := get("tcav_classes")) is not None:
+        values["classes"] = MappingProxyType(parse_classes(item[0], item[1]))
+    if (item := get("tcav_transform")) is not None:
+        spec = str(item[0]).strip()
+        if not _TRANSFORM_PATTERN.match(spec):
+            raise ConfigurationError(f"{item[1]}: {spec!r} is not of the form 'package.module:callable'")
+        values["transform"] = spec
+    if (item := get("tcav_random_sets")) is not None:
+        values["random_sets"] = _int(item[0], item[1], 1)
+    if (item := get("tcav_alpha")) is not None:
+        try:
+            alpha = float(str(item[0]).strip())
+        except ValueError:
+            raise ConfigurationError(f"{item[1]} must be a number, got {item[0]!r}") from None
+        if not (0.0 < alpha < 1.0) or math.isnan(alpha):
+            raise ConfigurationError(f"{item[1]} must lie strictly between 0 and 1, got {alpha}")
+        values["alpha"] = alpha
+    if (item := get("tcav_seed")) is not None:
+        values["seed"] = _int(item[0], item[1], 0)
+    if (item := get("tcav_device")) is not None:
+        device = str(item[0]).strip()
+        if not _DEVICE_PATTERN.match(device):
+            raise ConfigurationError(f"{item[1]}: {device!r} is not a device name such as cpu, cuda or cuda:1")
+        values["device"] = device
+    if (item := get("tcav_batch_size")) is not None:
+        values["batch_size"] = _int(item[0], item[1], 1)
+    if (item := get("tcav_method")) is not None:
+        values["method"] = _choice(item[0], item[1], METHODS)
+    if (item := get("tcav_n_steps")) is not None:
+        values["n_steps"] = _int(item[0], item[1], 1)
+    if (item := get("tcav_correction")) is not None:
+        values["correction"] = _choice(item[0], item[1], CORRECTIONS)
+    sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
+    return TCAVConfig(root=root, sources=sources, **values)
+
+
+def config_from_pytest(config: Any) -> TCAVConfig:
+    """Read every ``tcav_*`` ini key and ``--tcav-*`` option of a ``pytest.Config``.
+
+    Empty values count as unset, so ``--tcav-device=`` falls back to the ini file.
+    """
+    inipath: Path | None = getattr(config, "inipath", None)
+    root = inipath.parent if inipath is not None else Path(config.rootpath)
+    invocation_dir = Path(config.invocation_params.dir)
+    ini_name = inipath.name if inipath is not None else "the ini file"
+    raw: dict[str, tuple[Any, str]] = {}
+    for option in OPTIONS:
+        cli = config.getoption(option.key, None)
+        if cli is not None and str(cli).strip() != "":
+            value: Any = cli
+            if option.key in ("tcav_concepts", "tcav_inputs"):
+                value = (invocation_dir / str(cli)).resolve()
+            raw[option.key] = (value, option.flag)
+            continue
+        ini = config.getini(option.key)
+        if ini is None or ini == "" or ini == []:
+            continue
+        if option.key in ("tcav_concepts", "tcav_inputs"):
+            ini = (root / str(ini).strip()).resolve()
+        raw[option.key] = (ini, f"{option.key} in {ini_name}")
+    return build_config(raw, root=root)

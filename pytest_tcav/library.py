@@ -1,0 +1,232 @@
+"""Concept and input libraries: the folders a concept test names its data by.
+
+The layout is the one users already have from tensorflow/tcav and the Captum
+tutorial::
+
+    concepts/                      # tcav_concepts
+        striped/  *.png            # one folder of images per concept
+        dotted/   *.png
+        random_0/ ... random_9/    # explicit random counterparts (random_* or random500_*)
+        random/                    # ... or one pool that random sets are drawn from
+    inputs/                        # tcav_inputs
+        340/      *.png            # inputs of a target, by class index
+        zebra/    *.png            # ... or by a class name mapped in tcav_classes
+
+Folders are read once per run and kept as loaded tensors: a concept named by
+ten tests is decoded once, and its content fingerprint (what the engine's
+cache keys on) is computed once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from difflib import get_close_matches
+from pathlib import Path
+from typing import Any
+
+from .concepts import RANDOM_SET_PATTERN, Concept, load_image_folder
+from .errors import ConceptDataError, ConfigurationError
+
+#: Folder names that hold one pool of random examples rather than one random set.
+POOL_NAMES = ("random", "random_pool")
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort ``random_2`` before ``random_10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = get_close_matches(name, known, n=3)
+    return f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+
+
+def _listing(names: list[str], limit: int = 12) -> str:
+    if not names:
+        return "none"
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+class _FolderLibrary:
+    """A root folder of image folders, each loaded once."""
+
+    kind = "library"
+
+    def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
+                 origin: str = "") -> None:
+        self.root = Path(root) if root is not None else None
+        self.transform = transform
+        self.origin = origin
+        self._loaded: dict[Path, Concept] = {}
+
+    @property
+    def configured(self) -> bool:
+        return self.root is not None
+
+    def _require_root(self) -> Path:
+        if self.root is None:
+            raise ConfigurationError(
+                f"no {self.kind} is configured: set {self.origin} in the ini file (or --"
+                f"{self.origin.replace('_', '-')}), or pass the data itself (a tensor, a folder, a Dataset)"
+            )
+        if not self.root.is_dir():
+            raise ConceptDataError(
+                f"the {self.kind} folder {str(self.root)!r} ({self.origin}) does not exist or is not a folder"
+            )
+        return self.root
+
+    def folders(self) -> list[str]:
+        """Names of the sub-folders, naturally sorted."""
+        root = self._require_root()
+        return sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                      key=natural_key)
+
+    def load(self, folder: str | os.PathLike[str], name: str | None = None) -> Concept:
+        """Load an image folder (absolute, or relative to the library root), once per run."""
+        path = Path(folder)
+        if not path.is_absolute() and self.root is not None:
+            path = self.root / path
+        path = path.resolve()
+        if path not in self._loaded:
+            self._loaded[path] = load_image_folder(path, self.transform, name=name or path.name)
+        return self._loaded[path]
+
+    def __contains__(self, name: object) -> bool:
+        return (isinstance(name, str) and self.root is not None and _is_plain_name(name)
+                and (self.root / name).is_dir())
+
+
+def _is_plain_name(name: str) -> bool:
+    return bool(name) and "/" not in name and os.sep not in name and name not in (".", "..")
+
+
+class ConceptLibrary(_FolderLibrary):
+    """Concepts by name under ``tcav_concepts``, and their random counterparts."""
+
+    kind = "concept library"
+
+    def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
+                 origin: str = "tcav_concepts") -> None:
+        super().__init__(root, transform, origin=origin)
+
+    def names(self) -> list[str]:
+        """Concept folders: every sub-folder that is not a random set or pool."""
+        return [n for n in self.folders() if not RANDOM_SET_PATTERN.match(n) and n not in POOL_NAMES]
+
+    def random_set_names(self) -> list[str]:
+        """Explicit random counterparts (``random_*``, ``random500_*``), in natural order."""
+        return [n for n in self.folders() if RANDOM_SET_PATTERN.match(n) and n not in POOL_NAMES]
+
+    def pool_name(self) -> str | None:
+        """The pool folder random sets are drawn from, if the library has one."""
+        for name in POOL_NAMES:
+            if self.root is not None and (self.root / name).is_dir():
+                return name
+        return None
+
+    def concept(self, name: str) -> Concept:
+        """The concept folder ``<root>/<name>``; an unknown name lists the known ones."""
+        root = self._require_root()
+        if name not in self:
+            known = self.names()
+            raise ConceptDataError(
+                f"no concept {name!r} in the concept library {str(root)!r}{_suggest(name, known)} "
+                f"(concepts there: {_listing(known)})"
+            )
+        return self.load(root / name, name=name)
+
+    def random_sets(self, count: int) -> tuple[list[Concept], Concept | None]:
+        """Random counterparts for one test: explicit sets, or a pool to draw ``count`` sets from.
+
+        Returns ``(sets, None)`` when the library has ``random_*`` folders (the
+        first ``count`` in natural order), or ``([], pool)`` when it has a pool
+        folder; the engine draws seeded sets of the concept's size from a pool.
+        """
+        root = self._require_root()
+        explicit = self.random_set_names()
+        if explicit:
+            if len(explicit) < count:
+                raise ConceptDataError(
+                    f"{count} random sets were asked for, but the concept library {str(root)!r} has only "
+                    f"{len(explicit)} random folder(s) ({_listing(explicit)}); add folders, or pass "
+                    f"random_sets={len(explicit)} (or set tcav_random_sets)"
+                )
+            return [self.load(root / n, name=n) for n in explicit[:count]], None
+        pool = self.pool_name()
+        if pool is not None:
+            return [], self.load(root / pool, name=pool)
+        raise ConceptDataError(
+            f"the concept library {str(root)!r} has no random counterparts: add folders named "
+            f"random_0, random_1, ... (or random500_*), or one pool folder named "
+            f"{' or '.join(POOL_NAMES)}, or pass random_sets=[...] / random_pool=..."
+        )
+
+    def random_set(self, name: str) -> Concept:
+        """One named random folder, for explicit ``random_sets=["random_3", ...]``."""
+        root = self._require_root()
+        if name not in self:
+            known = self.random_set_names()
+            raise ConceptDataError(
+                f"no random folder {name!r} in the concept library {str(root)!r}{_suggest(name, known)} "
+                f"(random folders there: {_listing(known)})"
+            )
+        return self.load(root / name, name=name)
+
+    def __repr__(self) -> str:
+        return f"ConceptLibrary({str(self.root) if self.root else None!r})"
+
+
+class InputLibrary(_FolderLibrary):
+    """Inputs of each target under ``tcav_inputs``: ``<root>/<class index>/`` or ``<root>/<class name>/``."""
+
+    kind = "input library"
+
+    def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
+                 classes: Mapping[str, int] | None = None, origin: str = "tcav_inputs") -> None:
+        super().__init__(root, transform, origin=origin)
+        self.classes = dict(classes or {})
+
+    def candidates(self, target: int | str) -> list[str]:
+        """Folder names that may hold the inputs of ``target``, in the order they are tried."""
+        if isinstance(target, str):
+            names = [target]
+            if target in self.classes:
+                names.append(str(self.classes[target]))
+            return names
+        index = int(target)
+        return [str(index)] + sorted(n for n, i in self.classes.items() if i == index)
+
+    def for_target(self, target: int | str) -> Concept:
+        """The inputs of a target (class index or class name)."""
+        root = self._require_root()
+        candidates = self.candidates(target)
+        for name in candidates:
+            if name in self:
+                return self.load(root / name, name=name)
+        known = self.folders()
+        hint = ""
+        if not isinstance(target, str) and len(candidates) == 1 and any(not k.isdigit() for k in known):
+            hint = " (folders named by class name need a mapping in tcav_classes, e.g. 'zebra=340')"
+        raise ConceptDataError(
+            f"no inputs for target {target!r} in the input library {str(root)!r}: looked for folder(s) "
+            f"{', '.join(candidates)}{hint}{_suggest(str(candidates[0]), known)} "
+            f"(folders there: {_listing(known)}); or pass inputs=..."
+        )
+
+    def named(self, name: str) -> Concept:
+        """An input folder by its own name."""
+        root = self._require_root()
+        if name not in self:
+            known = self.folders()
+            raise ConceptDataError(
+                f"no input set {name!r} in the input library {str(root)!r}{_suggest(name, known)} "
+                f"(folders there: {_listing(known)})"
+            )
+        return self.load(root / name, name=name)
+
+    def __repr__(self) -> str:
+        return f"InputLibrary({str(self.root) if self.root else None!r})"
+

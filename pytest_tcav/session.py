@@ -1,0 +1,251 @@
+"""The object behind the ``tcav`` fixture: settings, libraries, one shared cache, a record.
+
+A session turns what a test names (a concept by name, a target by class name,
+inputs left out) into data, runs the engine on it, and remembers every check
+for the terminal summary.  All tests of a run share one :class:`MemoryStore`,
+so a concept, a set of random counterparts, a model and its layers are
+computed once however many tests use them: the store keys on content
+fingerprints, so sharing is safe even when tests build their models separately.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .activations import Target, model_device
+from .concepts import Concept, ConceptLike
+from .config import TCAVConfig
+from .engine import TCAV
+from .errors import ConceptDataError, ConfigurationError
+from .library import ConceptLibrary, InputLibrary, _is_plain_name
+from .results import TCAVResult
+from .store import MemoryStore
+
+TargetLike = int | str | Callable[[torch.Tensor], torch.Tensor]
+
+
+class _LazyTransform:
+    """The configured transform, imported on the first image it is given."""
+
+    def __init__(self, config: TCAVConfig) -> None:
+        self._config = config
+        self._function: Callable[[Any], Any] | None = None
+
+    def __call__(self, image: Any) -> Any:
+        if self._function is None:
+            self._function = self._config.load_transform()
+        return self._function(image)
+
+
+class TCAVSession:
+    """Configured engine factory, concept and input libraries, and the run's shared cache.
+
+    Usually obtained through the session-scoped ``tcav`` fixture; outside pytest
+    ``TCAVSession()`` gives one with default settings.
+    """
+
+    def __init__(self, config: TCAVConfig | None = None, *,
+                 nodeid: Callable[[], str | None] = lambda: None) -> None:
+        self.config = config if config is not None else TCAVConfig()
+        self.store = MemoryStore()
+        self.records: list[dict[str, Any]] = []
+        self._nodeid = nodeid
+        transform = _LazyTransform(self.config) if self.config.transform else None
+        self.transform = transform
+        sources = self.config.sources
+        self.concepts = ConceptLibrary(self.config.concepts, transform,
+                                       origin=sources.get("tcav_concepts", "tcav_concepts"))
+        self.inputs = InputLibrary(self.config.inputs, transform, classes=self.config.classes,
+                                   origin=sources.get("tcav_inputs", "tcav_inputs"))
+
+    # -- what model fixtures use -------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        """Where model fixtures should put the model: ``tcav_device``, else CUDA if present, else CPU."""
+        if self.config.device is not None:
+            return self._configured_device()
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    def _configured_device(self) -> torch.device:
+        try:
+            return torch.device(str(self.config.device))
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigurationError(f"{self.config.source('tcav_device')}: {exc}") from None
+
+    def engine(self, model: nn.Module, *, method: str | None = None, n_steps: int | None = None,
+               seed: int | None = None, batch_size: int | None = None) -> TCAV:
+        """A :class:`TCAV` engine with the run's settings and cache (knobs override settings).
+
+        Engines are cheap; what is expensive lives in the shared store, so a new
+        engine per call does not recompute anything and holds no model alive.
+        """
+        cfg = self.config
+        device = None
+        if cfg.device is not None:
+            device = self._configured_device()
+            actual = model_device(model)
+            if actual.type != device.type or (device.index is not None and actual.index != device.index):
+                raise ConfigurationError(
+                    f"the model is on {actual} but {cfg.source('tcav_device')} asks for {device}; "
+                    "put the model there in its fixture: model.to(tcav.device)"
+                )
+        return TCAV(
+            model,
+            method=cfg.method if method is None else method,  # type: ignore[arg-type]
+            n_steps=cfg.n_steps if n_steps is None else n_steps,
+            seed=cfg.seed if seed is None else seed,
+            batch_size=cfg.batch_size if batch_size is None else batch_size,
+            device=device,
+            alpha=cfg.alpha,
+            correction=cfg.correction,  # type: ignore[arg-type]
+            transform=self.transform,
+            store=self.store,
+        )
+
+    # -- testing -----------------------------------------------------------------------
+
+    def score(
+        self,
+        model: nn.Module,
+        concept: ConceptLike,
+        *,
+        target: TargetLike,
+        layers: Sequence[str] | str,
+        inputs: ConceptLike | None = None,
+        direction: str = "positive",
+        alpha: float | None = None,
+        random_sets: int | Sequence[ConceptLike] | None = None,
+        random_pool: ConceptLike | None = None,
+        method: str | None = None,
+        n_steps: int | None = None,
+        seed: int | None = None,
+        batch_size: int | None = None,
+    ) -> TCAVResult:
+        """Test a concept and return the result, without asserting anything.
+
+        ``concept`` may be a concept-library name; ``target`` a class name from
+        ``tcav_classes``; ``inputs``, when left out, come from the input library.
+        """
+        engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size)
+        index = self.resolve_target(target)
+        sets, pool = self.resolve_random_sets(random_sets, random_pool)
+        return engine.test(
+            self.resolve_concept(concept),
+            target=index,
+            inputs=self.resolve_inputs(inputs, target),
+            layers=layers,
+            random_sets=sets,
+            random_pool=pool,
+            direction=direction,  # type: ignore[arg-type]
+            alpha=alpha,
+        )
+
+    def assert_significant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
+        """:func:`pytest_tcav.assert_concept_significant` on this session."""
+        __tracebackhide__ = True
+        from .assertions import check_concept
+
+        return check_concept(self, "significant", model, concept, **kwargs)
+
+    def assert_insignificant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
+        """:func:`pytest_tcav.assert_concept_insignificant` on this session."""
+        __tracebackhide__ = True
+        from .assertions import check_concept
+
+        return check_concept(self, "insignificant", model, concept, **kwargs)
+
+    def record(self, entry: dict[str, Any]) -> None:
+        """Remember one concept check (plain data) for the run's summary."""
+        self.records.append({"nodeid": self._nodeid(), "seq": len(self.records), **entry})
+
+    # -- naming -> data ------------------------------------------------------------------
+
+    def resolve_target(self, target: TargetLike) -> Target:
+        if isinstance(target, bool):
+            raise ConfigurationError(f"target must be a class index, a class name or a callable, got {target!r}")
+        if isinstance(target, str):
+            return self.config.class_index(target)
+        return target  # type: ignore[return-value]
+
+    def _path(self, value: str | os.PathLike[str]) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.config.root / path
+
+    def resolve_concept(self, concept: ConceptLike) -> ConceptLike:
+        """A library name becomes its folder; a relative path is taken from the project root."""
+        if isinstance(concept, str) and concept in self.concepts:
+            return self.concepts.concept(concept)
+        if isinstance(concept, (str, os.PathLike)):
+            path = self._path(concept)
+            if path.is_dir():
+                return self.concepts.load(path)
+            if isinstance(concept, str) and _is_plain_name(concept):
+                return self.concepts.concept(concept)  # raises, listing the library's concepts
+            raise ConceptDataError(f"concept folder {str(path)!r} does not exist")
+        return concept
+
+    def resolve_random_sets(
+        self, random_sets: int | Sequence[ConceptLike] | None, random_pool: ConceptLike | None
+    ) -> tuple[int | list[ConceptLike], ConceptLike | None]:
+        """Explicit sets, or a count with the pool the engine draws them from."""
+        if random_sets is None:
+            random_sets = self.config.random_sets
+        if isinstance(random_sets, bool):
+            raise ConfigurationError("random_sets must be a count or a list of sets")
+        if isinstance(random_sets, int):
+            if random_pool is not None:
+                return random_sets, self._random_data(random_pool)
+            if not self.concepts.configured:
+                raise ConfigurationError(
+                    f"random_sets={random_sets} needs random counterparts: configure tcav_concepts "
+                    "(with random_* folders or a 'random' pool folder), or pass random_pool=... "
+                    "or random_sets=[...]"
+                )
+            sets, pool = self.concepts.random_sets(random_sets)
+            if pool is not None:
+                return random_sets, pool
+            return list(sets), None
+        if isinstance(random_sets, (str, os.PathLike, torch.Tensor, Concept)):
+            raise ConfigurationError(
+                "random_sets must be a count or a list of sets; for one pool to draw sets from, "
+                "pass random_pool=..."
+            )
+        return [self._random_data(value) for value in random_sets], None
+
+    def _random_data(self, value: ConceptLike) -> ConceptLike:
+        if isinstance(value, str) and value in self.concepts:
+            return self.concepts.random_set(value)
+        if isinstance(value, (str, os.PathLike)):
+            path = self._path(value)
+            if not path.is_dir():
+                raise ConceptDataError(f"random folder {str(path)!r} does not exist")
+            return self.concepts.load(path)
+        return value
+
+    def resolve_inputs(self, inputs: ConceptLike | None, target: TargetLike) -> ConceptLike:
+        """Given inputs, a named input set, or (when left out) the target's input folder."""
+        if inputs is None:
+            if callable(target) and not isinstance(target, (int, str)):
+                raise ConfigurationError("inputs=... is needed when the target is a callable")
+            return self.inputs.for_target(target)  # type: ignore[arg-type]
+        if isinstance(inputs, str) and inputs in self.inputs:
+            return self.inputs.named(inputs)
+        if isinstance(inputs, (str, os.PathLike)):
+            path = self._path(inputs)
+            if path.is_dir():
+                return self.inputs.load(path)
+            if isinstance(inputs, str) and _is_plain_name(inputs):
+                return self.inputs.named(inputs)  # raises, listing the input sets
+            raise ConceptDataError(f"input folder {str(path)!r} does not exist")
+        return inputs
+
+    def __repr__(self) -> str:
+        return (f"TCAVSession(concepts={self.concepts!r}, inputs={self.inputs!r}, "
+                f"checks={len(self.records)}, cached={sum(self.store.computed.values())})")

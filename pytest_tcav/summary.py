@@ -1,0 +1,75 @@
+"""The end-of-run table of concept checks, from plain records.
+
+Records are the dictionaries :meth:`TCAVSession.record` keeps (JSON types
+only), so the same code formats a serial run and the merged records of
+pytest-xdist workers.  Rows are sorted by test id, then by order within the
+test, so a parallel run prints the same table as a serial one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result")
+
+
+def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: (r.get("nodeid") or "", r.get("seq", 0)))
+
+
+def format_p(value: float) -> str:
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def verdict(record: dict[str, Any]) -> str:
+    """What was found, whatever was expected: significant, not significant, or on k of n layers."""
+    results = record.get("results") or []
+    if record.get("outcome") == "error" or not results:
+        return "error"
+    hits = sum(1 for r in results if r["significant"])
+    if hits == len(results):
+        return "significant"
+    if hits == 0:
+        return "not significant"
+    return f"significant on {hits}/{len(results)}"
+
+
+def row(record: dict[str, Any]) -> tuple[str, ...]:
+    results = record.get("results") or []
+    expected = record.get("expectation", "?")
+    if record.get("direction") and record["direction"] != ("positive" if expected == "significant" else "either"):
+        expected += f" ({record['direction']})"
+    if record.get("require") == "any":
+        expected += " (any layer)"
+    outcome = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}.get(record.get("outcome", ""), "?")
+    return (
+        record.get("nodeid") or "(outside a test)",
+        str(record.get("concept", "?")),
+        str(record.get("target", "?")),
+        expected,
+        ",".join(record.get("layers", [])),
+        " ".join(f"{r['score']:.2f}" for r in results) or "-",
+        " ".join(format_p(r["p_corrected"]) for r in results) or "-",
+        verdict(record),
+        outcome,
+    )
+
+
+def summary_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The table's lines (header, rule, one row per check) and a closing count."""
+    ordered = sort_records(records)
+    if not ordered:
+        return []
+    rows = [HEADER, *(row(r) for r in ordered)]
+    widths = [max(len(cells[i]) for cells in rows) for i in range(len(HEADER))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip() for cells in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    counts = {k: sum(1 for r in ordered if r.get("outcome") == k) for k in ("passed", "failed", "error")}
+    parts = [f"{counts['passed']} passed"]
+    if counts["failed"]:
+        parts.append(f"{counts['failed']} failed")
+    if counts["error"]:
+        parts.append(f"{counts['error']} error(s)")
+    lines.append(f"{len(ordered)} concept check(s): {', '.join(parts)}")
+    return lines
