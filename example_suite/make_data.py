@@ -116,7 +116,7 @@ def _finish(rng: np.random.Generator, img: FloatImage, noise: float = 0.03) -> U
 
 def _upsample(small: np.ndarray, size: int) -> np.ndarray:
     """Bicubic upsampling of an (h, w) float map to (size, size) via PIL."""
-    im = Image.fromarray(small.astype(np.float32), mode="F")
+    im = Image.fromarray(small.astype(np.float32))  # mode "F"
     return np.asarray(im.resize((size, size), Image.BICUBIC), dtype=np.float32)
 
 
@@ -348,7 +348,7 @@ def _write_set(directory: Path, images: list[UInt8Image]) -> None:
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     for i, img in enumerate(images):
-        Image.fromarray(img, mode="RGB").save(directory / f"{i:03d}.png", optimize=True)
+        Image.fromarray(img).save(directory / f"{i:03d}.png", optimize=True)
 
 
 def main(argv: list[str] | None = None) -> None:
