@@ -32,7 +32,6 @@ from pytest_tcav.cache import (
     MAGIC,
     DiskStore,
     TCAVCacheWarning,
-    encode_entry,
     environment_fingerprint,
     parse_size,
 )
@@ -352,6 +351,23 @@ def test_readwrite_mode_computes_once_across_stores(tmp_path: Path) -> None:
     for _ in range(3):
         assert same(DiskStore(tmp_path).fetch("activations", KEY, compute), compute.value)
     assert compute.calls == 1
+
+
+def test_a_failing_computation_leaves_no_entry_and_no_held_lock(tmp_path: Path) -> None:
+    store = DiskStore(tmp_path, lock_timeout=2.0)
+
+    def broken() -> dict[str, torch.Tensor]:
+        raise RuntimeError("model exploded")
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        store.fetch("activations", KEY, broken)
+    with pytest.raises(RuntimeError, match="exploded"):
+        store.fetch_many("activations", [KEY], lambda missing: broken())  # type: ignore[arg-type, return-value]
+    compute = Counting()
+    started = time.monotonic()
+    assert same(DiskStore(tmp_path, lock_timeout=2.0).fetch("activations", KEY, compute), compute.value)
+    assert time.monotonic() - started < 1.0  # the lock was released, not waited out
+    assert files(tmp_path, "*.tmp") == []
 
 
 def test_contains_holds_the_value_until_fetch(tmp_path: Path) -> None:
