@@ -197,24 +197,31 @@ def _integrated_gradients(model, name, module, inputs, target, n_steps, point, b
     """
     alphas, weights = gauss_legendre(n_steps)
     modules = {name: module}
-    zero = torch.zeros_like(inputs[:1]).to(device)
-    with torch.no_grad(), capture(modules, point, stop_when_done=True) as seen:
-        try:
-            model(zero)
-        except StopForward:
-            pass
-    check_all_reached(modules, seen)
-    baseline = seen[name].detach()
-    rows_per_batch = max(1, batch_size // n_steps)
-    parts: list[torch.Tensor] = []
-    for batch in _batches(inputs, rows_per_batch):
-        x = batch.to(device)
+    # The baseline activation is computed on a zero batch of the same size as the
+    # inputs' batch, as Captum does.  Convolutions pick algorithms by batch size, so
+    # a one-example zero batch differs in the last float bits; near the baseline
+    # (all-zero images give nearly uniform feature maps, full of near-ties in max
+    # pooling) such bits can move a gradient by percents, and the two libraries
+    # would then disagree for no reason a user could act on.
+    baselines: dict[int, torch.Tensor] = {}
+
+    def layer_activation(x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), capture(modules, point, stop_when_done=True) as seen:
             try:
                 model(x)
             except StopForward:
                 pass
-        act = seen[name].detach()
+        check_all_reached(modules, seen)
+        return seen[name].detach()
+
+    rows_per_batch = max(1, batch_size // n_steps)
+    parts: list[torch.Tensor] = []
+    for batch in _batches(inputs, rows_per_batch):
+        x = batch.to(device)
+        if x.shape[0] not in baselines:
+            baselines[x.shape[0]] = layer_activation(torch.zeros_like(x))
+        baseline = baselines[x.shape[0]]
+        act = layer_activation(x)
         steps = torch.cat([baseline + float(a) * (act - baseline) for a in alphas]).requires_grad_(True)
         expanded = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
 
