@@ -1,0 +1,76 @@
+"""Building small pytest projects for the plugin's pytester tests.
+
+A project holds a concept library and input library of generated PNGs, the
+hand-wired model of ``tiny_model.py`` (no training, so every pytester run is
+fast, in process or in a subprocess), a ``model`` fixture, and an ini file.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import tiny_model
+
+TINY_MODEL_SOURCE = Path(tiny_model.__file__).read_text()
+
+CONFTEST = '''
+import os
+
+import pytest
+import torch
+
+import tiny_model
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)  # two workers on two cores: do not oversubscribe
+
+
+@pytest.fixture(scope="session")
+def model():
+    return tiny_model.EdgeNet()
+'''
+
+INI = """
+[pytest]
+tcav_concepts = data/concepts
+tcav_inputs = data/inputs
+tcav_random_sets = 5
+tcav_classes =
+    horizontal=1
+    vertical=0
+"""
+
+
+def make_project(
+    pytester: pytest.Pytester,
+    *,
+    ini: str | None = INI,
+    pool: bool = False,
+    n_random: int = 5,
+    data: bool = True,
+) -> Path:
+    """Write a project into ``pytester.path``; returns the data folder (holding concepts/ and inputs/)."""
+    pytester.makepyfile(tiny_model=TINY_MODEL_SOURCE, conftest=CONFTEST)
+    if ini is not None:
+        pytester.makefile(".ini", pytest=textwrap.dedent(ini))
+    folder = pytester.path / "data"
+    if data:
+        tiny_model.write_library(folder, pool=pool, n_random=n_random)
+    return folder
+
+
+def summary_section(output: str) -> list[str]:
+    """The lines of the "TCAV concept checks" section of a run's output (empty if absent)."""
+    lines = output.splitlines()
+    start = next((k for k, line in enumerate(lines) if "TCAV concept checks" in line), None)
+    if start is None:
+        return []
+    section = []
+    for line in lines[start + 1:]:
+        if line.startswith("=") or line.startswith("FAILED ") or line.startswith("ERROR "):
+            break
+        section.append(line.rstrip())
+    return section
