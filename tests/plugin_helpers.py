@@ -11,8 +11,17 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from PIL import Image, PngImagePlugin  # noqa: F401
 
+import pytest_tcav.assertions  # noqa: F401
+import pytest_tcav.session  # noqa: F401
 import tiny_model
+
+# The imports above are for in-process pytester runs: pytester restores
+# sys.modules after each run, so an extension module (numpy.fft under
+# scipy.stats, PIL's decoders) first imported inside a run would be imported
+# again by the next one, which numpy refuses.  Importing the engine's stack
+# here keeps it loaded across runs.
 
 TINY_MODEL_SOURCE = Path(tiny_model.__file__).read_text()
 
