@@ -37,7 +37,7 @@ from .statistics import (
     leave_one_out_null,
     pair_scores,
 )
-from .store import MemoryStore, Store, make_key, model_fingerprint
+from .store import MemoryStore, make_key, model_fingerprint
 
 
 def pair_seed(seed: int, first: str, second: str) -> int:
@@ -94,7 +94,7 @@ class TCAV:
         correction: Correction = "holm",
         null_test: NullTest = "t",
         transform: Transform | None = None,
-        store: Store | None = None,
+        store: MemoryStore | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -118,7 +118,7 @@ class TCAV:
         self.correction = correction
         self.null_test = null_test
         self.transform = transform
-        self.store: Store = store if store is not None else MemoryStore()
+        self.store: MemoryStore = store if store is not None else MemoryStore()
 
     # -- public API -----------------------------------------------------------------
 
@@ -302,12 +302,14 @@ class TCAV:
                     )
                 return {"gradients": pending[name]}
 
-            result[name] = self.store.fetch("gradients", key, compute)["gradients"]
+            # A callable target is keyed by identity, which means nothing in another
+            # process: its gradients stay in memory.
+            result[name] = self.store.fetch("gradients", key, compute, persist=not callable(target))["gradients"]
         return result
 
-    def _cavs(self, model_fp: str, layer: str, sets: list[Concept], acts: list[torch.Tensor],
-              pairs: list[tuple[int, int]]) -> list[CAV]:
-        """CAVs for (positive, negative) index pairs into ``sets``, trained in one batch on a miss.
+    def _cav_keys(self, model_fp: str, layer: str, sets: list[Concept],
+                  pairs: list[tuple[int, int]]) -> list[tuple[int, int, bool, str]]:
+        """For each (positive, negative) pair: its canonical order, whether it is flipped, its key.
 
         Each CAV is stored in the canonical orientation of its two fingerprints,
         so (a, b) and (b, a) share one training and are exact opposites.
@@ -315,55 +317,57 @@ class TCAV:
         trainer_settings = self.trainer.settings()
         canon = []
         for a, b in pairs:
-            fa, fb = sets[a].fingerprint, sets[b].fingerprint
-            flip = fa > fb
+            flip = sets[a].fingerprint > sets[b].fingerprint
             first, second = (b, a) if flip else (a, b)
             key = make_key("cav", {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
                                    "negative": sets[second].fingerprint, "trainer": trainer_settings,
                                    "seed": self.seed, **self._settings()})
             canon.append((first, second, flip, key))
-        missing = {}
-        for first, second, _flip, key in canon:
-            if key not in missing and not self._stored("cav", key):
-                missing[key] = (first, second)
-        trained: dict[str, CAV] = {}
-        if missing:
-            order = list(missing.items())
-            offsets = np.cumsum([0] + [len(a) for a in acts])
-            features = torch.cat(acts)
-            groups = [torch.arange(offsets[k], offsets[k + 1]) for k in range(len(acts))]
-            seeds = [pair_seed(self.seed, sets[f].fingerprint, sets[s].fingerprint) for _, (f, s) in order]
-            cavs = self.trainer.train_many(features, groups, [fs for _, fs in order], seeds)
-            trained = {key: cav for (key, _), cav in zip(order, cavs)}
-        result = []
-        for _first, _second, flip, key in canon:
-            def compute(key: str = key) -> dict[str, torch.Tensor]:
-                cav = trained[key]
-                return {"weights": cav.weights, "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
-                        "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
+        return canon
 
-            value = self.store.fetch("cav", key, compute)
-            cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
-            result.append(cav.flipped() if flip else cav)
-        return result
-
-    def _stored(self, kind: str, key: str) -> bool:
-        contains = getattr(self.store, "contains", None)
-        return bool(contains(kind, key)) if contains is not None else False
+    def _train_cavs(self, sets: list[Concept], acts: list[torch.Tensor],
+                    todo: list[tuple[int, int]]) -> list[CAV]:
+        offsets = np.cumsum([0] + [len(a) for a in acts])
+        features = torch.cat(acts)
+        groups = [torch.arange(int(offsets[k]), int(offsets[k + 1])) for k in range(len(acts))]
+        seeds = [pair_seed(self.seed, sets[f].fingerprint, sets[s].fingerprint) for f, s in todo]
+        return self.trainer.train_many(features, groups, todo, seeds)
 
     def _compute(self, model_fp, modules, concept, randoms, inputs, target) -> dict[str, _LayerData]:
+        """CAVs and gradients per layer; activations are computed or loaded only if a CAV is missing."""
         sets = [concept, *randoms]
-        acts = self._activations(model_fp, modules, sets)
         grads = self._gradients(model_fp, modules, inputs, target)
         n = len(randoms)
         concept_pairs = [(0, 1 + i) for i in range(n)]
         random_pairs = [(1 + i, 1 + j) for i in range(n) for j in range(i + 1, n)]
+        loaded: dict[str, dict[str, list[torch.Tensor]]] = {}
+
+        def activations(layer: str) -> list[torch.Tensor]:
+            if not loaded:
+                loaded["acts"] = self._activations(model_fp, modules, sets)
+            return loaded["acts"][layer]
+
         out = {}
         for name in modules:
-            cavs = self._cavs(model_fp, name, sets, acts[name], concept_pairs + random_pairs)
-            random_cavs = {
-                (i - 1, j - 1): cav for (i, j), cav in zip(random_pairs, cavs[n:])
-            }
+            canon = self._cav_keys(model_fp, name, sets, concept_pairs + random_pairs)
+            pair_of = {key: (first, second) for first, second, _flip, key in canon}
+
+            def train_missing(keys: list[str], name: str = name) -> dict[str, dict[str, torch.Tensor]]:
+                cavs = self._train_cavs(sets, activations(name), [pair_of[k] for k in keys])
+                return {
+                    key: {"weights": cav.weights,
+                          "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
+                          "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
+                    for key, cav in zip(keys, cavs)
+                }
+
+            values = self.store.fetch_many("cav", [key for *_, key in canon], train_missing)
+            cavs = []
+            for _first, _second, flip, key in canon:
+                value = values[key]
+                cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
+                cavs.append(cav.flipped() if flip else cav)
+            random_cavs = {(i - 1, j - 1): cav for (i, j), cav in zip(random_pairs, cavs[n:])}
             out[name] = _LayerData(grads[name], cavs[:n], random_cavs)
         return out
 

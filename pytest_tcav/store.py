@@ -10,7 +10,9 @@ persistent layer behind it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -34,20 +36,34 @@ def make_key(kind: str, parts: dict[str, Any]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-class Store(Protocol):
+class Backend(Protocol):
+    """A persistent layer behind the in-memory store (see :class:`pytest_tcav.cache.DiskStore`)."""
+
     def fetch(self, kind: str, key: str, compute: Callable[[], Value]) -> Value: ...
+
+    def contains(self, kind: str, key: str) -> bool: ...
+
+    def fetch_many(self, kind: str, keys: list[str], compute_many: "ComputeMany") -> dict[str, Value]: ...
+
+
+ComputeMany = Callable[[list[str]], dict[str, Value]]
 
 
 class MemoryStore:
-    """A dictionary of computed values, with counts of what was computed and reused."""
+    """A dictionary of computed values, with counts of what was computed and reused.
 
-    def __init__(self, backend: Store | None = None) -> None:
+    This is the store the engine talks to.  ``persist=False`` keeps a value out
+    of the backend: used for values whose key cannot capture their content
+    across processes (gradients of a callable target).
+    """
+
+    def __init__(self, backend: Backend | None = None) -> None:
         self._values: dict[tuple[str, str], Value] = {}
         self.backend = backend
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
 
-    def fetch(self, kind: str, key: str, compute: Callable[[], Value]) -> Value:
+    def fetch(self, kind: str, key: str, compute: Callable[[], Value], *, persist: bool = True) -> Value:
         slot = (kind, key)
         if slot in self._values:
             self.reused[kind] += 1
@@ -57,9 +73,44 @@ class MemoryStore:
             self.computed[kind] += 1
             return compute()
 
-        value = self.backend.fetch(kind, key, counted) if self.backend is not None else counted()
+        if self.backend is not None and persist:
+            value = self.backend.fetch(kind, key, counted)
+        else:
+            value = counted()
         self._values[slot] = value
         return value
+
+    def fetch_many(self, kind: str, keys: list[str], compute_many: ComputeMany) -> dict[str, Value]:
+        """Values for many keys; all missing ones are computed by one call of ``compute_many``.
+
+        With a backend that supports it, the backend locks the missing keys
+        first, so concurrent workers never compute the same value twice.
+        """
+        wanted = list(dict.fromkeys(keys))
+        result: dict[str, Value] = {}
+        for key in wanted:
+            if (kind, key) in self._values:
+                self.reused[kind] += 1
+                result[key] = self._values[(kind, key)]
+        missing = [key for key in wanted if key not in result]
+        if missing:
+
+            def counted(todo: list[str]) -> dict[str, Value]:
+                self.computed[kind] += len(todo)
+                values = compute_many(todo)
+                absent = [key for key in todo if key not in values]
+                if absent:
+                    raise RuntimeError(f"compute_many returned no value for {len(absent)} key(s)")
+                return values
+
+            if self.backend is not None:
+                fetched = self.backend.fetch_many(kind, missing, counted)
+            else:
+                fetched = counted(missing)
+            for key in missing:
+                self._values[(kind, key)] = fetched[key]
+                result[key] = fetched[key]
+        return result
 
     def contains(self, kind: str, key: str) -> bool:
         if (kind, key) in self._values:
@@ -71,15 +122,35 @@ class MemoryStore:
         self._values.clear()
 
 
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A content hash of a model: its structure, parameters and buffers.
+@functools.lru_cache(maxsize=512)
+def _class_code(cls: type) -> str:
+    """The source of a module class, or failing that the bytecode of its forward.
 
-    Any change to a weight, a buffer (batch-norm statistics) or the module tree
-    gives a new fingerprint, so nothing computed for one model is served for another.
+    An edited ``forward`` (a new skip connection between the same modules)
+    changes what a layer computes without changing any weight.
+    """
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        forward = getattr(cls, "forward", None)
+        code = getattr(forward, "__code__", None)
+        if code is None:
+            return f"{cls.__module__}.{cls.__qualname__}"
+        return f"{cls.__module__}.{cls.__qualname__}:{code.co_code.hex()}:{code.co_consts!r}"
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A content hash of a model: its structure, code, parameters and buffers.
+
+    Any change to a weight, a buffer (batch-norm statistics), the module tree
+    or a module class's source gives a new fingerprint, so nothing computed for
+    one model is served for another.
     """
     h = hashlib.sha256()
     h.update(type(model).__qualname__.encode())
     h.update(repr(model).encode())
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: (c.__module__, c.__qualname__)):
+        h.update(_class_code(cls).encode())
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
         t = tensor.detach().to("cpu").contiguous()
         h.update(name.encode())

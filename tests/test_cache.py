@@ -702,7 +702,8 @@ def test_unchanged_rerun_computes_nothing_and_is_bit_identical(warm: tuple[Path,
     assert dict(store.computed) == {}
     assert result == baseline
     disk = store.backend
-    assert isinstance(disk, DiskStore) and dict(disk.stats.hits) == ALL
+    # Every CAV is stored, so the activations they came from are not even read.
+    assert isinstance(disk, DiskStore) and dict(disk.stats.hits) == {k: v for k, v in ALL.items() if k != "activations"}
     fresh, _ = run(None, _model(), workload)  # no cache at all
     assert fresh == baseline
 
@@ -794,3 +795,42 @@ def test_fsync_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     DiskStore(tmp_path / "fast", fsync=False).fetch("cav", KEY, compute)
     assert len(calls) == 1
     assert same(DiskStore(tmp_path / "fast").fetch("cav", KEY, compute), compute.value) and compute.calls == 1
+
+
+def test_edited_forward_changes_the_model_fingerprint() -> None:
+    """Same modules and weights, different forward code: a different model to the cache."""
+    from pytest_tcav.store import model_fingerprint
+
+    class Plain(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x))
+
+    class Skip(Plain):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(self.a(x) + x)
+
+    torch.manual_seed(0)
+    plain = Plain()
+    skip = Skip()
+    skip.load_state_dict(plain.state_dict())
+    Skip.__name__, Skip.__qualname__ = Plain.__name__, Plain.__qualname__  # even under the same name
+    assert repr(plain) == repr(skip)
+    assert model_fingerprint(plain) != model_fingerprint(skip)
+
+
+def test_callable_target_gradients_never_reach_the_disk(tmp_path: Path, workload: Workload) -> None:
+    def second_logit(output: torch.Tensor) -> torch.Tensor:
+        return output[:, 1]
+
+    disk = DiskStore(tmp_path / "cache")
+    store = MemoryStore(backend=disk)
+    tcav = TCAV(_model(), store=store)
+    tcav.test(workload.concept, target=second_logit, inputs=workload.inputs, layers=LAYERS,
+              random_sets=workload.randoms)
+    assert store.computed["gradients"] == len(LAYERS)
+    assert not list((tmp_path / "cache").glob("gradients/*/*.tcav"))
