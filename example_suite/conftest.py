@@ -1,0 +1,35 @@
+"""Fixtures of the example suite: the models under test.
+
+This is the pattern for your own suite. pytest-tcav gives you the concept
+library, the input library, the engine and its cache (the ``tcav`` fixture);
+*you* provide the model, with a fixture that
+
+* is session-scoped, so the weights are loaded once per run (the engine's
+  cache keys on the weights' content, so every test of the run shares the
+  work done on the same model);
+* returns the model in eval mode;
+* puts it on ``tcav.device`` (``tcav_device`` / ``--tcav-device``, else CUDA
+  when there is one, else the CPU).
+
+In a project with one model this is usually a single fixture called
+``model``. Here there are two: the model as it should be, and the
+"retrained" one that picked up the watermark shortcut.
+"""
+
+from __future__ import annotations
+
+import pytest
+from torch import nn
+
+from model import load_model  # example_suite/ is on sys.path (pythonpath = . in pytest.ini)
+
+@pytest.fixture(scope="session")
+def good_model(tcav) -> nn.Module:
+    """The texture classifier as it should be: zebra by stripes, leopard by dots, snake by zigzags."""
+    return load_model("good").to(tcav.device)
+
+
+@pytest.fixture(scope="session")
+def shortcut_model(tcav) -> nn.Module:
+    """The retrained classifier: it learnt the watermark in the corner as its "zebra" cue."""
+    return load_model("shortcut").to(tcav.device)
