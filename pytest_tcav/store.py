@@ -124,19 +124,20 @@ class MemoryStore:
 
 @functools.lru_cache(maxsize=512)
 def _class_code(cls: type) -> str:
-    """The source of a module class, or failing that the bytecode of its forward.
+    """The bytecode of a module class's forward, and its source where Python can find it.
 
     An edited ``forward`` (a new skip connection between the same modules)
     changes what a layer computes without changing any weight.
     """
+    parts = [f"{cls.__module__}.{cls.__qualname__}"]
+    code = getattr(getattr(cls, "forward", None), "__code__", None)
+    if code is not None:
+        parts.append(f"{code.co_code.hex()}:{code.co_consts!r}:{code.co_names!r}")
     try:
-        return inspect.getsource(cls)
+        parts.append(inspect.getsource(cls))
     except (OSError, TypeError):
-        forward = getattr(cls, "forward", None)
-        code = getattr(forward, "__code__", None)
-        if code is None:
-            return f"{cls.__module__}.{cls.__qualname__}"
-        return f"{cls.__module__}.{cls.__qualname__}:{code.co_code.hex()}:{code.co_consts!r}"
+        pass
+    return "\n".join(parts)
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
