@@ -14,6 +14,7 @@ import functools
 import hashlib
 import inspect
 import json
+import types
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -122,6 +123,12 @@ class MemoryStore:
         self._values.clear()
 
 
+def _code_text(code: types.CodeType) -> str:
+    """Bytecode, names and constants, recursing into nested code (reprs of code objects hold addresses)."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names!r}|{'|'.join(consts)}"
+
+
 @functools.lru_cache(maxsize=512)
 def _class_code(cls: type) -> str:
     """The bytecode of a module class's forward, and its source where Python can find it.
@@ -132,7 +139,7 @@ def _class_code(cls: type) -> str:
     parts = [f"{cls.__module__}.{cls.__qualname__}"]
     code = getattr(getattr(cls, "forward", None), "__code__", None)
     if code is not None:
-        parts.append(f"{code.co_code.hex()}:{code.co_consts!r}:{code.co_names!r}")
+        parts.append(_code_text(code))
     try:
         parts.append(inspect.getsource(cls))
     except (OSError, TypeError):

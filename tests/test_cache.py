@@ -834,3 +834,19 @@ def test_callable_target_gradients_never_reach_the_disk(tmp_path: Path, workload
               random_sets=workload.randoms)
     assert store.computed["gradients"] == len(LAYERS)
     assert not list((tmp_path / "cache").glob("gradients/*/*.tcav"))
+
+
+def test_model_fingerprint_is_the_same_in_another_process() -> None:
+    """Keys must not hold memory addresses (a code object's repr does), or a new process never hits."""
+    import subprocess
+    import sys
+
+    script = (
+        "import torch, torchvision\n"
+        "from pytest_tcav.store import model_fingerprint\n"
+        "torch.manual_seed(0)\n"
+        "print(model_fingerprint(torchvision.models.resnet18(weights=None)))\n"
+    )
+    runs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)}
+    assert len(runs) == 1
