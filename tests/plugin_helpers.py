@@ -10,6 +10,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import contextlib
+
 import pytest
 from PIL import Image, PngImagePlugin  # noqa: F401
 
@@ -17,11 +19,14 @@ import pytest_tcav.assertions  # noqa: F401
 import pytest_tcav.session  # noqa: F401
 import tiny_model
 
+with contextlib.suppress(ImportError):
+    import hypothesis  # noqa: F401
+
 # The imports above are for in-process pytester runs: pytester restores
-# sys.modules after each run, so an extension module (numpy.fft under
-# scipy.stats, PIL's decoders) first imported inside a run would be imported
-# again by the next one, which numpy refuses.  Importing the engine's stack
-# here keeps it loaded across runs.
+# sys.modules after each run, so a module first imported inside a run is
+# imported again by the next one.  numpy refuses that for its extension
+# modules (numpy.fft under scipy.stats), and hypothesis's plugin would cost
+# ~1 s per run.  Importing them here keeps them loaded across runs.
 
 TINY_MODEL_SOURCE = Path(tiny_model.__file__).read_text()
 
