@@ -45,4 +45,5 @@ def test_stripes_score(tcav, good_model):
     for layer in result.layers:
         assert layer.score >= 0.9  # nearly every zebra is pushed up by stripes
         assert layer.cav_accuracy >= 0.9  # and "striped" is a clear direction there
-    assert result.n_random == 10 and result.n_inputs == 20
+    assert result.n_inputs == 20  # the images in inputs/zebra
+    assert result.n_random == tcav.config.random_sets  # tcav_random_sets, or --tcav-random-sets
