@@ -169,13 +169,38 @@ class HingeSGDTrainer(CAVTrainer):
         }
 
     def fit(self, x, y, rng):
-        gram = (x @ x.T).double().numpy()
+        cav_weights, intercepts = self._fit_pairs([x.float()], [np.asarray(y, dtype=np.float64)], [rng])
+        return cav_weights[0], intercepts[0]
+
+    def _fit_pairs(
+        self, xs: Sequence[torch.Tensor], ys: Sequence[np.ndarray], rngs: Sequence[np.random.Generator]
+    ) -> tuple[list[torch.Tensor], list[float]]:
+        """Weights and intercepts for several training sets, with one batched SGD.
+
+        Each problem's Gram matrix and final weights come from its own examples
+        only, in one matrix product each: the result of a pair does not depend on
+        which other pairs it is trained with (bit for bit), so a CAV is the same
+        whether it was trained alone, in a batch, or after others were cached.
+        """
+        size = max(len(y) for y in ys)
+        n_pairs = len(xs)
+        kernels = np.zeros((n_pairs, size, size))
+        labels = np.zeros((n_pairs, size))
+        n_valid = np.zeros(n_pairs, dtype=np.int64)
+        for k, (x, y) in enumerate(zip(xs, ys)):
+            n = len(y)
+            kernels[k, :n, :n] = (x @ x.T).double().numpy()
+            labels[k, :n] = y
+            n_valid[k] = n
         coef, scale, intercept = _kernel_hinge_sgd(
-            gram[None], y[None].astype(np.float64), np.array([len(y)]), [rng],
-            self.alpha, self.max_iter, self.tol, self.n_iter_no_change, self.l1_ratio,
+            kernels, labels, n_valid, rngs, self.alpha, self.max_iter, self.tol, self.n_iter_no_change,
+            self.l1_ratio,
         )
-        weights = torch.as_tensor(coef[0] * scale[0], dtype=torch.float32) @ x.float()
-        return weights, float(intercept[0])
+        weights = [
+            torch.as_tensor(coef[k, : len(y)] * scale[k], dtype=torch.float32) @ x
+            for k, (x, y) in enumerate(zip(xs, ys))
+        ]
+        return weights, [float(b) for b in intercept]
 
     def train_many(self, features, groups, pairs, seeds):
         features = features.float()
@@ -185,36 +210,20 @@ class HingeSGDTrainer(CAVTrainer):
             split = balanced_split(len(groups[a]), len(groups[b]), self.test_fraction, rng)
             rows = torch.cat([groups[a], groups[b]]).numpy()
             splits.append((split, rows))
-        used = np.unique(np.concatenate([rows[s.train] for s, rows in splits]))
-        position = {int(r): k for k, r in enumerate(used)}
-        sub = features[torch.as_tensor(used)]
-        gram = (sub @ sub.T).double().numpy()
-        size = max(len(s.train) for s, _ in splits)
-        n_pairs = len(pairs)
-        kernels = np.zeros((n_pairs, size, size))
-        labels = np.zeros((n_pairs, size))
-        n_valid = np.zeros(n_pairs, dtype=np.int64)
-        local_rows = []
-        for k, (split, rows) in enumerate(splits):
-            loc = np.array([position[int(r)] for r in rows[split.train]])
-            n = len(loc)
-            kernels[k, :n, :n] = gram[np.ix_(loc, loc)]
-            labels[k, :n] = split.labels[split.train]
-            n_valid[k] = n
-            local_rows.append(loc)
-        coef, scale, intercept = _kernel_hinge_sgd(
-            kernels, labels, n_valid, rngs, self.alpha, self.max_iter, self.tol, self.n_iter_no_change,
-            self.l1_ratio,
-        )
-        mixing = np.zeros((n_pairs, len(used)))
-        for k, loc in enumerate(local_rows):
-            np.add.at(mixing[k], loc, coef[k, : len(loc)] * scale[k])
-        weights = torch.as_tensor(mixing, dtype=torch.float32) @ sub
-        cavs = []
-        for k, (split, rows) in enumerate(splits):
-            test_rows = torch.as_tensor(rows[split.test])
-            acc = _accuracy(features[test_rows], split.labels[split.test], weights[k], float(intercept[k]))
-            cavs.append(CAV(weights[k].clone(), float(intercept[k]), acc))
+        # Training examples are gathered per pair (a copy of n x features each);
+        # for very many pairs on wide layers, train in chunks to bound memory.
+        cavs: list[CAV] = []
+        chunk = max(1, int(2**28 // max(1, features.shape[1] * 4 * max(len(s.train) for s, _ in splits))))
+        for start in range(0, len(splits), chunk):
+            part = splits[start : start + chunk]
+            xs = [features[torch.as_tensor(rows[split.train])] for split, rows in part]
+            ys = [split.labels[split.train] for split, _ in part]
+            weights, intercepts = self._fit_pairs(xs, ys, rngs[start : start + chunk])
+            del xs
+            for (split, rows), w, b in zip(part, weights, intercepts):
+                test_rows = torch.as_tensor(rows[split.test])
+                acc = _accuracy(features[test_rows], split.labels[split.test], w, b)
+                cavs.append(CAV(w, b, acc))
         return cavs
 
 
@@ -234,6 +243,15 @@ def _kernel_hinge_sgd(
     The weight vector of problem ``p`` is ``scale[p] * coef[p] @ X_p``.  Each
     problem shuffles its own examples with its own generator and stops by its
     own rule, so its result does not depend on which problems it is batched with.
+
+    SGD is sequential within a problem, so the loop over steps stays in Python;
+    what does not depend on the data is taken out of it.  Per epoch, the
+    shuffled examples' labels, kernel columns and diagonal entries are gathered
+    once, and the learning rates and the weight decay's running product (the
+    ``scale``) are computed for the whole epoch with ``cumprod``, which
+    multiplies in the same order as a step-by-step loop, so the numbers are
+    the same bit for bit.  What is left per step is the margin, the hinge
+    update and its rank-one effect on the margins.
     """
     n_problems, size = labels.shape
     coef = np.zeros((n_problems, size))
@@ -249,43 +267,71 @@ def _kernel_hinge_sgd(
     no_improvement = np.zeros(n_problems, dtype=np.int64)
     active = np.ones(n_problems, dtype=bool)
     rows = np.arange(n_problems)
+    steps = np.arange(size)
     for _epoch in range(max_iter):
         if not active.any():
             break
         order = np.full((n_problems, size), -1)
         for p in np.flatnonzero(active):
             order[p, : n_valid[p]] = rngs[p].permutation(n_valid[p])
-        sumloss = np.zeros(n_problems)
+        live = order >= 0  # (problems, steps)
+        index = np.where(live, order, 0)
+        y_steps = labels[rows[:, None], index]
+        diag_steps = kernels[rows[:, None], index, index]
+        columns = kernels[rows[:, None, None], steps[None, None, :], index[:, :, None]]  # K[p, :, order[p, s]]
+        # learning rate per step: t advances on live steps only
+        t_steps = t[:, None] + np.concatenate([np.zeros((n_problems, 1)), np.cumsum(live, axis=1)[:, :-1]], axis=1)
+        eta = 1.0 / (alpha * (optimal_init + t_steps - 1.0))
+        factor = np.where(live, np.maximum(0.0, 1.0 - eta * decay), 1.0)
+        scale_after = np.cumprod(np.concatenate([scale[:, None], factor], axis=1), axis=1)
+        if scale_after.min() < 1e-9:
+            # fold the scale into the coefficients before it underflows
+            coef *= scale[:, None]
+            margins *= scale[:, None]
+            sqnorm *= scale**2
+            scale = np.ones(n_problems)
+            scale_after = np.cumprod(np.concatenate([scale[:, None], factor], axis=1), axis=1)
+            if scale_after.min() < 1e-9:
+                raise FloatingPointError(
+                    f"alpha={alpha} decays the weights to zero within one epoch; use a smaller alpha"
+                )
+        eta_y = eta * y_steps
+        threshold = np.where(live, 1.0, -np.inf)  # a step that is not live never updates
+        flat_index = rows[:, None] * size + index
+        flat_margins = margins.reshape(-1)  # a view: updates below land in margins
+        z_steps = np.empty((n_problems, size))
+        margin_steps = np.zeros((n_problems, size))
+        delta_steps = np.zeros((n_problems, size))
         for step in range(size):
-            idx = order[:, step]
-            live = idx >= 0
-            i = np.where(live, idx, 0)
-            y = labels[rows, i]
-            z = (scale * margins[rows, i] + intercept) * y
-            eta = 1.0 / (alpha * (optimal_init + t - 1.0))
-            objective = np.maximum(0.0, 1.0 - z) + 0.5 * decay * scale**2 * sqnorm
-            sumloss += np.where(live, objective, 0.0)
-            violated = live & (z <= 1.0)
-            update = np.where(violated, eta * y, 0.0)
-            scale = np.where(live, scale * np.maximum(0.0, 1.0 - eta * decay), scale)
-            delta = np.where(violated, update / scale, 0.0)
-            sqnorm += 2.0 * delta * margins[rows, i] + delta**2 * kernels[rows, i, i]
-            coef[rows, i] += delta
-            margins += delta[:, None] * kernels[rows, :, i]
+            margin = flat_margins.take(flat_index[:, step])
+            z = (scale_after[:, step] * margin + intercept) * y_steps[:, step]
+            z_steps[:, step] = z
+            violated = z <= threshold[:, step]
+            if not violated.any():
+                continue
+            update = np.where(violated, eta_y[:, step], 0.0)
+            delta = update / scale_after[:, step + 1]
+            margin_steps[:, step] = margin
+            delta_steps[:, step] = delta
+            margins += delta[:, None] * columns[:, step, :]
             intercept += update
-            t += live
-            small = scale < 1e-9
-            if small.any():
-                coef[small] *= scale[small, None]
-                margins[small] *= scale[small, None]
-                sqnorm[small] *= scale[small] ** 2
-                scale[small] = 1.0
+        # the squared norm before each step, accumulated in step order (cumsum is sequential)
+        increments = 2.0 * delta_steps * margin_steps + delta_steps * delta_steps * diag_steps
+        sqnorm_path = np.cumsum(np.concatenate([sqnorm[:, None], increments], axis=1), axis=1)
+        sqnorm_steps = sqnorm_path[:, :-1]
+        sqnorm = sqnorm_path[:, -1].copy()
+        # each example is visited once per epoch, so one addition per coefficient, as step by step
+        coef[np.broadcast_to(rows[:, None], live.shape)[live], index[live]] += delta_steps[live]
+        t = t_steps[:, -1] + live[:, -1]
         if tol is not None:
+            objective = np.maximum(0.0, 1.0 - z_steps) + 0.5 * decay * scale_after[:, :-1] ** 2 * sqnorm_steps
+            sumloss = np.cumsum(np.where(live, objective, 0.0), axis=1)[:, -1]
             mean_objective = sumloss / np.maximum(n_valid, 1)
             worse = mean_objective > best_objective - tol
             no_improvement = np.where(active & worse, no_improvement + 1, np.where(active, 0, no_improvement))
             best_objective = np.where(active, np.minimum(best_objective, mean_objective), best_objective)
             active &= no_improvement < n_iter_no_change
+        scale = scale_after[:, -1].copy()
     return coef, scale, intercept
 
 

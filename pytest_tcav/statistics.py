@@ -152,11 +152,19 @@ def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float
 
 
 def required_random_sets(alpha: float, n_layers: int, correction: Correction, test: NullTest) -> int:
-    """The fewest random sets with which the test can reach ``alpha`` on every layer."""
+    """The fewest random sets with which the test can reach ``alpha`` on every layer.
+
+    For the rank test the smallest corrected p-value is ``m / (N + 1)`` (``m``
+    layers under Holm or Bonferroni, 1 without correction), and a verdict needs
+    it strictly below ``alpha``: ``N`` is the least integer with ``m / (N + 1) < alpha``.
+    """
     if test == "t":
         return MIN_RANDOM_SETS_T
     m = 1 if correction == "none" else n_layers
-    return max(MIN_RANDOM_SETS_T, math.ceil(m / alpha) - 1)
+    n = max(0, math.floor(m / alpha) - 1)
+    while m / (n + 1) >= alpha:  # exact on the same float comparison the verdict uses
+        n += 1
+    return max(MIN_RANDOM_SETS_T, n)
 
 
 def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: Correction, test: NullTest) -> None:
@@ -168,7 +176,7 @@ def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: 
     if n_random < needed:
         extra = (
             f" (the rank test's smallest p-value is 1/(N+1), and alpha {alpha} over {n_layers} "
-            f"layer(s) with {correction} correction needs 1/(N+1) <= {alpha / max(1, n_layers) if correction != 'none' else alpha:.4g})"
+            f"layer(s) with {correction} correction needs 1/(N+1) < {alpha / max(1, n_layers) if correction != 'none' else alpha:.4g})"
             if test == "rank"
             else " (the t-test needs at least 3 random sets to estimate the null's spread)"
         )

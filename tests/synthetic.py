@@ -50,10 +50,29 @@ def dots(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def noise(n: int, gen: torch.Generator) -> torch.Tensor:
-    """Smooth random images with no texture: the random counterparts."""
+    """Smooth random images with no texture."""
     coarse = torch.rand(n, 3, 6, 6, generator=gen)
     img = nn.functional.interpolate(coarse, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
     return (img + 0.05 * torch.randn(img.shape, generator=gen)).clamp(0, 1)
+
+
+def random_images(n: int, gen: torch.Generator) -> torch.Tensor:
+    """The random counterparts: each image a stripe, dot or smooth-noise image, chosen at random.
+
+    Random sets in TCAV stand for "any image": a CAV of a concept against them
+    should point to what is special about the concept, not to what every image
+    the model was trained on has.  Against smooth noise alone, any textured
+    concept (dots included) would mainly differ by having edges, which the
+    texture model uses for its striped class, and would score as positive for
+    it; against this mixture, dots differ from the average image by being dots.
+    """
+    kind = torch.randint(0, 3, (n,), generator=gen)
+    out = torch.empty(n, 3, SIZE, SIZE)
+    for k, make in enumerate((stripes, dots, noise)):
+        index = (kind == k).nonzero().flatten()
+        if len(index):
+            out[index] = make(len(index), gen)
+    return out
 
 
 def add_patch(images: torch.Tensor) -> torch.Tensor:
