@@ -38,8 +38,11 @@ import torch
 
 import tiny_model
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)  # two workers on two cores: do not oversubscribe
+if os.environ.get("TINY_TORCH_THREADS"):
+    # Subprocess runs only: the same thread count gives the same floating-point
+    # sums in a serial run and in pytest-xdist workers (and two workers on two
+    # cores should not oversubscribe them).
+    torch.set_num_threads(int(os.environ["TINY_TORCH_THREADS"]))
 
 
 @pytest.fixture(scope="session")

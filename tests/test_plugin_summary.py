@@ -1,0 +1,166 @@
+"""The terminal summary: one row per concept check, only when checks ran, the same under pytest -n 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plugin_helpers import make_project, summary_section
+from pytest_tcav.summary import summary_lines
+
+CHECKS = """
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pytest_tcav import assert_concept_insignificant, assert_concept_significant
+from pytest_tcav.registry import current_session
+
+
+@pytest.fixture(autouse=True)
+def dump_records(request):
+    \"\"\"With DUMP_DIR set, write this test's records (exact numbers) to a file of its own.\"\"\"
+    yield
+    if os.environ.get("DUMP_DIR"):
+        mine = [r for r in current_session().records if r["nodeid"] == request.node.nodeid]
+        name = re.sub(r"\\W", "_", request.node.nodeid) + ".json"
+        Path(os.environ["DUMP_DIR"], name).write_text(json.dumps(mine))
+
+
+def test_horizontal(model):
+    assert_concept_significant(model, "horizontal", target=1, layers=["conv", "relu"], require="any")
+
+
+def test_vertical(model):
+    assert_concept_significant(model, "vertical", target="horizontal", layers="relu", direction="negative")
+
+
+def test_noise(model):
+    assert_concept_insignificant(model, "noisy", target=1, layers=["conv", "relu"])
+
+
+def test_two_checks(model):
+    assert_concept_significant(model, "horizontal", target=1, layers="relu")
+    assert_concept_insignificant(model, "vertical", target=1, layers="relu", direction="positive")
+
+
+def test_fails(model):
+    assert_concept_significant(model, "noisy", target=1, layers="relu")
+
+
+def test_error(model):
+    assert_concept_significant(model, "horizontal", target=1, layers="nope")
+
+
+@pytest.mark.parametrize("layer", ["conv", "relu"])
+def test_layers(model, layer):
+    assert_concept_significant(model, "horizontal", target=0, layers=layer, direction="negative", require="any")
+
+
+def test_plain():
+    pass
+"""
+
+EXPECTED_ROWS = [
+    # test, concept, target, expected, layers, score(s), p-value(s), verdict, result; "*": any one word
+    "test_checks.py::test_error horizontal 1 significant nope - - error ERROR",
+    "test_checks.py::test_fails noisy 1 significant relu * * not significant FAILED",
+    "test_checks.py::test_horizontal horizontal 1 significant (any layer) conv,relu * 1.00 * * "
+    "significant on 1/2 passed",
+    "test_checks.py::test_layers[conv] horizontal 0 significant (negative) (any layer) conv * * "
+    "not significant FAILED",
+    "test_checks.py::test_layers[relu] horizontal 0 significant (negative) (any layer) relu 0.00 * "
+    "significant passed",
+    "test_checks.py::test_noise noisy 1 insignificant conv,relu * * * * not significant passed",
+    "test_checks.py::test_two_checks horizontal 1 significant relu 1.00 * significant passed",
+    "test_checks.py::test_two_checks vertical 1 insignificant (positive) relu 0.00 * not significant passed",
+    "test_checks.py::test_vertical vertical horizontal (1) significant (negative) relu 0.00 * significant passed",
+]
+
+def rows(section: list[str]) -> list[str]:
+    """The summary's rows, with runs of spaces made one."""
+    return [" ".join(line.split()) for line in section[2:-1]]
+
+
+def matches(row: str, pattern: str) -> bool:
+    words, expected = row.split(), pattern.split()
+    return len(words) == len(expected) and all(e == "*" or w == e for w, e in zip(words, expected))
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    make_project(pytester)
+    pytester.makepyfile(test_checks=CHECKS)
+    return pytester
+
+
+def test_summary_has_one_row_per_check(project: pytest.Pytester) -> None:
+    result = project.runpytest()
+    result.assert_outcomes(passed=6, failed=3)
+    section = summary_section(result.stdout.str())
+    assert section[0].split() == ["test", "concept", "target", "expected", "layers", "score", "p", "(corr.)",
+                                  "verdict", "result"]
+    assert set(section[1]) == {"-", " "}
+    assert len(rows(section)) == len(EXPECTED_ROWS)
+    for row, pattern in zip(rows(section), EXPECTED_ROWS):
+        assert matches(row, pattern), (row, pattern)
+    assert section[-1] == "9 concept check(s): 6 passed, 2 failed, 1 error(s)"
+
+
+def test_no_summary_without_concept_checks(project: pytest.Pytester) -> None:
+    result = project.runpytest("-k", "plain")
+    result.assert_outcomes(passed=1)
+    assert "TCAV concept checks" not in result.stdout.str()
+
+
+def dumped(folder: Path) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for file in sorted(folder.iterdir()):
+        out[file.name] = [{k: v for k, v in r.items() if k != "seq"} for r in json.loads(file.read_text())]
+    return out
+
+
+def test_xdist_gives_the_same_results_and_summary_as_a_serial_run(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial_dir, parallel_dir = project.mkdir("serial"), project.mkdir("parallel")
+    monkeypatch.setenv("TINY_TORCH_THREADS", "1")
+    monkeypatch.setenv("DUMP_DIR", str(serial_dir))
+    serial = project.runpytest_subprocess()
+    monkeypatch.setenv("DUMP_DIR", str(parallel_dir))
+    parallel = project.runpytest_subprocess("-n", "2")
+    parallel.assert_outcomes(passed=6, failed=3)
+    assert "2 workers" in parallel.stdout.str()
+    serial_section = summary_section(serial.stdout.str())
+    assert len(serial_section) == 2 + len(EXPECTED_ROWS) + 1
+    assert summary_section(parallel.stdout.str()) == serial_section
+    # Not only the rounded table: every score and p-value is identical, bit for bit.
+    serial_records, parallel_records = dumped(serial_dir), dumped(parallel_dir)
+    assert len(serial_records) == 9
+    assert parallel_records == serial_records
+
+
+def test_summary_lines_from_records() -> None:
+    records = [
+        {"nodeid": "b.py::t", "seq": 0, "concept": "c", "target": "1", "layers": ["l1", "l2"],
+         "expectation": "significant", "direction": "positive", "require": "all", "outcome": "passed",
+         "results": [{"layer": "l1", "score": 1.0, "p_value": 1e-6, "p_corrected": 2e-6, "significant": True,
+                      "cav_accuracy": 0.9},
+                     {"layer": "l2", "score": 0.5, "p_value": 0.2, "p_corrected": 0.2, "significant": False,
+                      "cav_accuracy": 0.9}]},
+        {"nodeid": "a.py::t", "seq": 0, "concept": "d", "target": "2", "layers": ["l1"],
+         "expectation": "insignificant", "direction": "either", "require": "all", "outcome": "error",
+         "results": []},
+    ]
+    json.dumps(records)  # what crosses from xdist workers is plain JSON
+    lines = summary_lines(records)
+    assert [line.split()[0] for line in lines[2:4]] == ["a.py::t", "b.py::t"]  # sorted by test id
+    assert lines[3].split()[4:] == ["l1,l2", "1.00", "0.50", "2.0e-06", "0.200", "significant", "on", "1/2",
+                                    "passed"]
+    assert lines[-1] == "2 concept check(s): 1 passed, 1 error(s)"
+    assert summary_lines([]) == []
