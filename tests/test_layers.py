@@ -1,0 +1,125 @@
+"""Layer names and hooks: helpful errors, input or output activations, nothing left on the model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pytest_tcav import ConfigurationError, LayerError
+from pytest_tcav.layers import StopForward, capture, check_all_reached, resolve_layers
+
+
+class Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+        self.unused = nn.Linear(2, 2)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.block(self.features(x))).flatten(1))
+
+
+def test_layers_are_named_as_in_named_modules():
+    net = Net()
+    modules = resolve_layers(net, ["features", "block.0", "head"])
+    assert modules["block.0"] is net.block[0] and modules["head"] is net.head
+    assert resolve_layers(net, "block")["block"] is net.block  # a single name is accepted
+
+
+def test_unknown_layer_lists_the_closest_names():
+    with pytest.raises(LayerError) as info:
+        resolve_layers(Net(), ["blok"])
+    message = str(info.value)
+    assert "has no layer 'blok'" in message and "Did you mean" in message and "'block'" in message
+
+
+def test_unknown_layer_without_close_names_lists_known_layers():
+    with pytest.raises(LayerError, match="Known layers include: 'features'"):
+        resolve_layers(Net(), ["zzzzzzzz"])
+
+
+@pytest.mark.parametrize("names", [[], ["head", "head"]])
+def test_layer_lists_must_be_nonempty_and_distinct(names):
+    with pytest.raises(ConfigurationError):
+        resolve_layers(Net(), names)
+
+
+def test_the_model_itself_is_not_a_layer_name():
+    with pytest.raises(LayerError):
+        resolve_layers(Net(), [""])
+
+
+def test_point_must_be_input_or_output():
+    with pytest.raises(ConfigurationError, match="layer point"):
+        resolve_layers(Net(), ["head"], point="middle")  # type: ignore[arg-type]
+
+
+def test_input_point_is_the_previous_layers_output():
+    net = Net().eval()
+    x = torch.rand(2, 3, 8, 8)
+    with capture(resolve_layers(net, ["features"]), "output") as out, torch.no_grad():
+        net(x)
+    with capture(resolve_layers(net, ["block"]), "input") as inp, torch.no_grad():
+        net(x)
+    assert torch.equal(out["features"], inp["block"])
+
+
+def test_hooks_are_removed_also_after_an_exception():
+    net = Net()
+    modules = resolve_layers(net, ["features", "block"])
+    with pytest.raises(RuntimeError):
+        with capture(modules, "output"):
+            raise RuntimeError("boom")
+    with pytest.raises(StopForward):
+        with capture(modules, "input", stop_when_done=True):
+            net(torch.rand(1, 3, 8, 8))
+    for module in net.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks
+
+
+def test_a_layer_forward_never_calls_is_reported():
+    net = Net()
+    modules = resolve_layers(net, ["unused", "head"])
+    with capture(modules, "output") as seen, torch.no_grad():
+        net(torch.rand(1, 3, 8, 8))
+    with pytest.raises(LayerError, match="never reached"):
+        check_all_reached(modules, seen)
+
+
+def test_a_layer_called_twice_is_rejected():
+    class Twice(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shared = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.shared(self.shared(x))
+
+    net = Twice()
+    with pytest.raises(LayerError, match="ran twice"):
+        with capture(resolve_layers(net, ["shared"]), "output"):
+            net(torch.rand(2, 3))
+
+
+def test_a_layer_whose_output_is_not_a_tensor_is_rejected():
+    class Pair(nn.Module):
+        def forward(self, x):
+            return x, x
+
+    class Net2(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pair = Pair()
+
+        def forward(self, x):
+            a, b = self.pair(x)
+            return a + b
+
+    net = Net2()
+    with pytest.raises(LayerError, match="not a tensor"):
+        with capture(resolve_layers(net, ["pair"]), "output"):
+            net(torch.rand(2, 3))
