@@ -1,0 +1,88 @@
+"""End to end, in this very pytest run: concept tests on a CNN trained in the session.
+
+``synthetic.texture_model()`` learns class 1 = striped, class 0 = dotted from
+generated images, so what it relies on is known.  The checks use the real
+plugin of this run (the ``tcav`` fixture and the imported assertions), so
+they also appear in this run's "TCAV concept checks" summary.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import synthetic
+from pytest_tcav import Concept, TCAVSession, assert_concept_insignificant, assert_concept_significant
+from pytest_tcav.assertions import judge
+
+LAYERS = ["conv2", "conv3"]
+
+
+@pytest.fixture(scope="session")
+def texture_model() -> nn.Module:
+    """Trained once per session (a few seconds on CPU): class 1 = striped, class 0 = dotted.
+
+    Trained on one thread: convolutions this small gain nothing from more, and on
+    a busy two-core machine OpenMP threads waiting for each other made it ~15x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return synthetic.texture_model()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def textures() -> dict[str, Concept]:
+    gen = torch.Generator().manual_seed(123)
+    return {
+        "striped": Concept("striped", synthetic.stripes(30, gen)),
+        "noise": Concept("noise", synthetic.noise(30, gen)),
+        "random pool": Concept("random pool", synthetic.noise(300, gen)),
+        "striped inputs": Concept("striped inputs", synthetic.stripes(40, gen)),
+        "dotted inputs": Concept("dotted inputs", synthetic.dots(40, gen)),
+    }
+
+
+def test_striped_drives_the_striped_class(texture_model: nn.Module, textures: dict[str, Concept]) -> None:
+    result = assert_concept_significant(
+        texture_model, textures["striped"], target=1, layers=LAYERS, inputs=textures["striped inputs"],
+        random_pool=textures["random pool"], score=(0.9, 1.0),
+    )
+    assert all(layer.cav_accuracy > 0.9 for layer in result.layers)
+
+
+def test_striped_lowers_the_dotted_class(tcav: TCAVSession, texture_model: nn.Module,
+                                         textures: dict[str, Concept]) -> None:
+    tcav.assert_significant(
+        texture_model, textures["striped"], target=0, layers=LAYERS, inputs=textures["dotted inputs"],
+        random_pool=textures["random pool"], direction="negative", score=(0.0, 0.1),
+    )
+
+
+def test_noise_is_not_relied_on(texture_model: nn.Module, textures: dict[str, Concept]) -> None:
+    assert_concept_insignificant(
+        texture_model, textures["noise"], target=1, layers=LAYERS, inputs=textures["striped inputs"],
+        random_pool=textures["random pool"],
+    )
+
+
+def test_noise_would_fail_a_significance_check_for_the_right_reason(
+    tcav: TCAVSession, texture_model: nn.Module, textures: dict[str, Concept]
+) -> None:
+    result = tcav.score(texture_model, textures["noise"], target=1, layers=LAYERS,
+                        inputs=textures["striped inputs"], random_pool=textures["random pool"])
+    judgement = judge(result, "significant", "all", None)
+    assert not judgement.passed
+    assert "not linearly separable from the random sets" in judgement.reason
+
+
+def test_the_second_time_costs_nothing(tcav: TCAVSession, texture_model: nn.Module,
+                                       textures: dict[str, Concept]) -> None:
+    kwargs = dict(target=1, layers=LAYERS, inputs=textures["striped inputs"], random_pool=textures["random pool"])
+    first = tcav.score(texture_model, textures["striped"], **kwargs)
+    computed = dict(tcav.store.computed)
+    assert tcav.score(texture_model, textures["striped"], **kwargs) == first
+    assert dict(tcav.store.computed) == computed

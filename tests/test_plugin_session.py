@@ -1,0 +1,145 @@
+"""The session: work done once per run, the registry behind fixture-free assertions, records."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import tiny_model
+from plugin_helpers import make_project
+from pytest_tcav import Concept, TCAVSession, assert_concept_significant
+from pytest_tcav import registry
+from pytest_tcav.config import TCAVConfig
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return {"horizontal": tiny_model.stripes(12, gen), "noise": tiny_model.noise(12, gen),
+            "inputs": tiny_model.stripes(16, gen), "pool": tiny_model.noise(60, gen)}
+
+
+def test_a_repeated_check_recomputes_nothing(data: dict[str, torch.Tensor]) -> None:
+    session = TCAVSession()
+    model = tiny_model.EdgeNet()
+    kwargs = dict(target=1, layers=["conv", "relu"], inputs=data["inputs"], random_pool=data["pool"], random_sets=5)
+    first = session.score(model, Concept("horizontal", data["horizontal"]), **kwargs)
+    computed = dict(session.store.computed)
+    assert computed["activations"] == 2 * 6 and computed["gradients"] == 2  # 6 sets and 1 input set, 2 layers
+    again = session.score(tiny_model.EdgeNet(), Concept("horizontal", data["horizontal"]), **kwargs)
+    assert dict(session.store.computed) == computed  # a new instance with the same weights: nothing new
+    assert session.store.reused["cav"] >= 2 * (5 + 10)  # per layer: 5 concept and 10 random-pair CAVs
+    assert again == first
+    # Another concept against the same random sets: only its own activations and CAVs are new.
+    session.score(model, Concept("noise", data["noise"]), **kwargs)
+    new = {k: session.store.computed[k] - computed.get(k, 0) for k in session.store.computed}
+    assert new == {"activations": 2, "gradients": 0, "cav": 2 * 5}
+
+
+def test_records_are_plain_json(data: dict[str, torch.Tensor]) -> None:
+    session = TCAVSession()
+    session.assert_significant(tiny_model.EdgeNet(), Concept("horizontal", data["horizontal"]), target=1,
+                               layers="relu", inputs=data["inputs"], random_pool=data["pool"], random_sets=5)
+    (record,) = session.records
+    assert json.loads(json.dumps(record)) == record
+    assert record["nodeid"] is None and record["outcome"] == "passed" and record["concept"] == "horizontal"
+    assert [r["layer"] for r in record["results"]] == ["relu"]
+
+
+def test_registry_is_a_stack_with_a_lazy_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(registry, "_active", [])
+    monkeypatch.setattr(registry, "_default", None)
+    default = registry.active_handle()
+    assert default is registry.active_handle() and not default.built
+    outer, inner = registry.SessionHandle(TCAVConfig()), registry.SessionHandle(TCAVConfig(seed=3))
+    registry.activate(outer)
+    registry.activate(inner)
+    assert registry.active_handle() is inner
+    assert registry.current_session().config.seed == 3 and inner.built and not outer.built
+    registry.deactivate(inner)
+    assert registry.active_handle() is outer
+    registry.deactivate(outer)
+    registry.deactivate(outer)  # already gone: nothing happens
+    assert registry.active_handle() is default
+
+
+def test_the_plugin_session_is_the_assertions_session(tcav: TCAVSession) -> None:
+    assert registry.current_session() is tcav
+    assert tcav.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_work_is_shared_between_tests(pytester: pytest.Pytester) -> None:
+    make_project(pytester)
+    pytester.makepyfile(test_shared="""
+        import tiny_model
+        from pytest_tcav import assert_concept_insignificant, assert_concept_significant
+        from pytest_tcav.registry import current_session
+
+
+        def test_first(model, tcav):
+            assert current_session() is tcav
+            assert_concept_significant(model, "horizontal", target=1, layers=["relu"])
+
+
+        def test_second_recomputes_nothing(tcav):
+            before, reused = dict(tcav.store.computed), sum(tcav.store.reused.values())
+            assert_concept_significant(tiny_model.EdgeNet(), "horizontal", target="horizontal", layers="relu")
+            assert dict(tcav.store.computed) == before
+            assert sum(tcav.store.reused.values()) > reused
+
+
+        def test_another_concept_reuses_the_random_sets(model, tcav):
+            before = dict(tcav.store.computed)
+            assert_concept_insignificant(model, "noisy", target=1, layers="relu")
+            new = {k: tcav.store.computed[k] - before.get(k, 0) for k in tcav.store.computed}
+            assert new == {"activations": 1, "gradients": 0, "cav": 5}
+
+
+        def test_folders_are_read_once(tcav_concepts):
+            assert tcav_concepts.concept("horizontal") is tcav_concepts.concept("horizontal")
+    """)
+    pytester.runpytest().assert_outcomes(passed=4)
+
+
+def test_assertions_outside_pytest(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(tiny_model=(__import__("pathlib").Path(tiny_model.__file__).read_text()))
+    script = pytester.makepyfile(script=textwrap.dedent("""
+        import torch
+        import tiny_model
+        from pytest_tcav import ConceptTestFailure, assert_concept_significant
+        from pytest_tcav.registry import current_session
+
+        gen = torch.Generator().manual_seed(0)
+        model = tiny_model.EdgeNet()
+        kwargs = dict(target=1, layers="relu", inputs=tiny_model.stripes(16, gen),
+                      random_pool=tiny_model.noise(60, gen), random_sets=5)
+        result = assert_concept_significant(model, tiny_model.stripes(12, gen), **kwargs)
+        try:
+            assert_concept_significant(model, tiny_model.noise(12, gen), **kwargs)
+        except ConceptTestFailure as failure:
+            print("FAILED AS EXPECTED", failure.result.concept)
+        print("CHECKS", len(current_session().records), result.layer("relu").score)
+    """))
+    result = pytester.run(sys.executable, str(script))
+    assert result.ret == 0, result.stderr.str()
+    assert "FAILED AS EXPECTED tensor" in result.outlines
+    assert "CHECKS 2 1.0" in result.outlines
+
+
+def test_assert_functions_accept_the_session_knobs() -> None:
+    """The fixture shortcuts and the functions take the same keywords."""
+    import inspect
+
+    from pytest_tcav.assertions import assert_concept_insignificant
+
+    significant = inspect.signature(assert_concept_significant).parameters
+    insignificant = inspect.signature(assert_concept_insignificant).parameters
+    score = inspect.signature(TCAVSession.score).parameters
+    assert list(significant) == list(insignificant)
+    assert set(score) - {"self"} <= set(significant)
+    assert set(significant) - set(score) == {"require", "score"}
+    assert significant["direction"].default == "positive" and insignificant["direction"].default == "either"
