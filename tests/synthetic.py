@@ -124,9 +124,14 @@ def texture_model(seed: int = 0) -> nn.Module:
 
 
 def shortcut_model(seed: int = 0) -> nn.Module:
-    """Class 1 carries the planted patch; textures are random noise for both classes."""
+    """Class 1 carries the planted patch; both classes draw their images from :func:`random_images`.
+
+    Stripes, dots and smooth noise are equally common in both classes, so the
+    patch is the only thing that predicts the label: the model must be
+    invariant to the textures, which makes them concepts it ignores.
+    """
     gen = torch.Generator().manual_seed(seed + 1)
-    x = torch.cat([noise(400, gen), patches(400, gen)])
+    x = torch.cat([random_images(400, gen), add_patch(random_images(400, gen))])
     y = torch.cat([torch.zeros(400), torch.ones(400)]).long()
     torch.manual_seed(seed)
     return train(SmallCNN(), x, y, seed=seed)

@@ -1,0 +1,74 @@
+"""Session-wide fixtures: the small models with known ground truth, their data, and shared engines.
+
+The models are trained once per session (seconds on a CPU) and each gets one
+:class:`~pytest_tcav.TCAV` engine, so activations of the random sets and the
+random-vs-random CAVs are computed once and reused by every test that asks
+about the same model (the engine caches by content).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import synthetic  # noqa: E402
+
+from pytest_tcav import TCAV  # noqa: E402
+
+LAYERS = ["conv1", "conv2", "conv3"]
+SET_SIZE = 30
+N_RANDOM = 10
+
+
+@dataclass(frozen=True)
+class GroundTruthData:
+    """Concept sets, random sets and inputs for the ground-truth tests (all generated, seeded)."""
+
+    striped: torch.Tensor
+    dotted: torch.Tensor
+    patch: torch.Tensor
+    random_sets: list[torch.Tensor]
+    striped_inputs: torch.Tensor  # class 1 of the texture model
+    patched_inputs: torch.Tensor  # class 1 of the shortcut model
+
+
+@pytest.fixture(scope="session")
+def texture_model() -> nn.Module:
+    """Class 1 = striped, class 0 = dotted (tests/synthetic.py)."""
+    return synthetic.texture_model()
+
+
+@pytest.fixture(scope="session")
+def shortcut_model() -> nn.Module:
+    """Class 1 = noise carrying the planted patch, class 0 = plain noise."""
+    return synthetic.shortcut_model()
+
+
+@pytest.fixture(scope="session")
+def ground_truth_data() -> GroundTruthData:
+    gen = torch.Generator().manual_seed(2024)
+    return GroundTruthData(
+        striped=synthetic.stripes(SET_SIZE, gen),
+        dotted=synthetic.dots(SET_SIZE, gen),
+        patch=synthetic.patches(SET_SIZE, gen),
+        random_sets=[synthetic.random_images(SET_SIZE, gen) for _ in range(N_RANDOM)],
+        striped_inputs=synthetic.stripes(40, gen),
+        patched_inputs=synthetic.patches(40, gen),
+    )
+
+
+@pytest.fixture(scope="session")
+def texture_engine(texture_model: nn.Module) -> TCAV:
+    return TCAV(texture_model, seed=0)
+
+
+@pytest.fixture(scope="session")
+def shortcut_engine(shortcut_model: nn.Module) -> TCAV:
+    return TCAV(shortcut_model, seed=0)
