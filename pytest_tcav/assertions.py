@@ -136,10 +136,11 @@ def check_concept(
         "expectation": expectation,
         "direction": direction,
         "require": require,
-        "score_range": list(score) if score is not None else None,
+        "score_range": None,
     }
     try:
         score_range = _check_score_range(score)
+        entry["score_range"] = list(score_range) if score_range is not None else None
         if require not in ("all", "any"):
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)

@@ -95,11 +95,12 @@ class _FolderLibrary:
         return self._loaded[path]
 
     def __contains__(self, name: object) -> bool:
-        return (isinstance(name, str) and self.root is not None and _is_plain_name(name)
+        return (isinstance(name, str) and self.root is not None and is_plain_name(name)
                 and (self.root / name).is_dir())
 
 
-def _is_plain_name(name: str) -> bool:
+def is_plain_name(name: str) -> bool:
+    """A single folder name (no separators): what may name a library entry rather than a path."""
     return bool(name) and "/" not in name and os.sep not in name and name not in (".", "..")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import torch
 from torch import nn
@@ -23,11 +23,11 @@ from .concepts import Concept, ConceptLike
 from .config import TCAVConfig
 from .engine import TCAV
 from .errors import ConceptDataError, ConfigurationError
-from .library import ConceptLibrary, InputLibrary, _is_plain_name
+from .library import ConceptLibrary, InputLibrary, is_plain_name
 from .results import TCAVResult
 from .store import MemoryStore
 
-TargetLike = int | str | Callable[[torch.Tensor], torch.Tensor]
+TargetLike = Union[int, str, Callable[[torch.Tensor], torch.Tensor]]
 
 
 class _LazyTransform:
@@ -50,10 +50,11 @@ class TCAVSession:
     ``TCAVSession()`` gives one with default settings.
     """
 
-    def __init__(self, config: TCAVConfig | None = None, *,
+    def __init__(self, config: TCAVConfig | None = None, *, store: MemoryStore | None = None,
                  nodeid: Callable[[], str | None] = lambda: None) -> None:
         self.config = config if config is not None else TCAVConfig()
-        self.store = MemoryStore()
+        #: Shared by every engine of the session; pass one with a persistent backend to keep work between runs.
+        self.store = store if store is not None else MemoryStore()
         self.records: list[dict[str, Any]] = []
         self._nodeid = nodeid
         transform = _LazyTransform(self.config) if self.config.transform else None
@@ -186,7 +187,7 @@ class TCAVSession:
             path = self._path(concept)
             if path.is_dir():
                 return self.concepts.load(path)
-            if isinstance(concept, str) and _is_plain_name(concept):
+            if isinstance(concept, str) and is_plain_name(concept):
                 return self.concepts.concept(concept)  # raises, listing the library's concepts
             raise ConceptDataError(f"concept folder {str(path)!r} does not exist")
         return concept
@@ -241,7 +242,7 @@ class TCAVSession:
             path = self._path(inputs)
             if path.is_dir():
                 return self.inputs.load(path)
-            if isinstance(inputs, str) and _is_plain_name(inputs):
+            if isinstance(inputs, str) and is_plain_name(inputs):
                 return self.inputs.named(inputs)  # raises, listing the input sets
             raise ConceptDataError(f"input folder {str(path)!r} does not exist")
         return inputs

@@ -164,3 +164,20 @@ def test_summary_lines_from_records() -> None:
                                     "passed"]
     assert lines[-1] == "2 concept check(s): 1 passed, 1 error(s)"
     assert summary_lines([]) == []
+
+
+def test_a_failed_check_in_an_expected_failure_reads_xfailed(pytester: pytest.Pytester) -> None:
+    make_project(pytester)
+    pytester.makepyfile(test_x="""
+        import pytest
+        from pytest_tcav import assert_concept_significant
+
+        @pytest.mark.xfail(reason="the model does not use noise", strict=True)
+        def test_noise(model):
+            assert_concept_significant(model, "noisy", target=1, layers="relu")
+    """)
+    result = pytester.runpytest()
+    result.assert_outcomes(xfailed=1)
+    section = summary_section(result.stdout.str())
+    assert section[2].split()[-1] == "xfailed"
+    assert section[-1] == "1 concept check(s): 0 passed, 1 xfailed"
