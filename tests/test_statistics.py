@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from pytest_tcav import ConfigurationError, InsufficientDataError
+from pytest_tcav import Concept, ConfigurationError, InsufficientDataError
 from pytest_tcav.statistics import (
     adjust_p_values,
     check_test_feasible,
@@ -256,3 +256,54 @@ def test_alpha_must_be_a_probability(alpha):
 def test_unknown_null_test_is_an_error():
     with pytest.raises(ConfigurationError, match="null test"):
         check_test_feasible(0.05, 10, 1, "holm", "bootstrap")  # type: ignore[arg-type]
+
+
+# -- degenerate cases through the engine -------------------------------------------------------------
+
+
+class _Detached(torch.nn.Module):
+    """The target ignores ``unused``'s output: every gradient there is exactly zero."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = torch.nn.Linear(12, 6)
+        self.head = torch.nn.Linear(12, 2)
+
+    def forward(self, x):
+        flat = x.flatten(1)
+        return self.head(flat) + 0.0 * self.unused(flat).sum(1, keepdim=True).detach()
+
+
+def _sets(n_sets: int, size: int, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(size, 3, 2, 2, generator=gen) + 0.1 * k for k in range(n_sets)]
+
+
+def test_zero_gradients_give_a_defined_not_significant_verdict():
+    from pytest_tcav import TCAV
+
+    concept, *randoms = _sets(5, 8)
+    result = TCAV(_Detached()).test(concept, target=1, inputs=_sets(1, 6, seed=1)[0], layers=["unused", "head"],
+                                    random_sets=randoms, direction="either")
+    unused = result.layer("unused")
+    assert unused.statistic == 0.0 and unused.null_sd == 0.0 and unused.score == 0.0
+    assert (unused.t_statistic, unused.p_value, unused.p_corrected, unused.significant) == (0.0, 1.0, 1.0, False)
+    for layer in result.layers:
+        values = [layer.statistic, layer.null_mean, layer.null_sd, layer.t_statistic, layer.p_value,
+                  layer.p_value_rank, layer.p_corrected, layer.cav_accuracy]
+        assert not any(math.isnan(v) for v in values), layer
+
+
+def test_engine_reports_how_many_examples_and_random_sets_are_needed():
+    from pytest_tcav import TCAV
+
+    model = _Detached()
+    concept, *randoms = _sets(4, 8)
+    inputs = _sets(1, 6, seed=1)[0]
+    with pytest.raises(InsufficientDataError, match="2 random set\\(s\\) are too few: at least 3"):
+        TCAV(model).test(concept, target=1, inputs=inputs, layers=["head"], random_sets=randoms[:2])
+    with pytest.raises(InsufficientDataError, match="at least 20 are needed"):
+        TCAV(model, null_test="rank").test(concept, target=1, inputs=inputs, layers=["head"], random_sets=randoms)
+    with pytest.raises(InsufficientDataError, match="'small' has 4 example\\(s\\); a CAV needs at least 5"):
+        TCAV(model).test(Concept("small", concept[:4]), target=1, inputs=inputs, layers=["head"],
+                         random_sets=randoms)
