@@ -13,6 +13,14 @@ untrained network evaluated with batch norm's initial running statistics
 classifies at chance and every ``sign_count`` is 0 or 1, a comparison without
 teeth; so the running statistics are first set from one batch of random
 images, which keeps scores spread between 0 and 1.
+
+Integrated gradients are compared with all inputs in one batch on both sides
+(Captum's default runs every step of every input at once; the engine's
+default ``batch_size=64`` holds 12 inputs x 5 steps).  Convolutions choose
+algorithms by batch size, and near the all-zero baseline (nearly uniform
+feature maps, full of near-ties in max pooling) last-bit differences can move
+a gradient by percents: batched differently, the two libraries agree only as
+well as Captum agrees with itself under another ``internal_batch_size``.
 """
 
 from __future__ import annotations
