@@ -21,17 +21,8 @@ LAYERS = ["conv2", "conv3"]
 
 @pytest.fixture(scope="session")
 def texture_model() -> nn.Module:
-    """Trained once per session (a few seconds on CPU): class 1 = striped, class 0 = dotted.
-
-    Trained on one thread: convolutions this small gain nothing from more, and on
-    a busy two-core machine OpenMP threads waiting for each other made it ~15x slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return synthetic.texture_model()
-    finally:
-        torch.set_num_threads(threads)
+    """Trained once per session (a few seconds on CPU): class 1 = striped, class 0 = dotted."""
+    return synthetic.texture_model()
 
 
 @pytest.fixture(scope="session")
