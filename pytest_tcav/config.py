@@ -13,8 +13,10 @@ relative to the directory pytest was started from, as a shell user expects.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +25,13 @@ from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigurationError
+from .sizes import DEFAULT_MAX_BYTES, parse_size
 
 # Kept in step with the engine (tests/test_plugin_config.py checks it); repeated
 # here so that reading the configuration does not import torch.
 METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")
+CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.cache.MODES
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
 _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -69,6 +73,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_n_steps", "integration steps for method integrated_gradients (default: 5)", "N"),
     Option("tcav_correction", "multiple-layer correction: holm, bonferroni or none (default: holm)",
            "NAME"),
+    Option("tcav_cache_dir", "disk cache folder for activations, gradients and CAVs (default: "
+           "d/tcav in pytest's cache_dir, .pytest_cache/d/tcav)", "DIR"),
+    Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
+    Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
+           "entries are evicted (default: 2GiB)", "SIZE"),
 )
 
 
@@ -92,6 +101,10 @@ class TCAVConfig:
     method: str = "gradient"
     n_steps: int = 5
     correction: str = "holm"
+    #: None: no disk cache (outside pytest); a pytest run defaults to ``.pytest_cache/d/tcav``.
+    cache_dir: Path | None = None
+    cache: str = "readwrite"
+    cache_size: int | None = DEFAULT_MAX_BYTES
     root: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -231,6 +244,15 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["n_steps"] = _int(item[0], item[1], 1)
     if (item := get("tcav_correction")) is not None:
         values["correction"] = _choice(item[0], item[1], CORRECTIONS)
+    if (item := get("tcav_cache_dir")) is not None:
+        values["cache_dir"] = Path(item[0])
+    if (item := get("tcav_cache")) is not None:
+        values["cache"] = _choice(item[0], item[1], CACHE_MODES)
+    if (item := get("tcav_cache_size")) is not None:
+        try:
+            values["cache_size"] = parse_size(str(item[0]))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{item[1]}: {exc}") from None
     sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
     return TCAVConfig(root=root, sources=sources, **values)
 
@@ -249,14 +271,29 @@ def config_from_pytest(config: Any) -> TCAVConfig:
         cli = config.getoption(option.key, None)
         if cli is not None and str(cli).strip() != "":
             value: Any = cli
-            if option.key in ("tcav_concepts", "tcav_inputs"):
-                value = (invocation_dir / str(cli)).resolve()
+            if option.key in _PATH_KEYS:
+                value = (invocation_dir / os.path.expanduser(str(cli))).resolve()
             raw[option.key] = (value, option.flag)
             continue
         ini = config.getini(option.key)
         if ini is None or ini == "" or ini == []:
             continue
-        if option.key in ("tcav_concepts", "tcav_inputs"):
-            ini = (root / str(ini).strip()).resolve()
+        if option.key in _PATH_KEYS:
+            ini = (root / os.path.expanduser(str(ini).strip())).resolve()
         raw[option.key] = (ini, f"{option.key} in {ini_name}")
-    return build_config(raw, root=root)
+    settings = build_config(raw, root=root)
+    if settings.cache_dir is None:
+        settings = dataclasses.replace(settings, cache_dir=default_cache_dir(config))
+    return settings
+
+
+_PATH_KEYS = ("tcav_concepts", "tcav_inputs", "tcav_cache_dir")
+
+
+def default_cache_dir(config: Any) -> Path:
+    """``d/tcav`` under pytest's cache directory (its ``cache_dir`` ini option, ``.pytest_cache``)."""
+    try:
+        cache_dir = str(config.getini("cache_dir") or ".pytest_cache")
+    except ValueError:  # the cacheprovider plugin is disabled (-p no:cacheprovider)
+        cache_dir = ".pytest_cache"
+    return Path(config.rootpath) / os.path.expanduser(os.path.expandvars(cache_dir)) / "d" / "tcav"
