@@ -151,7 +151,7 @@ def check_concept(
     session.record({
         **entry,
         "concept": result.concept,
-        "target": entry["target"] if entry["target"] == result.target else f"{entry['target']} ({result.target})",
+        "target": result.target,
         "alpha": result.alpha,
         "results": [
             {"layer": r.layer, "score": r.score, "p_value": r.p_value, "p_corrected": r.p_corrected,

@@ -10,6 +10,8 @@ fingerprints, so sharing is safe even when tests build their models separately.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,7 +139,7 @@ class TCAVSession:
         engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size)
         index = self.resolve_target(target)
         sets, pool = self.resolve_random_sets(random_sets, random_pool)
-        return engine.test(
+        result = engine.test(
             self.resolve_concept(concept),
             target=index,
             inputs=self.resolve_inputs(inputs, target),
@@ -147,6 +149,10 @@ class TCAVSession:
             direction=direction,  # type: ignore[arg-type]
             alpha=alpha,
         )
+        if isinstance(target, str):
+            # People named the class; failure messages and reports should too.
+            result = dataclasses.replace(result, target=f"{target} ({result.target})")
+        return result
 
     def assert_significant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
         """:func:`pytest_tcav.assert_concept_significant` on this session."""
