@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -55,8 +56,9 @@ class TCAVSession:
     def __init__(self, config: TCAVConfig | None = None, *, store: MemoryStore | None = None,
                  nodeid: Callable[[], str | None] = lambda: None) -> None:
         self.config = config if config is not None else TCAVConfig()
-        #: Shared by every engine of the session; pass one with a persistent backend to keep work between runs.
-        self.store = store if store is not None else MemoryStore()
+        #: Shared by every engine of the session; by default backed by the disk cache of ``tcav_cache_dir``
+        #: (unless ``tcav_cache = off``, or outside pytest, where ``cache_dir`` is unset).
+        self.store = store if store is not None else default_store(self.config)
         self.records: list[dict[str, Any]] = []
         self._nodeid = nodeid
         transform = _LazyTransform(self.config) if self.config.transform else None
@@ -74,7 +76,7 @@ class TCAVSession:
         """Where model fixtures should put the model: ``tcav_device``, else CUDA if present, else CPU."""
         if self.config.device is not None:
             return self._configured_device()
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return default_device()
 
     def _configured_device(self) -> torch.device:
         try:
@@ -253,6 +255,43 @@ class TCAVSession:
             raise ConceptDataError(f"input folder {str(path)!r} does not exist")
         return inputs
 
+    def cache_stats(self) -> dict[str, Any]:
+        """What the session's store computed and reused, and its disk cache's counts (plain JSON)."""
+        backend = self.store.backend
+        disk = getattr(backend, "stats", None)
+        return {
+            "dir": str(backend.root) if hasattr(backend, "root") else None,
+            "mode": getattr(backend, "mode", "off"),
+            "computed": dict(self.store.computed),
+            "reused": dict(self.store.reused),
+            "disk": disk.as_dict() if disk is not None else None,
+        }
+
     def __repr__(self) -> str:
         return (f"TCAVSession(concepts={self.concepts!r}, inputs={self.inputs!r}, "
                 f"checks={len(self.records)}, cached={sum(self.store.computed.values())})")
+
+
+def default_store(config: TCAVConfig) -> MemoryStore:
+    """A memory store in front of the disk cache the configuration names (none when off or unset)."""
+    if config.cache_dir is None or config.cache == "off":
+        return MemoryStore()
+    from .cache import DiskStore
+
+    return MemoryStore(backend=DiskStore(config.cache_dir, mode=config.cache,  # type: ignore[arg-type]
+                                         max_bytes=config.cache_size))
+
+
+def default_device() -> torch.device:
+    """The device without ``tcav_device``: CUDA when present, else the CPU.
+
+    Under pytest-xdist with several GPUs, worker ``gwK`` gets ``cuda:(K mod count)``
+    so that the workers spread over the GPUs instead of all sharing the first.
+    """
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    match = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", ""))
+    if match is not None and count > 1:
+        return torch.device("cuda", int(match.group(1)) % count)
+    return torch.device("cuda")
