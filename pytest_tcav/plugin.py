@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .cache_summary import cache_line, merge
 from .config import OPTIONS, config_from_pytest
 from .errors import ConfigurationError
 from .registry import SessionHandle, activate, deactivate
@@ -41,6 +42,8 @@ ENTRY_POINT_NAME = "tcav"
 HANDLE_KEY = pytest.StashKey[SessionHandle]()
 WORKER_RECORDS_KEY = pytest.StashKey[list]()
 WORKEROUTPUT_KEY = "pytest_tcav_records"
+WORKER_CACHE_KEY = pytest.StashKey[list]()
+CACHE_WORKEROUTPUT_KEY = "pytest_tcav_cache"
 
 #: A test whose own code names one of these is a concept test.
 ASSERTION_NAMES = frozenset({"assert_concept_significant", "assert_concept_insignificant"})
@@ -57,6 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(option.flag, dest=option.key, metavar=option.metavar, default=None,
                         help=f"{option.help}. ini: {option.key}")
         parser.addini(option.key, help=option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]
+    group.addoption("--tcav-clear-cache", dest="tcav_clear_cache", action="store_true", default=False,
+                    help="remove every entry of the TCAV disk cache (tcav_cache_dir) before the run")
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
@@ -79,7 +84,19 @@ def pytest_configure(config: pytest.Config) -> None:
     handle = SessionHandle(settings)
     config.stash[HANDLE_KEY] = handle
     config.stash[WORKER_RECORDS_KEY] = []
+    config.stash[WORKER_CACHE_KEY] = []
+    if config.getoption("tcav_clear_cache", False) and not hasattr(config, "workerinput"):
+        clear_cache(settings.cache_dir)  # once, in the controller, before any xdist worker starts
     activate(handle)
+
+
+def clear_cache(cache_dir: Any) -> int:
+    """``--tcav-clear-cache``: remove the disk cache's entries (only files that follow its layout)."""
+    if cache_dir is None:
+        return 0
+    from .cache import DiskStore
+
+    return DiskStore(cache_dir).clear()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -187,6 +204,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     handle = session.config.stash.get(HANDLE_KEY, None)
     if workeroutput is not None and handle is not None:
         workeroutput[WORKEROUTPUT_KEY] = json.dumps(handle.records())
+        if handle.built:
+            workeroutput[CACHE_WORKEROUTPUT_KEY] = json.dumps(handle.get().cache_stats())
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -195,12 +214,19 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
     if data:
         node.config.stash[WORKER_RECORDS_KEY].extend(json.loads(data))
+    cache = getattr(node, "workeroutput", {}).get(CACHE_WORKEROUTPUT_KEY)
+    if cache:
+        node.config.stash[WORKER_CACHE_KEY].append(json.loads(cache))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     handle = config.stash.get(HANDLE_KEY, None)
     if handle is None or hasattr(config, "workerinput"):
         return
+    own = [handle.get().cache_stats()] if handle.built else []
+    cache = cache_line(merge(own + config.stash.get(WORKER_CACHE_KEY, [])))
+    if cache is not None:  # before the checks' table, which runs to the next "=" line
+        terminalreporter.write_sep("-", f"tcav cache: {cache}")
     lines = summary_lines(handle.records() + config.stash.get(WORKER_RECORDS_KEY, []))
     if not lines:
         return
