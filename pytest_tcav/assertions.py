@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigurationError, TCAVError
 from .registry import current_session
+from .report_json import result_fields
 
 if TYPE_CHECKING:
     from torch import nn
@@ -153,11 +154,8 @@ def check_concept(
         "concept": result.concept,
         "target": result.target,
         "alpha": result.alpha,
-        "results": [
-            {"layer": r.layer, "score": r.score, "p_value": r.p_value, "p_corrected": r.p_corrected,
-             "cav_accuracy": r.cav_accuracy, "significant": r.significant}
-            for r in result.layers
-        ],
+        # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
+        **result_fields(result),
         "outcome": "passed" if judgement.passed else "failed",
         "message": None if judgement.passed else judgement.reason,
     })

@@ -1,0 +1,287 @@
+"""The machine-readable report of a run: every concept check as JSON (``--tcav-json``).
+
+The report is built from the session's records, the plain dictionaries that
+:meth:`TCAVSession.record` keeps and that pytest-xdist workers send to the
+controller, so a parallel run reports exactly what a serial run does and the
+report never needs a second channel from the workers.  The HTML report
+(:mod:`.report_html`) and the command line (:mod:`.cli`) render the same
+dictionary, so the three never disagree.
+
+Layout (``docs/reports.md`` documents every field; ``docs/report.schema.json``
+is its JSON Schema)::
+
+    {"schema": "pytest-tcav/report", "version": 1, "created": ..., "generator": {...},
+     "environment": {...}, "settings": {...}, "exitstatus": 0, "summary": {...},
+     "checks": [{"id": ..., "test": ..., "concept": ..., "results": [{per layer}], ...}]}
+
+``version`` changes only when a field is removed or changes meaning; new
+fields may appear in any version, so readers should ignore keys they do not know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .summary import sort_records, verdict
+
+if TYPE_CHECKING:
+    from .config import TCAVConfig
+    from .results import TCAVResult
+
+SCHEMA = "pytest-tcav/report"
+VERSION = 1
+
+#: Record keys the report renames or drops; every other key of a record is copied as it is.
+_RENAMED = {"nodeid": "test"}
+_DROPPED = {"seq"}  # the order of a check inside its worker: differs between serial and xdist runs
+
+
+def result_fields(result: "TCAVResult") -> dict[str, Any]:
+    """What a session record keeps of a result: every per-layer number, the fingerprints, the settings.
+
+    Records are what crosses from pytest-xdist workers, so they hold all that a
+    report may show (per-random-set scores and null statistics included), as
+    plain JSON types.
+    """
+    return {
+        "results": [dataclasses.asdict(layer) for layer in result.layers],
+        "model_fingerprint": result.model_fingerprint,
+        "concept_fingerprint": result.concept_fingerprint,
+        "settings": {
+            "method": result.method,
+            "seed": result.seed,
+            "n_random": result.n_random,
+            "n_concept_examples": result.n_concept_examples,
+            "n_inputs": result.n_inputs,
+            "correction": result.correction,
+            "null_test": result.null_test,
+        },
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with JSON types only; non-finite floats become the strings ``NaN``, ``Infinity``, ``-Infinity``.
+
+    Strict JSON has no NaN or infinity (``json.dumps`` would write tokens many
+    parsers reject), yet a t statistic is infinite when the random sets agree
+    exactly; a string keeps the information and the file valid.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    item = getattr(value, "item", None)  # numpy and torch scalars
+    if callable(item):
+        try:
+            return jsonable(item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+def number(value: Any) -> float | None:
+    """A report number back as a float (``"Infinity"`` -> inf); ``None`` for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if value in ("NaN", "Infinity", "-Infinity"):
+        return float(value.replace("Infinity", "inf"))
+    return None
+
+
+def package_version(name: str) -> str | None:
+    """An installed distribution's version, without importing it."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Where the numbers were computed: interpreter, platform, library versions and device.
+
+    ``device`` is the device the models ran on when the caller knows it; else
+    the one the ``tcav`` fixture would choose (CUDA when present, else CPU).
+    torch is imported only if it is installed: the report is opt-in and the
+    run that writes it has usually imported torch already.
+    """
+    from . import __version__
+
+    env: dict[str, Any] = {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "pytest_tcav": __version__,
+        "pytest": package_version("pytest"),
+        "torch": None,
+        "numpy": package_version("numpy"),
+        "device": device,
+        "cuda_devices": [],
+    }
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return env
+    env["torch"] = torch.__version__
+    cuda = torch.cuda.is_available()
+    if cuda:
+        env["cuda_devices"] = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
+    if env["device"] is None:
+        env["device"] = "cuda" if cuda else "cpu"
+    return env
+
+
+def config_settings(config: "TCAVConfig | None") -> dict[str, Any]:
+    """The run's settings (``tcav_*`` values after the command line) as JSON."""
+    if config is None:
+        return {}
+    return {
+        "concepts": str(config.concepts) if config.concepts is not None else None,
+        "inputs": str(config.inputs) if config.inputs is not None else None,
+        "classes": dict(config.classes),
+        "transform": config.transform,
+        "random_sets": config.random_sets,
+        "alpha": config.alpha,
+        "seed": config.seed,
+        "device": config.device,
+        "batch_size": config.batch_size,
+        "method": config.method,
+        "n_steps": config.n_steps,
+        "correction": config.correction,
+    }
+
+
+def outcome_label(record: Mapping[str, Any]) -> str:
+    """The check's outcome as the summary counts it: passed, failed, error, xfailed, or the record's own word."""
+    outcome = str(record.get("outcome") or "unknown")
+    if record.get("xfail") and outcome in ("failed", "error"):
+        return "xfailed"
+    return outcome
+
+
+def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The report's checks: records sorted as in the terminal summary, each with an ``id``.
+
+    ``index`` counts the checks of one test (0, 1, ...), which is the same in
+    serial and parallel runs, unlike the record's ``seq``.  Keys the report
+    does not know (a stability check's ``before``/``after``, ...) are kept.
+    """
+    out: list[dict[str, Any]] = []
+    per_test: Counter[str | None] = Counter()
+    for record in sort_records([dict(r) for r in records]):
+        test = record.get("nodeid")
+        index = per_test[test]
+        per_test[test] += 1
+        check: dict[str, Any] = {
+            "id": f"{test if test is not None else '(outside a test)'}#{index}",
+            "test": test,
+            "index": index,
+        }
+        for key, value in record.items():
+            if key in _DROPPED:
+                continue
+            check.setdefault(_RENAMED.get(key, key), jsonable(value))
+        check.setdefault("results", [])
+        check.setdefault("outcome", "unknown")
+        check["verdict"] = verdict(record)
+        check["result"] = outcome_label(record)
+        out.append(check)
+    return out
+
+
+def build_report(records: Iterable[Mapping[str, Any]], *, env: Mapping[str, Any] | None = None,
+                 settings: Mapping[str, Any] | None = None, exitstatus: int | None = None,
+                 generator: str = "pytest") -> dict[str, Any]:
+    """The report dictionary (JSON types only) for ``records``."""
+    from . import __version__
+
+    report_checks = checks(records)
+    counts = Counter(check["result"] for check in report_checks)
+    return {
+        "schema": SCHEMA,
+        "version": VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "generator": {"name": "pytest-tcav", "version": __version__, "via": generator},
+        "environment": jsonable(dict(env) if env is not None else environment()),
+        "settings": jsonable(dict(settings or {})),
+        "exitstatus": exitstatus,
+        "summary": {"checks": len(report_checks), **{key: counts[key] for key in sorted(counts)}},
+        "checks": report_checks,
+    }
+
+
+def dumps(report: Mapping[str, Any]) -> str:
+    """The report as strict JSON text (no NaN tokens), indented for diffs and people."""
+    return json.dumps(report, indent=2, allow_nan=False) + "\n"
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``.
+
+    A reader (a CI step, a browser) sees the old file or the new one, never a
+    half-written one, and a crash leaves no truncated report behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+    return path
+
+
+def write_json(path: Path, report: Mapping[str, Any]) -> Path:
+    """Write the report atomically; returns the path written."""
+    return atomic_write_text(path, dumps(report))
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Read a report back, checking that it is one (schema and a version this code can read)."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ValueError(f"{path} is not a pytest-tcav report (schema {data.get('schema')!r})"
+                         if isinstance(data, dict) else f"{path} is not a pytest-tcav report")
+    if data.get("version") != VERSION:
+        raise ValueError(f"{path} is report version {data.get('version')!r}; this pytest-tcav reads {VERSION}")
+    return data
+
+
+__all__ = [
+    "SCHEMA", "VERSION", "atomic_write_text", "build_report", "checks", "config_settings", "dumps",
+    "environment", "jsonable", "load", "number", "outcome_label", "result_fields", "write_json",
+]
