@@ -31,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "LayerError": "errors",
     "NonFiniteError": "errors",
     "TargetError": "errors",
+    "TCAVDataWarning": "errors",
     "TCAVError": "errors",
     "LayerResult": "results",
     "TCAVResult": "results",
@@ -73,6 +74,7 @@ if TYPE_CHECKING:
         LayerError,
         NonFiniteError,
         TargetError,
+        TCAVDataWarning,
         TCAVError,
     )
     from .library import ConceptLibrary, InputLibrary

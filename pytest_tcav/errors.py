@@ -34,3 +34,13 @@ class NonFiniteError(TCAVError, FloatingPointError):
 
 class ConfigurationError(TCAVError, ValueError):
     """An option has an invalid value."""
+
+
+class TCAVDataWarning(UserWarning):
+    """Data that a concept test can still use, but probably not as intended.
+
+    Raised for image files skipped as unreadable and for concept examples that
+    also appear in a random set.  A category of its own lets a project turn
+    exactly these into errors (``filterwarnings = error::pytest_tcav.TCAVDataWarning``)
+    without touching other warnings.
+    """
