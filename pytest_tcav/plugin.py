@@ -30,6 +30,7 @@ import pytest
 from .cache_summary import cache_line, merge
 from .config import OPTIONS, config_from_pytest
 from .errors import ConfigurationError
+from . import reporting
 from .registry import SessionHandle, activate, deactivate
 from .summary import summary_lines
 
@@ -62,6 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.key, help=option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]
     group.addoption("--tcav-clear-cache", dest="tcav_clear_cache", action="store_true", default=False,
                     help="remove every entry of the TCAV disk cache (tcav_cache_dir) before the run")
+    reporting.add_options(group, parser)  # --tcav-json, --tcav-html
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
@@ -198,14 +200,22 @@ def tcav_concepts(tcav: "TCAVSession") -> "ConceptLibrary":
 # -- reporting ---------------------------------------------------------------------------
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """On a pytest-xdist worker, hand the records to the controller as plain JSON."""
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """On a pytest-xdist worker, hand the records to the controller as plain JSON.
+
+    Elsewhere (a serial run, or the controller, which has every worker's
+    records by now) write the requested report files, once.
+    """
     workeroutput = getattr(session.config, "workeroutput", None)
     handle = session.config.stash.get(HANDLE_KEY, None)
     if workeroutput is not None and handle is not None:
         workeroutput[WORKEROUTPUT_KEY] = json.dumps(handle.records())
         if handle.built:
             workeroutput[CACHE_WORKEROUTPUT_KEY] = json.dumps(handle.get().cache_stats())
+    elif handle is not None and not hasattr(session.config, "workerinput"):
+        records = handle.records() + session.config.stash.get(WORKER_RECORDS_KEY, [])
+        session.config.stash[reporting.REPORTS_KEY] = reporting.write_reports(
+            session.config, records, handle.config, int(exitstatus))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -228,9 +238,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if cache is not None:  # before the checks' table, which runs to the next "=" line
         terminalreporter.write_sep("-", f"tcav cache: {cache}")
     lines = summary_lines(handle.records() + config.stash.get(WORKER_RECORDS_KEY, []))
-    if not lines:
+    reports = reporting.summary_lines(config.stash.get(reporting.REPORTS_KEY, []))
+    if not lines and not reports:
         return
     terminalreporter.write_sep("=", "TCAV concept checks")
     for number, line in enumerate(lines):
         failed = number >= 2 and number < len(lines) - 1 and line.rstrip().endswith(("FAILED", "ERROR"))
         terminalreporter.write_line(line, red=failed, bold=number == 0)
+    for text, error in reports:  # the report files written, after the table
+        terminalreporter.write_line(text, red=error)

@@ -1,0 +1,526 @@
+"""The human-readable report of a run: one self-contained HTML page (``--tcav-html``).
+
+The page is rendered from the JSON report's dictionary (:mod:`.report_json`),
+so the two never disagree.  It must open anywhere, offline and years later: CSS
+is inline, plots are inline base64 PNGs, there is no JavaScript, no web font
+and no link outside the page.  Every piece of text that comes from a user (test
+ids, concept and folder names, messages) is escaped.
+
+Plots need matplotlib, an optional extra (``pip install 'pytest-tcav[report]'``):
+it is imported only when a page is rendered, and only its object-oriented API
+with the Agg canvas is used, never ``pyplot``, so rendering a report does not
+change the backend of a test suite that uses matplotlib itself.  Without
+matplotlib the page keeps every table and says how to get the plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .report_json import atomic_write_text, number
+from .summary import format_p
+
+PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[report]' (or pip install matplotlib)."
+
+#: Keys of a check that the page shows in its own places; any other key is listed under "More".
+_SHOWN = {
+    "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
+    "alpha", "results", "outcome", "message", "xfail", "model_fingerprint", "concept_fingerprint", "settings",
+    "verdict", "result", "before", "after",
+}
+
+CONCEPT_COLOUR = "#2b6cb0"
+RANDOM_COLOUR = "#a0aec0"
+BEFORE_COLOUR = "#b7791f"
+AFTER_COLOUR = "#2b6cb0"
+
+CSS = """
+:root { color-scheme: light; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
+       margin: 0 auto; max-width: 1100px; padding: 1.5rem; color: #1a202c; background: #fff; line-height: 1.4; }
+h1 { margin: 0 0 .25rem 0; font-size: 1.6rem; }
+h2 { font-size: 1.2rem; margin: 0 0 .5rem 0; word-break: break-all; }
+.meta { color: #4a5568; margin: 0 0 1rem 0; }
+.notice { background: #fefcbf; border: 1px solid #ecc94b; padding: .5rem .75rem; border-radius: 4px; }
+table { border-collapse: collapse; margin: .5rem 0 1rem 0; font-size: .9rem; }
+th, td { border-bottom: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f7fafc; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+.check { border: 1px solid #e2e8f0; border-left: 6px solid #a0aec0; border-radius: 4px;
+         padding: 1rem 1.25rem; margin: 1.25rem 0; }
+.check.passed { border-left-color: #38a169; }
+.check.failed, .check.error { border-left-color: #e53e3e; }
+.check.xfailed { border-left-color: #d69e2e; }
+.badge { display: inline-block; font-size: .75rem; font-weight: 700; padding: .1rem .45rem; border-radius: 3px;
+         color: #fff; background: #718096; vertical-align: middle; margin-left: .4rem; }
+.badge.passed { background: #38a169; } .badge.failed, .badge.error { background: #e53e3e; }
+.badge.xfailed { background: #d69e2e; }
+.sig { color: #276749; font-weight: 600; } .nonsig { color: #4a5568; }
+.message { background: #fff5f5; border: 1px solid #fed7d7; padding: .5rem .75rem; border-radius: 4px;
+           white-space: pre-wrap; }
+figure { margin: .5rem 0; } figure img { max-width: 100%; height: auto; }
+figcaption { color: #4a5568; font-size: .85rem; }
+dl.settings { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; font-size: .85rem;
+              color: #4a5568; }
+dl.settings dt { font-weight: 600; } dl.settings dd { margin: 0; word-break: break-all; }
+details { margin: .5rem 0; } summary { cursor: pointer; color: #2b6cb0; }
+pre { background: #f7fafc; padding: .5rem; overflow-x: auto; font-size: .8rem; }
+a { color: #2b6cb0; }
+"""
+
+
+def esc(value: Any) -> str:
+    """Any value as escaped HTML text (quotes too, so it is safe inside attributes)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+# -- numbers -------------------------------------------------------------------------------
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    x = number(value)
+    if x is None:
+        return "n/a"
+    if math.isnan(x):
+        return "n/a"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}f}"
+
+
+def fmt_p(value: Any) -> str:
+    x = number(value)
+    return "n/a" if x is None or math.isnan(x) else format_p(x)
+
+
+def _values(layer: Mapping[str, Any], key: str) -> list[float]:
+    raw = layer.get(key)
+    if not isinstance(raw, list):
+        return []
+    out = [number(v) for v in raw]
+    return [v for v in out if v is not None and math.isfinite(v)]
+
+
+def _mean_sd(values: Sequence[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+# -- plots -----------------------------------------------------------------------------
+
+
+def load_matplotlib() -> tuple[Any, Any] | None:
+    """matplotlib's ``Figure`` and Agg canvas, or ``None`` when matplotlib is not installed."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return None
+    return Figure, FigureCanvasAgg
+
+
+def _png(figure: Any, canvas_class: Any) -> str:
+    canvas_class(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96, metadata={"Software": None})
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _short(name: str, limit: int = 18) -> str:
+    return name if len(name) <= limit else "…" + name[-(limit - 1):]
+
+
+def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
+    """Per layer: the TCAV score bar with the random sets' (left) and the statistic's distributions (right).
+
+    Left, as in the TCAV tutorials: the concept's score (the mean over its
+    random counterparts, with their standard deviation) beside the random
+    sets' own scores, a star over significant layers.  Right, box plots of
+    what the test compares: the concept's statistic against each random set,
+    and the null statistics of the random sets.
+    """
+    layers = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
+    if not layers:
+        return None
+    Figure, Canvas = mpl
+    has_boxes = any(_values(r, "concept_statistics") or _values(r, "null_statistics") for r in layers)
+    width = max(6.0, 2.2 + 1.5 * len(layers)) * (2 if has_boxes else 1)
+    figure = Figure(figsize=(min(width, 13.0), 3.4), layout="constrained")
+    axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
+    positions = list(range(len(layers)))
+    names = [_short(str(r.get("layer", "?"))) for r in layers]
+
+    ax = axes[0]
+    concept = [number(r.get("score")) or 0.0 for r in layers]
+    concept_err = [(_mean_sd(_values(r, "concept_scores")) or (0.0, 0.0))[1] for r in layers]
+    random_stats = [_mean_sd(_values(r, "null_scores")) for r in layers]
+    offset = 0.2 if any(random_stats) else 0.0
+    ax.bar([p - offset for p in positions], concept, width=0.38 if offset else 0.6, yerr=concept_err,
+           color=CONCEPT_COLOUR, capsize=3, label=f"{check.get('concept', 'concept')}")
+    if offset:
+        ax.bar([p + offset for p in positions], [s[0] if s else 0.0 for s in random_stats], width=0.38,
+               yerr=[s[1] if s else 0.0 for s in random_stats], color=RANDOM_COLOUR, capsize=3,
+               label="random sets")
+    for p, r, height, err in zip(positions, layers, concept, concept_err):
+        if r.get("significant"):
+            ax.text(p - offset, min(height + err + 0.03, 1.08), "*", ha="center", va="bottom", fontsize=14)
+    ax.set_ylim(0, 1.15)
+    ax.set_xticks(positions, names)
+    ax.set_ylabel("TCAV score")
+    ax.set_title("score per layer (* significant)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+
+    if has_boxes:
+        ax = axes[1]
+        data, where, colours = [], [], []
+        for p, r in zip(positions, layers):
+            for key, shift, colour in (("concept_statistics", -0.2, CONCEPT_COLOUR),
+                                       ("null_statistics", 0.2, RANDOM_COLOUR)):
+                values = _values(r, key)
+                if values:
+                    data.append(values)
+                    where.append(p + shift)
+                    colours.append(colour)
+        boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
+        for patch, colour in zip(boxes["boxes"], colours):
+            patch.set_facecolor(colour)
+            patch.set_alpha(0.85)
+        for median in boxes["medians"]:
+            median.set_color("#1a202c")
+        ax.axhline(0.0, color="#718096", linewidth=0.8, linestyle=":")
+        ax.set_xticks(positions, names)
+        ax.set_xlim(-0.6, len(layers) - 0.4)
+        ax.set_ylabel("statistic (mean cosine)")
+        ax.set_title("concept vs random-set (null) statistics", fontsize=10)
+        handles = [boxes["boxes"][colours.index(c)] for c in (CONCEPT_COLOUR, RANDOM_COLOUR) if c in colours]
+        labels = [lab for c, lab in ((CONCEPT_COLOUR, "concept"), (RANDOM_COLOUR, "null")) if c in colours]
+        ax.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
+    return _png(figure, Canvas)
+
+
+def stability_layers(value: Any) -> dict[str, dict[str, Any]]:
+    """A stability record's ``before`` or ``after`` as layer -> numbers, whatever shape it was given in.
+
+    Accepted: a list of per-layer dictionaries with a ``layer`` key (like
+    ``results``), a dictionary with such a list under ``results`` or
+    ``layers``, or a dictionary mapping layer names to numbers or dictionaries.
+    """
+    if isinstance(value, Mapping):
+        for key in ("results", "layers"):
+            if isinstance(value.get(key), list):
+                return stability_layers(value[key])
+        out: dict[str, dict[str, Any]] = {}
+        for layer, numbers in value.items():
+            if isinstance(numbers, Mapping):
+                out[str(layer)] = dict(numbers)
+            elif number(numbers) is not None:
+                out[str(layer)] = {"score": numbers}
+        return out
+    if isinstance(value, list):
+        return {str(item.get("layer", k)): dict(item) for k, item in enumerate(value) if isinstance(item, Mapping)}
+    return {}
+
+
+def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
+                   mpl: tuple[Any, Any]) -> str | None:
+    """Per layer, the baseline's per-random-set scores beside this model's (box plots), or bare scores."""
+    layers = [name for name in before if name in after] or list(dict.fromkeys([*before, *after]))
+    if not layers:
+        return None
+    Figure, Canvas = mpl
+    figure = Figure(figsize=(min(max(5.0, 2.0 + 1.6 * len(layers)), 12.0), 3.2), layout="constrained")
+    ax = figure.subplots()
+    positions = list(range(len(layers)))
+    for side, shift, colour, label in ((before, -0.2, BEFORE_COLOUR, "baseline (before)"),
+                                       (after, 0.2, AFTER_COLOUR, "this run (after)")):
+        data, where, scores, score_where = [], [], [], []
+        for p, name in zip(positions, layers):
+            numbers = side.get(name) or {}
+            values = _values(numbers, "concept_scores")
+            if values:
+                data.append(values)
+                where.append(p + shift)
+            elif number(numbers.get("score")) is not None:
+                scores.append(number(numbers.get("score")))
+                score_where.append(p + shift)
+        if data:
+            boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
+            for patch in boxes["boxes"]:
+                patch.set_facecolor(colour)
+                patch.set_alpha(0.85)
+            boxes["boxes"][0].set_label(label)
+        if scores:
+            ax.scatter(score_where, scores, color=colour, marker="D", zorder=3,
+                       label=None if data else label)
+    ax.set_xticks(positions, [_short(n) for n in layers])
+    ax.set_xlim(-0.6, len(layers) - 0.4)
+    ax.set_ylim(-0.05, 1.1)
+    ax.set_ylabel("TCAV score per random set")
+    ax.set_title("baseline vs this run", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right", framealpha=0.8)
+    return _png(figure, Canvas)
+
+
+# -- HTML pieces -----------------------------------------------------------------------
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: set[int] = frozenset(),
+           css: str = "") -> str:
+    """A table from already-escaped cells."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{c}</td>' if k in numeric else f"<td>{c}</td>"
+                         for k, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    cls = f' class="{css}"' if css else ""
+    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _verdict_cell(significant: Any) -> str:
+    if significant is True:
+        return '<span class="sig">significant</span>'
+    if significant is False:
+        return '<span class="nonsig">not significant</span>'
+    return "n/a"
+
+
+def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
+    """Per layer: score and the random sets' scores, statistic vs null, p-values, CAV accuracy, verdict."""
+    rows = []
+    for r in results:
+        random_scores = _mean_sd(_values(r, "null_scores"))
+        rows.append((
+            esc(r.get("layer")),
+            fmt(r.get("score"), 2),
+            f"{random_scores[0]:.2f} ± {random_scores[1]:.2f}" if random_scores else "n/a",
+            fmt(r.get("statistic"), 4),
+            f"{fmt(r.get('null_mean'), 4)} ± {fmt(r.get('null_sd'), 4)}",
+            fmt(r.get("t_statistic"), 2),
+            fmt_p(r.get("p_value")),
+            fmt_p(r.get("p_corrected")),
+            fmt(r.get("cav_accuracy"), 2),
+            _verdict_cell(r.get("significant")),
+        ))
+    return _table(("layer", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p", "p corrected",
+                   "CAV accuracy", "verdict"), rows, numeric=set(range(1, 9)), css="layers")
+
+
+def distribution_table(r: Mapping[str, Any]) -> str:
+    """One layer's per-random-set numbers: the concept against random set k, and random set k as the null."""
+    keys = ("concept_scores", "concept_statistics", "cav_accuracies", "null_statistics", "null_scores")
+    columns = [_values(r, key) for key in keys]
+    n = max((len(c) for c in columns), default=0)
+    if n == 0:
+        return ""
+    rows = []
+    for k in range(n):
+        rows.append((str(k), *(f"{c[k]:.4f}" if k < len(c) else "" for c in columns)))
+    return (f"<p><b>{esc(r.get('layer'))}</b></p>"
+            + _table(("random set", "concept score", "concept statistic", "CAV accuracy", "null statistic",
+                      "null score"), rows, numeric=set(range(1, 6)), css="distribution"))
+
+
+def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]) -> str:
+    """Per layer, the numbers both sides have (score first), before and after."""
+    layers = list(dict.fromkeys([*before, *after]))
+    preferred = ["score", "p_value", "p_corrected", "cav_accuracy", "statistic", "significant"]
+    present = {k for side in (before, after) for numbers in side.values() for k, v in numbers.items()
+               if not isinstance(v, (list, dict)) and k != "layer"}
+    keys = [k for k in preferred if k in present] + sorted(present - set(preferred))
+    rows = []
+    for name in layers:
+        b, a = before.get(name, {}), after.get(name, {})
+        cells = [esc(name)]
+        for key in keys:
+            cells += [_stability_value(key, b.get(key)), _stability_value(key, a.get(key))]
+        bs, as_ = _mean_sd(_values(b, "concept_scores")), _mean_sd(_values(a, "concept_scores"))
+        cells.append(f"{bs[0]:.2f} ± {bs[1]:.2f} → {as_[0]:.2f} ± {as_[1]:.2f}" if bs and as_ else "")
+        rows.append(cells)
+    header = ["layer"] + [f"{key} {side}" for key in keys for side in ("before", "after")]
+    header.append("per-random-set scores (mean ± sd)")
+    return _table([esc(h) for h in header], rows, numeric=set(range(1, len(header))), css="stability")
+
+
+def _stability_value(key: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if key.startswith("p_"):
+        return fmt_p(value)
+    if number(value) is not None:
+        return fmt(value, 3)
+    return esc(value)
+
+
+def _value_html(value: Any) -> str:
+    if isinstance(value, (dict, list)):
+        return f"<pre>{esc(json.dumps(value, indent=2, allow_nan=False, default=str))}</pre>"
+    return esc(value)
+
+
+def _claim(check: Mapping[str, Any]) -> str:
+    expectation = check.get("expectation")
+    layers = check.get("layers") or [r.get("layer") for r in check.get("results") or []]
+    scope = "any of" if check.get("require") == "any" else "all of"
+    text = f"concept <b>{esc(check.get('concept'))}</b> for target <b>{esc(check.get('target'))}</b>"
+    if expectation:
+        text += f": expected <b>{esc(expectation)}</b>"
+        if check.get("direction"):
+            text += f" ({esc(check.get('direction'))})"
+        text += f" on {scope} {esc(', '.join(map(str, layers)))}"
+        if check.get("score_range"):
+            low, high = (check["score_range"] + [None, None])[:2]
+            text += f", TCAV score in [{esc(low)}, {esc(high)}]"
+    else:
+        text += f", direction {esc(check.get('direction'))}, layers {esc(', '.join(map(str, layers)))}"
+    if check.get("verdict"):
+        text += f" — found <b>{esc(check['verdict'])}</b>"
+    return f'<p class="claim">{text}</p>'
+
+
+def _settings(check: Mapping[str, Any]) -> str:
+    items: list[tuple[str, Any]] = [("alpha", check.get("alpha"))]
+    settings = check.get("settings")
+    if isinstance(settings, Mapping):
+        items += list(settings.items())
+    items += [("model fingerprint", check.get("model_fingerprint")),
+              ("concept fingerprint", check.get("concept_fingerprint"))]
+    shown = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items if v not in (None, ""))
+    return f'<dl class="settings">{shown}</dl>' if shown else ""
+
+
+def _image(png: str | None, alt: str, caption: str) -> str:
+    if not png:
+        return ""
+    return (f'<figure><img alt="{esc(alt)}" src="data:image/png;base64,{png}">'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def _plot_or_note(make: Any, *args: Any) -> tuple[str | None, str]:
+    """A plot, or a note saying why it is missing: a bad value in one check must not lose the page."""
+    try:
+        return make(*args), ""
+    except Exception as exc:  # noqa: BLE001 - any plotting failure degrades to the tables
+        return None, f'<p class="notice">This plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
+
+
+def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] | None) -> str:
+    """One check: claim, verdict, message, plots, per-layer table, stability, distributions, settings."""
+    result = str(check.get("result") or check.get("outcome") or "unknown")
+    label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
+    title = check.get("test") or "(outside a test)"
+    if check.get("index"):
+        title = f"{title} (check {int(check['index']) + 1})"
+    parts = [f'<section class="check {esc(result)}" id="check-{number_}">',
+             f'<h2>{esc(title)}<span class="badge {esc(result)}">{esc(label)}</span></h2>', _claim(check)]
+    if check.get("message"):
+        parts.append(f'<div class="message">{esc(check["message"])}</div>')
+    results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
+    if mpl is not None and results:
+        png, note = _plot_or_note(check_plot, check, mpl)
+        parts.append(_image(png, f"TCAV scores and statistics per layer for {check.get('concept')}",
+                            "Left: TCAV score per layer (bar: mean over the random counterparts, whisker: "
+                            "sd) beside the random sets' own scores. Right: the concept's statistic against "
+                            "each random set vs the random sets' null statistics.") + note)
+    if results:
+        parts.append(layer_table(results))
+    before, after = stability_layers(check.get("before")), stability_layers(check.get("after"))
+    if before or after:
+        parts.append("<h3>Stability: baseline (before) vs this run (after)</h3>")
+        if mpl is not None:
+            png, note = _plot_or_note(stability_plot, before, after, mpl)
+            parts.append(_image(png, "baseline vs this run per layer",
+                                "Per layer: per-random-set TCAV scores of the baseline (left box) and of "
+                                "this run (right box).") + note)
+        parts.append(stability_table(before, after))
+    distributions = "".join(distribution_table(r) for r in results)
+    if distributions:
+        parts.append(f"<details><summary>Per-random-set numbers</summary>{distributions}</details>")
+    parts.append(_settings(check))
+    extra = [(k, v) for k, v in check.items() if k not in _SHOWN]
+    if extra:
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in extra)
+        parts.append(f"<details><summary>More</summary><table class=\"extra\"><tbody>{rows}</tbody></table>"
+                     "</details>")
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def overview(checks: Sequence[Mapping[str, Any]]) -> str:
+    """One row per check, linking to its section (the terminal summary's table)."""
+    rows = []
+    for k, check in enumerate(checks, 1):
+        results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
+        result = str(check.get("result") or check.get("outcome") or "unknown")
+        expected = esc(check.get("expectation") or "-")
+        if check.get("direction"):
+            expected += f" ({esc(check['direction'])})"
+        rows.append((
+            f'<a href="#check-{k}">{esc(check.get("test") or "(outside a test)")}</a>',
+            esc(check.get("concept")),
+            esc(check.get("target")),
+            expected,
+            esc(", ".join(str(r.get("layer")) for r in results) or ", ".join(map(str, check.get("layers") or []))),
+            " ".join(fmt(r.get("score"), 2) for r in results) or "-",
+            " ".join(fmt_p(r.get("p_corrected")) for r in results) or "-",
+            esc(check.get("verdict")),
+            f'<span class="badge {esc(result)}">{esc(result)}</span>',
+        ))
+    return _table(("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result"),
+                  rows, css="overview")
+
+
+def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:
+    """The page for a report dictionary.  ``mpl=True`` loads matplotlib if it can; ``None`` draws no plots."""
+    if mpl is True:
+        mpl = load_matplotlib()
+    elif mpl is False:
+        mpl = None
+    checks = [c for c in report.get("checks") or [] if isinstance(c, Mapping)]
+    summary = report.get("summary") or {}
+    counts = ", ".join(f"{esc(v)} {esc(k)}" for k, v in summary.items() if k != "checks")
+    generator = report.get("generator") or {}
+    env = report.get("environment") or {}
+    head = (f'<header><h1>TCAV concept checks</h1><p class="meta">{esc(summary.get("checks", len(checks)))} '
+            f"check(s){': ' + counts if counts else ''} · created {esc(report.get('created'))} · "
+            f"{esc(generator.get('name', 'pytest-tcav'))} {esc(generator.get('version'))} via "
+            f"{esc(generator.get('via'))} · device {esc(env.get('device'))}</p></header>")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>pytest-tcav report</title>",
+        f"<style>{CSS}</style></head><body>",
+        head,
+    ]
+    if mpl is None and checks:
+        parts.append(f'<p class="notice" id="no-plots">{esc(PLOT_HINT)}</p>')
+    if checks:
+        parts.append('<section id="overview"><h2>Overview</h2>' + overview(checks) + "</section>")
+        parts.extend(check_section(k, check, mpl) for k, check in enumerate(checks, 1))
+    else:
+        parts.append('<p id="no-checks">No concept checks ran.</p>')
+    rows = [(esc(k), _value_html(v)) for k, v in env.items()]
+    rows += [(esc(f"setting: {k}"), _value_html(v)) for k, v in (report.get("settings") or {}).items()]
+    parts.append('<section id="environment"><h2>Environment</h2>'
+                 + _table(("", "value"), rows, css="environment") + "</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_html(path: Path, report: Mapping[str, Any]) -> Path:
+    """Render and write the page atomically; returns the path written."""
+    return atomic_write_text(path, render_html(report))
