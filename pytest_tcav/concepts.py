@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import ConceptDataError, ConfigurationError
+from .errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RANDOM_SET_PATTERN = re.compile(r"^random(500)?_.+$")
@@ -78,10 +78,38 @@ def default_image_transform(image: Any) -> torch.Tensor:
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
 
+#: What :func:`load_image_folder` does with a file that has an image suffix but cannot be decoded.
+BAD_IMAGE_POLICIES = ("warn", "error")
+
+
 def list_image_files(folder: Path) -> list[Path]:
+    """The files of a folder that count as images: by suffix (any case), hidden files excluded.
+
+    Hidden files (``.DS_Store``, macOS ``._name.png`` resource forks) are
+    never data, so they are not even reported; other non-image files (notes,
+    labels) are ignored the same way.
+    """
     return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
     )
+
+
+def _decoded(file: Path) -> Any:
+    """The image in ``file``, fully decoded (so truncated data fails here, not in the transform)."""
+    from PIL import Image
+
+    img = Image.open(file)
+    try:
+        img.load()
+    except BaseException:
+        img.close()
+        raise
+    return img
+
+
+def _callable_name(function: Any) -> str:
+    return str(getattr(function, "__qualname__", None) or getattr(function, "name", None) or repr(function))
 
 
 def load_image_folder(
@@ -90,57 +118,84 @@ def load_image_folder(
     *,
     name: str | None = None,
     on_bad_file: str = "warn",
+    role: str = "concept",
 ) -> Concept:
     """Load every image file of a folder (sorted by file name) into a :class:`Concept`.
 
-    Unreadable files are skipped with a warning (``on_bad_file="warn"``, the default)
-    or fail (``"error"``); a folder with no readable image always fails.
+    The rule for bad files: a file with an image suffix that cannot be decoded
+    (not an image, truncated, unsupported) is skipped with a
+    :class:`~pytest_tcav.errors.TCAVDataWarning` naming it (``on_bad_file="warn"``,
+    the default) or fails the load (``"error"``, the ini key ``tcav_on_bad_image``);
+    a folder left with no readable image always fails.  A transform that fails
+    or returns something other than a tensor always fails, naming the file:
+    that is a bug to fix, not a file to skip.  ``role`` ("concept", "input",
+    "random") only names the folder in messages.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
+    if on_bad_file not in BAD_IMAGE_POLICIES:
+        raise ConfigurationError(f"on_bad_file must be one of {BAD_IMAGE_POLICIES}, got {on_bad_file!r}")
     path = Path(folder)
     label = name or path.name
     if not path.exists():
-        raise ConceptDataError(f"concept folder {str(path)!r} does not exist")
+        raise ConceptDataError(f"{role} folder {str(path)!r} does not exist; check the path and its spelling")
     if not path.is_dir():
-        raise ConceptDataError(f"concept path {str(path)!r} is not a folder")
+        raise ConceptDataError(f"{role} path {str(path)!r} is not a folder; give a folder of images")
     files = list_image_files(path)
     if not files:
         raise ConceptDataError(
-            f"concept folder {str(path)!r} contains no image files "
-            f"(looked for {', '.join(IMAGE_SUFFIXES)})"
+            f"{role} folder {str(path)!r} contains no image files "
+            f"(looked for {', '.join(IMAGE_SUFFIXES)}); add images or point to the right folder"
         )
     tf = transform or default_image_transform
     tensors: list[torch.Tensor] = []
+    shapes: dict[tuple[int, ...], str] = {}  # first file of each shape, to name in an error
     bad: list[str] = []
     for file in files:
         try:
-            with Image.open(file) as img:
-                img.load()
-                tensor = tf(img)
+            img = _decoded(file)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             if on_bad_file == "error":
-                raise ConceptDataError(f"cannot read image {str(file)!r}: {exc}") from exc
+                raise ConceptDataError(
+                    f"cannot read image {str(file)!r} ({type(exc).__name__}: {exc}); remove or "
+                    "replace the file, or set tcav_on_bad_image = warn (on_bad_file='warn') to skip unreadable files"
+                ) from exc
             bad.append(f"{file.name} ({type(exc).__name__})")
             continue
+        with img:
+            try:  # decoding errors were handled above: anything raised here is the transform's
+                tensor = tf(img)
+            except TCAVError:
+                raise
+            except Exception as exc:
+                raise ConceptDataError(
+                    f"the transform {_callable_name(tf)} failed on {str(file)!r}: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
         if not isinstance(tensor, torch.Tensor):
             raise ConceptDataError(
                 f"the transform returned {type(tensor).__name__} for {str(file)!r}, expected a tensor"
             )
+        shapes.setdefault(tuple(tensor.shape), file.name)
         tensors.append(tensor)
     if bad:
         warnings.warn(
-            f"skipped {len(bad)} unreadable file(s) in {str(path)!r}: {', '.join(bad[:5])}"
-            + (" ..." if len(bad) > 5 else ""),
+            f"skipped {len(bad)} unreadable file(s) in {role} folder {str(path)!r}: {', '.join(bad[:5])}"
+            + (" ..." if len(bad) > 5 else "")
+            + "; remove or replace them (tcav_on_bad_image = error, or on_bad_file='error', makes this an error)",
+            TCAVDataWarning,
             stacklevel=2,
         )
     if not tensors:
-        raise ConceptDataError(f"no readable image in concept folder {str(path)!r}")
-    shapes = {tuple(t.shape) for t in tensors}
-    if len(shapes) > 1:
         raise ConceptDataError(
-            f"images in {str(path)!r} have different shapes {sorted(shapes)[:4]}; "
-            "configure a transform that resizes them (tcav_transform)"
+            f"no readable image in {role} folder {str(path)!r} (skipped: {', '.join(bad[:5])}"
+            + (" ..." if len(bad) > 5 else "") + ")"
+        )
+    if len(shapes) > 1:
+        examples = ", ".join(f"{file} is {shape}" for shape, file in list(shapes.items())[:4])
+        raise ConceptDataError(
+            f"images in {str(path)!r} have different sizes or modes after loading ({examples}); "
+            "configure a transform that resizes them to one size (tcav_transform)"
         )
     return Concept(label, torch.stack(tensors), source=str(path))
 
@@ -166,14 +221,18 @@ def as_concept(
     *,
     name: str | None = None,
     transform: Transform | None = None,
+    role: str = "concept",
 ) -> Concept:
-    """Turn a tensor, folder, Dataset, DataLoader or list of tensors into a :class:`Concept`."""
+    """Turn a tensor, folder, Dataset, DataLoader or list of tensors into a :class:`Concept`.
+
+    ``role`` ("concept", "input", "random") names a folder in error messages.
+    """
     if isinstance(value, Concept):
         return value
     if isinstance(value, torch.Tensor):
         return Concept(name or "tensor", value.detach().cpu())
     if isinstance(value, (str, os.PathLike)):
-        return load_image_folder(value, transform, name=name)
+        return load_image_folder(value, transform, name=name, role=role)
     if isinstance(value, DataLoader):
         return Concept(name or "dataloader", _from_iterable_batches(value, name or "dataloader"))
     if isinstance(value, Dataset):
