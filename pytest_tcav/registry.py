@@ -13,6 +13,7 @@ imports torch: a pytest run with no concept test pays nothing for the plugin.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import TCAVConfig
@@ -27,13 +28,15 @@ class SessionHandle:
     def __init__(self, config: TCAVConfig) -> None:
         self.config = config
         self.current_nodeid: str | None = None
+        self.current_path: Path | None = None  # the running test's file (set by the plugin)
         self._session: TCAVSession | None = None
 
     def get(self) -> "TCAVSession":
         if self._session is None:
             from .session import TCAVSession
 
-            self._session = TCAVSession(self.config, nodeid=lambda: self.current_nodeid)
+            self._session = TCAVSession(self.config, nodeid=lambda: self.current_nodeid,
+                                        test_path=lambda: self.current_path)
         return self._session
 
     @property

@@ -54,13 +54,15 @@ class TCAVSession:
     """
 
     def __init__(self, config: TCAVConfig | None = None, *, store: MemoryStore | None = None,
-                 nodeid: Callable[[], str | None] = lambda: None) -> None:
+                 nodeid: Callable[[], str | None] = lambda: None,
+                 test_path: Callable[[], Path | None] = lambda: None) -> None:
         self.config = config if config is not None else TCAVConfig()
         #: Shared by every engine of the session; by default backed by the disk cache of ``tcav_cache_dir``
         #: (unless ``tcav_cache = off``, or outside pytest, where ``cache_dir`` is unset).
         self.store = store if store is not None else default_store(self.config)
         self.records: list[dict[str, Any]] = []
         self._nodeid = nodeid
+        self._test_path = test_path  # the running test's file: baselines live next to it
         transform = _LazyTransform(self.config) if self.config.transform else None
         self.transform = transform
         sources = self.config.sources
@@ -169,6 +171,21 @@ class TCAVSession:
         from .assertions import check_concept
 
         return check_concept(self, "insignificant", model, concept, **kwargs)
+
+    def assert_stable(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> Any:
+        """:func:`pytest_tcav.assert_concept_stable` on this session (returns a ``StabilityResult``)."""
+        __tracebackhide__ = True
+        from .baselines import check_stable
+
+        return check_stable(self, model, concept, **kwargs)
+
+    def current_nodeid(self) -> str | None:
+        """The id of the running test (None outside a test)."""
+        return self._nodeid()
+
+    def current_test_path(self) -> Path | None:
+        """The file of the running test, Python or YAML (None outside a test)."""
+        return self._test_path()
 
     def record(self, entry: dict[str, Any]) -> None:
         """Remember one concept check (plain data) for the run's summary."""
