@@ -105,6 +105,8 @@ class TCAVConfig:
     cache_dir: Path | None = None
     cache: str = "readwrite"
     cache_size: int | None = DEFAULT_MAX_BYTES
+    #: ``--tcav-update-baselines``: write baselines instead of failing on a missing or moved one.
+    update_baselines: bool = False
     root: Path = field(default_factory=Path.cwd)
     sources: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -284,6 +286,8 @@ def config_from_pytest(config: Any) -> TCAVConfig:
     settings = build_config(raw, root=root)
     if settings.cache_dir is None:
         settings = dataclasses.replace(settings, cache_dir=default_cache_dir(config))
+    if config.getoption("tcav_update_baselines", False):  # a command-line flag only, never an ini key
+        settings = dataclasses.replace(settings, update_baselines=True)
     return settings
 
 
