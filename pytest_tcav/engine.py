@@ -257,7 +257,12 @@ class TCAV:
         return {"point": self.layer_point}
 
     def _activations(self, model_fp: str, modules: dict[str, nn.Module], sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
-        """Activations of every set at every layer; a set's missing layers come from one pass."""
+        """Activations of every set at every layer; a set's missing layers come from one pass.
+
+        The layers of one set are fetched together, so concurrent workers lock
+        them together and never run the same set's pass twice; the pass stops
+        after the deepest layer still missing.
+        """
         out: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
         device = self.device or model_device(self.model)
         for s in sets:
@@ -266,46 +271,44 @@ class TCAV:
                                                **self._settings()})
                 for name in modules
             }
-            pending: dict[str, torch.Tensor] = {}
 
-            def compute_all() -> None:
-                if not pending:
-                    pending.update(
-                        concept_activations(self.model, modules, s.examples, point=self.layer_point,
-                                            batch_size=self.batch_size, device=device)
-                    )
+            def compute_missing(todo: list[str], s: Concept = s,
+                                keys: dict[str, str] = keys) -> dict[str, dict[str, torch.Tensor]]:
+                wanted = set(todo)
+                missing = {name: module for name, module in modules.items() if keys[name] in wanted}
+                acts = concept_activations(self.model, missing, s.examples, point=self.layer_point,
+                                           batch_size=self.batch_size, device=device)
+                return {keys[name]: {"activations": acts[name]} for name in missing}
 
+            values = self.store.fetch_many("activations", list(keys.values()), compute_missing)
             for name in modules:
-                def compute(name: str = name) -> dict[str, torch.Tensor]:
-                    compute_all()
-                    return {"activations": pending[name]}
-
-                out[name].append(self.store.fetch("activations", keys[name], compute)["activations"])
+                out[name].append(values[keys[name]]["activations"])
         return out
 
     def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept, target: Target) -> dict[str, torch.Tensor]:
         device = self.device or model_device(self.model)
         settings = {"method": self.method, "n_steps": self.n_steps if self.method != "gradient" else None,
                     **self._settings()}
-        pending: dict[str, torch.Tensor] = {}
-        result = {}
-        for name in modules:
-            key = make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
+        keys = {
+            name: make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
                                          "target": target_key(target), **settings})
+            for name in modules
+        }
 
-            def compute(name: str = name) -> dict[str, torch.Tensor]:
-                if not pending:
-                    pending.update(
-                        target_gradients(self.model, modules, inputs.examples, target, method=self.method,
-                                         n_steps=self.n_steps, point=self.layer_point,
-                                         batch_size=self.batch_size, device=device)
-                    )
-                return {"gradients": pending[name]}
+        def compute_missing(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+            wanted = set(todo)
+            missing = {name: module for name, module in modules.items() if keys[name] in wanted}
+            grads = target_gradients(self.model, missing, inputs.examples, target, method=self.method,
+                                     n_steps=self.n_steps, point=self.layer_point,
+                                     batch_size=self.batch_size, device=device)
+            return {keys[name]: {"gradients": grads[name]} for name in missing}
 
-            # A callable target is keyed by identity, which means nothing in another
-            # process: its gradients stay in memory.
-            result[name] = self.store.fetch("gradients", key, compute, persist=not callable(target))["gradients"]
-        return result
+        # All layers together: one forward/backward gives the missing ones, and concurrent
+        # workers lock them together.  A callable target is keyed by identity, which means
+        # nothing in another process: its gradients stay in memory.
+        values = self.store.fetch_many("gradients", list(keys.values()), compute_missing,
+                                       persist=not callable(target))
+        return {name: values[keys[name]]["gradients"] for name in modules}
 
     def _cav_keys(self, model_fp: str, layer: str, sets: list[Concept],
                   pairs: list[tuple[int, int]]) -> list[tuple[int, int, bool, str]]:

@@ -81,11 +81,13 @@ class MemoryStore:
         self._values[slot] = value
         return value
 
-    def fetch_many(self, kind: str, keys: list[str], compute_many: ComputeMany) -> dict[str, Value]:
+    def fetch_many(self, kind: str, keys: list[str], compute_many: ComputeMany, *,
+                   persist: bool = True) -> dict[str, Value]:
         """Values for many keys; all missing ones are computed by one call of ``compute_many``.
 
         With a backend that supports it, the backend locks the missing keys
         first, so concurrent workers never compute the same value twice.
+        ``persist=False`` keeps the values out of the backend, as for :meth:`fetch`.
         """
         wanted = list(dict.fromkeys(keys))
         result: dict[str, Value] = {}
@@ -104,7 +106,7 @@ class MemoryStore:
                     raise RuntimeError(f"compute_many returned no value for {len(absent)} key(s)")
                 return values
 
-            if self.backend is not None:
+            if self.backend is not None and persist:
                 fetched = self.backend.fetch_many(kind, missing, counted)
             else:
                 fetched = counted(missing)
