@@ -20,7 +20,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[rep
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "message", "xfail", "model_fingerprint", "concept_fingerprint", "settings",
-    "verdict", "result", "before", "after",
+    "verdict", "status", "before", "after",
 }
 
 CONCEPT_COLOUR = "#2b6cb0"
@@ -53,6 +53,8 @@ table { border-collapse: collapse; margin: .5rem 0 1rem 0; font-size: .9rem; }
 th, td { border-bottom: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f7fafc; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.overview { width: 100%; } table.overview td:first-child { word-break: break-all; }
+.scroll { overflow-x: auto; }
 .check { border: 1px solid #e2e8f0; border-left: 6px solid #a0aec0; border-radius: 4px;
          padding: 1rem 1.25rem; margin: 1.25rem 0; }
 .check.passed { border-left-color: #38a169; }
@@ -275,9 +277,9 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
 # -- HTML pieces -----------------------------------------------------------------------
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: set[int] = frozenset(),
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: AbstractSet[int] = frozenset(),
            css: str = "") -> str:
-    """A table from already-escaped cells."""
+    """A table from already-escaped cells, in a box that scrolls sideways on narrow screens."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{c}</td>' if k in numeric else f"<td>{c}</td>"
@@ -285,7 +287,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: set
         for row in rows
     )
     cls = f' class="{css}"' if css else ""
-    return f"<table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _verdict_cell(significant: Any) -> str:
@@ -419,7 +421,7 @@ def _plot_or_note(make: Any, *args: Any) -> tuple[str | None, str]:
 
 def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] | None) -> str:
     """One check: claim, verdict, message, plots, per-layer table, stability, distributions, settings."""
-    result = str(check.get("result") or check.get("outcome") or "unknown")
+    result = str(check.get("status") or check.get("outcome") or "unknown")
     label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
     title = check.get("test") or "(outside a test)"
     if check.get("index"):
@@ -464,7 +466,7 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for k, check in enumerate(checks, 1):
         results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
-        result = str(check.get("result") or check.get("outcome") or "unknown")
+        result = str(check.get("status") or check.get("outcome") or "unknown")
         expected = esc(check.get("expectation") or "-")
         if check.get("direction"):
             expected += f" ({esc(check['direction'])})"
@@ -473,14 +475,14 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
             esc(check.get("concept")),
             esc(check.get("target")),
             expected,
-            esc(", ".join(str(r.get("layer")) for r in results) or ", ".join(map(str, check.get("layers") or []))),
-            " ".join(fmt(r.get("score"), 2) for r in results) or "-",
-            " ".join(fmt_p(r.get("p_corrected")) for r in results) or "-",
+            "<br>".join(esc(r.get("layer")) for r in results) or esc(", ".join(map(str, check.get("layers") or []))),
+            "<br>".join(fmt(r.get("score"), 2) for r in results) or "-",
+            "<br>".join(fmt_p(r.get("p_corrected")) for r in results) or "-",
             esc(check.get("verdict")),
             f'<span class="badge {esc(result)}">{esc(result)}</span>',
         ))
     return _table(("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result"),
-                  rows, css="overview")
+                  rows, numeric={5, 6}, css="overview")
 
 
 def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:

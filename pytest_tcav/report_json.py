@@ -210,7 +210,7 @@ def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         check.setdefault("results", [])
         check.setdefault("outcome", "unknown")
         check["verdict"] = verdict(record)
-        check["result"] = outcome_label(record)
+        check["status"] = outcome_label(record)
         out.append(check)
     return out
 
@@ -222,7 +222,7 @@ def build_report(records: Iterable[Mapping[str, Any]], *, env: Mapping[str, Any]
     from . import __version__
 
     report_checks = checks(records)
-    counts = Counter(check["result"] for check in report_checks)
+    counts = Counter(check["status"] for check in report_checks)
     return {
         "schema": SCHEMA,
         "version": VERSION,
@@ -251,6 +251,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp's 0600 would hide the report from a CI's web server
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
             handle.flush()
@@ -263,6 +264,13 @@ def atomic_write_text(path: Path, text: str) -> Path:
             pass
         raise
     return path
+
+
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_json(path: Path, report: Mapping[str, Any]) -> Path:
