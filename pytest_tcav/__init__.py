@@ -39,6 +39,10 @@ _EXPORTS: dict[str, str] = {
     "ConceptTestFailure": "assertions",
     "assert_concept_insignificant": "assertions",
     "assert_concept_significant": "assertions",
+    "assert_concept_stable": "baselines",
+    "BaselineError": "baselines",
+    "ConceptStabilityFailure": "baselines",
+    "StabilityResult": "baselines",
     "TCAVSession": "session",
     "TCAVConfig": "config",
     "ConceptLibrary": "library",
@@ -63,6 +67,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from .assertions import ConceptTestFailure, assert_concept_insignificant, assert_concept_significant
+    from .baselines import BaselineError, ConceptStabilityFailure, StabilityResult, assert_concept_stable
     from .cavs import CAV, CAVTrainer, HingeSGDTrainer, LogisticTrainer, MeanDifferenceTrainer, SklearnSGDTrainer
     from .concepts import Concept, as_concept, load_image_folder, sample_random_sets
     from .config import TCAVConfig

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .baselines import BaselineTracker
 from .cache_summary import cache_line, merge
 from .config import OPTIONS, config_from_pytest
 from .errors import ConfigurationError
@@ -47,7 +48,7 @@ WORKER_CACHE_KEY = pytest.StashKey[list]()
 CACHE_WORKEROUTPUT_KEY = "pytest_tcav_cache"
 
 #: A test whose own code names one of these is a concept test.
-ASSERTION_NAMES = frozenset({"assert_concept_significant", "assert_concept_insignificant"})
+ASSERTION_NAMES = frozenset({"assert_concept_significant", "assert_concept_insignificant", "assert_concept_stable"})
 #: A test that uses one of these fixtures, directly or through other fixtures, is a concept test.
 FIXTURE_NAMES = frozenset({"tcav", "tcav_concepts"})
 
@@ -64,6 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tcav-clear-cache", dest="tcav_clear_cache", action="store_true", default=False,
                     help="remove every entry of the TCAV disk cache (tcav_cache_dir) before the run")
     reporting.add_options(group, parser)  # --tcav-json, --tcav-html
+    group.addoption("--tcav-update-baselines", dest="tcav_update_baselines", action="store_true", default=False,
+                    help="write the baselines of stability checks (assert_concept_stable, 'stable:' in YAML "
+                         "tests): create missing ones and replace moved ones, instead of failing")
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
@@ -87,6 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[HANDLE_KEY] = handle
     config.stash[WORKER_RECORDS_KEY] = []
     config.stash[WORKER_CACHE_KEY] = []
+    config.pluginmanager.register(  # baseline counts and unused baseline files, merged across xdist workers
+        BaselineTracker(config, lambda: handle.records() + config.stash.get(WORKER_RECORDS_KEY, [])),
+        "tcav-baselines")
     if config.getoption("tcav_clear_cache", False) and not hasattr(config, "workerinput"):
         clear_cache(settings.cache_dir)  # once, in the controller, before any xdist worker starts
     activate(handle)
@@ -163,11 +170,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     handle = item.config.stash.get(HANDLE_KEY, None)
     if handle is not None:
         handle.current_nodeid = item.nodeid
+        handle.current_path = item.path  # stability checks keep their baselines next to it
     try:
         yield
     finally:
         if handle is not None:
             handle.current_nodeid = None
+            handle.current_path = None
 
 
 @pytest.hookimpl(hookwrapper=True)

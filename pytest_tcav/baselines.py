@@ -1,0 +1,1098 @@
+"""Concept baselines: "did the retrained model change what it relies on?"
+
+A baseline is the record of one concept check (per-layer TCAV score,
+statistic, p-values, CAV accuracy and the statistic of every random set) kept
+in a small YAML file next to the test that owns it, under ``tcav_baselines/``.
+:func:`assert_concept_stable` measures the same check on today's model and
+fails when a layer moved beyond the tolerance (the rule is in
+:func:`compare`, and documented in docs/baselines.md).
+
+Baselines are data a reviewer reads in a diff, so they are written only when
+asked (``--tcav-update-baselines``), never created silently (a CI run with a
+missing baseline fails), written atomically (a crashed or parallel run never
+leaves half a file), and read with ``yaml.safe_load`` and validated.
+
+This module imports neither torch nor scipy at import time: the plugin loads
+it in every pytest run to keep the baseline counts for the terminal summary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from .assertions import ConceptTestFailure, _describe
+from .errors import ConfigurationError, TCAVError
+from .registry import current_session
+from .report_json import result_fields
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from .concepts import ConceptLike
+    from .results import LayerResult, TCAVResult
+    from .session import TargetLike, TCAVSession
+
+#: Version of the file layout; a file with a higher number was written by a newer pytest-tcav.
+FORMAT = 1
+#: The folder, next to the test file, that holds its baselines.
+BASELINE_DIR = "tcav_baselines"
+SUFFIX = ".yaml"
+OBTAINED_SUFFIX = ".obtained.yaml"
+#: The command-line flag that writes baselines; named in every message that asks for it.
+UPDATE_FLAG = "--tcav-update-baselines"
+#: Default absolute tolerance on the TCAV score (a fraction of inputs, in [0, 1]).
+DEFAULT_TOLERANCE = 0.1
+#: Relative size below which a difference of the statistic is rounding or floating-point noise.
+RESOLUTION = 1e-5
+#: Settings that must match for two measurements to be comparable at all.
+COMPARABLE_SETTINGS = ("method", "direction", "seed", "random_sets")
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,119}$")
+_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
+_PLAIN_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/()=+]*( [A-Za-z0-9_.\-/()=+]+)*$")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
+
+
+class BaselineError(TCAVError):
+    """A baseline is missing, unreadable, not comparable with the check, or has an unsafe name."""
+
+
+class ConceptStabilityFailure(ConceptTestFailure):
+    """A concept's per-layer scores moved beyond the tolerance since its baseline.
+
+    ``comparison`` holds the before/after of every layer (a :class:`StabilityResult`).
+    """
+
+    def __init__(self, message: str, comparison: "StabilityResult", reason: str) -> None:
+        super().__init__(message, comparison.result, reason)
+        self.comparison = comparison
+
+
+ConceptStabilityFailure.__module__ = "pytest_tcav"
+BaselineError.__module__ = "pytest_tcav"
+
+
+# -- names and paths ----------------------------------------------------------------------
+
+
+def baseline_path(directory: Path, name: str) -> Path:
+    """The file of baseline ``name`` in ``directory``; a name that could leave it is refused.
+
+    Names are file names, not paths: letters, digits, ``_``, ``-`` and ``.``,
+    starting with a letter, digit or ``_`` (so no ``..``, no hidden files, no
+    separators, no drive letters).  A trailing ``.yaml`` is accepted and dropped.
+    """
+    if not isinstance(name, str) or not name:
+        raise BaselineError(f"baseline name must be a non-empty string, got {name!r}")
+    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
+    problem = None
+    if os.path.isabs(stem) or "/" in stem or "\\" in stem or ":" in stem:
+        problem = "it is a path; give a plain file name"
+    elif ".." in stem:
+        problem = "it contains '..'"
+    elif stem.endswith(".obtained"):
+        problem = "names ending in '.obtained' are kept for the files written on failure"
+    elif not _NAME.match(stem):
+        problem = ("use letters, digits, '_', '-' and '.', starting with a letter, digit or '_' "
+                   "(at most 120 characters)")
+    if problem:
+        raise BaselineError(f"baseline name {name!r} is refused: {problem}")
+    path = directory / f"{stem}{SUFFIX}"
+    if path.parent != directory:  # belt and braces: the name above cannot do this
+        raise BaselineError(f"baseline name {name!r} leaves {directory}")
+    return path
+
+
+def obtained_path(path: Path) -> Path:
+    """Where the values of a failing check are written, beside its baseline."""
+    return path.with_name(path.name[: -len(SUFFIX)] + OBTAINED_SUFFIX)
+
+
+def is_baseline_file(path: Path) -> bool:
+    """A committed baseline (not an ``.obtained`` file, a temporary file or a hidden file)."""
+    name = path.name
+    return name.endswith(SUFFIX) and not name.endswith(OBTAINED_SUFFIX) and not name.startswith(".")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    The text goes to a temporary file in the same folder (same file system, so
+    the rename is atomic), is flushed to disk, then renamed over ``path``.  The
+    temporary file is removed if anything fails.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable; not possible on every platform
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# -- the file ------------------------------------------------------------------------------
+
+
+def _round_sig(value: float, digits: int) -> float:
+    """``value`` to ``digits`` significant digits; below 1e-12 it is summation noise around 0 (0.0)."""
+    if not math.isfinite(value):
+        return float(value)
+    if abs(value) < 1e-12:
+        return 0.0
+    return float(f"{value:.{digits}g}")
+
+
+@dataclass(frozen=True)
+class LayerBaseline:
+    """What a baseline keeps of one layer (rounded: see :meth:`Baseline.from_result`)."""
+
+    layer: str
+    score: float
+    statistic: float
+    null_mean: float
+    null_sd: float
+    p_value: float
+    p_corrected: float
+    cav_accuracy: float
+    significant: bool
+    concept_scores: tuple[float, ...] = ()
+    concept_statistics: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The accepted measurement of one concept check, as kept in ``tcav_baselines/<name>.yaml``."""
+
+    name: str
+    library_version: str
+    test: str | None
+    concept: str
+    target: str
+    model_fingerprint: str
+    concept_fingerprint: str
+    settings: dict[str, Any]
+    layers: tuple[LayerBaseline, ...]
+    format: int = FORMAT
+
+    def layer(self, name: str) -> LayerBaseline | None:
+        return next((layer for layer in self.layers if layer.layer == name), None)
+
+    @classmethod
+    def from_result(cls, result: "TCAVResult", name: str, test: str | None = None) -> "Baseline":
+        """A baseline from a result, rounded so that files diff cleanly.
+
+        Statistics keep 6 significant digits (floating-point noise between
+        machines is about 1e-7 relative, so a re-run on another machine writes
+        the same file, while the comparison's noise floor, 1e-5 relative,
+        stays above the rounding); scores 4 decimals (they are fractions of the
+        inputs); p-values 3 significant digits (they are shown, not compared).
+        """
+        from . import __version__
+
+        layers = tuple(
+            LayerBaseline(
+                layer=r.layer,
+                score=round(r.score, 4),
+                statistic=_round_sig(r.statistic, 6),
+                null_mean=_round_sig(r.null_mean, 6),
+                null_sd=_round_sig(r.null_sd, 6),
+                p_value=_round_sig(r.p_value, 3),
+                p_corrected=_round_sig(r.p_corrected, 3),
+                cav_accuracy=round(r.cav_accuracy, 3),
+                significant=bool(r.significant),
+                concept_scores=tuple(round(v, 4) for v in r.concept_scores),
+                concept_statistics=tuple(_round_sig(v, 6) for v in r.concept_statistics),
+            )
+            for r in result.layers
+        )
+        settings = {
+            "method": result.method,
+            "direction": result.direction,
+            "seed": int(result.seed),
+            "random_sets": int(result.n_random),
+            "alpha": float(result.alpha),
+            "correction": result.correction,
+            "null_test": result.null_test,
+            "concept_examples": int(result.n_concept_examples),
+            "inputs": int(result.n_inputs),
+        }
+        return cls(name=name, library_version=__version__, test=test, concept=result.concept,
+                   target=str(result.target), model_fingerprint=result.model_fingerprint,
+                   concept_fingerprint=result.concept_fingerprint, settings=settings, layers=layers)
+
+    # -- writing -----------------------------------------------------------------------
+
+    def to_data(self) -> dict[str, Any]:
+        """The file's content as plain data, in the order it is written."""
+        return {
+            "format": self.format,
+            "library": f"pytest-tcav {self.library_version}",
+            "test": self.test,
+            "concept": self.concept,
+            "target": self.target,
+            "model_fingerprint": self.model_fingerprint,
+            "concept_fingerprint": self.concept_fingerprint,
+            "settings": dict(self.settings),
+            "layers": {
+                layer.layer: {
+                    "score": layer.score,
+                    "statistic": layer.statistic,
+                    "random_mean": layer.null_mean,
+                    "random_sd": layer.null_sd,
+                    "p_value": layer.p_value,
+                    "p_corrected": layer.p_corrected,
+                    "significant": layer.significant,
+                    "cav_accuracy": layer.cav_accuracy,
+                    "concept_scores": list(layer.concept_scores),
+                    "concept_statistics": list(layer.concept_statistics),
+                }
+                for layer in self.layers
+            },
+        }
+
+    def to_yaml(self) -> str:
+        """The file's text: block style, one value per line, per-random-set lists on one line.
+
+        Written by hand rather than by ``yaml.safe_dump`` to control the layout
+        (comments, key order, flow lists of numbers) so that a change of the
+        model changes the lines of the numbers that moved and nothing else;
+        the text is read back and compared before it is used.
+        """
+        data = self.to_data()
+        lines = [
+            f"# pytest-tcav baseline {self.name!r}: the accepted result of one concept check.",
+            f"# Written by `pytest {UPDATE_FLAG}`; review a change to it like a change to code.",
+        ]
+        for key, value in data.items():
+            if key == "settings":
+                lines.append("settings:")
+                lines.extend(f"  {_key(k)}: {_scalar(v)}" for k, v in value.items())
+            elif key == "layers":
+                lines.append("layers:")
+                for layer_name, values in value.items():
+                    lines.append(f"  {_key(layer_name)}:")
+                    for k, v in values.items():
+                        lines.append(f"    {k}: {_scalar(v)}")
+            else:
+                lines.append(f"{key}: {_scalar(value)}")
+        text = "\n".join(lines) + "\n"
+        if yaml.safe_load(text) != json.loads(json.dumps(data)):  # pragma: no cover - a bug, never data
+            raise RuntimeError(f"baseline {self.name!r} does not read back as written")
+        return text
+
+    # -- reading -----------------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(cls, text: str, *, name: str, origin: str) -> "Baseline":
+        """Parse and validate a baseline file's text (``yaml.safe_load`` only)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BaselineError(f"{origin} is not valid YAML: {exc}") from None
+        return cls.from_data(data, name=name, origin=origin)
+
+    @classmethod
+    def from_data(cls, data: Any, *, name: str, origin: str) -> "Baseline":
+        check = _Checker(origin)
+        data = check.mapping(data, "the file", {
+            "format", "library", "test", "concept", "target", "model_fingerprint", "concept_fingerprint",
+            "settings", "layers",
+        })
+        version = data.get("format")
+        if not isinstance(version, int) or isinstance(version, bool):
+            check.fail(f"'format' must be an integer (this pytest-tcav writes {FORMAT}), got {version!r}")
+        if version > FORMAT:
+            check.fail(f"format {version} was written by a newer pytest-tcav (this one reads up to {FORMAT}); "
+                       "upgrade pytest-tcav")
+        library = check.text(data.get("library"), "library")
+        settings = check.mapping(data.get("settings"), "settings", {
+            "method", "direction", "seed", "random_sets", "alpha", "correction", "null_test",
+            "concept_examples", "inputs",
+        })
+        for key in ("method", "direction", "correction", "null_test"):
+            check.text(settings.get(key), f"settings.{key}")
+        for key in ("seed", "random_sets", "concept_examples", "inputs"):
+            check.integer(settings.get(key), f"settings.{key}")
+        check.number(settings.get("alpha"), "settings.alpha")
+        layers_data = data.get("layers")
+        if not isinstance(layers_data, dict) or not layers_data:
+            check.fail(f"'layers' must be a mapping of layer name to values, got {layers_data!r}")
+        layers = []
+        for layer_name, values in layers_data.items():
+            where = f"layers.{layer_name}"
+            values = check.mapping(values, where, {
+                "score", "statistic", "random_mean", "random_sd", "p_value", "p_corrected", "significant",
+                "cav_accuracy", "concept_scores", "concept_statistics",
+            })
+            significant = values.get("significant")
+            if not isinstance(significant, bool):
+                check.fail(f"'{where}.significant' must be true or false, got {significant!r}")
+            statistics = check.numbers(values.get("concept_statistics"), f"{where}.concept_statistics")
+            if len(statistics) != settings["random_sets"]:
+                check.fail(f"'{where}.concept_statistics' has {len(statistics)} values but settings.random_sets "
+                           f"is {settings['random_sets']}")
+            layers.append(LayerBaseline(
+                layer=str(layer_name),
+                score=check.number(values.get("score"), f"{where}.score"),
+                statistic=check.number(values.get("statistic"), f"{where}.statistic"),
+                null_mean=check.number(values.get("random_mean"), f"{where}.random_mean"),
+                null_sd=check.number(values.get("random_sd"), f"{where}.random_sd"),
+                p_value=check.number(values.get("p_value"), f"{where}.p_value"),
+                p_corrected=check.number(values.get("p_corrected"), f"{where}.p_corrected"),
+                cav_accuracy=check.number(values.get("cav_accuracy"), f"{where}.cav_accuracy"),
+                significant=significant,
+                concept_scores=tuple(check.numbers(values.get("concept_scores"), f"{where}.concept_scores")),
+                concept_statistics=tuple(statistics),
+            ))
+        test = data.get("test")
+        if test is not None:
+            test = check.text(test, "test")
+        return cls(
+            name=name,
+            library_version=library.removeprefix("pytest-tcav ").strip(),
+            test=test,
+            concept=check.text(data.get("concept"), "concept"),
+            target=check.text(data.get("target"), "target"),
+            model_fingerprint=check.text(data.get("model_fingerprint"), "model_fingerprint"),
+            concept_fingerprint=check.text(data.get("concept_fingerprint"), "concept_fingerprint"),
+            settings=settings,
+            layers=tuple(layers),
+            format=version,
+        )
+
+
+def load_baseline(path: Path, name: str | None = None) -> Baseline:
+    """Read and validate one baseline file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
+    return Baseline.from_yaml(text, name=name or path.name[: -len(SUFFIX)], origin=str(path))
+
+
+class _Checker:
+    """Validation of a parsed baseline, with messages that name the file and the key."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+
+    def fail(self, message: str) -> Any:
+        raise BaselineError(f"baseline {self.origin} is invalid: {message}; fix it, or re-record it with "
+                            f"pytest {UPDATE_FLAG}")
+
+    def mapping(self, value: Any, where: str, keys: set[str]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(f"{where} must be a mapping, got {type(value).__name__}")
+        unknown = sorted(str(k) for k in value if k not in keys)
+        if unknown:
+            self.fail(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}")
+        missing = sorted(keys - set(value))
+        if missing:
+            self.fail(f"{where} lacks {', '.join(map(repr, missing))}")
+        return value
+
+    def text(self, value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            self.fail(f"'{where}' must be a string, got {value!r}")
+        return value
+
+    def integer(self, value: Any, where: str) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            self.fail(f"'{where}' must be a non-negative integer, got {value!r}")
+        return value
+
+    def number(self, value: Any, where: str) -> float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
+            self.fail(f"'{where}' must be a number, got {value!r}")
+        return float(value)
+
+    def numbers(self, value: Any, where: str) -> list[float]:
+        if not isinstance(value, list):
+            self.fail(f"'{where}' must be a list of numbers, got {value!r}")
+        return [self.number(v, f"{where}[{k}]") for k, v in enumerate(value)]
+
+
+def _key(text: str) -> str:
+    return text if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS else json.dumps(text)
+
+
+def _scalar(value: Any) -> str:
+    """One YAML scalar (or a flow list of scalars) that ``yaml.safe_load`` reads back exactly."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan"
+        if math.isinf(value):
+            return ".inf" if value > 0 else "-.inf"
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        if e and "." not in mantissa:  # PyYAML reads 1e-05 as a string; 1.0e-05 is a float
+            text = f"{mantissa}.0e{exponent}"
+        return text
+    if isinstance(value, str):
+        if _PLAIN_TEXT.match(value) and yaml.safe_load(value) == value:
+            return value
+        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} in a baseline")  # pragma: no cover
+
+
+# -- the comparison ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerComparison:
+    """One layer, before (the baseline) and after (this run)."""
+
+    layer: str
+    score_before: float
+    score_after: float
+    statistic_before: float
+    statistic_after: float
+    significant_before: bool
+    significant_after: bool
+    p_value: float  # Welch's two-sided t-test of the per-random-set statistics, before vs after
+    p_corrected: float  # corrected over the layers of the check
+    score_moved: bool
+    statistic_moved: bool
+
+    @property
+    def moved(self) -> bool:
+        return self.score_moved or self.statistic_moved
+
+    @property
+    def score_change(self) -> float:
+        return self.score_after - self.score_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "layer": self.layer, "score_before": self.score_before, "score_after": self.score_after,
+            "statistic_before": self.statistic_before, "statistic_after": self.statistic_after,
+            "significant_before": self.significant_before, "significant_after": self.significant_after,
+            "p_value": self.p_value, "p_corrected": self.p_corrected, "score_moved": self.score_moved,
+            "statistic_moved": self.statistic_moved, "moved": self.moved,
+        }
+
+
+@dataclass(frozen=True)
+class StabilityResult:
+    """What :func:`assert_concept_stable` measured and how it compares with the baseline."""
+
+    name: str
+    path: Path
+    result: "TCAVResult"
+    before: Baseline | None
+    layers: list[LayerComparison] = field(default_factory=list)
+    tolerance: float = DEFAULT_TOLERANCE
+    statistic_tolerance: float = 0.0
+    alpha: float = 0.05
+    correction: str = "holm"
+    #: ``checked`` (compared with the file), ``created`` or ``updated`` (written by the update flag),
+    #: or ``unchanged`` (the update flag found nothing to write).
+    action: str = "checked"
+
+    @property
+    def moved_layers(self) -> list[str]:
+        return [c.layer for c in self.layers if c.moved]
+
+    @property
+    def passed(self) -> bool:
+        return not self.moved_layers
+
+    @property
+    def model_changed(self) -> bool:
+        return self.before is not None and self.before.model_fingerprint != self.result.model_fingerprint
+
+    def table(self) -> str:
+        return format_comparison(self)
+
+
+def welch_p(before: Sequence[float], after: Sequence[float]) -> tuple[float, bool]:
+    """Two-sided Welch t-test p-value of the means, and whether the means differ beyond noise.
+
+    Values are stored rounded (6 significant digits) and recomputed on other
+    machines (about 1e-7 relative noise): a spread or a difference below
+    :data:`RESOLUTION` times the values' scale is treated as zero, so an
+    unchanged model never fails on rounding.  With no spread on either side,
+    a difference beyond the noise gives p = 0 and none gives p = 1.
+    """
+    from scipy import stats as scipy_stats
+
+    a = [float(v) for v in before]
+    b = [float(v) for v in after]
+    na, nb = len(a), len(b)
+    if na == 0 or nb == 0:
+        return 1.0, False
+    mean_a, mean_b = sum(a) / na, sum(b) / nb
+    scale = max([abs(v) for v in a + b] + [1e-12])
+    floor = RESOLUTION * scale
+    diff = mean_b - mean_a
+    if abs(diff) <= floor:
+        return 1.0, False
+    var_a = sum((v - mean_a) ** 2 for v in a) / (na - 1) if na > 1 else 0.0
+    var_b = sum((v - mean_b) ** 2 for v in b) / (nb - 1) if nb > 1 else 0.0
+    var_a, var_b = max(var_a, floor**2), max(var_b, floor**2)
+    se2 = var_a / na + var_b / nb
+    t = diff / math.sqrt(se2)
+    dof_den = (var_a / na) ** 2 / max(na - 1, 1) + (var_b / nb) ** 2 / max(nb - 1, 1)
+    dof = se2**2 / dof_den if dof_den > 0 else float(max(na + nb - 2, 1))
+    return float(min(1.0, 2.0 * scipy_stats.t.sf(abs(t), dof))), True
+
+
+def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statistic_tolerance: float = 0.0,
+            alpha: float = 0.05, correction: str = "holm") -> list[LayerComparison]:
+    """Compare a result with its baseline, layer by layer.
+
+    A layer has moved when
+
+    * its TCAV score changed by more than ``tolerance`` (absolute), or
+    * the statistic's distribution over the random sets shifted: Welch's
+      two-sided t-test of the per-random-set statistics before vs after has a
+      p-value below ``alpha`` after the ``correction`` over the layers of the
+      check, and the mean statistic changed by more than ``statistic_tolerance``.
+    """
+    from .statistics import adjust_p_values
+
+    rows = []
+    for layer in result.layers:
+        old = before.layer(layer.layer)
+        if old is None:  # pragma: no cover - check_stable refuses missing layers first
+            raise BaselineError(f"baseline {before.name!r} has no layer {layer.layer!r}")
+        p, differs = welch_p(old.concept_statistics, layer.concept_statistics)
+        rows.append((layer, old, p, differs))
+    corrected = adjust_p_values([p for *_rest, p, _d in rows], correction)  # type: ignore[arg-type]
+    out = []
+    for (layer, old, p, differs), p_corr in zip(rows, corrected):
+        score_moved = abs(layer.score - old.score) > tolerance + 1e-9
+        statistic_moved = (differs and p_corr < alpha
+                           and abs(layer.statistic - old.statistic) > statistic_tolerance)
+        out.append(LayerComparison(
+            layer=layer.layer, score_before=old.score, score_after=layer.score,
+            statistic_before=old.statistic, statistic_after=layer.statistic,
+            significant_before=old.significant, significant_after=layer.significant,
+            p_value=p, p_corrected=float(p_corr), score_moved=score_moved, statistic_moved=statistic_moved,
+        ))
+    return out
+
+
+def _p(value: float) -> str:
+    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def _verdict(significant: bool) -> str:
+    return "significant" if significant else "not significant"
+
+
+def format_comparison(stability: StabilityResult) -> str:
+    """The before/after table of a stability check (one row per layer)."""
+    header = ("layer", "score before → after", "change", "statistic before → after", "Welch p", "p corr",
+              "verdict before → after", "")
+    rows = [header]
+    for c in stability.layers:
+        verdict = (_verdict(c.significant_after) if c.significant_before == c.significant_after
+                   else f"{_verdict(c.significant_before)} → {_verdict(c.significant_after)}")
+        rows.append((
+            c.layer,
+            f"{c.score_before:.2f} → {c.score_after:.2f}",
+            f"{c.score_change:+.2f}",
+            f"{c.statistic_before:.4f} → {c.statistic_after:.4f}",
+            _p(c.p_value),
+            _p(c.p_corrected),
+            verdict,
+            "MOVED" if c.moved else "stable",
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    before = stability.before
+    r = stability.result
+    if before is not None:
+        model = (f"model changed ({before.model_fingerprint[:12]} → {r.model_fingerprint[:12]})"
+                 if stability.model_changed else f"same model ({r.model_fingerprint[:12]})")
+        caption = (f"baseline {stability.name!r} ({_shown(stability.path)}, pytest-tcav {before.library_version}) "
+                   f"vs this run: {model}; concept {r.concept!r}, target {r.target}, {r.n_random} random sets, "
+                   f"method {r.method}, seed {r.seed}")
+        if before.concept_fingerprint != r.concept_fingerprint:
+            caption += "; the concept's examples changed since the baseline"
+    else:
+        caption = f"baseline {stability.name!r} ({_shown(stability.path)})"
+    return caption + "\n" + "\n".join(lines)
+
+
+def _shown(path: Path) -> str:
+    """A path as short as it is clear: relative to the working directory when below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _why_moved(stability: StabilityResult) -> str:
+    parts = []
+    for c in stability.layers:
+        if not c.moved:
+            continue
+        what = []
+        if c.score_moved:
+            what.append(f"the TCAV score moved by {c.score_change:+.2f} (tolerance {stability.tolerance})")
+        if c.statistic_moved:
+            what.append(f"the statistic shifted from {c.statistic_before:.4f} to {c.statistic_after:.4f} over the "
+                        f"{stability.result.n_random} random sets (Welch t-test, {stability.correction}-corrected "
+                        f"p {_p(c.p_corrected)} < {stability.alpha})")
+        parts.append(f"on {c.layer} " + " and ".join(what))
+    text = "; ".join(parts)
+    obtained = _shown(obtained_path(stability.path))
+    return (f"Why: {text[0].upper() + text[1:]}. If the change is intended (a retrained model that should rely on "
+            f"the concept differently), accept it: run pytest {UPDATE_FLAG} and commit "
+            f"{_shown(stability.path)}; the values measured now are in {obtained}.")
+
+
+# -- the check -----------------------------------------------------------------------------
+
+#: Baselines used so far by each session: path -> (test id, what was checked), to refuse two checks one file.
+_USES: "weakref.WeakKeyDictionary[Any, dict[str, tuple[str | None, str]]]" = weakref.WeakKeyDictionary()
+
+
+def resolve_directory(session: "TCAVSession", baseline_dir: str | os.PathLike[str] | None) -> Path:
+    """``baseline_dir`` (relative to the project root), else ``tcav_baselines/`` next to the running test."""
+    if baseline_dir is not None:
+        path = Path(baseline_dir)
+        return (path if path.is_absolute() else session.config.root / path).resolve()
+    test_path = session.current_test_path()
+    folder = test_path.parent if test_path is not None else session.config.root
+    return (Path(folder) / BASELINE_DIR).resolve()
+
+
+def _check_tolerance(value: Any, name: str, upper: float | None) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number, got {value!r}") from None
+    if math.isnan(number) or number < 0 or (upper is not None and number > upper):
+        bound = f"between 0 and {upper}" if upper is not None else "at least 0"
+        raise ConfigurationError(f"{name} must be {bound}, got {value!r}")
+    return number
+
+
+def _incomparable(before: Baseline, result: "TCAVResult", layers: list[str]) -> str | None:
+    """Why the baseline cannot be compared with this result, or None."""
+    now = Baseline.from_result(result, before.name).settings
+    changed = [f"{key} {before.settings.get(key)!r} → {now[key]!r}" for key in COMPARABLE_SETTINGS
+               if before.settings.get(key) != now[key]]
+    missing = [name for name in layers if before.layer(name) is None]
+    problems = []
+    if changed:
+        problems.append("its settings differ from this check's (" + ", ".join(changed) + ")")
+    if missing:
+        problems.append(f"it has no layer {', '.join(map(repr, missing))} "
+                        f"(it has {', '.join(layer.layer for layer in before.layers)})")
+    return " and ".join(problems) or None
+
+
+def check_stable(
+    session: "TCAVSession",
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    baseline: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    statistic_tolerance: float = 0.0,
+    baseline_dir: str | os.PathLike[str] | None = None,
+    direction: str = "either",
+    alpha: float | None = None,
+    **knobs: Any,
+) -> StabilityResult:
+    """Run one stability check on ``session``, record it, write files as asked, raise on failure."""
+    __tracebackhide__ = True
+    layer_names = [layers] if isinstance(layers, str) else list(layers)
+    entry: dict[str, Any] = {
+        "concept": _describe(concept),
+        "target": _describe(target),
+        "layers": layer_names,
+        "expectation": "stable",
+        "direction": direction,
+        "require": "all",
+        "score_range": None,
+        "results": [],
+        "stability": {"baseline": baseline if isinstance(baseline, str) else repr(baseline), "path": None,
+                      "action": "error", "tolerance": tolerance, "statistic_tolerance": statistic_tolerance,
+                      "model_changed": None, "layers": []},
+    }
+    stability_entry = entry["stability"]
+
+    def error(exc: TCAVError, action: str = "error") -> TCAVError:
+        stability_entry["action"] = action
+        session.record({**entry, "outcome": "error", "message": str(exc)})
+        return exc.with_traceback(None)
+
+    try:
+        tolerance = _check_tolerance(tolerance, "tolerance", 1.0)
+        statistic_tolerance = _check_tolerance(statistic_tolerance, "statistic_tolerance", None)
+        stability_entry.update(tolerance=tolerance, statistic_tolerance=statistic_tolerance)
+        directory = resolve_directory(session, baseline_dir)
+        path = baseline_path(directory, baseline)
+        stability_entry["path"] = str(path)
+        name = path.name[: -len(SUFFIX)]
+        stability_entry["baseline"] = name
+        _claim(session, path, entry)
+        result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
+                               alpha=alpha, **knobs)
+    except TCAVError as exc:
+        raise error(exc)
+    entry.update(concept=result.concept, target=result.target, alpha=result.alpha, **result_fields(result))
+    test_id = session.current_nodeid()
+    update = bool(getattr(session.config, "update_baselines", False))
+    correction = result.correction
+    stat_alpha = result.alpha
+    new = Baseline.from_result(result, name, test=test_id)
+
+    before: Baseline | None = None
+    if path.exists():
+        try:
+            before = load_baseline(path, name)
+            problem = _incomparable(before, result, layer_names)
+            if problem:
+                raise BaselineError(
+                    f"baseline {name!r} ({_shown(path)}) cannot be compared with this check: {problem}. "
+                    f"If the new settings are intended, re-record it with pytest {UPDATE_FLAG}"
+                )
+        except BaselineError as exc:
+            if not update:
+                raise error(exc)
+            before = None
+    elif not update:
+        raise error(BaselineError(
+            f"no baseline {name!r} for this check (looked for {_shown(path)}); baselines are only written on "
+            f"request: run pytest {UPDATE_FLAG} to record this model's result as the baseline, review the "
+            "file and commit it"
+        ), action="missing")
+
+    comparisons = (compare(before, result, tolerance=tolerance, statistic_tolerance=statistic_tolerance,
+                           alpha=stat_alpha, correction=correction) if before is not None else [])
+    stability = StabilityResult(name=name, path=path, result=result, before=before, layers=comparisons,
+                                tolerance=tolerance, statistic_tolerance=statistic_tolerance, alpha=stat_alpha,
+                                correction=correction)
+    stability_entry.update(model_changed=stability.model_changed if before is not None else None,
+                           layers=[c.to_dict() for c in comparisons],
+                           moved=stability.moved_layers)
+    # The reports show these side by side: layer -> numbers, the baseline's and this run's.
+    entry["before"] = _side(before) if before is not None else {}
+    entry["after"] = _side(new)
+    obtained = obtained_path(path)
+    try:
+        if update:
+            text = new.to_yaml()
+            existing = path.read_text(encoding="utf-8") if path.exists() else None
+            if existing == text or (before is not None and _same_measurement(before, new)):
+                action = "unchanged"
+            else:
+                atomic_write(path, text)
+                action = "created" if existing is None else "updated"
+            obtained.unlink(missing_ok=True)
+            stability = _with_action(stability, action)
+            stability_entry["action"] = action
+            session.record({**entry, "outcome": "passed", "message": None})
+            return stability
+        if stability.passed:
+            obtained.unlink(missing_ok=True)
+            stability_entry["action"] = "checked"
+            session.record({**entry, "outcome": "passed", "message": None})
+            return stability
+        atomic_write(obtained, new.to_yaml())
+    except OSError as exc:
+        raise error(BaselineError(f"cannot write baseline files in {_shown(directory)}: {exc}"))
+    reason = _why_moved(stability)
+    stability_entry["action"] = "checked"
+    stability_entry["obtained"] = str(obtained)
+    session.record({**entry, "outcome": "failed", "message": reason})
+    moved = ", ".join(stability.moved_layers)
+    headline = (f"concept {result.concept!r} moved for target {result.target} on {moved} since baseline "
+                f"{name!r} (tolerance: TCAV score ±{tolerance}, statistic: Welch p < {stat_alpha} "
+                f"{correction}-corrected)")
+    raise ConceptStabilityFailure(f"{headline}\n\n{stability.table()}\n\n{reason}", stability, reason)
+
+
+def _same_measurement(before: Baseline, new: Baseline) -> bool:
+    """The same model, data, settings, layers and owner: differences can only be floating-point noise.
+
+    The update flag then keeps the file as it is, so re-running it on another
+    machine does not produce a diff of last digits.
+    """
+    return (before.model_fingerprint == new.model_fingerprint
+            and before.concept_fingerprint == new.concept_fingerprint
+            and before.settings == new.settings and before.test == new.test
+            and before.library_version == new.library_version and before.format == new.format
+            and [layer.layer for layer in before.layers] == [layer.layer for layer in new.layers])
+
+
+def _with_action(stability: StabilityResult, action: str) -> StabilityResult:
+    from dataclasses import replace
+
+    return replace(stability, action=action)
+
+
+def _side(baseline: Baseline) -> dict[str, dict[str, Any]]:
+    """One side of the before/after of a record: layer -> the numbers a baseline keeps."""
+    return {
+        layer.layer: {"score": layer.score, "statistic": layer.statistic, "p_value": layer.p_value,
+                      "p_corrected": layer.p_corrected, "cav_accuracy": layer.cav_accuracy,
+                      "significant": layer.significant, "concept_scores": list(layer.concept_scores),
+                      "concept_statistics": list(layer.concept_statistics)}
+        for layer in baseline.layers
+    }
+
+
+def _claim(session: "TCAVSession", path: Path, entry: dict[str, Any]) -> None:
+    """Refuse a second check of one baseline file in a run (it would record two results in one file).
+
+    The same test may check it again (a rerun of a flaky test) if it checks the same thing.
+    """
+    uses = _USES.setdefault(session, {})
+    nodeid = session.current_nodeid()
+    what = json.dumps([entry["concept"], entry["target"], entry["layers"], entry["direction"]])
+    previous = uses.get(str(path))
+    if previous is not None and previous != (nodeid, what):
+        other = previous[0] or "a check outside a test"
+        raise BaselineError(
+            f"baseline {path.name!r} is already used in this run by {other}; give each check its own "
+            "baseline name (e.g. with the concept or parameter in it)"
+        )
+    uses[str(path)] = (nodeid, what)
+
+
+def assert_concept_stable(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    baseline: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    statistic_tolerance: float = 0.0,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "either",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    baseline_dir: str | os.PathLike[str] | None = None,
+) -> StabilityResult:
+    """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
+
+    Measures the concept on ``layers`` and compares each layer with the
+    baseline file ``tcav_baselines/<baseline>.yaml`` next to the test file
+    (``baseline_dir=`` to put it elsewhere): it fails when a layer's TCAV
+    score moved by more than ``tolerance``, or when the distribution of the
+    statistic over the random sets shifted significantly (Welch t-test at
+    ``alpha``, corrected over the layers; see :func:`compare`).  A missing
+    baseline fails; ``pytest --tcav-update-baselines`` writes it.  Returns a
+    :class:`StabilityResult` (``.result`` is this run's ``TCAVResult``).
+    """
+    __tracebackhide__ = True
+    return check_stable(
+        current_session(), model, concept, target=target, layers=layers, baseline=baseline,
+        tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
+        inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
+        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+    )
+
+
+# -- the run's account: counts and unused files --------------------------------------------
+
+
+def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("expectation") == "stable" and isinstance(r.get("stability"), dict)]
+
+
+def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
+    """Baseline files in ``directories`` that no check of the run used."""
+    used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
+    folders = set(directories) | {path.parent for path in used}
+    unused = []
+    for folder in sorted(folders):
+        if not folder.is_dir():
+            continue
+        unused.extend(p for p in sorted(folder.iterdir()) if p.is_file() and is_baseline_file(p) and p not in used)
+    return unused
+
+
+def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path] = (), *,
+                  partial: str | None = None, root: Path | None = None) -> list[str]:
+    """The baseline account of a run: counts, moved and missing baselines, and files no test used.
+
+    ``partial`` says why the run did not run every test (then unused files are
+    not listed: the tests that use them may simply not have run).
+    """
+    records = list(records)
+    stable = stability_records(records)
+
+    def shown(path: str | Path) -> str:
+        p = Path(path)
+        if root is not None:
+            try:
+                return str(p.relative_to(root))
+            except ValueError:
+                pass
+        return str(p)
+
+    unused = [] if partial else unused_baselines(records, directories)
+    if not stable and not unused:
+        return []
+    actions = [r["stability"].get("action") for r in stable]
+    checked = [r for r in stable if r["stability"].get("action") in ("checked", "unchanged")]
+    moved = [r for r in checked if r.get("outcome") == "failed"]
+    counts = [f"{len(checked)} checked" + (f" ({len(moved)} moved)" if moved else ""),
+              f"{actions.count('created')} created", f"{actions.count('updated')} updated"]
+    if actions.count("missing"):
+        counts.append(f"{actions.count('missing')} missing")
+    if actions.count("error"):
+        counts.append(f"{actions.count('error')} error(s)")
+    lines = [f"baselines: {', '.join(counts)}"]
+    for record in sorted(moved, key=lambda r: r["stability"]["path"]):
+        info = record["stability"]
+        lines.append(f"  moved: {shown(info['path'])} on {', '.join(info.get('moved') or [])} "
+                     f"(this run's values: {shown(info.get('obtained') or '')})")
+    for record in stable:
+        info = record["stability"]
+        if info.get("action") == "missing":
+            lines.append(f"  missing: {shown(info['path'])} (run pytest {UPDATE_FLAG} to record it)")
+    for label in ("created", "updated"):
+        for record in stable:
+            if record["stability"].get("action") == label:
+                lines.append(f"  {label}: {shown(record['stability']['path'])}")
+    by_path: dict[str, set[str]] = {}
+    for record in stable:
+        if record["stability"].get("path"):
+            by_path.setdefault(record["stability"]["path"], set()).add(record.get("nodeid") or "(outside a test)")
+    for path, tests in sorted(by_path.items()):
+        if len(tests) > 1:
+            lines.append(f"  CONFLICT: {shown(path)} is used by {len(tests)} tests ({', '.join(sorted(tests))}); "
+                         "give each check its own baseline name")
+    if unused:
+        lines.append(f"  not used by any test of this run ({len(unused)}): "
+                     + ", ".join(shown(p) for p in unused))
+    elif partial and stable:
+        lines.append(f"  unused baselines are not listed: {partial}")
+    return lines
+
+
+class BaselineTracker:
+    """pytest hooks that know which baseline folders a run could use, merged across xdist workers.
+
+    Registered by the plugin at configure time.  Each process notes the
+    ``tcav_baselines`` folders next to its collected tests and how many tests
+    it deselected; workers send that as JSON through ``workeroutput`` (the
+    baseline files themselves are written by the worker running the test).
+    The controller prints the account after the concept-check table.
+    """
+
+    WORKEROUTPUT_KEY = "pytest_tcav_baselines"
+
+    def __init__(self, config: pytest.Config, records: Callable[[], list[dict[str, Any]]]) -> None:
+        self.config = config
+        self.records = records
+        self.directories: set[Path] = set()
+        self.deselected = 0
+        self.interrupted = False
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            path = getattr(item, "path", None)
+            if path is not None:
+                self.directories.add(Path(path).parent / BASELINE_DIR)
+
+    def pytest_deselected(self, items: Sequence[Any]) -> None:
+        self.deselected += len(items)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if session.shouldstop or session.shouldfail or int(exitstatus) == 2:  # -x, --maxfail, interrupted
+            self.interrupted = True
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[self.WORKEROUTPUT_KEY] = json.dumps({
+                "directories": sorted(str(d) for d in self.directories),
+                "deselected": self.deselected, "interrupted": self.interrupted,
+            })
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get(self.WORKEROUTPUT_KEY)
+        if data:
+            info = json.loads(data)
+            self.directories.update(Path(d) for d in info["directories"])
+            self.deselected += int(info["deselected"])
+            self.interrupted = self.interrupted or bool(info["interrupted"])
+
+    def partial(self) -> str | None:
+        """Why this run may not have run every test that uses a baseline (None: it ran them all)."""
+        option = self.config.option
+        reasons = []
+        if getattr(option, "keyword", "") or getattr(option, "markexpr", ""):
+            reasons.append("-k/-m")
+        if any("::" in str(arg) for arg in self.config.args):
+            reasons.append("test ids on the command line")
+        if getattr(option, "lf", False):
+            reasons.append("--lf")
+        if self.deselected:
+            reasons.append(f"{self.deselected} test(s) deselected")
+        if self.interrupted:
+            reasons.append("the run stopped early")
+        return f"partial run ({', '.join(reasons)})" if reasons else None
+
+    def lines(self) -> list[str]:
+        return summary_lines(self.records(), self.directories, partial=self.partial(),
+                             root=Path(self.config.rootpath))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        """After the concept-check table (trylast), on the controller only."""
+        if hasattr(config, "workerinput"):
+            return
+        lines = self.lines()
+        if not lines:
+            return
+        terminalreporter.write_sep("=", "TCAV baselines")
+        for line in lines:
+            bad = line.lstrip().startswith(("moved:", "missing:", "CONFLICT:"))
+            terminalreporter.write_line(line, red=bad, yellow=line.lstrip().startswith("not used"))
