@@ -27,6 +27,13 @@ def verdict(record: dict[str, Any]) -> str:
     results = record.get("results") or []
     if record.get("outcome") == "error" or not results:
         return "error"
+    stability = record.get("stability")
+    if record.get("expectation") == "stable" and isinstance(stability, dict):
+        # a stability check: what happened to the baseline, not the significance
+        if stability.get("action") in ("created", "updated"):
+            return f"baseline {stability['action']}"
+        moved = stability.get("moved") or []
+        return f"moved on {len(moved)}/{len(results)}" if moved else "unchanged"
     hits = sum(1 for r in results if r["significant"])
     if hits == len(results):
         return "significant"
