@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from .results import LayerResult, TCAVResult
     from .session import TargetLike, TCAVSession
 
-Expectation = Literal["significant", "insignificant"]
+#: "score" checks only the TCAV score range, whatever the significance (YAML tests' ``score: [low, high]``).
+Expectation = Literal["significant", "insignificant", "score"]
 Require = Literal["all", "any"]
 
 #: Below this held-out accuracy a CAV barely tells the concept from random examples.
@@ -142,6 +143,8 @@ def check_concept(
     try:
         score_range = _check_score_range(score)
         entry["score_range"] = list(score_range) if score_range is not None else None
+        if expectation == "score" and score_range is None:
+            raise ConfigurationError("a score expectation needs score=(low, high)")
         if require not in ("all", "any"):
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
@@ -212,6 +215,8 @@ def judge(result: "TCAVResult", expectation: Expectation, require: Require,
     """Whether a result meets the expectation, and if not, why, in words."""
     if expectation == "significant":
         ok = [r.significant and _in_range(r, score) for r in result.layers]
+    elif expectation == "score":
+        ok = [_in_range(r, score) for r in result.layers]
     else:
         ok = [not r.significant and _in_range(r, score) for r in result.layers]
     passed = all(ok) if require == "all" else any(ok)
@@ -225,6 +230,15 @@ def judge(result: "TCAVResult", expectation: Expectation, require: Require,
         headline = (f"concept {result.concept!r} is not significant ({result.direction}) for target "
                     f"{result.target}{in_range} on {_names(failing)} (required: {scope})")
         reason = _why_not_significant(result, failing, score)
+    elif expectation == "score":
+        assert score is not None
+        headline = (f"concept {result.concept!r} has a TCAV score outside [{score[0]}, {score[1]}] for target "
+                    f"{result.target} on {_names(failing)} (required: {scope})")
+        scores = ", ".join(f"{r.score:.2f}" for r in failing)
+        reason = _sentence([f"its TCAV score on {_names(failing)} is {scores}, outside the expected "
+                            f"[{score[0]}, {score[1]}] (the fraction of inputs whose target the concept raises, "
+                            f"averaged over the {result.n_random} random sets)"],
+                           ["checking the expected range, the target and the inputs"])
     else:
         headline = (f"concept {result.concept!r} is significant ({result.direction}) for target "
                     f"{result.target} on {_names(failing)}; expected it not to be (required: {scope})")
