@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigurationError, NonFiniteError, TargetError
+from .errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError
 from .layers import LayerPoint, StopForward, capture, check_all_reached
 
 Target = Union[int, Callable[[torch.Tensor], torch.Tensor]]
@@ -54,10 +54,26 @@ def _batches(examples: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 def _check_finite(what: str, layer: str, tensor: torch.Tensor) -> None:
-    if not torch.isfinite(tensor).all():
+    finite = torch.isfinite(tensor).all(1) if tensor.dim() == 2 else torch.isfinite(tensor).all().reshape(1)
+    if not bool(finite.all()):
+        rows = torch.nonzero(~finite).flatten().tolist()
+        shown = ", ".join(map(str, rows[:8])) + (f", ... ({len(rows)} in all)" if len(rows) > 8 else "")
         raise NonFiniteError(
-            f"{what} at layer {layer!r} contain NaN or infinity; check the inputs' "
-            "preprocessing and the model's numerical stability"
+            f"{what} at layer {layer!r} contain NaN or infinity (example(s) {shown} of {len(finite)}); "
+            "check the inputs' preprocessing (NaN or huge values) and the model's numerical stability "
+            "(overflow, division by zero, log or sqrt of values <= 0)"
+        )
+
+
+def _check_batched(layer: str, value: torch.Tensor, n: int) -> None:
+    """A layer's activation must have one row per example, or flattening it would mix examples."""
+    if value.dim() == 0 or value.shape[0] != n:
+        raise ConceptDataError(
+            f"layer {layer!r} gave an activation of shape {tuple(value.shape)} for a batch of {n} examples; "
+            "TCAV needs activations whose first dimension is the batch. Either the examples are not "
+            "batched (a set must be a tensor of shape (examples, *input shape); the model read a batch "
+            "of them as one unbatched example), or the layer puts the batch elsewhere (e.g. a "
+            "sequence-first RNN): pick another layer"
         )
 
 
@@ -82,6 +98,7 @@ def concept_activations(
                     pass
             check_all_reached(modules, seen)
             for name in modules:
+                _check_batched(name, seen[name], batch.shape[0])
                 parts[name].append(seen[name].detach().reshape(batch.shape[0], -1).float().cpu())
     result = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, acts in result.items():
@@ -163,6 +180,21 @@ def target_gradients(
     return grads
 
 
+def _differentiable(_name: str, value: torch.Tensor) -> torch.Tensor | None:
+    """Let the gradient reach a layer whose activation nothing upstream differentiates.
+
+    Integer inputs (token ids) through parameters with ``requires_grad=False``
+    give activations outside any graph.  The gradient with respect to the
+    activation does not depend on upstream parameters, so the layer's output
+    is continued from a fresh leaf; the user's parameters are not touched.
+    The clone keeps the tensor the model goes on with a non-leaf, so
+    in-place operations downstream (``ReLU(inplace=True)``) stay legal.
+    """
+    if value.requires_grad or not (value.is_floating_point() or value.is_complex()):
+        return None
+    return value.detach().requires_grad_(True).clone()
+
+
 def _plain_gradients(model, modules, inputs, target, point, batch_size, device):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     names = list(modules)
@@ -170,16 +202,22 @@ def _plain_gradients(model, modules, inputs, target, point, batch_size, device):
         x = batch.to(device)
         if x.is_floating_point():
             x = x.detach().requires_grad_(True)  # the graph exists even if no parameter needs grad
-        with torch.enable_grad(), capture(modules, point) as seen:
+
+        def prepare(name: str, value: torch.Tensor, n: int = x.shape[0]) -> torch.Tensor | None:
+            _check_batched(name, value, n)  # in the hook: before the model's own code trips over it
+            return _differentiable(name, value)
+
+        with torch.enable_grad(), capture(modules, point, replace=prepare) as seen:
             output = _forward_output(model, x)
             values = target_values(output, target)
         check_all_reached(modules, seen)
         acts = [seen[name] for name in names]
-        if not all(a.requires_grad for a in acts):
-            raise TargetError(
-                "no gradient reaches the layers: run the model on floating-point inputs or enable "
-                "requires_grad on an input embedding"
-            )
+        for name, act in zip(names, acts):
+            if not act.requires_grad:
+                raise LayerError(
+                    f"layer {name!r} outputs {act.dtype} values, which have no gradient; pick a layer "
+                    "with a floating-point output (e.g. the embedding rather than the token ids)"
+                )
         grads = torch.autograd.grad(values.sum(), acts, allow_unused=True)
         for name, act, grad in zip(names, acts, grads):
             if grad is None:
@@ -212,6 +250,7 @@ def _integrated_gradients(model, name, module, inputs, target, n_steps, point, b
             except StopForward:
                 pass
         check_all_reached(modules, seen)
+        _check_batched(name, seen[name], x.shape[0])
         return seen[name].detach()
 
     rows_per_batch = max(1, batch_size // n_steps)

@@ -72,6 +72,30 @@ class Concept:
         return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
 
 
+_DIGESTS: dict[str, frozenset[bytes]] = {}
+_MAX_DIGESTS = 512
+
+
+def example_digests(concept: Concept) -> frozenset[bytes]:
+    """The distinct examples of a set, as one content hash each, to find examples two sets share.
+
+    Remembered by the set's fingerprint (a few hundred sets at most), since
+    the same concept and random sets are checked by test after test.
+    """
+    key = concept.fingerprint
+    cached = _DIGESTS.get(key)
+    if cached is None:
+        rows = concept.examples.detach().to("cpu").contiguous().reshape(len(concept), -1)
+        if rows.dtype == torch.bool:
+            rows = rows.to(torch.uint8)
+        data = rows.view(torch.uint8).numpy() if rows.shape[1] else np.zeros((len(concept), 0), np.uint8)
+        cached = frozenset(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in data)
+        while len(_DIGESTS) >= _MAX_DIGESTS:
+            _DIGESTS.pop(next(iter(_DIGESTS)))
+        _DIGESTS[key] = cached
+    return cached
+
+
 def default_image_transform(image: Any) -> torch.Tensor:
     """RGB image to a float tensor in [0, 1], channels first."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

@@ -10,8 +10,10 @@ the input gradients) is done once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,15 @@ from torch import nn
 
 from .activations import METHODS, Method, Target, concept_activations, eval_mode, model_device, target_gradients
 from .cavs import CAV, CAVTrainer, MIN_EXAMPLES_PER_SET, make_trainer
-from .concepts import Concept, ConceptLike, Transform, as_concept, sample_random_sets
-from .errors import ConceptDataError, ConfigurationError, InsufficientDataError
+from .concepts import Concept, ConceptLike, Transform, as_concept, example_digests, sample_random_sets
+from .errors import (
+    ConceptDataError,
+    ConfigurationError,
+    InsufficientDataError,
+    NonFiniteError,
+    TCAVDataWarning,
+    TCAVError,
+)
 from .layers import LayerPoint, resolve_layers
 from .results import LayerResult, TCAVResult
 from .statistics import (
@@ -53,6 +62,51 @@ def target_key(target: Target) -> str:
         name = getattr(target, "__qualname__", type(target).__qualname__)
         return f"callable:{getattr(target, '__module__', '?')}.{name}@{id(target)}"
     return f"class:{int(target)}"
+
+
+def _index_list(indices: list[int], limit: int = 8) -> str:
+    """``0, 3, 7`` or ``0, 3, 7, ... (12 in all)``: which examples a message is about."""
+    shown = ", ".join(str(i) for i in indices[:limit])
+    return shown + (f", ... ({len(indices)} in all)" if len(indices) > limit else "")
+
+
+@contextlib.contextmanager
+def running_on(model: nn.Module, examples: Concept) -> Iterator[None]:
+    """Say which set the model failed on, and why when the dtypes tell.
+
+    A set the model cannot take fails deep inside the user's model with a
+    message about tensors, not about folders or sets.  A non-float set
+    (uint8 images) or a float set of another precision than the model's
+    parameters is a diagnosis: it becomes a :class:`ConceptDataError`
+    naming the set and the conversion.  Any other failure keeps its type
+    (it may be a bug in the model, or memory) and gains a note naming the
+    set, its shape and dtype.  A :class:`NonFiniteError` gains the set's name.
+    """
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise NonFiniteError(f"{examples.name!r}: {exc}") from None
+    except TCAVError:
+        raise
+    except Exception as exc:
+        dtype = examples.examples.dtype
+        described = (f"{examples.name!r} ({len(examples)} examples of shape "
+                     f"{tuple(examples.examples.shape[1:])}, {dtype})")
+        params = {p.dtype for p in model.parameters() if p.is_floating_point()}
+        if dtype in (torch.uint8, torch.int8, torch.bool) and params:
+            raise ConceptDataError(
+                f"the model failed on {described} ({type(exc).__name__}: {exc}); convert the examples "
+                "to floating point, e.g. images.float() / 255, or load images through a transform"
+            ) from exc
+        if examples.examples.is_floating_point() and params and dtype not in params:
+            raise ConceptDataError(
+                f"the model failed on {described}, its parameters being {', '.join(sorted(map(str, params)))} "
+                f"({type(exc).__name__}: {exc}); convert the examples, e.g. x.to({sorted(map(str, params))[0]})"
+            ) from exc
+        if hasattr(exc, "add_note"):  # Python 3.11+
+            exc.add_note(f"pytest-tcav: raised while running the model on {described}; if it is about "
+                         "shapes or dtypes, check that every set matches the model's input")
+        raise
 
 
 def describe_target(target: Target) -> str:
@@ -150,7 +204,7 @@ class TCAV:
         modules = resolve_layers(self.model, layer_names, self.layer_point)
         concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
                                  transform=self.transform)
-        input_set = as_concept(inputs, name="inputs", transform=self.transform)
+        input_set = as_concept(inputs, name="inputs", transform=self.transform, role="input")
         randoms = self._random_sets(random_sets, random_pool, concept_set)
         check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
         self._check_sets(concept_set, randoms, input_set)
@@ -219,37 +273,78 @@ class TCAV:
                     f"random_sets={int(random_sets)} asks to draw random sets, but no random pool "
                     "was given; pass random_pool=... or a list of random sets"
                 )
-            pool_set = as_concept(pool, name="random_pool", transform=self.transform)
+            pool_set = as_concept(pool, name="random_pool", transform=self.transform, role="random pool")
             return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
         sets = []
         for k, value in enumerate(random_sets):
             label = value if isinstance(value, str) else f"random[{k}]"
-            sets.append(as_concept(value, name=str(label), transform=self.transform))
+            sets.append(as_concept(value, name=str(label), transform=self.transform, role="random"))
         return sets
 
     @staticmethod
     def _check_sets(concept: Concept, randoms: list[Concept], inputs: Concept) -> None:
+        """Reject sets that cannot give a meaningful test, before the model runs.
+
+        The rules (docs/troubleshooting.md): every set has the concept's
+        example shape and dtype; no example holds NaN or infinity; the concept
+        and each random set have enough examples to hold some out; no two of
+        them hold the same examples, in any order (an error); examples the
+        concept shares with a random set only warn, since drawing random sets
+        from a pool that happens to contain a concept image is legitimate but
+        costs power.  Inputs may share examples with anything.
+        """
         shape = tuple(concept.examples.shape[1:])
         for s in [*randoms, inputs]:
             if tuple(s.examples.shape[1:]) != shape:
                 raise ConceptDataError(
                     f"{s.name!r} examples have shape {tuple(s.examples.shape[1:])} but concept "
-                    f"{concept.name!r} examples have shape {shape}; all sets must match the model's input"
+                    f"{concept.name!r} examples have shape {shape}; all sets must match the model's input "
+                    "(a set is a tensor of shape (examples, *input shape): stack single images)"
                 )
+            if s.examples.dtype != concept.examples.dtype:
+                raise ConceptDataError(
+                    f"{s.name!r} examples are {s.examples.dtype} but concept {concept.name!r} examples are "
+                    f"{concept.examples.dtype}; convert all sets to the dtype the model takes"
+                )
+        for s in [concept, *randoms, inputs]:
+            if s.examples.is_floating_point() or s.examples.is_complex():
+                finite = torch.isfinite(s.examples.reshape(len(s), -1)).all(1)
+                if not bool(finite.all()):
+                    bad = torch.nonzero(~finite).flatten().tolist()
+                    raise ConceptDataError(
+                        f"{s.name!r} example(s) {_index_list(bad)} of {len(s)} contain NaN or infinity; "
+                        "fix or drop them (check the preprocessing that produced them)"
+                    )
         for s in [concept, *randoms]:
             if len(s) < MIN_EXAMPLES_PER_SET:
                 raise InsufficientDataError(
                     f"{s.name!r} has {len(s)} example(s); a CAV needs at least "
                     f"{MIN_EXAMPLES_PER_SET} per set to hold some out for its accuracy"
                 )
-        seen: dict[str, str] = {}
+        seen: dict[frozenset[bytes], Concept] = {}
         for s in [concept, *randoms]:
-            if s.fingerprint in seen:
+            digests = example_digests(s)
+            other = seen.get(digests)
+            if other is not None:
+                order = "" if other.fingerprint == s.fingerprint else " (in another order or repeated)"
                 raise ConceptDataError(
-                    f"{s.name!r} and {seen[s.fingerprint]!r} hold identical examples; a CAV between "
-                    "identical sets is meaningless"
+                    f"{other.name!r} and {s.name!r} hold identical examples{order}; a CAV between "
+                    "identical sets is meaningless: give each set its own examples"
                 )
-            seen[s.fingerprint] = s.name
+            seen[digests] = s
+        concept_digests = example_digests(concept)
+        shared = [(r.name, len(concept_digests & example_digests(r))) for r in randoms]
+        shared = [(name, count) for name, count in shared if count]
+        if shared:
+            listing = ", ".join(f"{name!r} ({count} of {len(concept)})" for name, count in shared[:5])
+            warnings.warn(
+                f"concept {concept.name!r} shares examples with {len(shared)} of its {len(randoms)} random "
+                f"set(s): {listing}{' ...' if len(shared) > 5 else ''}; a shared example sits on both sides "
+                "of a CAV, which lowers its accuracy and the test's power: remove concept images from "
+                "the random sets (or the random pool)",
+                TCAVDataWarning,
+                stacklevel=3,
+            )
 
     # -- computation -----------------------------------------------------------------
 
@@ -276,8 +371,9 @@ class TCAV:
                                 keys: dict[str, str] = keys) -> dict[str, dict[str, torch.Tensor]]:
                 wanted = set(todo)
                 missing = {name: module for name, module in modules.items() if keys[name] in wanted}
-                acts = concept_activations(self.model, missing, s.examples, point=self.layer_point,
-                                           batch_size=self.batch_size, device=device)
+                with running_on(self.model, s):
+                    acts = concept_activations(self.model, missing, s.examples, point=self.layer_point,
+                                               batch_size=self.batch_size, device=device)
                 return {keys[name]: {"activations": acts[name]} for name in missing}
 
             values = self.store.fetch_many("activations", list(keys.values()), compute_missing)
@@ -298,9 +394,10 @@ class TCAV:
         def compute_missing(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
             wanted = set(todo)
             missing = {name: module for name, module in modules.items() if keys[name] in wanted}
-            grads = target_gradients(self.model, missing, inputs.examples, target, method=self.method,
-                                     n_steps=self.n_steps, point=self.layer_point,
-                                     batch_size=self.batch_size, device=device)
+            with running_on(self.model, inputs):
+                grads = target_gradients(self.model, missing, inputs.examples, target, method=self.method,
+                                         n_steps=self.n_steps, point=self.layer_point,
+                                         batch_size=self.batch_size, device=device)
             return {keys[name]: {"gradients": grads[name]} for name in missing}
 
         # All layers together: one forward/backward gives the missing ones, and concurrent
