@@ -65,15 +65,41 @@ class StopForward(Exception):
     """Raised from a hook to end a forward pass once every wanted layer was seen."""
 
 
-def _as_tensor(name: str, value: object, point: LayerPoint) -> torch.Tensor:
+def _describe(value: object) -> str:
+    """``tuple of (Tensor, tuple)``, ``dict with keys 'logits', 'hidden'``: what a layer gave instead of a tensor."""
+    kind = type(value).__name__
+    if isinstance(value, dict):
+        keys = ", ".join(repr(k) for k in list(value)[:6]) + (" ..." if len(value) > 6 else "")
+        return f"{kind} with keys {keys}" if value else f"empty {kind}"
+    if isinstance(value, (tuple, list)):
+        items = ", ".join(type(v).__name__ for v in value[:6]) + (" ..." if len(value) > 6 else "")
+        return f"{kind} of ({items})"
+    return kind
+
+
+def _as_tensor(name: str, value: object, point: LayerPoint, module: nn.Module | None = None) -> torch.Tensor:
+    """The one tensor a layer gives, by the documented rule, or a :class:`LayerError` saying what to do.
+
+    Output: a tensor, or a tuple/list holding exactly one tensor (unambiguous).
+    Input: the first positional argument of ``forward``, if it is a tensor.
+    Anything else (an LSTM's ``(output, (h, c))``, a dict of outputs) would
+    need a guess about which tensor is meant, so it fails, naming the layer's
+    submodules that could be used instead.
+    """
     if isinstance(value, torch.Tensor):
         return value
     if point == "input" and isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
         return value[0]
-    kind = type(value).__name__
+    if point == "output" and type(value) in (tuple, list) and len(value) == 1 \
+            and isinstance(value[0], torch.Tensor):  # type: ignore[index]
+        return value[0]  # type: ignore[index]
+    children = [f"{name}.{child}" for child, _ in module.named_children()] if module is not None else []
+    hint = (f"pick one of its submodules ({', '.join(map(repr, children[:6]))}"
+            f"{' ...' if len(children) > 6 else ''}) or " if children else "")
     raise LayerError(
-        f"layer {name!r} {point} is a {kind}, not a tensor; pick a layer whose {point} is a "
-        "single tensor (for example a submodule inside it)"
+        f"layer {name!r} {point} is a {_describe(value)}, not a tensor, and TCAV needs exactly one tensor "
+        f"per layer; {hint}wrap the layer in a module whose forward returns the one tensor to study "
+        f"(e.g. an LSTM's output, without its state)"
     )
 
 
@@ -109,14 +135,17 @@ def capture(
 
         if point == "output":
 
-            def fwd_hook(_module, _args, output):
-                tensor = _as_tensor(name, output, "output")
-                return record(tensor)
+            def fwd_hook(module, _args, output):
+                tensor = _as_tensor(name, output, "output", module)
+                new = record(tensor)
+                if new is not None and tensor is not output:
+                    return type(output)([new])  # a one-tensor tuple or list keeps its type
+                return new
 
             return fwd_hook
 
-        def pre_hook(_module, args):
-            tensor = _as_tensor(name, args, "input")
+        def pre_hook(module, args):
+            tensor = _as_tensor(name, args, "input", module)
             new = record(tensor)
             if new is not None:
                 return (new, *args[1:])
@@ -142,5 +171,6 @@ def check_all_reached(modules: dict[str, nn.Module], seen: dict[str, torch.Tenso
     if missing:
         raise LayerError(
             f"layer(s) {missing} were never reached in the forward pass; they exist in the "
-            "model but forward() does not call them"
+            "model but forward() does not call them for these inputs (an unused or conditional "
+            "branch): pick layers that forward() runs on every input"
         )
