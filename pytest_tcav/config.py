@@ -32,6 +32,7 @@ from .sizes import DEFAULT_MAX_BYTES, parse_size
 METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")
 CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.cache.MODES
+BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.concepts.BAD_IMAGE_POLICIES
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
 _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -78,6 +79,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
     Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
            "entries are evicted (default: 2GiB)", "SIZE"),
+    Option("tcav_on_bad_image", "an image file that cannot be decoded: warn (skip it with a warning) "
+           "or error (fail the test) (default: warn)", "warn|error"),
 )
 
 
@@ -105,6 +108,8 @@ class TCAVConfig:
     cache_dir: Path | None = None
     cache: str = "readwrite"
     cache_size: int | None = DEFAULT_MAX_BYTES
+    #: What loading a folder does with an undecodable image file (``concepts.BAD_IMAGE_POLICIES``).
+    on_bad_image: str = "warn"
     #: ``--tcav-update-baselines``: write baselines instead of failing on a missing or moved one.
     update_baselines: bool = False
     root: Path = field(default_factory=Path.cwd)
@@ -255,6 +260,8 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
             values["cache_size"] = parse_size(str(item[0]))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{item[1]}: {exc}") from None
+    if (item := get("tcav_on_bad_image")) is not None:
+        values["on_bad_image"] = _choice(item[0], item[1], BAD_IMAGE_POLICIES)
     sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
     return TCAVConfig(root=root, sources=sources, **values)
 

@@ -54,12 +54,15 @@ class _FolderLibrary:
     """A root folder of image folders, each loaded once."""
 
     kind = "library"
+    role = "image"  # names a folder in load errors: "concept folder ... does not exist"
 
     def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
-                 origin: str = "") -> None:
+                 origin: str = "", on_bad_image: str = "warn") -> None:
         self.root = Path(root) if root is not None else None
         self.transform = transform
         self.origin = origin
+        #: ``tcav_on_bad_image``: skip undecodable image files with a warning, or fail.
+        self.on_bad_image = on_bad_image
         self._loaded: dict[Path, Concept] = {}
 
     @property
@@ -91,7 +94,8 @@ class _FolderLibrary:
             path = self.root / path
         path = path.resolve()
         if path not in self._loaded:
-            self._loaded[path] = load_image_folder(path, self.transform, name=name or path.name)
+            self._loaded[path] = load_image_folder(path, self.transform, name=name or path.name,
+                                                   on_bad_file=self.on_bad_image, role=self.role)
         return self._loaded[path]
 
     def __contains__(self, name: object) -> bool:
@@ -108,10 +112,11 @@ class ConceptLibrary(_FolderLibrary):
     """Concepts by name under ``tcav_concepts``, and their random counterparts."""
 
     kind = "concept library"
+    role = "concept"
 
     def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
-                 origin: str = "tcav_concepts") -> None:
-        super().__init__(root, transform, origin=origin)
+                 origin: str = "tcav_concepts", on_bad_image: str = "warn") -> None:
+        super().__init__(root, transform, origin=origin, on_bad_image=on_bad_image)
 
     def names(self) -> list[str]:
         """Concept folders: every sub-folder that is not a random set or pool."""
@@ -184,10 +189,12 @@ class InputLibrary(_FolderLibrary):
     """Inputs of each target under ``tcav_inputs``: ``<root>/<class index>/`` or ``<root>/<class name>/``."""
 
     kind = "input library"
+    role = "input"
 
     def __init__(self, root: Path | None, transform: Callable[[Any], Any] | None = None, *,
-                 classes: Mapping[str, int] | None = None, origin: str = "tcav_inputs") -> None:
-        super().__init__(root, transform, origin=origin)
+                 classes: Mapping[str, int] | None = None, origin: str = "tcav_inputs",
+                 on_bad_image: str = "warn") -> None:
+        super().__init__(root, transform, origin=origin, on_bad_image=on_bad_image)
         self.classes = dict(classes or {})
 
     def candidates(self, target: int | str) -> list[str]:

@@ -39,6 +39,7 @@ class _LazyTransform:
     def __init__(self, config: TCAVConfig) -> None:
         self._config = config
         self._function: Callable[[Any], Any] | None = None
+        self.name = config.transform  # what error messages call it: the configured 'module:callable'
 
     def __call__(self, image: Any) -> Any:
         if self._function is None:
@@ -67,9 +68,11 @@ class TCAVSession:
         self.transform = transform
         sources = self.config.sources
         self.concepts = ConceptLibrary(self.config.concepts, transform,
-                                       origin=sources.get("tcav_concepts", "tcav_concepts"))
+                                       origin=sources.get("tcav_concepts", "tcav_concepts"),
+                                       on_bad_image=self.config.on_bad_image)
         self.inputs = InputLibrary(self.config.inputs, transform, classes=self.config.classes,
-                                   origin=sources.get("tcav_inputs", "tcav_inputs"))
+                                   origin=sources.get("tcav_inputs", "tcav_inputs"),
+                                   on_bad_image=self.config.on_bad_image)
 
     # -- what model fixtures use -------------------------------------------------------
 
