@@ -23,11 +23,14 @@ import json
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .baselines import BaselineTracker
+from .yaml_items import DEFAULT_PATTERNS, PATTERN_INI
+from .yaml_items import collect_file as collect_yaml_file
 from .cache_summary import cache_line, merge
 from .config import OPTIONS, config_from_pytest
 from .errors import ConfigurationError
@@ -68,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--tcav-update-baselines", dest="tcav_update_baselines", action="store_true", default=False,
                     help="write the baselines of stability checks (assert_concept_stable, 'stable:' in YAML "
                          "tests): create missing ones and replace moved ones, instead of failing")
+    parser.addini(PATTERN_INI, type="args", default=list(DEFAULT_PATTERNS),
+                  help="file-name patterns of declarative concept tests, collected as test items "
+                       "(default: tcav_*.yaml; empty: none)")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """Declarative concept tests: ``tcav_*.yaml`` files (ini ``tcav_yaml_pattern``), see docs/yaml-tests.md."""
+    return collect_yaml_file(file_path, parent)
 
 
 def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.PytestPluginManager) -> None:
