@@ -33,7 +33,7 @@ PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[rep
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "message", "xfail", "model_fingerprint", "concept_fingerprint", "settings",
-    "verdict", "status", "before", "after",
+    "verdict", "status", "before", "after", "stability",
 }
 
 CONCEPT_COLOUR = "#2b6cb0"
@@ -236,41 +236,56 @@ def stability_layers(value: Any) -> dict[str, dict[str, Any]]:
 
 def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
                    mpl: tuple[Any, Any]) -> str | None:
-    """Per layer, the baseline's per-random-set scores beside this model's (box plots), or bare scores."""
-    layers = [name for name in before if name in after] or list(dict.fromkeys([*before, *after]))
+    """Per layer, the baseline beside this run: TCAV scores (left), per-random-set statistics (right).
+
+    The right panel shows the distributions a stability check compares (its
+    two-sample test is on the per-random-set statistics); the left one the
+    scores its absolute tolerance applies to.
+    """
+    layers = list(dict.fromkeys([*before, *after]))
     if not layers:
         return None
     Figure, Canvas = mpl
-    figure = Figure(figsize=(min(max(5.0, 2.0 + 1.6 * len(layers)), 12.0), 3.2), layout="constrained")
-    ax = figure.subplots()
+    sides = ((before, -0.2, BEFORE_COLOUR, "baseline (before)"), (after, 0.2, AFTER_COLOUR, "this run (after)"))
+    has_boxes = any(_values(side.get(name) or {}, "concept_statistics") for side, *_ in sides for name in layers)
+    width = max(5.0, 2.0 + 1.5 * len(layers)) * (2 if has_boxes else 1)
+    figure = Figure(figsize=(min(width, 13.0), 3.2), layout="constrained")
+    axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
     positions = list(range(len(layers)))
-    for side, shift, colour, label in ((before, -0.2, BEFORE_COLOUR, "baseline (before)"),
-                                       (after, 0.2, AFTER_COLOUR, "this run (after)")):
-        data, where, scores, score_where = [], [], [], []
-        for p, name in zip(positions, layers):
-            numbers = side.get(name) or {}
-            values = _values(numbers, "concept_scores")
-            if values:
-                data.append(values)
-                where.append(p + shift)
-            elif number(numbers.get("score")) is not None:
-                scores.append(number(numbers.get("score")))
-                score_where.append(p + shift)
-        if data:
-            boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
-            for patch in boxes["boxes"]:
-                patch.set_facecolor(colour)
-                patch.set_alpha(0.85)
-            boxes["boxes"][0].set_label(label)
-        if scores:
-            ax.scatter(score_where, scores, color=colour, marker="D", zorder=3,
-                       label=None if data else label)
-    ax.set_xticks(positions, [_short(n) for n in layers])
-    ax.set_xlim(-0.6, len(layers) - 0.4)
-    ax.set_ylim(-0.05, 1.1)
-    ax.set_ylabel("TCAV score per random set")
-    ax.set_title("baseline vs this run", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right", framealpha=0.8)
+    names = [_short(n) for n in layers]
+    ax = axes[0]
+    for side, shift, colour, label in sides:
+        heights = [number((side.get(name) or {}).get("score")) for name in layers]
+        errors = [(_mean_sd(_values(side.get(name) or {}, "concept_scores")) or (0.0, 0.0))[1] for name in layers]
+        ax.bar([p + shift for p in positions], [h if h is not None else 0.0 for h in heights], width=0.38,
+               yerr=errors, color=colour, capsize=3, label=label)
+    ax.set_xticks(positions, names)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("TCAV score")
+    ax.set_title("score: baseline vs this run", fontsize=10)
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    if has_boxes:
+        ax = axes[1]
+        for side, shift, colour, label in sides:
+            data, where = [], []
+            for p, name in zip(positions, layers):
+                values = _values(side.get(name) or {}, "concept_statistics")
+                if values:
+                    data.append(values)
+                    where.append(p + shift)
+            if data:
+                boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
+                for patch in boxes["boxes"]:
+                    patch.set_facecolor(colour)
+                    patch.set_alpha(0.85)
+                for median in boxes["medians"]:
+                    median.set_color("#1a202c")
+                boxes["boxes"][0].set_label(label)
+        ax.set_xticks(positions, names)
+        ax.set_xlim(-0.6, len(layers) - 0.4)
+        ax.set_ylabel("statistic per random set")
+        ax.set_title("what the two-sample test compares", fontsize=10)
+        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
     return _png(figure, Canvas)
 
 
@@ -334,37 +349,73 @@ def distribution_table(r: Mapping[str, Any]) -> str:
                       "null score"), rows, numeric=set(range(1, 6)), css="distribution"))
 
 
-def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]]) -> str:
-    """Per layer, the numbers both sides have (score first), before and after."""
-    layers = list(dict.fromkeys([*before, *after]))
-    preferred = ["score", "p_value", "p_corrected", "cav_accuracy", "statistic", "significant"]
-    present = {k for side in (before, after) for numbers in side.values() for k, v in numbers.items()
-               if not isinstance(v, (list, dict)) and k != "layer"}
-    keys = [k for k in preferred if k in present] + sorted(present - set(preferred))
+def _arrow(before: str, after: str) -> str:
+    if not before and not after:
+        return ""
+    return after if before == after else f"{before or '–'} → {after or '–'}"
+
+
+def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
+                    comparisons: Any = None) -> str:
+    """Per layer, "before → after" of each number, then the comparison's own columns (test, moved...).
+
+    ``comparisons`` is a stability record's per-layer comparison (a list of
+    dictionaries with a ``layer`` key, or layer -> dictionary); its keys other
+    than the ``*_before``/``*_after`` pairs already shown become columns.
+    """
+    compared = stability_layers(comparisons) if comparisons is not None else {}
+    layers = list(dict.fromkeys([*before, *after, *compared]))
+    columns = [("score", lambda v: fmt(v, 2)), ("statistic", lambda v: fmt(v, 4)), ("p_corrected", fmt_p),
+               ("cav_accuracy", lambda v: fmt(v, 2)),
+               ("significant", lambda v: "" if v is None else ("significant" if v else "not significant"))]
+    extra = [k for k in dict.fromkeys(k for numbers in compared.values() for k in numbers)
+             if k != "layer" and not k.endswith(("_before", "_after"))]
     rows = []
     for name in layers:
-        b, a = before.get(name, {}), after.get(name, {})
+        b, a, c = before.get(name, {}), after.get(name, {}), compared.get(name, {})
         cells = [esc(name)]
-        for key in keys:
-            cells += [_stability_value(key, b.get(key)), _stability_value(key, a.get(key))]
+        for key, show in columns:
+            cells.append(esc(_arrow(show(b.get(key)) if key in b else "", show(a.get(key)) if key in a else "")))
         bs, as_ = _mean_sd(_values(b, "concept_scores")), _mean_sd(_values(a, "concept_scores"))
-        cells.append(f"{bs[0]:.2f} ± {bs[1]:.2f} → {as_[0]:.2f} ± {as_[1]:.2f}" if bs and as_ else "")
+        cells.append(esc(_arrow(f"{bs[0]:.2f} ± {bs[1]:.2f}" if bs else "", f"{as_[0]:.2f} ± {as_[1]:.2f}"
+                                if as_ else "")))
+        cells += [_stability_value(key, c.get(key)) for key in extra]
         rows.append(cells)
-    header = ["layer"] + [f"{key} {side}" for key in keys for side in ("before", "after")]
-    header.append("per-random-set scores (mean ± sd)")
-    return _table([esc(h) for h in header], rows, numeric=set(range(1, len(header))), css="stability")
+    header = ["layer", "score", "statistic", "p corrected", "CAV accuracy", "verdict",
+              "per-random-set scores (mean ± sd)", *(f"comparison: {k}" for k in extra)]
+    return _table([esc(h) for h in header], rows, numeric=set(range(1, 5)), css="stability")
 
 
 def _stability_value(key: str, value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
-        return "yes" if value else "no"
-    if key.startswith("p_"):
+        return "<b>yes</b>" if value else "no"
+    if key.startswith("p_") or key.endswith("_p"):
         return fmt_p(value)
     if number(value) is not None:
         return fmt(value, 3)
     return esc(value)
+
+
+def stability_summary(stability: Any) -> str:
+    """One line about the baseline: name, file, what was done with it, tolerances, model change."""
+    if not isinstance(stability, Mapping):
+        return ""
+    labels = (("baseline", "baseline"), ("path", "file"), ("action", "action"), ("tolerance", "score tolerance"),
+              ("statistic_tolerance", "statistic tolerance"), ("model_changed", "model changed"),
+              ("moved", "moved layers"), ("obtained", "obtained file"))
+    items = []
+    for key, label in labels:
+        value = stability.get(key)
+        if value is None or value == [] or value == "":
+            continue
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        items.append(f"<dt>{esc(label)}</dt><dd>{esc(value)}</dd>")
+    return f'<dl class="settings">{"".join(items)}</dl>' if items else ""
 
 
 def _value_html(value: Any) -> str:
@@ -423,7 +474,7 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     """One check: claim, verdict, message, plots, per-layer table, stability, distributions, settings."""
     result = str(check.get("status") or check.get("outcome") or "unknown")
     label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
-    title = check.get("test") or "(outside a test)"
+    title = check.get("test") or _untitled(check)
     if check.get("index"):
         title = f"{title} (check {int(check['index']) + 1})"
     parts = [f'<section class="check {esc(result)}" id="check-{number_}">',
@@ -440,14 +491,19 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     if results:
         parts.append(layer_table(results))
     before, after = stability_layers(check.get("before")), stability_layers(check.get("after"))
-    if before or after:
+    stability = check.get("stability")
+    comparisons = stability.get("layers") if isinstance(stability, Mapping) else None
+    if before or after or stability:
         parts.append("<h3>Stability: baseline (before) vs this run (after)</h3>")
-        if mpl is not None:
+        parts.append(stability_summary(stability))
+        if mpl is not None and (before or after):
             png, note = _plot_or_note(stability_plot, before, after, mpl)
             parts.append(_image(png, "baseline vs this run per layer",
-                                "Per layer: per-random-set TCAV scores of the baseline (left box) and of "
-                                "this run (right box).") + note)
-        parts.append(stability_table(before, after))
+                                "Left: TCAV score per layer, baseline and this run (whisker: sd over the random "
+                                "sets). Right: the per-random-set statistics the two-sample test compares.")
+                         + note)
+        if before or after or comparisons:
+            parts.append(stability_table(before, after, comparisons))
     distributions = "".join(distribution_table(r) for r in results)
     if distributions:
         parts.append(f"<details><summary>Per-random-set numbers</summary>{distributions}</details>")
@@ -461,6 +517,11 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     return "\n".join(p for p in parts if p)
 
 
+def _untitled(check: Mapping[str, Any]) -> str:
+    """The title of a check made outside a test (the command line): what was scored."""
+    return f"{check.get('concept', '?')} for target {check.get('target', '?')}"
+
+
 def overview(checks: Sequence[Mapping[str, Any]]) -> str:
     """One row per check, linking to its section (the terminal summary's table)."""
     rows = []
@@ -471,7 +532,7 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
         if check.get("direction"):
             expected += f" ({esc(check['direction'])})"
         rows.append((
-            f'<a href="#check-{k}">{esc(check.get("test") or "(outside a test)")}</a>',
+            f'<a href="#check-{k}">{esc(check.get("test") or _untitled(check))}</a>',
             esc(check.get("concept")),
             esc(check.get("target")),
             expected,
