@@ -593,7 +593,10 @@ def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statist
 
     A layer has moved when
 
-    * its TCAV score changed by more than ``tolerance`` (absolute), or
+    * its TCAV score changed by more than ``tolerance`` (absolute) on a layer
+      where the concept is significant before or after (where it is neither,
+      the score is that of a direction the model does not use, and it swings
+      between 0 and 1 with the random sets: a change there is noise), or
     * the statistic's distribution over the random sets shifted: Welch's
       two-sided t-test of the per-random-set statistics before vs after has a
       p-value below ``alpha`` after the ``correction`` over the layers of the
@@ -611,7 +614,8 @@ def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statist
     corrected = adjust_p_values([p for *_rest, p, _d in rows], correction)  # type: ignore[arg-type]
     out = []
     for (layer, old, p, differs), p_corr in zip(rows, corrected):
-        score_moved = abs(layer.score - old.score) > tolerance + 1e-9
+        score_moved = ((old.significant or layer.significant)
+                       and abs(layer.score - old.score) > tolerance + 1e-9)
         statistic_moved = (differs and p_corr < alpha
                            and abs(layer.statistic - old.statistic) > statistic_tolerance)
         out.append(LayerComparison(

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from .assertions import ConceptTestFailure
-from .baselines import BASELINE_DIR, DEFAULT_TOLERANCE, BaselineError, baseline_path
+from .baselines import BASELINE_DIR, DEFAULT_TOLERANCE, BaselineError, _shown, baseline_path
 from .config import METHODS, import_callable
 from .errors import ConfigurationError, TCAVError
 
@@ -85,7 +85,7 @@ class YamlSpecError(TCAVError):
     """A declarative test file does not follow the schema; ``str()`` is ``path:line: message``."""
 
     def __init__(self, path: Path, line: int, message: str) -> None:
-        super().__init__(f"{path}:{line}: {message}")
+        super().__init__(f"{_shown(path)}:{line}: {message}")
         self.path = path
         self.line = line
         self.message = message
@@ -159,7 +159,7 @@ class _Reader:
         if isinstance(node, yaml.MappingNode):
             return "a mapping"
         if isinstance(node, yaml.SequenceNode):
-            return "a list"
+            return f"a list of {len(node.value)}"
         return f"{node.value!r}" if node.value != "" else "nothing"
 
     def mapping(self, node: yaml.Node, what: str, allowed: dict[str, str],
