@@ -19,7 +19,8 @@ import configparser
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -56,14 +57,21 @@ examples:
       --layers features.conv2,features.conv3 --html tcav.html
 
 --inputs is a folder of images, a folder with one sub-folder per target (the
-target's folder is used), or the name of a folder in the input library of the
-ini file.  Without --concept every concept folder of the library is scored.
+target's folder is used), or a class whose folder in the ini file's input
+library is used (e.g. the inputs of another class than the target).  Without --concept every concept folder of the library is scored.
 Exit status: 0 scored, 1 scoring failed (message on stderr), 2 usage error.
 """
 
 
 class UsageError(Exception):
     """A bad argument or setting: exit status 2, like argparse's own errors."""
+
+
+@dataclass(frozen=True)
+class InputsOfClass:
+    """``--inputs NAME``: the inputs of that class (index or name) in the input library."""
+
+    target: int | str
 
 
 # -- arguments --------------------------------------------------------------------------
@@ -100,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--concept", action="append", metavar="NAME",
                       help="a concept folder of the library (may repeat, or comma-separated; default: all)")
     what.add_argument("--concepts", metavar="DIR", help="concept library folder (tcav_concepts)")
-    what.add_argument("--inputs", metavar="DIR_OR_NAME",
-                      help="inputs: a folder of images, a folder of per-target folders, or an input-set name "
-                           "in the ini file's tcav_inputs (default: the target's folder there)")
+    what.add_argument("--inputs", metavar="DIR_OR_CLASS",
+                      help="inputs: a folder of images, a folder of per-target folders (the target's is "
+                           "used), or a class (index or name) whose folder in the ini file's tcav_inputs "
+                           "is used (default: the target's folder there)")
     how = score.add_argument_group("settings (default: the --inifile's tcav_* values, else the plugin's defaults)")
     how.add_argument("--direction", choices=("positive", "negative", "either"), default="positive",
                      help="which way the concept should push the target (default: positive)")
@@ -269,7 +278,8 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
             if "tcav_inputs" not in raw:
                 raise UsageError(f"--inputs: {args.inputs!r} is not a folder, and no input library "
                                  "(tcav_inputs in --inifile) is configured to look it up in")
-            inputs = args.inputs
+            name = args.inputs.strip()
+            inputs = InputsOfClass(int(name) if name.isdigit() else name)
     try:
         return build_config(raw, root=root), inputs
     except ConfigurationError as exc:
@@ -306,6 +316,8 @@ def score(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         concepts = session.concepts.names()
         if not concepts:
             raise TCAVError(f"the concept library {str(config.concepts)!r} has no concept folders")
+    if isinstance(inputs, InputsOfClass):
+        inputs = session.inputs.for_target(inputs.target)  # class names through tcav_classes, like a target
     model = _load_model(args.model)
     model = model.to(session.device).eval()
 
@@ -360,7 +372,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
     stderr = stderr if stderr is not None else sys.stderr
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # argparse prints help and errors to sys.stdout / sys.stderr itself
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version (0) or a usage error (2), already printed
         return int(exc.code) if isinstance(exc.code, int) else 2
     if args.command is None:

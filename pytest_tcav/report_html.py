@@ -52,6 +52,7 @@ h2 { font-size: 1.2rem; margin: 0 0 .5rem 0; word-break: break-all; }
 table { border-collapse: collapse; margin: .5rem 0 1rem 0; font-size: .9rem; }
 th, td { border-bottom: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f7fafc; font-weight: 600; }
+table.stability th { white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.overview { width: 100%; } table.overview td:first-child { word-break: break-all; }
 .scroll { overflow-x: auto; }
@@ -382,7 +383,7 @@ def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str,
         cells += [_stability_value(key, c.get(key)) for key in extra]
         rows.append(cells)
     header = ["layer", "score", "statistic", "p corrected", "CAV accuracy", "verdict",
-              "per-random-set scores (mean ± sd)", *(f"comparison: {k}" for k in extra)]
+              "score per random set", *(f"comparison: {k}" for k in extra)]
     return _table([esc(h) for h in header], rows, numeric=set(range(1, 5)), css="stability")
 
 
