@@ -152,7 +152,13 @@ class _Reader:
         raise YamlSpecError(self.path, node.start_mark.line + 1, message)
 
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        """The node's Python value, by the safe constructor: an unsafe tag is an error at its line."""
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            problem = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
+                               if part) or str(exc)
+            self.fail(node, f"not valid YAML for a test file: {problem}")
 
     @staticmethod
     def kind(node: yaml.Node) -> str:
@@ -282,11 +288,14 @@ def _read_expectation(r: _Reader, node: yaml.Node, concept: str) -> tuple[str, d
     if not isinstance(node, yaml.MappingNode):
         r.fail(node, f"{where} must be a kind (e.g. significant) or a one-key mapping (e.g. score: [0.8, 1.0]), "
                      f"got {r.kind(node)}")
+    names = [str(r.value(k)) for k, _v in node.value]
+    if len(names) > 1 and any(name in KINDS for name in names):
+        kind = next(name for name in names if name in KINDS)
+        r.fail(node, f"{where} has {len(names)} keys ({', '.join(names)}); an expectation is one kind with its "
+                     f"options under it, e.g. '- {kind}: {{require: any}}', and each kind is its own list entry")
     keys = r.mapping(node, where, KINDS)
     if len(keys) != 1:
-        names = list(keys)
-        r.fail(node, f"{where} has {len(names)} kinds ({', '.join(names)}); an expectation is one kind, "
-                     f"with its options under it, e.g. '- {names[0]}: {{require: any}}', one list entry each")
+        r.fail(node, f"{where} is an empty mapping; expected one of: {_kind_list(KINDS)}")
     ((kind, (_key, value)),) = keys.items()
     options: dict[str, Any] = {}
     if kind in ("significant", "insignificant"):
@@ -334,7 +343,8 @@ def parse(text: str, path: Path) -> FileSpec:
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
-            raise YamlSpecError(path, line, f"not valid YAML: {exc.problem or exc.context}") from None
+            problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+            raise YamlSpecError(path, line, f"not valid YAML: {problem}") from None
         except yaml.YAMLError as exc:
             raise YamlSpecError(path, 1, f"not valid YAML: {exc}") from None
         if root is None:
@@ -420,7 +430,7 @@ _MODELS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDicti
 
 def _import_loader(spec: FileSpec) -> Any:
     """Import the model loader; a module beside the YAML file is found without a ``pythonpath`` setting."""
-    origin = f"{spec.path}:{spec.line('model')}: model"
+    origin = f"{_shown(spec.path)}:{spec.line('model')}: model"
     top = spec.model.partition(":")[0].split(".")[0]
     here = spec.path.parent
     beside = (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file()
@@ -444,7 +454,7 @@ def load_model(spec: FileSpec, session: "TCAVSession") -> "nn.Module":
         loader = _import_loader(spec)
         model = loader(*spec.model_args, **spec.model_kwargs)
         if not isinstance(model, nn.Module):
-            raise ConfigurationError(f"{spec.path}:{spec.line('model')}: model loader {spec.model!r} returned "
+            raise ConfigurationError(f"{_shown(spec.path)}:{spec.line('model')}: model loader {spec.model!r} returned "
                                      f"{type(model).__name__}, not a torch.nn.Module")
         models[key] = model.to(session.device).eval()
     return models[key]
@@ -534,11 +544,24 @@ class TCAVYamlItem(pytest.Item):
         """The assertion's own message under the expectation's file and line, without Python frames."""
         exc = excinfo.value
         if isinstance(exc, (ConceptTestFailure, TCAVError)):
-            where = f"{self.spec.path.name}:{self.expectation.line}"
+            where = f"{self.nodeid.split('::')[0]}:{self.expectation.line}"  # the file, from the rootdir
             kind = "expectation failed" if isinstance(exc, ConceptTestFailure) else "could not run"
             head = f"{where}: {self.concept.name}: {self.expectation.name}: {kind}"
             return f"{head}\n\n{type(exc).__name__}: {exc}"
         return super().repr_failure(excinfo)
+
+    def _traceback_filter(self, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+        """For an unexpected error (a bug in a model loader or model), show no pytest or pluggy frames.
+
+        A Python test's traceback starts at the test function; this item has no
+        user function, so the frames worth reading start in the loader or model.
+        """
+        import pluggy
+        import _pytest
+
+        hidden = tuple(str(Path(module.__file__).parent) + os.sep for module in (_pytest, pluggy))
+        traceback = excinfo.traceback.filter(excinfo)
+        return traceback.filter(lambda entry: not str(entry.path).startswith(hidden))
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, self.expectation.line - 1, f"{self.concept.name}::{self.expectation.name}"
