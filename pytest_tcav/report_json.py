@@ -198,8 +198,10 @@ def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         test = record.get("nodeid")
         index = per_test[test]
         per_test[test] += 1
+        # outside a test (the command line, a notebook) a check is named by what it scored
+        name = test if test is not None else f"{record.get('concept', '?')} for {record.get('target', '?')}"
         check: dict[str, Any] = {
-            "id": f"{test if test is not None else '(outside a test)'}#{index}",
+            "id": f"{name}#{index}",
             "test": test,
             "index": index,
         }
