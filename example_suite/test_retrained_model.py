@@ -7,7 +7,7 @@ fell to 5%; the concept test below sees the cause directly.
 
 import pytest
 
-from pytest_tcav import ConceptTestFailure, assert_concept_insignificant
+from pytest_tcav import ConceptTestFailure, assert_concept_insignificant, assert_concept_stable
 
 LAYERS = ["features.conv2", "features.conv3"]
 
@@ -33,3 +33,11 @@ def test_retraining_moved_zebra_onto_the_watermark(tcav, good_model, shortcut_mo
     assert after.layer("features.conv3").score >= 0.9  # nearly all of them now
     assert after.significant_layers == ["features.conv3"]
     assert not before.any_significant
+
+
+def test_zebra_relies_on_stripes_as_recorded(good_model):
+    # A regression check for the next retraining: compares every layer with
+    # tcav_baselines/striped-zebra.yaml (written by `pytest --tcav-update-baselines`,
+    # reviewed and committed). It fails when the TCAV score moves by more than
+    # the tolerance, or the statistic shifts significantly (docs/baselines.md).
+    assert_concept_stable(good_model, "striped", target="zebra", layers=LAYERS, baseline="striped-zebra")

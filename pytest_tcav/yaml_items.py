@@ -475,10 +475,10 @@ class TCAVYamlFile(pytest.File):
 
     spec: FileSpec | None = None
 
-    def collect(self) -> Iterator["TCAVConceptNode"]:
+    def collect(self) -> Iterator["TCAVYamlConcept"]:
         self.spec = load_spec(self.path)
         for concept in self.spec.concepts:
-            yield TCAVConceptNode.from_parent(self, name=concept.name, spec=self.spec, concept=concept)
+            yield TCAVYamlConcept.from_parent(self, name=concept.name, spec=self.spec, concept=concept)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, YamlSpecError):
@@ -486,7 +486,7 @@ class TCAVYamlFile(pytest.File):
         return super().repr_failure(excinfo)
 
 
-class TCAVConceptNode(pytest.Collector):
+class TCAVYamlConcept(pytest.Collector):
     """The expectations of one concept of a YAML test file."""
 
     def __init__(self, *, spec: FileSpec, concept: ConceptSpec, **kwargs: Any) -> None:

@@ -26,6 +26,15 @@ EXPECTED_TESTS = [
     "test_stripes_score",
     "test_retrained_model_does_not_use_the_watermark",
     "test_retraining_moved_zebra_onto_the_watermark",
+    "test_zebra_relies_on_stripes_as_recorded",
+]
+#: The declarative tests of tcav_zebra.yaml: (concept, expectation) in file order.
+EXPECTED_YAML_ITEMS = [
+    ("striped", "significant"),
+    ("striped", "score"),
+    ("zigzagged", "insignificant"),
+    ("watermark", "insignificant"),
+    ("watermark", "stable"),
 ]
 
 
@@ -43,6 +52,13 @@ def test_suite_collects_from_the_repository_root_with_its_own_ini() -> None:
     assert re.search(r"^configfile: pytest\.ini$", out, re.M), out
     assert f"concepts={SUITE / 'concepts'}, inputs={SUITE / 'inputs'}, random_sets=10" in out
     assert re.findall(r"<Function (\S+)>", out) == EXPECTED_TESTS
+    yaml_items, concept = [], None
+    for kind, name in re.findall(r"<(TCAVYamlConcept|TCAVYamlItem) (\S+)>", out):
+        if kind == "TCAVYamlConcept":
+            concept = name
+        else:
+            yaml_items.append((concept, name))
+    assert yaml_items == EXPECTED_YAML_ITEMS
     assert "deselected" not in out
 
 
