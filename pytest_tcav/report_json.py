@@ -158,23 +158,16 @@ def environment(device: str | None = None) -> dict[str, Any]:
 
 
 def config_settings(config: "TCAVConfig | None") -> dict[str, Any]:
-    """The run's settings (``tcav_*`` values after the command line) as JSON."""
+    """The run's settings (``tcav_*`` values after the command line) as JSON.
+
+    Every field of the configuration but its bookkeeping (``root``,
+    ``sources``), so settings added to :class:`TCAVConfig` appear in reports
+    without a change here.
+    """
     if config is None:
         return {}
-    return {
-        "concepts": str(config.concepts) if config.concepts is not None else None,
-        "inputs": str(config.inputs) if config.inputs is not None else None,
-        "classes": dict(config.classes),
-        "transform": config.transform,
-        "random_sets": config.random_sets,
-        "alpha": config.alpha,
-        "seed": config.seed,
-        "device": config.device,
-        "batch_size": config.batch_size,
-        "method": config.method,
-        "n_steps": config.n_steps,
-        "correction": config.correction,
-    }
+    return {field.name: jsonable(getattr(config, field.name)) for field in dataclasses.fields(config)
+            if field.name not in ("root", "sources")}
 
 
 def outcome_label(record: Mapping[str, Any]) -> str:
