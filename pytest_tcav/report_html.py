@@ -178,11 +178,11 @@ def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
     for p, r, height, err in zip(positions, layers, concept, concept_err):
         if r.get("significant"):
             ax.text(p - offset, min(height + err + 0.03, 1.08), "*", ha="center", va="bottom", fontsize=14)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.32)  # headroom for the stars and a legend above bars of 1.0
     ax.set_xticks(positions, names)
     ax.set_ylabel("TCAV score")
     ax.set_title("score per layer (* significant)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    ax.legend(fontsize=8, loc="upper center", ncols=2, framealpha=0.8)
 
     if has_boxes:
         ax = axes[1]
@@ -208,7 +208,7 @@ def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
         ax.set_title("concept vs random-set (null) statistics", fontsize=10)
         handles = [boxes["boxes"][colours.index(c)] for c in (CONCEPT_COLOUR, RANDOM_COLOUR) if c in colours]
         labels = [lab for c, lab in ((CONCEPT_COLOUR, "concept"), (RANDOM_COLOUR, "null")) if c in colours]
-        ax.legend(handles, labels, fontsize=8, loc="upper right", framealpha=0.8)
+        ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.8)
     return _png(figure, Canvas)
 
 
@@ -261,10 +261,10 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
         ax.bar([p + shift for p in positions], [h if h is not None else 0.0 for h in heights], width=0.38,
                yerr=errors, color=colour, capsize=3, label=label)
     ax.set_xticks(positions, names)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.32)  # headroom for the stars and a legend above bars of 1.0
     ax.set_ylabel("TCAV score")
     ax.set_title("score: baseline vs this run", fontsize=10)
-    ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+    ax.legend(fontsize=8, loc="upper center", ncols=2, framealpha=0.8)
     if has_boxes:
         ax = axes[1]
         for side, shift, colour, label in sides:
@@ -286,7 +286,7 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
         ax.set_xlim(-0.6, len(layers) - 0.4)
         ax.set_ylabel("statistic per random set")
         ax.set_title("what the two-sample test compares", fontsize=10)
-        ax.legend(fontsize=8, loc="upper right", framealpha=0.8)
+        ax.legend(fontsize=8, loc="best", framealpha=0.8)
     return _png(figure, Canvas)
 
 
