@@ -61,6 +61,9 @@ def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScore
     cav_norm = cav_weights.double().norm(dim=1)
     denom = grad_norm[:, None] * cav_norm[None, :]
     cosines = torch.where(denom > 0, products.double() / denom.clamp_min(1e-300), torch.zeros_like(denom))
+    # The products are float32 (as Captum's), the norms float64: a gradient parallel to its CAV
+    # can come out a few 1e-8 beyond 1.  A cosine is a cosine: keep it in [-1, 1].
+    cosines = cosines.clamp(-1.0, 1.0)
     return PairScores(sign_count, magnitude, cosines.mean(0).numpy())
 
 
