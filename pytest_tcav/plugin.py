@@ -232,10 +232,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         workeroutput[WORKEROUTPUT_KEY] = json.dumps(handle.records())
         if handle.built:
             workeroutput[CACHE_WORKEROUTPUT_KEY] = json.dumps(handle.get().cache_stats())
+        environment = reporting.worker_environment(session.config, handle)  # only when a report is asked for
+        if environment is not None:
+            workeroutput[reporting.ENV_WORKEROUTPUT_KEY] = environment
     elif handle is not None and not hasattr(session.config, "workerinput"):
         records = handle.records() + session.config.stash.get(WORKER_RECORDS_KEY, [])
         session.config.stash[reporting.REPORTS_KEY] = reporting.write_reports(
-            session.config, records, handle.config, int(exitstatus))
+            session.config, records, handle, int(exitstatus))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -247,6 +250,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
     cache = getattr(node, "workeroutput", {}).get(CACHE_WORKEROUTPUT_KEY)
     if cache:
         node.config.stash[WORKER_CACHE_KEY].append(json.loads(cache))
+    reporting.collect_worker_environment(node)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

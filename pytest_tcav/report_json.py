@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import sys
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -125,10 +126,10 @@ def package_version(name: str) -> str | None:
 def environment(device: str | None = None) -> dict[str, Any]:
     """Where the numbers were computed: interpreter, platform, library versions and device.
 
-    ``device`` is the device the models ran on when the caller knows it; else
-    the one the ``tcav`` fixture would choose (CUDA when present, else CPU).
-    torch is imported only if it is installed: the report is opt-in and the
-    run that writes it has usually imported torch already.
+    ``device`` is the device the checks ran on when the caller knows it.
+    Versions come from package metadata, and CUDA is asked about only when
+    torch is imported already: a process that ran no check (an xdist
+    controller) does not pay seconds for importing torch to write a report.
     """
     from . import __version__
 
@@ -139,21 +140,16 @@ def environment(device: str | None = None) -> dict[str, Any]:
         "machine": platform.machine(),
         "pytest_tcav": __version__,
         "pytest": package_version("pytest"),
-        "torch": None,
+        "torch": package_version("torch"),
         "numpy": package_version("numpy"),
         "device": device,
         "cuda_devices": [],
     }
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return env
-    env["torch"] = torch.__version__
-    cuda = torch.cuda.is_available()
-    if cuda:
-        env["cuda_devices"] = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
-    if env["device"] is None:
-        env["device"] = "cuda" if cuda else "cpu"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        env["torch"] = str(torch.__version__)
+        if torch.cuda.is_available():
+            env["cuda_devices"] = [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
     return env
 
 

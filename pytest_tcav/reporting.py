@@ -20,6 +20,9 @@ from .config import Option
 
 #: Where the plugin keeps what :func:`write_reports` wrote, for the terminal summary.
 REPORTS_KEY = pytest.StashKey[list]()
+#: A pytest-xdist worker's environment (its device, its torch), sent to the controller when reports are asked for.
+ENV_WORKEROUTPUT_KEY = "pytest_tcav_environment"
+WORKER_ENVS_KEY = pytest.StashKey[dict]()
 
 REPORT_OPTIONS: tuple[Option, ...] = (
     Option("tcav_json", "write every concept check as JSON to this file (pytest-tcav/report, version 1)",
@@ -66,7 +69,48 @@ def report_paths(config: Any) -> dict[str, Path]:
     return paths
 
 
-def write_reports(config: Any, records: list[dict[str, Any]], tcav_config: Any,
+def worker_environment(config: Any, handle: Any) -> str | None:
+    """On a worker that ran concept checks, when a report is asked for: its environment, as JSON.
+
+    The workers ran the checks, so their device is the one to report (with
+    several GPUs each worker has its own), and they have torch imported
+    already; the controller has not, and need not import it.
+    """
+    if not report_paths(config) or not handle.built:
+        return None
+    import json
+
+    from .report_json import environment
+
+    return json.dumps(environment(str(handle.get().device)))
+
+
+def collect_worker_environment(node: Any) -> None:
+    """On the controller: keep a finished worker's environment, by worker id."""
+    data = getattr(node, "workeroutput", {}).get(ENV_WORKEROUTPUT_KEY)
+    if data:
+        import json
+
+        worker = getattr(getattr(node, "gateway", None), "id", None) or str(len(node.config.stash.get(
+            WORKER_ENVS_KEY, {})))
+        node.config.stash.setdefault(WORKER_ENVS_KEY, {})[worker] = json.loads(data)
+
+
+def run_environment(config: Any, handle: Any) -> dict[str, Any]:
+    """The report's environment: the workers' (their devices merged) under xdist, else this process's."""
+    from .report_json import environment
+
+    workers: dict[str, dict[str, Any]] = config.stash.get(WORKER_ENVS_KEY, {})
+    if workers:
+        env = dict(workers[sorted(workers)[0]])
+        devices = {worker: str(env_.get("device")) for worker, env_ in sorted(workers.items())}
+        env["device"] = ", ".join(sorted(set(devices.values())))
+        env["workers"] = devices
+        return env
+    return environment(str(handle.get().device) if handle.built else None)
+
+
+def write_reports(config: Any, records: list[dict[str, Any]], handle: Any,
                   exitstatus: int | None) -> list[Written]:
     """Write the requested reports from the run's records; errors are returned, not raised.
 
@@ -77,10 +121,10 @@ def write_reports(config: Any, records: list[dict[str, Any]], tcav_config: Any,
     paths = report_paths(config)
     if not paths:
         return []
-    from .report_json import build_report, config_settings, environment, write_json
+    from .report_json import build_report, config_settings, write_json
 
-    report = build_report(records, env=environment(getattr(tcav_config, "device", None)),
-                          settings=config_settings(tcav_config), exitstatus=exitstatus, generator="pytest")
+    report = build_report(records, env=run_environment(config, handle), settings=config_settings(handle.config),
+                          exitstatus=exitstatus, generator="pytest")
     written = []
     for kind, path in paths.items():
         try:

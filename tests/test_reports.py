@@ -271,6 +271,9 @@ def pytest_configure(config):
     report = json.loads((project.path / "report.json").read_text())
     validate(report)
     assert [(c["id"], c["concept"], c["outcome"], c["status"]) for c in report["checks"]] == EXPECTED
+    # the device is the workers' (the controller ran no check and imported no torch for the report)
+    assert report["environment"]["device"] == "cpu"
+    assert report["environment"]["workers"] == {"gw0": "cpu", "gw1": "cpu"}
     assert f"TCAV JSON report: {project.path / 'report.json'}" in output
 
 
