@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from .concepts import ConceptLike
-    from .results import LayerResult, TCAVResult
+    from .results import TCAVResult
     from .session import TargetLike, TCAVSession
 
 #: Version of the file layout; a file with a higher number was written by a newer pytest-tcav.
