@@ -8,6 +8,10 @@ off) with ``-p pytest_tcav.plugin``.  What it adds to a run:
   :func:`is_concept_test`) so that ``-m "not tcav"`` skips them;
 * the session-scoped fixtures ``tcav`` (a :class:`~pytest_tcav.session.TCAVSession`)
   and ``tcav_concepts`` (its concept library);
+* ``tcav_*.yaml`` files (ini ``tcav_yaml_pattern``) collected as declarative
+  concept tests (:mod:`pytest_tcav.yaml_items`);
+* ``--tcav-update-baselines`` and the baseline account after the summary
+  (:mod:`pytest_tcav.baselines`);
 * a terminal summary with one row per concept check, merged from
   pytest-xdist workers, which send their records as JSON through
   ``workeroutput`` rather than writing shared files.
