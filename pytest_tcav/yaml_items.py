@@ -159,6 +159,10 @@ class _Reader:
             problem = " ".join(str(part) for part in (getattr(exc, "context", None), getattr(exc, "problem", None))
                                if part) or str(exc)
             self.fail(node, f"not valid YAML for a test file: {problem}")
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
+            # PyYAML's safe constructors fail this way on malformed explicit tags
+            # (!!int abc, !!bool maybe, !!timestamp 2001-99): still a value error at this line.
+            self.fail(node, f"not valid YAML for a test file: {node.value!r} is not a valid {node.tag} value")
 
     @staticmethod
     def kind(node: yaml.Node) -> str:
@@ -336,7 +340,12 @@ def _read_expectation(r: _Reader, node: yaml.Node, concept: str) -> tuple[str, d
 
 def parse(text: str, path: Path) -> FileSpec:
     """Validate a declarative test file's text (``yaml.SafeLoader`` only)."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # the reader checks every character up front
+        line = text.count("\n", 0, exc.position) + 1
+        raise YamlSpecError(path, line, f"not valid YAML: unacceptable character #x{exc.character:04x} "
+                                        "(control characters are not allowed)") from None
     try:
         try:
             root = loader.get_single_node()
