@@ -330,6 +330,11 @@ class Baseline:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise BaselineError(f"{origin} is not valid YAML: {exc}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            # PyYAML's safe constructors fail this way on malformed explicit tags (!!int abc)
+            raise BaselineError(f"{origin} is not valid YAML: a malformed tagged value "
+                                f"({type(exc).__name__}: {exc}); fix it, or re-record it with pytest "
+                                f"{UPDATE_FLAG}") from None
         return cls.from_data(data, name=name, origin=origin)
 
     @classmethod

@@ -12,6 +12,7 @@ modest (the loader is fast; three strategies at 150 examples take seconds).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,39 @@ def test_a_control_character_is_a_schema_error_at_its_line() -> None:
     with pytest.raises(YamlSpecError) as info:
         parse(text, PATH)
     assert info.value.line == line and "not valid YAML: unacceptable character #x0007" in info.value.message
+
+
+# -- baseline files: the other YAML the plugin reads ------------------------------------------------
+
+
+@FUZZ
+@given(position=st.integers(0, 5000), insert=st.one_of(st.sampled_from(HOSTILE), st.text(max_size=5)),
+       delete=st.integers(0, 3), document=st.one_of(st.none(), trees))
+def test_a_baseline_file_gives_a_baseline_or_a_baseline_error(position: int, insert: str, delete: int,
+                                                              document: Any) -> None:
+    """A hand-edited, merge-conflicted or truncated baseline is a BaselineError naming the file, never a crash."""
+    from pytest_tcav.baselines import Baseline, BaselineError
+
+    text = _baseline_text() if document is None else _dump(document)
+    position %= len(text) + 1
+    try:
+        Baseline.from_yaml(text[:position] + insert + text[position + delete:], name="fuzz", origin="b/fuzz.yaml")
+    except BaselineError as exc:
+        assert "b/fuzz.yaml" in str(exc)
+
+
+@lru_cache(maxsize=1)
+def _baseline_text() -> str:
+    import torch
+
+    from pytest_tcav import TCAV
+    from pytest_tcav.baselines import Baseline
+
+    gen = torch.Generator().manual_seed(0)
+    sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Tanh(), torch.nn.Linear(3, 2))
+    result = TCAV(model).test(sets[0], target=1, inputs=sets[1], layers=["1"], random_sets=sets[2:])
+    text = Baseline.from_result(result, "fuzz").to_yaml()
+    Baseline.from_yaml(text, name="fuzz", origin="b/fuzz.yaml")  # the unmutated file is valid
+    return text
