@@ -183,7 +183,7 @@ def load_image_folder(
                 raise ConceptDataError(
                     f"cannot read image {str(file)!r} ({type(exc).__name__}: {exc}); remove or "
                     "replace the file, or set tcav_on_bad_image = warn (on_bad_file='warn') to skip unreadable files"
-                ) from exc
+                ) from None  # the decoder's frames say nothing the message does not
             bad.append(f"{file.name} ({type(exc).__name__})")
             continue
         with img:
