@@ -203,6 +203,11 @@ class TCAVSession:
             return self.config.class_index(target)
         return target  # type: ignore[return-value]
 
+    def _missing_folder(self, role: str, path: Path) -> ConceptDataError:
+        """A named folder that is not there: say where relative paths start, the usual surprise."""
+        return ConceptDataError(f"{role} folder {str(path)!r} does not exist; check the path (a relative "
+                                f"path starts at the project root, {str(self.config.root)!r})")
+
     def _path(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.config.root / path
@@ -217,7 +222,7 @@ class TCAVSession:
                 return self.concepts.load(path)
             if isinstance(concept, str) and is_plain_name(concept):
                 return self.concepts.concept(concept)  # raises, listing the library's concepts
-            raise ConceptDataError(f"concept folder {str(path)!r} does not exist")
+            raise self._missing_folder("concept", path)
         return concept
 
     def resolve_random_sets(
@@ -254,7 +259,7 @@ class TCAVSession:
         if isinstance(value, (str, os.PathLike)):
             path = self._path(value)
             if not path.is_dir():
-                raise ConceptDataError(f"random folder {str(path)!r} does not exist")
+                raise self._missing_folder("random", path)
             return self.concepts.load(path)
         return value
 
@@ -272,7 +277,7 @@ class TCAVSession:
                 return self.inputs.load(path)
             if isinstance(inputs, str) and is_plain_name(inputs):
                 return self.inputs.named(inputs)  # raises, listing the input sets
-            raise ConceptDataError(f"input folder {str(path)!r} does not exist")
+            raise self._missing_folder("input", path)
         return inputs
 
     def cache_stats(self) -> dict[str, Any]:
