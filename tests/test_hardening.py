@@ -621,3 +621,17 @@ def test_concept_objects_with_hostile_names_are_only_labels(data: dict[str, Any]
     named = Concept("../../etc/passwd\0", data["concept"])
     result = run(make_net(), data, concept=named)
     assert result.concept == "../../etc/passwd\0"
+
+
+def test_a_missing_folder_through_the_session_says_where_relative_paths_start(tmp_path: Path,
+                                                                              data: dict[str, Any]) -> None:
+    from pytest_tcav import TCAVConfig
+
+    session = TCAVSession(TCAVConfig(root=tmp_path))
+    with pytest.raises(ConceptDataError, match=rf"concept folder '.*data/striped' does not exist; check the path "
+                                               rf"\(a relative path starts at the project root, '{tmp_path}'\)"):
+        session.score(make_net(), "data/striped", target=1, layers="conv", inputs=data["inputs"],
+                      random_sets=data["randoms"])
+    with pytest.raises(ConceptDataError, match="input folder '.*elsewhere' does not exist; check the path"):
+        session.score(make_net(), data["concept"], target=1, layers="conv", inputs="data/elsewhere",
+                      random_sets=data["randoms"])
