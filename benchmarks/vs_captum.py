@@ -20,33 +20,42 @@ Printed:
 
 Images are random tensors generated here; no download is needed.
 
-    python benchmarks/vs_captum.py [--images 20] [--inputs 20] [--size 224] [--threads N]
+    python benchmarks/vs_captum.py [--images 20] [--inputs 20] [--size 224] [--threads N] [--repeat N]
+                                   [--quick] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from typing import Any
 
 import numpy as np
 import torch
-import torchvision
-from torch.utils.data import DataLoader
 
+from bench_common import (
+    LAYERS,
+    TARGET,
+    captum_run,
+    floor_run,
+    googlenet,
+    machine,
+    make_sets,
+    peak_rss_mb,
+    print_json,
+    tutorial_experimental_sets,
+    warm_up,
+)
 from pytest_tcav import TCAV, HingeSGDTrainer
-from pytest_tcav.activations import concept_activations, target_gradients
+from pytest_tcav.activations import target_gradients
 from pytest_tcav.cavs import CAV
 from pytest_tcav.layers import resolve_layers
 from pytest_tcav.statistics import pair_scores
-
-LAYERS = ["inception4c", "inception4d", "inception4e"]
-TARGET = 340
 
 
 class RecordingTrainer(HingeSGDTrainer):
@@ -100,84 +109,42 @@ def fixed_captum_classifier(log: dict[tuple[int, int, int], torch.Tensor]) -> An
     return FixedCAVs()
 
 
-def captum_run(model, sets, inputs, save_path, classifier=None):
-    """Captum's TCAV on the tutorial's seven experimental sets; returns (seconds, scores)."""
-    from captum.concept import TCAV as CaptumTCAV
-    from captum.concept import Concept as CaptumConcept
-
-    concepts = [
-        CaptumConcept(k, name, DataLoader(images, batch_size=64)) for k, (name, images) in enumerate(sets)
-    ]
-    experimental = [[concepts[0], concepts[i]] for i in range(1, len(concepts))]
-    experimental += [[concepts[1], concepts[i]] for i in range(2, len(concepts))]
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tcav = CaptumTCAV(model, LAYERS, classifier=classifier, save_path=save_path)
-        scores = tcav.interpret(inputs, experimental, target=TARGET)
-    return time.perf_counter() - start, scores, experimental
-
-
-def floor_run(model, concept_images: torch.Tensor, inputs: torch.Tensor) -> float:
-    """The least model work TCAV needs: the pass the engine itself makes, without the rest."""
-    modules = resolve_layers(model, LAYERS)
-    start = time.perf_counter()
-    concept_activations(model, modules, concept_images)
-    target_gradients(model, modules, inputs, TARGET)
-    return time.perf_counter() - start
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=20, help="images per concept and random set")
-    parser.add_argument("--inputs", type=int, default=20, help="inputs (class-340 examples)")
-    parser.add_argument("--size", type=int, default=224, help="image side in pixels")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run(images: int = 20, inputs: int = 20, size: int = 224, repeat: int = 1) -> dict[str, Any]:
+    """Measure; returns the figures (seconds are the best of ``repeat`` interleaved runs)."""
     random.seed(0)  # Captum's train/test shuffle uses the global generator
     np.random.seed(0)
-    torch.manual_seed(0)
-    model = torchvision.models.googlenet(weights=None, init_weights=True, aux_logits=False).eval()
-    gen = torch.Generator().manual_seed(1)
-    shape = (args.images, 3, args.size, args.size)
-    names = ["concept"] + [f"random_{k}" for k in range(4)]
-    sets = [(name, torch.rand(shape, generator=gen)) for name in names]
-    inputs = torch.rand((args.inputs, 3, args.size, args.size), generator=gen)
-    print(f"workload: GoogLeNet (random weights), {args.size}x{args.size}, layers {', '.join(LAYERS)}, "
-          f"{len(sets)} sets of {args.images} images, {args.inputs} inputs, target {TARGET}, "
-          f"torch threads {torch.get_num_threads()}")
+    model = googlenet()
+    sets, input_images = make_sets(4, images, inputs, size)
+    warm_up(model, input_images)
+    pairs = tutorial_experimental_sets(len(sets))
+    concept_images = torch.cat([images for _, images in sets])
 
-    with torch.no_grad():  # warm-up: first-call allocations and kernel selection, for nobody's benefit
-        model(inputs[:2])
-
+    captum_s, ours_s, floor_s, plain_floor_s = [], [], [], []
     tmp = tempfile.mkdtemp(prefix="tcav-bench-")
     try:
-        captum_s, _, _ = captum_run(model, sets, inputs, f"{tmp}/captum-first/")
-
-        trainer = RecordingTrainer()
-        engine = TCAV(model, trainer=trainer, seed=0)
-        start = time.perf_counter()
-        result = engine.test(sets[0][1], target=TARGET, inputs=inputs, layers=LAYERS,
-                             random_sets=[images for _, images in sets[1:]])
-        ours_s = time.perf_counter() - start
-
-        floor_s = floor_run(model, torch.cat([images for _, images in sets]), inputs)
-
+        for r in range(max(1, repeat)):
+            captum_s.append(captum_run(model, sets, input_images, f"{tmp}/captum-first-{r}/", pairs)[0])
+            trainer = RecordingTrainer()
+            engine = TCAV(model, trainer=trainer, seed=0)
+            start = time.perf_counter()
+            result = engine.test(sets[0][1], target=TARGET, inputs=input_images, layers=LAYERS,
+                                 random_sets=[images for _, images in sets[1:]])
+            ours_s.append(time.perf_counter() - start)
+            floor_s.append(floor_run(model, concept_images, input_images))
+            plain_floor_s.append(floor_run(model, concept_images, input_images, channels_last=False))
+        ours_rss = peak_rss_mb()
         # Agreement: Captum scores our CAVs on its own attributions.
-        _, scores, experimental = captum_run(
-            model, sets, inputs, f"{tmp}/captum-fixed/", classifier=fixed_captum_classifier(trainer.log)
-        )
+        _, scores, experimental = captum_run(model, sets, input_images, f"{tmp}/captum-fixed/", pairs,
+                                             classifier=fixed_captum_classifier(trainer.log))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     modules = resolve_layers(model, LAYERS)
-    gradients = target_gradients(model, modules, inputs, TARGET)
+    gradients = target_gradients(model, modules, input_images, TARGET)
     worst_count = 0  # inputs counted differently by sign_count
     worst_mag = 0.0  # |magnitude difference| / mean |g . w|, the scale of the summed products
     worst_mag_plain = 0.0  # |magnitude difference| / |magnitude|
-    n_inputs = len(inputs)
+    n_inputs = len(input_images)
     for layer in LAYERS:
         features = int(gradients[layer].shape[1])
         layer_result = result.layer(layer)
@@ -190,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             ours_sign, ours_mag = float(ours.sign_count[0]), float(ours.magnitude[0])
             if a == 0:  # the engine's own concept-vs-random scores must be these numbers
                 assert ours_sign == layer_result.concept_scores[b - 1]
-                assert ours_mag == layer_result.concept_magnitudes[b - 1]
+                assert math.isclose(ours_mag, layer_result.concept_magnitudes[b - 1], rel_tol=1e-5, abs_tol=1e-30)
             key = f"{a}-{b}"
             theirs_sign = float(scores[key][layer]["sign_count"][0])
             theirs_mag = float(scores[key][layer]["magnitude"][0])
@@ -198,17 +165,61 @@ def main(argv: list[str] | None = None) -> int:
             worst_mag = max(worst_mag, abs(ours_mag - theirs_mag) / max(typical, 1e-300))
             worst_mag_plain = max(worst_mag_plain, abs(ours_mag - theirs_mag) / max(abs(theirs_mag), 1e-300))
 
-    print(f"captum first run        {captum_s:8.2f} s")
-    print(f"pytest-tcav first run   {ours_s:8.2f} s   (cold store; {len(sets) - 1} concept + 6 random-pair CAVs per layer)")
-    print(f"forward/backward floor  {floor_s:8.2f} s")
-    print(f"captum / pytest-tcav    {captum_s / ours_s:8.2f} x")
-    print(f"pytest-tcav / floor     {ours_s / floor_s:8.2f} x")
-    print(f"score agreement on the {len(experimental)} shared experimental sets x {len(LAYERS)} layers "
+    best = {name: min(values) for name, values in
+            (("captum", captum_s), ("ours", ours_s), ("floor", floor_s), ("plain_floor", plain_floor_s))}
+    return {
+        "benchmark": "tutorial_shape",
+        "images": images, "inputs": inputs, "size": size, "sets": len(sets), "repeat": max(1, repeat),
+        "captum_first_s": best["captum"], "ours_first_s": best["ours"], "floor_s": best["floor"],
+        "plain_floor_s": best["plain_floor"],
+        "captum_over_ours": best["captum"] / best["ours"], "ours_over_floor": best["ours"] / best["floor"],
+        "all_s": {"captum": captum_s, "ours": ours_s, "floor": floor_s, "plain_floor": plain_floor_s},
+        "ours_peak_rss_mb": ours_rss,
+        "experimental_sets": len(experimental), "layers": len(LAYERS),
+        "worst_sign_count_inputs": worst_count, "worst_magnitude_vs_products": worst_mag,
+        "worst_magnitude_relative": worst_mag_plain, "n_inputs": n_inputs,
+        "computed": dict(engine.store.computed), "machine": machine(),
+    }
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"workload: GoogLeNet (random weights), {r['size']}x{r['size']}, layers {', '.join(LAYERS)}, "
+          f"{r['sets']} sets of {r['images']} images, {r['inputs']} inputs, target {TARGET}, "
+          f"torch threads {r['machine']['torch_threads']}; best of {r['repeat']}")
+    print(f"captum first run        {r['captum_first_s']:8.2f} s")
+    print(f"pytest-tcav first run   {r['ours_first_s']:8.2f} s   (cold store; {r['sets'] - 1} concept + "
+          f"{(r['sets'] - 1) * (r['sets'] - 2) // 2} random-pair CAVs per layer)")
+    print(f"forward/backward floor  {r['floor_s']:8.2f} s   (the engine's passes; "
+          f"{r['plain_floor_s']:.2f} s with plain contiguous batches, as Captum runs the model)")
+    print(f"captum / pytest-tcav    {r['captum_over_ours']:8.2f} x")
+    print(f"pytest-tcav / floor     {r['ours_over_floor']:8.2f} x")
+    print(f"peak RSS after ours     {r['ours_peak_rss_mb']:8.0f} MiB")
+    print(f"score agreement on the {r['experimental_sets']} shared experimental sets x {r['layers']} layers "
           f"(identical CAVs):")
-    print(f"  sign_count: at most {worst_count} of {n_inputs} inputs counted differently")
-    print(f"  magnitude: max |difference| = {worst_mag:.1e} x mean |g.w| "
-          f"({worst_mag_plain:.1e} x |magnitude|; both sum float32 products, which cancel here)")
-    print(f"engine computed: {dict(engine.store.computed)}")
+    print(f"  sign_count: at most {r['worst_sign_count_inputs']} of {r['n_inputs']} inputs counted differently")
+    print(f"  magnitude: max |difference| = {r['worst_magnitude_vs_products']:.1e} x mean |g.w| "
+          f"({r['worst_magnitude_relative']:.1e} x |magnitude|; both sum float32 products, which cancel here)")
+    print(f"engine computed: {r['computed']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=20, help="images per concept and random set")
+    parser.add_argument("--inputs", type=int, default=20, help="inputs (class-340 examples)")
+    parser.add_argument("--size", type=int, default=224, help="image side in pixels")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs; the best of each is reported")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (6 images, 4 inputs, 64 px): a smoke test")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.images, args.inputs, args.size = 6, 4, 64
+    record = run(args.images, args.inputs, args.size, args.repeat)
+    report(record)
+    if args.json:
+        print_json(record)
     return 0
 
 
