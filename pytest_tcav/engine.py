@@ -480,7 +480,7 @@ class TCAV:
             keys = list(data.random_cavs)
             weights = torch.stack([data.random_cavs[k].weights for k in keys])
             forward = pair_scores(data.gradients, weights)
-            backward_signs = pair_scores(data.gradients, -weights).sign_count
+            backward_signs = forward.negative_count
             for k, (i, j) in enumerate(keys):
                 pairwise[i, j] = forward.cosine[k]
                 pairwise[j, i] = -forward.cosine[k]

@@ -46,6 +46,9 @@ class PairScores:
     sign_count: np.ndarray
     magnitude: np.ndarray
     cosine: np.ndarray
+    #: Fraction of inputs whose product is negative: the sign_count of the opposite CAVs, bit for bit
+    #: (negating a CAV negates every float32 product exactly), without a second product.
+    negative_count: np.ndarray | None = None
 
 
 def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScores:
@@ -64,7 +67,7 @@ def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScore
     # The products are float32 (as Captum's), the norms float64: a gradient parallel to its CAV
     # can come out a few 1e-8 beyond 1.  A cosine is a cosine: keep it in [-1, 1].
     cosines = cosines.clamp(-1.0, 1.0)
-    return PairScores(sign_count, magnitude, cosines.mean(0).numpy())
+    return PairScores(sign_count, magnitude, cosines.mean(0).numpy(), (products < 0).double().mean(0).numpy())
 
 
 def leave_one_out_null(pairwise: np.ndarray) -> np.ndarray:
