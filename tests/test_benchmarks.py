@@ -1,0 +1,111 @@
+"""Smoke tests of the benchmark scripts: each one's core runs at tiny sizes, so that they do not rot.
+
+Nothing here is timed or compared to a time: the figures come from running the
+scripts themselves (benchmarks/README.md).  GoogLeNet runs at 32x32 on sets of
+five images, on one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import bench_common  # noqa: E402
+import gpu_tutorial_shape  # noqa: E402
+import rerun  # noqa: E402
+import significance  # noqa: E402
+import vs_captum  # noqa: E402
+
+TINY = dict(images=5, inputs=2, size=32)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_tutorial_shape_against_captum() -> None:
+    pytest.importorskip("captum")
+    record = vs_captum.run(**TINY)
+    json.dumps(record)
+    assert record["computed"] == {"gradients": 3, "cav": 30, "activations": 15}
+    assert record["experimental_sets"] == 7 and record["captum_over_ours"] > 0 and record["ours_peak_rss_mb"] > 0
+    assert record["worst_sign_count_inputs"] <= record["n_inputs"]
+    vs_captum.report(record)
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # scipy, on tiny identical scores
+def test_significance_shape_against_captums_recipe() -> None:
+    pytest.importorskip("captum")
+    record = significance.run(random_sets=3, **TINY)
+    json.dumps(record)
+    assert record["ours_cavs_per_layer"] == 3 + 3 and record["captum_experimental_sets"] == 3 + 2
+    assert set(record["captum_p"]) == set(record["ours_p"]) == set(bench_common.LAYERS)
+    assert record["computed"]["cav"] == 3 * 6
+    significance.report(record)
+
+
+def test_significance_shape_without_captum() -> None:
+    record = significance.run(random_sets=3, captum=False, **TINY)
+    assert record["captum_s"] is None and record["captum_over_ours"] is None
+    significance.report(record)
+
+
+def test_rerun_children(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The rerun's children, in this process: the second run of ours computes nothing."""
+    first = rerun.child("ours", str(tmp_path / "cache"), **TINY)
+    again = rerun.child("ours", str(tmp_path / "cache"), **TINY)
+    assert sum(first["computed"].values()) > 0 and sum(again["computed"].values()) == 0
+    assert again["p"] == first["p"] and sum(again["disk"]["hits"].values()) > 0
+    assert rerun.main(["--child", "ours", "--folder", str(tmp_path / "cache"), "--images", "5", "--inputs", "2",
+                       "--size", "32"]) == 0
+    assert sum(json.loads(capsys.readouterr().out.strip())["computed"].values()) == 0
+    if bench_common.have_captum():
+        assert rerun.child("captum", str(tmp_path / "captum"), **TINY)["seconds"] > 0
+
+
+def test_gpu_script_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu_tutorial_shape.main(["--device", "cpu", "--images", "5", "--inputs", "2", "--size", "32",
+                                    "--repeat", "1"]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(line)
+    assert record["errors"] == {} and record["device"] == "cpu"
+    assert record["ours_first_s"] > 0 and record["ours_rerun_s"] > 0 and record["floor_s"] > 0
+    if bench_common.have_captum():
+        assert record["captum_first_s"] > 0 and record["captum_rerun_s"] > 0
+
+
+def test_gpu_script_without_a_gpu_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = argparse.Namespace(device="cuda", images=5, inputs=2, size=32, repeat=1, skip_captum=True)
+    record = gpu_tutorial_shape.measure(args)
+    assert "skipped" in record and "ours_first_s" not in record
+
+
+def test_gpu_script_records_a_failing_stage(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("captum broke")
+
+    monkeypatch.setattr(gpu_tutorial_shape, "captum_run", broken)
+    assert gpu_tutorial_shape.main(["--device", "cpu", "--images", "5", "--inputs", "2", "--size", "32",
+                                    "--repeat", "1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["ours_first_s"] > 0
+    if bench_common.have_captum():
+        assert record["errors"]["captum_first"] == "RuntimeError: captum broke"
+        assert record["captum_first_s"] is None
