@@ -22,7 +22,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from .assertions import ConceptTestFailure, _describe
 from .errors import ConfigurationError, TCAVError
 from .registry import current_session
 from .report_json import result_fields
+from .files import atomic_write_text
 
 if TYPE_CHECKING:
     from torch import nn
@@ -127,48 +127,8 @@ def is_baseline_file(path: Path) -> bool:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part.
-
-    The text goes to a temporary file in the same folder (same file system, so
-    the rename is atomic), is flushed to disk, then renamed over ``path``.  The
-    temporary file is removed if anything fails.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp makes the file private (0600); a committed file gets the usual mode
-        os.chmod(tmp, _file_mode(path))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def _file_mode(path: Path) -> int:
-    """The mode of the file being replaced, or what ``open()`` would give a new one (0666 less the umask)."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        mask = os.umask(0)
-        os.umask(mask)
-        return 0o666 & ~mask
+    """Write a baseline file atomically (see :func:`pytest_tcav.files.atomic_write_text`)."""
+    atomic_write_text(path, text)
 
 
 # -- the file ------------------------------------------------------------------------------
