@@ -12,7 +12,8 @@ gradients.
   call, and per layer ``scipy.stats.ttest_ind`` of the two groups' ``sign_count``
   scores.
 
-Printed: both times (best of ``--repeat`` interleaved runs), the ratio, our
+Printed: both times (best of ``--repeat`` runs each), the forward/backward floor (the engine's
+passes alone) and the ratios, our
 peak RSS (``ru_maxrss`` after our runs, before Captum's; model and images
 included), and both libraries' p-values (for information: the two tests differ,
 see docs/statistics.md).
@@ -38,6 +39,7 @@ from bench_common import (
     LAYERS,
     TARGET,
     captum_run,
+    floor_run,
     googlenet,
     have_captum,
     machine,
@@ -70,6 +72,8 @@ def run(random_sets: int = 20, images: int = 20, inputs: int = 20, size: int = 2
         computed = dict(engine.store.computed)
         del engine  # a new engine and store each time: a cold run
     ours_rss = peak_rss_mb()
+    floor_s = min(floor_run(model, torch.cat([images for _, images in sets]), input_images)
+                  for _ in range(max(1, repeat)))
 
     captum_s: list[float] = []
     captum_p: dict[str, float] = {}
@@ -91,7 +95,8 @@ def run(random_sets: int = 20, images: int = 20, inputs: int = 20, size: int = 2
     record: dict[str, Any] = {
         "benchmark": "significance_shape",
         "random_sets": random_sets, "images": images, "inputs": inputs, "size": size, "repeat": max(1, repeat),
-        "ours_s": min(ours_s), "all_ours_s": ours_s, "ours_peak_rss_mb": ours_rss,
+        "ours_s": min(ours_s), "all_ours_s": ours_s, "ours_peak_rss_mb": ours_rss, "floor_s": floor_s,
+        "ours_over_floor": min(ours_s) / floor_s,
         "ours_cavs_per_layer": random_sets + random_sets * (random_sets - 1) // 2,
         "ours_p": {layer: result.layer(layer).p_value for layer in LAYERS},
         "ours_p_corrected": {layer: result.layer(layer).p_corrected for layer in LAYERS},
@@ -99,6 +104,7 @@ def run(random_sets: int = 20, images: int = 20, inputs: int = 20, size: int = 2
         "captum_s": min(captum_s) if captum_s else None, "all_captum_s": captum_s,
         "captum_experimental_sets": len(pairs) if captum else None, "captum_p": captum_p or None,
         "captum_over_ours": (min(captum_s) / min(ours_s)) if captum_s else None,
+        "captum_over_floor": (min(captum_s) / floor_s) if captum_s else None,
         "machine": machine(),
     }
     return record
@@ -110,10 +116,13 @@ def report(r: dict[str, Any]) -> None:
           f"target {TARGET}, torch threads {r['machine']['torch_threads']}; best of {r['repeat']}")
     print(f"pytest-tcav             {r['ours_s']:8.2f} s   ({r['ours_cavs_per_layer']} CAVs per layer, "
           f"p-value per layer)")
+    print(f"forward/backward floor  {r['floor_s']:8.2f} s   (the engine's passes alone: every image once, "
+          f"the inputs' forward and backward; pytest-tcav / floor {r['ours_over_floor']:.2f})")
     if r["captum_s"] is not None:
         print(f"captum tutorial recipe  {r['captum_s']:8.2f} s   ({r['captum_experimental_sets']} experimental "
               f"sets, ttest_ind per layer)")
-        print(f"captum / pytest-tcav    {r['captum_over_ours']:8.2f} x")
+        print(f"captum / pytest-tcav    {r['captum_over_ours']:8.2f} x   (captum / floor {r['captum_over_floor']:.2f} x: "
+              "the most any implementation of the floor's passes could reach here)")
     else:
         print("captum                  skipped (not installed, or --skip-captum)")
     print(f"peak RSS after ours     {r['ours_peak_rss_mb']:8.0f} MiB   (model and images included)")

@@ -43,7 +43,7 @@ def test_tutorial_shape_against_captum() -> None:
     record = vs_captum.run(**TINY)
     json.dumps(record)
     assert record["computed"] == {"gradients": 3, "cav": 30, "activations": 15}
-    assert record["experimental_sets"] == 7 and record["captum_over_ours"] > 0 and record["ours_peak_rss_mb"] > 0
+    assert record["experimental_sets"] == 7 and record["captum_over_ours"] > 0 and record["process_peak_rss_mb"] > 0
     assert record["worst_sign_count_inputs"] <= record["n_inputs"]
     vs_captum.report(record)
 
