@@ -90,7 +90,8 @@ def _fmt(value: float, digits: int = 3) -> str:
         return "n/a"
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0.0000" for a tiny negative
 
 
 def _fmt_p(value: float) -> str:
