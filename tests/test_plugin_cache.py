@@ -334,3 +334,18 @@ def test_cache_line_adds_up_the_processes() -> None:
     assert cache_line(merge([off])) == "computed 1 gradients; disk cache off"
     assert cache_line(merge([{"computed": {}, "reused": {}, "disk": None}])) is None
     assert merge([]) is None and cache_line(None) is None
+
+
+def test_the_cache_is_cleared_in_the_controller_only(pytester: pytest.Pytester,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_tcav import plugin
+
+    cleared: list[Path] = []
+    monkeypatch.setattr(plugin, "clear_cache", lambda folder: cleared.append(folder) or 0)
+    for worker in (False, True):
+        config = pytester.parseconfig("--tcav-clear-cache", "--tcav-cache-dir=somewhere")
+        if worker:
+            config.workerinput = {"workerid": "gw0"}  # type: ignore[attr-defined]
+        plugin.pytest_configure(config)
+        plugin.pytest_unconfigure(config)
+    assert cleared == [pytester.path / "somewhere"]  # the controller (or a serial run) only
