@@ -56,6 +56,14 @@ from bench_common import (
 )
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cuda`` becomes ``cuda:<current device>``: ``torch.cuda.set_device`` refuses a device without an index."""
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     record: dict[str, Any] = {
         "benchmark": "gpu_tutorial_shape", "images": args.images, "inputs": args.inputs, "size": args.size,
@@ -65,9 +73,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         record["skipped"] = "no CUDA device (torch.cuda.is_available() is False)"
         return record
-    device = torch.device(args.device)
+    device = resolve_device(args.device)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
+        torch.cuda.set_device(device)  # needs an index: resolve_device gives one
         record["device"] = torch.cuda.get_device_name(device)
         sync = torch.cuda.synchronize
     else:

@@ -109,3 +109,10 @@ def test_gpu_script_records_a_failing_stage(monkeypatch: pytest.MonkeyPatch,
     if bench_common.have_captum():
         assert record["errors"]["captum_first"] == "RuntimeError: captum broke"
         assert record["captum_first_s"] is None
+
+
+def test_gpu_script_gives_cuda_an_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    assert gpu_tutorial_shape.resolve_device("cuda") == torch.device("cuda", 2)
+    assert gpu_tutorial_shape.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert gpu_tutorial_shape.resolve_device("cpu") == torch.device("cpu")
