@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Literal, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError
+from .errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError, TCAVError
 from .layers import LayerPoint, StopForward, capture, check_all_reached
 
 Target = Union[int, Callable[[torch.Tensor], torch.Tensor]]
@@ -118,18 +118,28 @@ def concept_activations(
 ) -> dict[str, torch.Tensor]:
     """Flattened activations (examples x features, float32, CPU) at every layer, one pass per batch."""
     device = device or model_device(model)
+    if _channels_last_helps(model, examples, device):
+        try:
+            return _activations_of_batches(model, modules, examples, point, batch_size, device, True)
+        except TCAVError:
+            raise  # bad input or a bad layer: the user's error, whatever the memory layout
+        except Exception:
+            # Either the model assumes contiguous images (x.view on a feature map) or the input is
+            # bad.  The plain path tells which: if it fails too, its error is the user's; if it
+            # works, this model takes the plain path from now on, so its values never depend on
+            # which checks ran before.
+            result = _activations_of_batches(model, modules, examples, point, batch_size, device, False)
+            _CHANNELS_LAST_FAILS[model] = True
+            return result
+    return _activations_of_batches(model, modules, examples, point, batch_size, device, False)
+
+
+def _activations_of_batches(model, modules, examples, point, batch_size, device, channels_last):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
-    channels_last = _channels_last_helps(model, examples, device)
     with eval_mode(model), torch.no_grad():
         for batch in _batches(examples, batch_size):
-            if channels_last:
-                try:
-                    seen = _forward_to_layers(model, modules, point, _as_channels_last(batch.to(device)))
-                except Exception:  # the model assumes contiguous images (e.g. x.view): the plain path
-                    channels_last = False
-                    _CHANNELS_LAST_FAILS[model] = True
-            if not channels_last:
-                seen = _forward_to_layers(model, modules, point, batch.to(device))
+            moved = batch.to(device)
+            seen = _forward_to_layers(model, modules, point, _as_channels_last(moved) if channels_last else moved)
             check_all_reached(modules, seen)
             for name in modules:
                 _check_batched(name, seen[name], batch.shape[0])

@@ -84,6 +84,20 @@ def test_errors_of_the_model_itself_still_surface(images: torch.Tensor) -> None:
     model = PoolNet()
     with pytest.raises(RuntimeError):
         concept_activations(model, resolve_layers(model, ["conv1"]), images[:, :2])  # 2 channels, not 3
+    # Bad input is not a layout problem: the model keeps the fast path, so later values never
+    # depend on which failing checks ran before them.
+    assert model not in activations._CHANNELS_LAST_FAILS
+
+
+def test_a_users_layer_error_does_not_change_the_path(images: torch.Tensor) -> None:
+    from pytest_tcav.errors import LayerError
+
+    model = PoolNet()
+    # the same module reached twice in one pass would make its activation ambiguous
+    model.forward = lambda x: model.conv2(model.pool(model.pool(model.conv1(x))))  # type: ignore[method-assign]
+    with pytest.raises(LayerError, match="ran twice"):
+        concept_activations(model, resolve_layers(model, ["pool", "conv2"]), images)
+    assert model not in activations._CHANNELS_LAST_FAILS
 
 
 def test_gradients_keep_the_plain_layout(images: torch.Tensor, monkeypatch: pytest.MonkeyPatch) -> None:
