@@ -91,3 +91,27 @@ def summary_section(output: str) -> list[str]:
             break
         section.append(line.rstrip())
     return section
+
+
+#: The head of a pytester test module whose checks write their records (exact numbers) to
+#: files in $DUMP_DIR, so a serial run and an xdist run can be compared bit for bit.
+RECORD_DUMPING_CHECKS = """
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pytest_tcav import assert_concept_insignificant, assert_concept_significant
+from pytest_tcav.registry import current_session
+
+
+@pytest.fixture(autouse=True)
+def dump_records(request):
+    \"\"\"With DUMP_DIR set, write this test's records (exact numbers) to a file of its own.\"\"\"
+    yield
+    if os.environ.get("DUMP_DIR"):
+        mine = [r for r in current_session().records if r["nodeid"] == request.node.nodeid]
+        name = re.sub(r"\\W", "_", request.node.nodeid) + ".json"
+        Path(os.environ["DUMP_DIR"], name).write_text(json.dumps(mine))
+"""

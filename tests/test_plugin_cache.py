@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import tiny_model
-from plugin_helpers import make_project, summary_section
+from plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.cache import MODES, DiskStore
 from pytest_tcav.cache_summary import cache_line, merge
@@ -19,26 +19,7 @@ from pytest_tcav.config import CACHE_MODES, TCAVConfig, build_config
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.session import TCAVSession, default_device, default_store
 
-CHECKS = """
-import json
-import os
-import re
-from pathlib import Path
-
-import pytest
-from pytest_tcav import assert_concept_insignificant, assert_concept_significant
-from pytest_tcav.registry import current_session
-
-
-@pytest.fixture(autouse=True)
-def dump_records(request):
-    \"\"\"With DUMP_DIR set, write this test's records (exact numbers) to a file of its own.\"\"\"
-    yield
-    if os.environ.get("DUMP_DIR"):
-        mine = [r for r in current_session().records if r["nodeid"] == request.node.nodeid]
-        name = re.sub(r"\\W", "_", request.node.nodeid) + ".json"
-        Path(os.environ["DUMP_DIR"], name).write_text(json.dumps(mine))
-
+CHECKS = RECORD_DUMPING_CHECKS + """
 
 def test_horizontal(model):
     assert_concept_significant(model, "horizontal", target=1, layers=["conv", "relu"], require="any")
