@@ -95,8 +95,8 @@ def floor_run(model: torch.nn.Module, concept_images: torch.Tensor, inputs: torc
     Runs the engine's own passes (batches of 64), without the rest.  ``channels_last=False`` runs the
     concept pass on plain contiguous batches, as Captum runs the model.
     """
-    from pytest_tcav import activations
-    from pytest_tcav.layers import resolve_layers
+    from pytest_tcav.engine import activations
+    from pytest_tcav.engine.layers import resolve_layers
 
     modules = resolve_layers(model, LAYERS)
     saved = activations.CHANNELS_LAST_ON_CPU

@@ -94,7 +94,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     sync()
 
     from pytest_tcav import TCAV, MemoryStore
-    from pytest_tcav.cache import DiskStore
+    from pytest_tcav.storage.disk import DiskStore
 
     tmp = tempfile.mkdtemp(prefix="tcav-gpu-bench-")
     try:

@@ -63,7 +63,7 @@ def child(which: str, folder: str, images: int, inputs: int, size: int) -> dict[
                                    tutorial_experimental_sets(len(sets)))
         return {"seconds": seconds}
     from pytest_tcav import TCAV, MemoryStore
-    from pytest_tcav.cache import DiskStore
+    from pytest_tcav.storage.disk import DiskStore
 
     store = MemoryStore(backend=DiskStore(folder))
     start = time.perf_counter()

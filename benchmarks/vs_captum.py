@@ -52,10 +52,10 @@ from bench_common import (
     warm_up,
 )
 from pytest_tcav import TCAV, HingeSGDTrainer
-from pytest_tcav.activations import target_gradients
-from pytest_tcav.cavs import CAV
-from pytest_tcav.layers import resolve_layers
-from pytest_tcav.statistics import pair_scores
+from pytest_tcav.engine.activations import target_gradients
+from pytest_tcav.engine.cavs import CAV
+from pytest_tcav.engine.layers import resolve_layers
+from pytest_tcav.engine.statistics import pair_scores
 
 
 class RecordingTrainer(HingeSGDTrainer):

@@ -11,42 +11,44 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from pytest_tcav._version import __version__
 
 _EXPORTS: dict[str, str] = {
-    "CAV": "cavs",
-    "CAVTrainer": "cavs",
-    "HingeSGDTrainer": "cavs",
-    "LogisticTrainer": "cavs",
-    "MeanDifferenceTrainer": "cavs",
-    "SklearnSGDTrainer": "cavs",
-    "Concept": "concepts",
-    "as_concept": "concepts",
-    "load_image_folder": "concepts",
-    "sample_random_sets": "concepts",
-    "TCAV": "engine",
-    "ConceptDataError": "errors",
-    "ConfigurationError": "errors",
-    "InsufficientDataError": "errors",
-    "LayerError": "errors",
-    "NonFiniteError": "errors",
-    "TargetError": "errors",
-    "TCAVDataWarning": "errors",
-    "TCAVError": "errors",
-    "LayerResult": "results",
-    "TCAVResult": "results",
-    "MemoryStore": "store",
-    "ConceptTestFailure": "assertions",
-    "assert_concept_insignificant": "assertions",
-    "assert_concept_significant": "assertions",
-    "assert_concept_stable": "baselines",
-    "BaselineError": "baselines",
-    "ConceptStabilityFailure": "baselines",
-    "StabilityResult": "baselines",
-    "TCAVSession": "session",
-    "TCAVConfig": "config",
-    "ConceptLibrary": "library",
-    "InputLibrary": "library",
+    "CAV": "pytest_tcav.engine.cavs",
+    "CAVTrainer": "pytest_tcav.engine.cavs",
+    "HingeSGDTrainer": "pytest_tcav.engine.cavs",
+    "LogisticTrainer": "pytest_tcav.engine.cavs",
+    "MeanDifferenceTrainer": "pytest_tcav.engine.cavs",
+    "SklearnSGDTrainer": "pytest_tcav.engine.cavs",
+    "Concept": "pytest_tcav.engine.examples",
+    "as_concept": "pytest_tcav.engine.examples",
+    "load_image_folder": "pytest_tcav.engine.examples",
+    "sample_random_sets": "pytest_tcav.engine.examples",
+    "TCAV": "pytest_tcav.engine.tcav",
+    "LayerResult": "pytest_tcav.engine.results",
+    "TCAVResult": "pytest_tcav.engine.results",
+    "BaselineError": "pytest_tcav.errors",
+    "ConceptDataError": "pytest_tcav.errors",
+    "ConceptStabilityFailure": "pytest_tcav.errors",
+    "ConceptTestFailure": "pytest_tcav.errors",
+    "ConfigurationError": "pytest_tcav.errors",
+    "InsufficientDataError": "pytest_tcav.errors",
+    "LayerError": "pytest_tcav.errors",
+    "NonFiniteError": "pytest_tcav.errors",
+    "TargetError": "pytest_tcav.errors",
+    "TCAVCacheWarning": "pytest_tcav.errors",
+    "TCAVDataWarning": "pytest_tcav.errors",
+    "TCAVError": "pytest_tcav.errors",
+    "YamlSpecError": "pytest_tcav.errors",
+    "MemoryStore": "pytest_tcav.storage.memory",
+    "assert_concept_insignificant": "pytest_tcav.api",
+    "assert_concept_significant": "pytest_tcav.api",
+    "assert_concept_stable": "pytest_tcav.api",
+    "StabilityResult": "pytest_tcav.checks.stability",
+    "TCAVSession": "pytest_tcav.session.session",
+    "TCAVConfig": "pytest_tcav.config",
+    "ConceptLibrary": "pytest_tcav.session.library",
+    "InputLibrary": "pytest_tcav.session.library",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -56,7 +58,7 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
@@ -66,23 +68,60 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .assertions import ConceptTestFailure, assert_concept_insignificant, assert_concept_significant
-    from .baselines import BaselineError, ConceptStabilityFailure, StabilityResult, assert_concept_stable
-    from .cavs import CAV, CAVTrainer, HingeSGDTrainer, LogisticTrainer, MeanDifferenceTrainer, SklearnSGDTrainer
-    from .concepts import Concept, as_concept, load_image_folder, sample_random_sets
-    from .config import TCAVConfig
-    from .engine import TCAV
-    from .errors import (
+    from pytest_tcav.api import (
+        assert_concept_insignificant,
+        assert_concept_significant,
+        assert_concept_stable,
+    )
+    from pytest_tcav.checks.stability import (
+        StabilityResult,
+    )
+    from pytest_tcav.config import (
+        TCAVConfig,
+    )
+    from pytest_tcav.engine.cavs import (
+        CAV,
+        CAVTrainer,
+        HingeSGDTrainer,
+        LogisticTrainer,
+        MeanDifferenceTrainer,
+        SklearnSGDTrainer,
+    )
+    from pytest_tcav.engine.examples import (
+        Concept,
+        as_concept,
+        load_image_folder,
+        sample_random_sets,
+    )
+    from pytest_tcav.engine.results import (
+        LayerResult,
+        TCAVResult,
+    )
+    from pytest_tcav.engine.tcav import (
+        TCAV,
+    )
+    from pytest_tcav.errors import (
+        BaselineError,
         ConceptDataError,
+        ConceptStabilityFailure,
+        ConceptTestFailure,
         ConfigurationError,
         InsufficientDataError,
         LayerError,
         NonFiniteError,
-        TargetError,
+        TCAVCacheWarning,
         TCAVDataWarning,
         TCAVError,
+        TargetError,
+        YamlSpecError,
     )
-    from .library import ConceptLibrary, InputLibrary
-    from .results import LayerResult, TCAVResult
-    from .session import TCAVSession
-    from .store import MemoryStore
+    from pytest_tcav.session.library import (
+        ConceptLibrary,
+        InputLibrary,
+    )
+    from pytest_tcav.session.session import (
+        TCAVSession,
+    )
+    from pytest_tcav.storage.memory import (
+        MemoryStore,
+    )

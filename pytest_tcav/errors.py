@@ -7,6 +7,13 @@ of an internal traceback, and callers of the library can catch one base class.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_tcav.checks.stability import StabilityResult
+    from pytest_tcav.engine.results import TCAVResult
+
 
 class TCAVError(Exception):
     """Base class of every error raised by pytest-tcav on bad input or state."""
@@ -44,3 +51,59 @@ class TCAVDataWarning(UserWarning):
     exactly these into errors (``filterwarnings = error::pytest_tcav.TCAVDataWarning``)
     without touching other warnings.
     """
+
+
+class TCAVCacheWarning(UserWarning):
+    """The disk cache met a problem it worked around (corrupt entry, unwritable disk).
+
+    Results stay correct: a bad entry is recomputed, an unwritable disk only
+    means values are not persisted.  The warning says what to look at.
+    """
+
+
+class BaselineError(TCAVError):
+    """A baseline is missing, unreadable, not comparable with the check, or has an unsafe name."""
+
+
+class YamlSpecError(TCAVError):
+    """A declarative test file does not follow the schema; ``str()`` is ``path:line: message``."""
+
+    def __init__(self, path: Path, line: int, message: str) -> None:
+        super().__init__(f"{shown_path(path)}:{line}: {message}")
+        self.path = path
+        self.line = line
+        self.message = message
+
+
+class ConceptTestFailure(AssertionError):
+    """A concept check did not hold; ``result`` holds everything that was measured."""
+
+    def __init__(self, message: str, result: TCAVResult, reason: str) -> None:
+        super().__init__(message)
+        self.result = result
+        self.reason = reason
+
+
+class ConceptStabilityFailure(ConceptTestFailure):
+    """A concept's per-layer scores moved beyond the tolerance since its baseline.
+
+    ``comparison`` holds the before/after of every layer (a ``StabilityResult``).
+    """
+
+    def __init__(self, message: str, comparison: StabilityResult, reason: str) -> None:
+        super().__init__(message, comparison.result, reason)
+        self.comparison = comparison
+
+
+def shown_path(path: Path) -> str:
+    """A path as short as it is clear: relative to the working directory when below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# Shown in tracebacks under their public names (``pytest_tcav.ConceptTestFailure``), as before.
+for _shown_publicly in (ConceptTestFailure, ConceptStabilityFailure, BaselineError, YamlSpecError):
+    _shown_publicly.__module__ = "pytest_tcav"
+del _shown_publicly

@@ -4,7 +4,7 @@ One implementation for every text file the plugin leaves in the user's tree:
 a temporary file in the same folder (same file system, so the rename is
 atomic), flushed to disk, then renamed over the target; the temporary file is
 removed if anything fails.  The disk cache has its own binary writer in
-:mod:`pytest_tcav.cache`, with checksums and locks.
+:mod:`pytest_tcav.storage.disk`, with checksums and locks.
 """
 
 from __future__ import annotations

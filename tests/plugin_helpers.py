@@ -15,8 +15,8 @@ import contextlib
 import pytest
 from PIL import Image, PngImagePlugin  # noqa: F401
 
-import pytest_tcav.assertions  # noqa: F401
-import pytest_tcav.session  # noqa: F401
+import pytest_tcav.checks.significance  # noqa: F401
+import pytest_tcav.session.session  # noqa: F401
 import tiny_model
 
 with contextlib.suppress(ImportError):
@@ -103,7 +103,7 @@ from pathlib import Path
 
 import pytest
 from pytest_tcav import assert_concept_insignificant, assert_concept_significant
-from pytest_tcav.registry import current_session
+from pytest_tcav.session.registry import current_session
 
 
 @pytest.fixture(autouse=True)

@@ -136,7 +136,19 @@ def texture_model(seed: int = 0) -> nn.Module:
     x = torch.cat([dots(400, gen), stripes(400, gen)])
     y = torch.cat([torch.zeros(400), torch.ones(400)]).long()
     torch.manual_seed(seed)
-    return train(SmallCNN(), x, y, seed=seed)
+    model = train(SmallCNN(), x, y, seed=seed)
+    # Training is seeded, but float rounding differs between CPUs (vector units, kernels), and on some
+    # the 15 epochs stop short of the ground truth the tests rely on.  Train on until a fresh sample
+    # of each class is told apart; where 15 epochs suffice (most machines) the model is unchanged.
+    check = torch.Generator().manual_seed(seed + 1000)
+    held_out = torch.cat([dots(100, check), stripes(100, check)])
+    for extra in range(1, 4):
+        with torch.no_grad():
+            accuracy = (model(held_out).argmax(1) == torch.cat([torch.zeros(100), torch.ones(100)])).float()
+        if min(accuracy[:100].mean().item(), accuracy[100:].mean().item()) >= 0.97:
+            break
+        model = train(model.train(), x, y, epochs=5, seed=seed + extra)
+    return model
 
 
 def shortcut_model(seed: int = 0) -> nn.Module:

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from pytest_tcav import TCAV, NonFiniteError, TargetError
-from pytest_tcav.activations import concept_activations, gauss_legendre, target_gradients
-from pytest_tcav.layers import resolve_layers
+from pytest_tcav.engine.activations import concept_activations, gauss_legendre, target_gradients
+from pytest_tcav.engine.layers import resolve_layers
 
 
 class Counting(nn.Module):

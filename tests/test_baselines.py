@@ -18,18 +18,18 @@ import yaml
 from scipy import stats
 
 from plugin_helpers import make_project
-from pytest_tcav import baselines
-from pytest_tcav.baselines import (
+from pytest_tcav.checks import stability as baselines
+from pytest_tcav.errors import BaselineError
+from pytest_tcav.plugin.baselines import summary_lines
+from pytest_tcav.checks.stability import (
     Baseline,
-    BaselineError,
     atomic_write,
     baseline_path,
     compare,
     load_baseline,
-    summary_lines,
     welch_p,
 )
-from pytest_tcav.results import LayerResult, TCAVResult
+from pytest_tcav.engine.results import LayerResult, TCAVResult
 
 STABLE = """
 import os

@@ -35,10 +35,10 @@ import torchvision
 from torch.utils.data import DataLoader
 
 from pytest_tcav import TCAV, HingeSGDTrainer
-from pytest_tcav.activations import target_gradients
-from pytest_tcav.cavs import CAV
-from pytest_tcav.layers import resolve_layers
-from pytest_tcav.statistics import pair_scores
+from pytest_tcav.engine.activations import target_gradients
+from pytest_tcav.engine.cavs import CAV
+from pytest_tcav.engine.layers import resolve_layers
+from pytest_tcav.engine.statistics import pair_scores
 
 captum_concept = pytest.importorskip("captum.concept")
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients  # noqa: E402

@@ -24,7 +24,7 @@ from pytest_tcav import (
     MeanDifferenceTrainer,
     SklearnSGDTrainer,
 )
-from pytest_tcav.cavs import balanced_split, make_trainer
+from pytest_tcav.engine.cavs import balanced_split, make_trainer
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:

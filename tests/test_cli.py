@@ -15,8 +15,9 @@ import pytest
 
 import pytest_tcav
 import tiny_model
-from pytest_tcav import cli, report_html
-from pytest_tcav.progress import ProgressBar
+from pytest_tcav import cli
+from pytest_tcav.reports import html as report_html
+from pytest_tcav.cli.progress import ProgressBar
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "tiny_model:EdgeNet", "--concepts", "data/concepts", "--inputs", "data/inputs",

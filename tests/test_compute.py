@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_tcav import activations
-from pytest_tcav.activations import concept_activations, target_gradients
-from pytest_tcav.layers import resolve_layers
+from pytest_tcav.engine import activations
+from pytest_tcav.engine.activations import concept_activations, target_gradients
+from pytest_tcav.engine.layers import resolve_layers
 
 
 class PoolNet(nn.Module):

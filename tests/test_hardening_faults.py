@@ -26,9 +26,10 @@ from typing import Any
 import pytest
 import torch
 
-import pytest_tcav.cache as cache_module
-from pytest_tcav.cache import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX, DiskStore, TCAVCacheWarning
-from pytest_tcav.store import make_key
+import pytest_tcav.storage.disk as cache_module
+from pytest_tcav.errors import TCAVCacheWarning
+from pytest_tcav.storage.disk import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX, DiskStore
+from pytest_tcav.storage.memory import make_key
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork semantics are POSIX")
 
@@ -51,9 +52,9 @@ WRITER = """
 import os, signal, sys
 import torch
 sys.path.insert(0, {repo!r})
-import pytest_tcav.cache as cache
-from pytest_tcav.cache import DiskStore
-from pytest_tcav.store import make_key
+import pytest_tcav.storage.disk as cache
+from pytest_tcav.storage.disk import DiskStore
+from pytest_tcav.storage.memory import make_key
 
 root, die_at = sys.argv[1], int(sys.argv[2])
 
@@ -157,8 +158,8 @@ def test_a_worker_killed_while_computing_does_not_block_the_others(tmp_path: Pat
         import sys, time
         sys.path.insert(0, {str(REPO)!r})
         import torch
-        from pytest_tcav.cache import DiskStore
-        from pytest_tcav.store import make_key
+        from pytest_tcav.storage.disk import DiskStore
+        from pytest_tcav.storage.memory import make_key
 
         def compute():
             print("computing", flush=True)
@@ -221,7 +222,7 @@ def test_an_unwritable_cache_directory_runs_without_cache_and_warns_once(pyteste
     make_project(pytester, ini=INI + "tcav_cache_dir = blocked/cache\n")
     (pytester.path / "blocked").write_text("a file where the cache folder should be")
     pytester.makepyfile(test_checks=CACHE_CHECKS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "always::pytest_tcav.cache.TCAVCacheWarning")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "always::pytest_tcav.TCAVCacheWarning")
     result.assert_outcomes(passed=2)
     output = result.stdout.str()
     assert output.count("TCAVCacheWarning: cannot write to the TCAV cache in") == 1, output
@@ -235,7 +236,7 @@ BASELINE_WRITER = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-import pytest_tcav.baselines as baselines
+import pytest_tcav.checks.stability as baselines
 
 path, base, die_at = Path(sys.argv[1]), Path(sys.argv[2]).read_text(), int(sys.argv[3])
 
@@ -261,7 +262,7 @@ for n in range(1000):
 def _baseline_text(tmp_path: Path) -> str:
     """A real baseline file, from a real (tiny) check."""
     from pytest_tcav import TCAV
-    from pytest_tcav.baselines import Baseline
+    from pytest_tcav.checks.stability import Baseline
 
     gen = torch.Generator().manual_seed(0)
     sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]
@@ -273,7 +274,7 @@ def _baseline_text(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("mode", ["inside the write", "random moment"])
 def test_a_baseline_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path, mode: str) -> None:
-    from pytest_tcav.baselines import is_baseline_file, load_baseline
+    from pytest_tcav.checks.stability import is_baseline_file, load_baseline
 
     base = tmp_path / "base.yaml"
     base.write_text(_baseline_text(tmp_path))
@@ -306,7 +307,8 @@ def test_a_baseline_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_p
 def test_a_full_disk_while_writing_a_baseline_is_a_clear_error(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_tcav import TCAVSession
-    from pytest_tcav.baselines import BaselineError, check_stable
+    from pytest_tcav.checks.stability import check_stable
+    from pytest_tcav.errors import BaselineError
     from pytest_tcav.config import TCAVConfig
 
     gen = torch.Generator().manual_seed(0)

@@ -34,7 +34,7 @@ def _break_an_image(data: Path) -> None:
 
 
 def test_the_policy_constants_match() -> None:
-    from pytest_tcav.concepts import BAD_IMAGE_POLICIES
+    from pytest_tcav.engine.examples import BAD_IMAGE_POLICIES
     from pytest_tcav.config import BAD_IMAGE_POLICIES as CONFIGURED
 
     assert CONFIGURED == BAD_IMAGE_POLICIES

@@ -2,7 +2,7 @@
 
 Whatever a ``tcav_*.yaml`` file holds (garbage, YAML that is valid but not a
 test file, a test file with one subtree replaced, hostile tags, aliases,
-control characters), :func:`pytest_tcav.yaml_items.parse` must return a
+control characters), :func:`pytest_tcav.plugin.yaml_items.parse` must return a
 :class:`FileSpec` or raise :class:`YamlSpecError` whose text is
 ``file:line: message`` with a line inside the file.  Any other exception
 would reach the user as a crash of the collector.  Example counts are
@@ -21,7 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_tcav.yaml_items import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, YamlSpecError, parse
+from pytest_tcav.errors import YamlSpecError
+from pytest_tcav.plugin.yaml_items import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
 
 PATH = Path("tests/tcav_fuzz.yaml")
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -198,7 +199,8 @@ def test_a_control_character_is_a_schema_error_at_its_line() -> None:
 def test_a_baseline_file_gives_a_baseline_or_a_baseline_error(position: int, insert: str, delete: int,
                                                               document: Any) -> None:
     """A hand-edited, merge-conflicted or truncated baseline is a BaselineError naming the file, never a crash."""
-    from pytest_tcav.baselines import Baseline, BaselineError
+    from pytest_tcav.checks.stability import Baseline
+    from pytest_tcav.errors import BaselineError
 
     text = _baseline_text() if document is None else _dump(document)
     position %= len(text) + 1
@@ -213,7 +215,7 @@ def _baseline_text() -> str:
     import torch
 
     from pytest_tcav import TCAV
-    from pytest_tcav.baselines import Baseline
+    from pytest_tcav.checks.stability import Baseline
 
     gen = torch.Generator().manual_seed(0)
     sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from pytest_tcav import ConfigurationError, LayerError
-from pytest_tcav.layers import StopForward, capture, check_all_reached, resolve_layers
+from pytest_tcav.engine.layers import StopForward, capture, check_all_reached, resolve_layers
 
 
 class Net(nn.Module):

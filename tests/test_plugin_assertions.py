@@ -13,8 +13,8 @@ import re
 import pytest
 
 from plugin_helpers import make_project
-from pytest_tcav.assertions import judge
-from pytest_tcav.results import LayerResult, TCAVResult
+from pytest_tcav.checks.significance import judge
+from pytest_tcav.engine.results import LayerResult, TCAVResult
 
 PASSING = """
 import pytest

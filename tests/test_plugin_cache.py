@@ -13,11 +13,11 @@ import torch
 import tiny_model
 from plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
-from pytest_tcav.cache import MODES, DiskStore
-from pytest_tcav.cache_summary import cache_line, merge
+from pytest_tcav.storage.disk import MODES, DiskStore
+from pytest_tcav.reports.cache_line import cache_line, merge
 from pytest_tcav.config import CACHE_MODES, TCAVConfig, build_config
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.session import TCAVSession, default_device, default_store
+from pytest_tcav.session.session import TCAVSession, default_device, default_store
 
 CHECKS = RECORD_DUMPING_CHECKS + """
 
@@ -54,7 +54,7 @@ def pytest_sessionfinish(session):
     import os
     from pathlib import Path
 
-    from pytest_tcav.registry import active_handle
+    from pytest_tcav.session.registry import active_handle
 
     handle = active_handle()
     if os.environ.get("COUNT_DIR") and handle.built:  # not the xdist controller, which tests nothing

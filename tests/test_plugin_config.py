@@ -27,8 +27,8 @@ def shown(result: pytest.RunResult) -> list[object]:
 
 
 def test_engine_constants_match_the_engine() -> None:
-    from pytest_tcav.activations import METHODS as ENGINE_METHODS
-    from pytest_tcav.statistics import CORRECTIONS as ENGINE_CORRECTIONS
+    from pytest_tcav.engine.activations import METHODS as ENGINE_METHODS
+    from pytest_tcav.engine.statistics import CORRECTIONS as ENGINE_CORRECTIONS
 
     assert METHODS == ENGINE_METHODS
     assert CORRECTIONS == ENGINE_CORRECTIONS

@@ -14,7 +14,7 @@ from torch import nn
 
 import synthetic
 from pytest_tcav import Concept, TCAVSession, assert_concept_insignificant, assert_concept_significant
-from pytest_tcav.assertions import judge
+from pytest_tcav.checks.significance import judge
 
 LAYERS = ["conv2", "conv3"]
 

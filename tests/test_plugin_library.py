@@ -9,7 +9,7 @@ import torch
 
 import tiny_model
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
-from pytest_tcav.library import ConceptLibrary, InputLibrary, natural_key
+from pytest_tcav.session.library import ConceptLibrary, InputLibrary, natural_key
 
 
 def images(folder: Path, n: int = 6, seed: int = 0) -> None:

@@ -12,7 +12,7 @@ import torch
 import tiny_model
 from plugin_helpers import make_project
 from pytest_tcav import Concept, TCAVSession, assert_concept_significant
-from pytest_tcav import registry
+from pytest_tcav.session import registry
 from pytest_tcav.config import TCAVConfig
 
 
@@ -77,7 +77,7 @@ def test_work_is_shared_between_tests(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_shared="""
         import tiny_model
         from pytest_tcav import assert_concept_insignificant, assert_concept_significant
-        from pytest_tcav.registry import current_session
+        from pytest_tcav.session.registry import current_session
 
 
         def test_first(model, tcav):
@@ -111,7 +111,7 @@ def test_assertions_outside_pytest(pytester: pytest.Pytester) -> None:
         import torch
         import tiny_model
         from pytest_tcav import ConceptTestFailure, assert_concept_significant
-        from pytest_tcav.registry import current_session
+        from pytest_tcav.session.registry import current_session
 
         gen = torch.Generator().manual_seed(0)
         model = tiny_model.EdgeNet()
@@ -134,7 +134,7 @@ def test_assert_functions_accept_the_session_knobs() -> None:
     """The fixture shortcuts and the functions take the same keywords."""
     import inspect
 
-    from pytest_tcav.assertions import assert_concept_insignificant
+    from pytest_tcav.api import assert_concept_insignificant
 
     significant = inspect.signature(assert_concept_significant).parameters
     insignificant = inspect.signature(assert_concept_insignificant).parameters

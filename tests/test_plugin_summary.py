@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
-from pytest_tcav.summary import summary_lines
+from pytest_tcav.reports.text import summary_lines
 
 CHECKS = RECORD_DUMPING_CHECKS + """
 

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from pytest_tcav import TCAV, Concept
-from pytest_tcav.statistics import adjust_p_values, compare_to_null, pair_scores
+from pytest_tcav.engine.statistics import adjust_p_values, compare_to_null, pair_scores
 
 ENGINE = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FAST = settings(max_examples=50, deadline=None)

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 
 from plugin_helpers import make_project, summary_section
-from pytest_tcav import report_html, report_json
-from pytest_tcav.report_json import SCHEMA, VERSION
+from pytest_tcav.reports import html as report_html
+from pytest_tcav.reports import json as report_json
+from pytest_tcav.reports.json import SCHEMA, VERSION
 
 try:  # loaded up front, or in-process pytester runs would import it again each time
     import matplotlib.backends.backend_agg  # noqa: F401
@@ -248,7 +249,7 @@ def test_xdist_controller_writes_the_report_once_with_every_workers_checks(
     project.makeconftest(Path(project.path, "conftest.py").read_text() + '''
 
 def pytest_configure(config):
-    import pytest_tcav.reporting as reporting
+    import pytest_tcav.plugin.reporting as reporting
 
     original = reporting.write_reports
     me = config.workerinput["workerid"] if hasattr(config, "workerinput") else "controller"
@@ -302,7 +303,7 @@ def record(**overrides: Any) -> dict[str, Any]:
 
 
 def stability_record() -> dict[str, Any]:
-    """A stability check's record as pytest_tcav.baselines writes it: layer -> numbers, before and after."""
+    """A stability check's record as pytest_tcav.checks.stability writes it: layer -> numbers, before and after."""
     side = {"a": {"score": 1.0, "statistic": 0.3, "p_value": 1e-4, "p_corrected": 2e-4, "cav_accuracy": 0.9,
                   "significant": True, "concept_scores": [1.0, 1.0, 0.9], "concept_statistics": [0.3, 0.31, 0.29]}}
     after = {"a": {**side["a"], "score": 0.4, "statistic": 0.05, "significant": False,

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 import pytest_tcav
 from pytest_tcav import TCAV, Concept, ConceptDataError, MemoryStore
-from pytest_tcav.cache import DiskStore
-from pytest_tcav.library import ConceptLibrary, InputLibrary
+from pytest_tcav.storage.disk import DiskStore
+from pytest_tcav.session.library import ConceptLibrary, InputLibrary
 
 PACKAGE = Path(pytest_tcav.__file__).resolve().parent
 
@@ -176,7 +176,7 @@ def test_no_pickle_in_the_cache_format() -> None:
     import pickle
     import tempfile
 
-    from pytest_tcav.store import make_key
+    from pytest_tcav.storage.memory import make_key
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("pickle was used")
@@ -235,7 +235,8 @@ def test_cache_paths_stay_in_the_cache_whatever_the_kind_and_key(kind: str, key:
 @given(name=st.one_of(st.text(max_size=140), st.sampled_from(HOSTILE_NAMES),
                       st.from_regex(r"\A[a-z.]{0,4}(/|\\|\.\.)[a-z.]{0,4}\Z")))
 def test_baseline_paths_stay_in_their_folder_whatever_the_name(name: str) -> None:
-    from pytest_tcav.baselines import BaselineError, baseline_path, is_baseline_file
+    from pytest_tcav.checks.stability import baseline_path, is_baseline_file
+    from pytest_tcav.errors import BaselineError
 
     directory = Path("/nonexistent/tests/tcav_baselines")
     try:

@@ -1,7 +1,7 @@
 """The scores and the significance test, on hand-made gradients, CAVs and null distributions.
 
 Every number here is computed a second way (by hand, or with scipy's own
-tests), so a change of definition in :mod:`pytest_tcav.statistics` shows up
+tests), so a change of definition in :mod:`pytest_tcav.engine.statistics` shows up
 as a failure, not as a silently different verdict.
 """
 
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from pytest_tcav import Concept, ConfigurationError, InsufficientDataError
-from pytest_tcav.statistics import (
+from pytest_tcav.engine.statistics import (
     adjust_p_values,
     check_test_feasible,
     compare_to_null,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from plugin_helpers import make_project
-from pytest_tcav.yaml_items import YamlSpecError, parse
+from pytest_tcav.errors import YamlSpecError
+from pytest_tcav.plugin.yaml_items import parse
 
 EDGES = """
 description: what the hand-wired edge detector must rely on for class 1
@@ -112,8 +113,8 @@ concepts:
 
 SAME_CHECKS_IN_PYTHON = """
 from pytest_tcav import assert_concept_insignificant, assert_concept_significant
-from pytest_tcav.assertions import check_concept
-from pytest_tcav.registry import current_session
+from pytest_tcav.checks.significance import check_concept
+from pytest_tcav.session.registry import current_session
 
 
 def test_noisy(model):

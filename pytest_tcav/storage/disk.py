@@ -1,4 +1,4 @@
-"""A persistent, content-addressed disk cache behind :class:`~pytest_tcav.store.MemoryStore`.
+"""A persistent, content-addressed disk cache behind :class:`~pytest_tcav.storage.memory.MemoryStore`.
 
 Concept tests run on every commit; most of their cost (concept activations,
 input gradients, CAV training) depends only on things that rarely change.
@@ -65,9 +65,9 @@ import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
-from .errors import ConfigurationError
-from .sizes import DEFAULT_MAX_BYTES, parse_size  # noqa: F401  (re-exported)
-from .store import Value
+from pytest_tcav.config import DEFAULT_MAX_BYTES
+from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
+from pytest_tcav.storage.memory import Value
 
 Mode = Literal["off", "read", "write", "readwrite"]
 MODES: tuple[str, ...] = ("off", "read", "write", "readwrite")
@@ -112,14 +112,6 @@ _DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
 }
 _DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-
-
-class TCAVCacheWarning(UserWarning):
-    """The disk cache met a problem it worked around (corrupt entry, unwritable disk).
-
-    Results stay correct: a bad entry is recomputed, an unwritable disk only
-    means values are not persisted.  The warning says what to look at.
-    """
 
 
 class CorruptEntry(Exception):
@@ -336,7 +328,7 @@ class CacheStats:
 class DiskStore:
     """Values of the engine, persisted under ``root`` by content key.
 
-    Use it behind a :class:`~pytest_tcav.store.MemoryStore`, which keeps
+    Use it behind a :class:`~pytest_tcav.storage.memory.MemoryStore`, which keeps
     values in memory for the session and asks the disk only once per key::
 
         store = MemoryStore(backend=DiskStore(".pytest_cache/d/tcav"))

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence, Set as AbstractSet
 from pathlib import Path
 from typing import Any
 
-from .report_json import atomic_write_text, number
-from .summary import format_p
+from pytest_tcav.reports.json import atomic_write_text, number
+from pytest_tcav.reports.text import format_p
 
 PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[report]' (or pip install matplotlib)."
 

@@ -15,16 +15,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigurationError, TCAVError
-from .registry import current_session
-from .report_json import result_fields
+from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVError
+from pytest_tcav.reports.json import result_fields
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .concepts import ConceptLike
-    from .results import LayerResult, TCAVResult
-    from .session import TargetLike, TCAVSession
+    from pytest_tcav.engine.examples import ConceptLike
+    from pytest_tcav.engine.results import LayerResult, TCAVResult
+    from pytest_tcav.session.session import TargetLike, TCAVSession
 
 #: "score" checks only the TCAV score range, whatever the significance (YAML tests' ``score: [low, high]``).
 Expectation = Literal["significant", "insignificant", "score"]
@@ -32,85 +31,6 @@ Require = Literal["all", "any"]
 
 #: Below this held-out accuracy a CAV barely tells the concept from random examples.
 LOW_CAV_ACCURACY = 0.6
-
-
-class ConceptTestFailure(AssertionError):
-    """A concept check did not hold; ``result`` holds everything that was measured."""
-
-    def __init__(self, message: str, result: "TCAVResult", reason: str) -> None:
-        super().__init__(message)
-        self.result = result
-        self.reason = reason
-
-
-ConceptTestFailure.__module__ = "pytest_tcav"  # shown in tracebacks as the public name
-
-
-def assert_concept_significant(
-    model: "nn.Module",
-    concept: "ConceptLike",
-    *,
-    target: "TargetLike",
-    layers: Sequence[str] | str,
-    inputs: "ConceptLike | None" = None,
-    direction: str = "positive",
-    alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
-    method: str | None = None,
-    n_steps: int | None = None,
-    seed: int | None = None,
-    batch_size: int | None = None,
-    require: Require = "all",
-    score: tuple[float, float] | None = None,
-) -> "TCAVResult":
-    """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
-
-    Passes when the concept is significant on every layer of ``layers``
-    (``require="any"``: on at least one), with its TCAV score inside
-    ``score=(low, high)`` on those layers when a range is given.  Returns the
-    :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
-    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
-    """
-    __tracebackhide__ = True
-    return check_concept(
-        current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
-        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
-    )
-
-
-def assert_concept_insignificant(
-    model: "nn.Module",
-    concept: "ConceptLike",
-    *,
-    target: "TargetLike",
-    layers: Sequence[str] | str,
-    inputs: "ConceptLike | None" = None,
-    direction: str = "either",
-    alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
-    method: str | None = None,
-    n_steps: int | None = None,
-    seed: int | None = None,
-    batch_size: int | None = None,
-    require: Require = "all",
-    score: tuple[float, float] | None = None,
-) -> "TCAVResult":
-    """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
-
-    Passes when the concept is not significant on any layer of ``layers``
-    (``require="any"``: not significant on at least one), with its TCAV score
-    inside ``score=(low, high)`` when a range is given.  ``direction`` defaults
-    to ``"either"``: pushing the target down is relying on the concept too.
-    """
-    __tracebackhide__ = True
-    return check_concept(
-        current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
-        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
-    )
 
 
 def check_concept(

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
+from pytest_tcav.errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RANDOM_SET_PATTERN = re.compile(r"^random(500)?_.+$")

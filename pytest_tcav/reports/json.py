@@ -32,12 +32,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .summary import sort_records, verdict
-from .files import atomic_write_text  # noqa: F401  (the writer this module has always offered)
+from pytest_tcav.reports.text import sort_records, verdict
+from pytest_tcav.files import atomic_write_text  # noqa: F401  (the writer this module has always offered)
 
 if TYPE_CHECKING:
-    from .config import TCAVConfig
-    from .results import TCAVResult
+    from pytest_tcav.config import TCAVConfig
+    from pytest_tcav.engine.results import TCAVResult
 
 SCHEMA = "pytest-tcav/report"
 VERSION = 1
@@ -131,7 +131,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
     torch is imported already: a process that ran no check (an xdist
     controller) does not pay seconds for importing torch to write a report.
     """
-    from . import __version__
+    from pytest_tcav._version import __version__
 
     env: dict[str, Any] = {
         "python": platform.python_version(),
@@ -210,7 +210,7 @@ def build_report(records: Iterable[Mapping[str, Any]], *, env: Mapping[str, Any]
                  settings: Mapping[str, Any] | None = None, exitstatus: int | None = None,
                  generator: str = "pytest") -> dict[str, Any]:
     """The report dictionary (JSON types only) for ``records``."""
-    from . import __version__
+    from pytest_tcav._version import __version__
 
     report_checks = checks(records)
     counts = Counter(check["status"] for check in report_checks)

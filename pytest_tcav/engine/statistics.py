@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
-from .errors import ConfigurationError, InsufficientDataError
+from pytest_tcav.errors import ConfigurationError, InsufficientDataError
 
 Direction = Literal["positive", "negative", "either"]
 Correction = Literal["holm", "bonferroni", "none"]

@@ -4,7 +4,7 @@ The engine never caches by itself; it asks a store for a value under a key
 that covers everything the value depends on (content fingerprints of the model
 and the data, the settings, the library version), and passes a function that
 computes it on a miss.  :class:`MemoryStore` keeps values for the life of the
-object (a pytest session); the disk cache in :mod:`pytest_tcav.cache` adds a
+object (a pytest session); the disk cache in :mod:`pytest_tcav.storage.disk` adds a
 persistent layer behind it.
 """
 
@@ -27,7 +27,7 @@ KEY_VERSION = "pytest-tcav-store-1"
 
 def make_key(kind: str, parts: dict[str, Any]) -> str:
     """A stable hexadecimal key from JSON-serialisable parts."""
-    from . import __version__
+    from pytest_tcav._version import __version__
 
     payload = json.dumps(
         {"kind": kind, "version": __version__, "format": KEY_VERSION, **parts},
@@ -38,7 +38,7 @@ def make_key(kind: str, parts: dict[str, Any]) -> str:
 
 
 class Backend(Protocol):
-    """A persistent layer behind the in-memory store (see :class:`pytest_tcav.cache.DiskStore`)."""
+    """A persistent layer behind the in-memory store (see :class:`pytest_tcav.storage.disk.DiskStore`)."""
 
     def fetch(self, kind: str, key: str, compute: Callable[[], Value]) -> Value: ...
 

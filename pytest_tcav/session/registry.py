@@ -16,10 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import TCAVConfig
+from pytest_tcav.config import TCAVConfig
 
 if TYPE_CHECKING:
-    from .session import TCAVSession
+    from pytest_tcav.session.session import TCAVSession
 
 
 class SessionHandle:
@@ -33,7 +33,7 @@ class SessionHandle:
 
     def get(self) -> "TCAVSession":
         if self._session is None:
-            from .session import TCAVSession
+            from pytest_tcav.session.session import TCAVSession
 
             self._session = TCAVSession(self.config, nodeid=lambda: self.current_nodeid,
                                         test_path=lambda: self.current_path)

@@ -23,26 +23,24 @@ import math
 import os
 import re
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
 import yaml
 
-from .assertions import ConceptTestFailure, _describe
-from .errors import ConfigurationError, TCAVError
-from .registry import current_session
-from .report_json import result_fields
-from .files import atomic_write_text
+from pytest_tcav.checks.significance import _describe
+from pytest_tcav.errors import BaselineError, ConceptStabilityFailure, ConfigurationError, TCAVError, shown_path
+from pytest_tcav.reports.json import result_fields
+from pytest_tcav.files import atomic_write_text
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .concepts import ConceptLike
-    from .results import TCAVResult
-    from .session import TargetLike, TCAVSession
+    from pytest_tcav.engine.examples import ConceptLike
+    from pytest_tcav.engine.results import TCAVResult
+    from pytest_tcav.session.session import TargetLike, TCAVSession
 
 #: Version of the file layout; a file with a higher number was written by a newer pytest-tcav.
 FORMAT = 1
@@ -65,23 +63,6 @@ _PLAIN_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/()=+]*( [A-Za-z0-9_.\-/()=+]
 _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
-class BaselineError(TCAVError):
-    """A baseline is missing, unreadable, not comparable with the check, or has an unsafe name."""
-
-
-class ConceptStabilityFailure(ConceptTestFailure):
-    """A concept's per-layer scores moved beyond the tolerance since its baseline.
-
-    ``comparison`` holds the before/after of every layer (a :class:`StabilityResult`).
-    """
-
-    def __init__(self, message: str, comparison: "StabilityResult", reason: str) -> None:
-        super().__init__(message, comparison.result, reason)
-        self.comparison = comparison
-
-
-ConceptStabilityFailure.__module__ = "pytest_tcav"
-BaselineError.__module__ = "pytest_tcav"
 
 
 # -- names and paths ----------------------------------------------------------------------
@@ -188,7 +169,7 @@ class Baseline:
         stays above the rounding); scores 4 decimals (they are fractions of the
         inputs); p-values 3 significant digits (they are shown, not compared).
         """
-        from . import __version__
+        from pytest_tcav._version import __version__
 
         layers = tuple(
             LayerBaseline(
@@ -567,7 +548,7 @@ def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statist
       p-value below ``alpha`` after the ``correction`` over the layers of the
       check, and the mean statistic changed by more than ``statistic_tolerance``.
     """
-    from .statistics import adjust_p_values
+    from pytest_tcav.engine.statistics import adjust_p_values
 
     rows = []
     for layer in result.layers:
@@ -626,22 +607,14 @@ def format_comparison(stability: StabilityResult) -> str:
     if before is not None:
         model = (f"model changed ({before.model_fingerprint[:12]} → {r.model_fingerprint[:12]})"
                  if stability.model_changed else f"same model ({r.model_fingerprint[:12]})")
-        caption = (f"baseline {stability.name!r} ({_shown(stability.path)}, pytest-tcav {before.library_version}) "
+        caption = (f"baseline {stability.name!r} ({shown_path(stability.path)}, pytest-tcav {before.library_version}) "
                    f"vs this run: {model}; concept {r.concept!r}, target {r.target}, {r.n_random} random sets, "
                    f"method {r.method}, seed {r.seed}")
         if before.concept_fingerprint != r.concept_fingerprint:
             caption += "; the concept's examples changed since the baseline"
     else:
-        caption = f"baseline {stability.name!r} ({_shown(stability.path)})"
+        caption = f"baseline {stability.name!r} ({shown_path(stability.path)})"
     return caption + "\n" + "\n".join(lines)
-
-
-def _shown(path: Path) -> str:
-    """A path as short as it is clear: relative to the working directory when below it."""
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
 
 
 def _why_moved(stability: StabilityResult) -> str:
@@ -658,10 +631,10 @@ def _why_moved(stability: StabilityResult) -> str:
                         f"p {_p(c.p_corrected)} < {stability.alpha})")
         parts.append(f"on {c.layer} " + " and ".join(what))
     text = "; ".join(parts)
-    obtained = _shown(obtained_path(stability.path))
+    obtained = shown_path(obtained_path(stability.path))
     return (f"Why: {text[0].upper() + text[1:]}. If the change is intended (a retrained model that should rely on "
             f"the concept differently), accept it: run pytest {UPDATE_FLAG} and commit "
-            f"{_shown(stability.path)}; the values measured now are in {obtained}.")
+            f"{shown_path(stability.path)}; the values measured now are in {obtained}.")
 
 
 # -- the check -----------------------------------------------------------------------------
@@ -772,7 +745,7 @@ def check_stable(
             problem = _incomparable(before, result, layer_names)
             if problem:
                 raise BaselineError(
-                    f"baseline {name!r} ({_shown(path)}) cannot be compared with this check: {problem}. "
+                    f"baseline {name!r} ({shown_path(path)}) cannot be compared with this check: {problem}. "
                     f"If the new settings are intended, re-record it with pytest {UPDATE_FLAG}"
                 )
         except BaselineError as exc:
@@ -781,7 +754,7 @@ def check_stable(
             before = None
     elif not update:
         raise error(BaselineError(
-            f"no baseline {name!r} for this check (looked for {_shown(path)}); baselines are only written on "
+            f"no baseline {name!r} for this check (looked for {shown_path(path)}); baselines are only written on "
             f"request: run pytest {UPDATE_FLAG} to record this model's result as the baseline, review the "
             "file and commit it"
         ), action="missing")
@@ -819,7 +792,7 @@ def check_stable(
             return stability
         atomic_write(obtained, new.to_yaml())
     except OSError as exc:
-        raise error(BaselineError(f"cannot write baseline files in {_shown(directory)}: {exc}"))
+        raise error(BaselineError(f"cannot write baseline files in {shown_path(directory)}: {exc}"))
     reason = _why_moved(stability)
     stability_entry["action"] = "checked"
     stability_entry["obtained"] = str(obtained)
@@ -877,203 +850,3 @@ def _claim(session: "TCAVSession", path: Path, entry: dict[str, Any]) -> None:
             "baseline name (e.g. with the concept or parameter in it)"
         )
     uses[str(path)] = (nodeid, what)
-
-
-def assert_concept_stable(
-    model: "nn.Module",
-    concept: "ConceptLike",
-    *,
-    target: "TargetLike",
-    layers: Sequence[str] | str,
-    baseline: str,
-    tolerance: float = DEFAULT_TOLERANCE,
-    statistic_tolerance: float = 0.0,
-    inputs: "ConceptLike | None" = None,
-    direction: str = "either",
-    alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
-    method: str | None = None,
-    n_steps: int | None = None,
-    seed: int | None = None,
-    batch_size: int | None = None,
-    baseline_dir: str | os.PathLike[str] | None = None,
-) -> StabilityResult:
-    """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
-
-    Measures the concept on ``layers`` and compares each layer with the
-    baseline file ``tcav_baselines/<baseline>.yaml`` next to the test file
-    (``baseline_dir=`` to put it elsewhere): it fails when a layer's TCAV
-    score moved by more than ``tolerance``, or when the distribution of the
-    statistic over the random sets shifted significantly (Welch t-test at
-    ``alpha``, corrected over the layers; see :func:`compare`).  A missing
-    baseline fails; ``pytest --tcav-update-baselines`` writes it.  Returns a
-    :class:`StabilityResult` (``.result`` is this run's ``TCAVResult``).
-    """
-    __tracebackhide__ = True
-    return check_stable(
-        current_session(), model, concept, target=target, layers=layers, baseline=baseline,
-        tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
-        inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
-        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
-    )
-
-
-# -- the run's account: counts and unused files --------------------------------------------
-
-
-def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("expectation") == "stable" and isinstance(r.get("stability"), dict)]
-
-
-def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
-    """Baseline files in ``directories`` that no check of the run used."""
-    used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
-    folders = set(directories) | {path.parent for path in used}
-    unused = []
-    for folder in sorted(folders):
-        if not folder.is_dir():
-            continue
-        unused.extend(p for p in sorted(folder.iterdir()) if p.is_file() and is_baseline_file(p) and p not in used)
-    return unused
-
-
-def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path] = (), *,
-                  partial: str | None = None, root: Path | None = None) -> list[str]:
-    """The baseline account of a run: counts, moved and missing baselines, and files no test used.
-
-    ``partial`` says why the run did not run every test (then unused files are
-    not listed: the tests that use them may simply not have run).
-    """
-    records = list(records)
-    stable = stability_records(records)
-
-    def shown(path: str | Path) -> str:
-        p = Path(path)
-        if root is not None:
-            try:
-                return str(p.relative_to(root))
-            except ValueError:
-                pass
-        return str(p)
-
-    unused = [] if partial else unused_baselines(records, directories)
-    if not stable and not unused:
-        return []
-    actions = [r["stability"].get("action") for r in stable]
-    checked = [r for r in stable if r["stability"].get("action") in ("checked", "unchanged")]
-    moved = [r for r in checked if r.get("outcome") == "failed"]
-    counts = [f"{len(checked)} checked" + (f" ({len(moved)} moved)" if moved else ""),
-              f"{actions.count('created')} created", f"{actions.count('updated')} updated"]
-    if actions.count("missing"):
-        counts.append(f"{actions.count('missing')} missing")
-    if actions.count("error"):
-        counts.append(f"{actions.count('error')} error(s)")
-    lines = [f"baselines: {', '.join(counts)}"]
-    for record in sorted(moved, key=lambda r: r["stability"]["path"]):
-        info = record["stability"]
-        lines.append(f"  moved: {shown(info['path'])} on {', '.join(info.get('moved') or [])} "
-                     f"(this run's values: {shown(info.get('obtained') or '')})")
-    for record in stable:
-        info = record["stability"]
-        if info.get("action") == "missing":
-            lines.append(f"  missing: {shown(info['path'])} (run pytest {UPDATE_FLAG} to record it)")
-    for label in ("created", "updated"):
-        for record in stable:
-            if record["stability"].get("action") == label:
-                lines.append(f"  {label}: {shown(record['stability']['path'])}")
-    by_path: dict[str, set[str]] = {}
-    for record in stable:
-        if record["stability"].get("path"):
-            by_path.setdefault(record["stability"]["path"], set()).add(record.get("nodeid") or "(outside a test)")
-    for path, tests in sorted(by_path.items()):
-        if len(tests) > 1:
-            lines.append(f"  CONFLICT: {shown(path)} is used by {len(tests)} tests ({', '.join(sorted(tests))}); "
-                         "give each check its own baseline name")
-    if unused:
-        lines.append(f"  not used by any test of this run ({len(unused)}): "
-                     + ", ".join(shown(p) for p in unused))
-    elif partial and stable:
-        lines.append(f"  unused baselines are not listed: {partial}")
-    return lines
-
-
-class BaselineTracker:
-    """pytest hooks that know which baseline folders a run could use, merged across xdist workers.
-
-    Registered by the plugin at configure time.  Each process notes the
-    ``tcav_baselines`` folders next to its collected tests and how many tests
-    it deselected; workers send that as JSON through ``workeroutput`` (the
-    baseline files themselves are written by the worker running the test).
-    The controller prints the account after the concept-check table.
-    """
-
-    WORKEROUTPUT_KEY = "pytest_tcav_baselines"
-
-    def __init__(self, config: pytest.Config, records: Callable[[], list[dict[str, Any]]]) -> None:
-        self.config = config
-        self.records = records
-        self.directories: set[Path] = set()
-        self.deselected = 0
-        self.interrupted = False
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        for item in session.items:
-            path = getattr(item, "path", None)
-            if path is not None:
-                self.directories.add(Path(path).parent / BASELINE_DIR)
-
-    def pytest_deselected(self, items: Sequence[Any]) -> None:
-        self.deselected += len(items)
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        if session.shouldstop or session.shouldfail or int(exitstatus) == 2:  # -x, --maxfail, interrupted
-            self.interrupted = True
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[self.WORKEROUTPUT_KEY] = json.dumps({
-                "directories": sorted(str(d) for d in self.directories),
-                "deselected": self.deselected, "interrupted": self.interrupted,
-            })
-
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        data = getattr(node, "workeroutput", {}).get(self.WORKEROUTPUT_KEY)
-        if data:
-            info = json.loads(data)
-            self.directories.update(Path(d) for d in info["directories"])
-            self.deselected += int(info["deselected"])
-            self.interrupted = self.interrupted or bool(info["interrupted"])
-
-    def partial(self) -> str | None:
-        """Why this run may not have run every test that uses a baseline (None: it ran them all)."""
-        option = self.config.option
-        reasons = []
-        if getattr(option, "keyword", "") or getattr(option, "markexpr", ""):
-            reasons.append("-k/-m")
-        if any("::" in str(arg) for arg in self.config.args):
-            reasons.append("test ids on the command line")
-        if getattr(option, "lf", False):
-            reasons.append("--lf")
-        if self.deselected:
-            reasons.append(f"{self.deselected} test(s) deselected")
-        if self.interrupted:
-            reasons.append("the run stopped early")
-        return f"partial run ({', '.join(reasons)})" if reasons else None
-
-    def lines(self) -> list[str]:
-        return summary_lines(self.records(), self.directories, partial=self.partial(),
-                             root=Path(self.config.rootpath))
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-        """After the concept-check table (trylast), on the controller only."""
-        if hasattr(config, "workerinput"):
-            return
-        lines = self.lines()
-        if not lines:
-            return
-        terminalreporter.write_sep("=", "TCAV baselines")
-        for line in lines:
-            bad = line.lstrip().startswith(("moved:", "missing:", "CONFLICT:"))
-            terminalreporter.write_line(line, red=bad, yellow=line.lstrip().startswith("not used"))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .config import Option
+from pytest_tcav.config import Option
 
 #: Where the plugin keeps what :func:`write_reports` wrote, for the terminal summary.
 REPORTS_KEY = pytest.StashKey[list]()
@@ -80,7 +80,7 @@ def worker_environment(config: Any, handle: Any) -> str | None:
         return None
     import json
 
-    from .report_json import environment
+    from pytest_tcav.reports.json import environment
 
     return json.dumps(environment(str(handle.get().device)))
 
@@ -98,7 +98,7 @@ def collect_worker_environment(node: Any) -> None:
 
 def run_environment(config: Any, handle: Any) -> dict[str, Any]:
     """The report's environment: the workers' (their devices merged) under xdist, else this process's."""
-    from .report_json import environment
+    from pytest_tcav.reports.json import environment
 
     workers: dict[str, dict[str, Any]] = config.stash.get(WORKER_ENVS_KEY, {})
     if workers:
@@ -121,7 +121,7 @@ def write_reports(config: Any, records: list[dict[str, Any]], handle: Any,
     paths = report_paths(config)
     if not paths:
         return []
-    from .report_json import build_report, config_settings, write_json
+    from pytest_tcav.reports.json import build_report, config_settings, write_json
 
     report = build_report(records, env=run_environment(config, handle), settings=config_settings(handle.config),
                           exitstatus=exitstatus, generator="pytest")
@@ -131,7 +131,7 @@ def write_reports(config: Any, records: list[dict[str, Any]], handle: Any,
             if kind == "json":
                 write_json(path, report)
             else:
-                from .report_html import write_html
+                from pytest_tcav.reports.html import write_html
 
                 write_html(path, report)
         except Exception as exc:  # noqa: BLE001 - said in red in the summary; the tests' outcome stands

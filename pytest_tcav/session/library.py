@@ -26,8 +26,8 @@ from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
-from .concepts import RANDOM_SET_PATTERN, Concept, load_image_folder
-from .errors import ConceptDataError, ConfigurationError
+from pytest_tcav.engine.examples import RANDOM_SET_PATTERN, Concept, load_image_folder
+from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
 #: Folder names that hold one pool of random examples rather than one random set.
 POOL_NAMES = ("random", "random_pool")

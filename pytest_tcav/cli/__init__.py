@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__
-from .config import OPTIONS, TCAVConfig, build_config, import_callable
-from .errors import ConfigurationError, TCAVError
-from .progress import ProgressBar
+from pytest_tcav._version import __version__
+from pytest_tcav.config import OPTIONS, TCAVConfig, build_config, import_callable
+from pytest_tcav.errors import ConfigurationError, TCAVError
+from pytest_tcav.cli.progress import ProgressBar
 
 PROG = "pytest-tcav"
 
@@ -265,7 +265,7 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
     if args.inputs:
         path = Path(args.inputs).expanduser()
         if path.is_dir():
-            from .concepts import IMAGE_SUFFIXES
+            from pytest_tcav.engine.examples import IMAGE_SUFFIXES
 
             has_images = any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
             if has_images:
@@ -288,7 +288,7 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
 
 def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[str, Any]:
     """A session-style record of one scored concept, for the reports."""
-    from .report_json import result_fields
+    from pytest_tcav.reports.json import result_fields
 
     return {"nodeid": None, "seq": index, "concept": result.concept, "target": result.target,
             "layers": layers, "expectation": None, "direction": direction, "require": None,
@@ -306,7 +306,7 @@ def score(args: argparse.Namespace, stdout: TextIO, stderr: TextIO) -> int:
         raise UsageError("--layers: give at least one layer name")
     target: int | str = int(args.target) if args.target.strip().isdigit() else args.target.strip()
 
-    from .session import TCAVSession
+    from pytest_tcav.session.session import TCAVSession
 
     session = TCAVSession(config)
     concepts = _comma_list(args.concept)
@@ -353,14 +353,14 @@ def _write_reports(args: argparse.Namespace, records: list[dict[str, Any]], conf
                    device: str, stdout: TextIO) -> None:
     if not (args.json or args.html):
         return
-    from .report_json import build_report, config_settings, environment, write_json
+    from pytest_tcav.reports.json import build_report, config_settings, environment, write_json
 
     report = build_report(records, env=environment(device), settings=config_settings(config), exitstatus=0,
                           generator="pytest-tcav score")
     if args.json:
         stdout.write(f"\nJSON report: {write_json(Path(args.json).expanduser().resolve(), report)}\n")
     if args.html:
-        from .report_html import write_html
+        from pytest_tcav.reports.html import write_html
 
         stdout.write(f"{'' if args.json else chr(10)}HTML report: "
                      f"{write_html(Path(args.html).expanduser().resolve(), report)}\n")

@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .errors import ConfigurationError, LayerError
+from pytest_tcav.errors import ConfigurationError, LayerError
 
 LayerPoint = Literal["output", "input"]
 

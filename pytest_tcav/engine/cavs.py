@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import ConfigurationError, InsufficientDataError
+from pytest_tcav.errors import ConfigurationError, InsufficientDataError
 
 MIN_EXAMPLES_PER_SET = 5
 

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .activations import METHODS, Method, Target, concept_activations, eval_mode, model_device, target_gradients
-from .cavs import CAV, CAVTrainer, MIN_EXAMPLES_PER_SET, make_trainer
-from .concepts import Concept, ConceptLike, Transform, as_concept, example_digests, sample_random_sets
-from .errors import (
+from pytest_tcav.engine.activations import METHODS, Method, Target, concept_activations, eval_mode, model_device, target_gradients
+from pytest_tcav.engine.cavs import CAV, CAVTrainer, MIN_EXAMPLES_PER_SET, make_trainer
+from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, example_digests, sample_random_sets
+from pytest_tcav.errors import (
     ConceptDataError,
     ConfigurationError,
     InsufficientDataError,
@@ -32,9 +32,9 @@ from .errors import (
     TCAVDataWarning,
     TCAVError,
 )
-from .layers import LayerPoint, resolve_layers
-from .results import LayerResult, TCAVResult
-from .statistics import (
+from pytest_tcav.engine.layers import LayerPoint, resolve_layers
+from pytest_tcav.engine.results import LayerResult, TCAVResult
+from pytest_tcav.engine.statistics import (
     CORRECTIONS,
     DIRECTIONS,
     Correction,
@@ -46,7 +46,7 @@ from .statistics import (
     leave_one_out_null,
     pair_scores,
 )
-from .store import MemoryStore, make_key, model_fingerprint
+from pytest_tcav.storage.memory import MemoryStore, make_key, model_fingerprint
 
 
 def pair_seed(seed: int, first: str, second: str) -> int:

@@ -21,14 +21,16 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from .activations import Target, model_device
-from .concepts import Concept, ConceptLike
-from .config import TCAVConfig
-from .engine import TCAV
-from .errors import ConceptDataError, ConfigurationError
-from .library import ConceptLibrary, InputLibrary, is_plain_name
-from .results import TCAVResult
-from .store import MemoryStore
+from pytest_tcav.checks.significance import check_concept
+from pytest_tcav.checks.stability import check_stable
+from pytest_tcav.engine.activations import Target, model_device
+from pytest_tcav.engine.examples import Concept, ConceptLike
+from pytest_tcav.config import TCAVConfig
+from pytest_tcav.engine.tcav import TCAV
+from pytest_tcav.errors import ConceptDataError, ConfigurationError
+from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
+from pytest_tcav.engine.results import TCAVResult
+from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = Union[int, str, Callable[[torch.Tensor], torch.Tensor]]
 
@@ -164,22 +166,16 @@ class TCAVSession:
     def assert_significant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
         """:func:`pytest_tcav.assert_concept_significant` on this session."""
         __tracebackhide__ = True
-        from .assertions import check_concept
-
         return check_concept(self, "significant", model, concept, **kwargs)
 
     def assert_insignificant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
         """:func:`pytest_tcav.assert_concept_insignificant` on this session."""
         __tracebackhide__ = True
-        from .assertions import check_concept
-
         return check_concept(self, "insignificant", model, concept, **kwargs)
 
     def assert_stable(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> Any:
         """:func:`pytest_tcav.assert_concept_stable` on this session (returns a ``StabilityResult``)."""
         __tracebackhide__ = True
-        from .baselines import check_stable
-
         return check_stable(self, model, concept, **kwargs)
 
     def current_nodeid(self) -> str | None:
@@ -301,7 +297,7 @@ def default_store(config: TCAVConfig) -> MemoryStore:
     """A memory store in front of the disk cache the configuration names (none when off or unset)."""
     if config.cache_dir is None or config.cache == "off":
         return MemoryStore()
-    from .cache import DiskStore
+    from pytest_tcav.storage.disk import DiskStore
 
     return MemoryStore(backend=DiskStore(config.cache_dir, mode=config.cache,  # type: ignore[arg-type]
                                          max_bytes=config.cache_size))

@@ -6,12 +6,12 @@ off) with ``-p pytest_tcav.plugin``.  What it adds to a run:
 * the ``--tcav-*`` options (group "tcav") and matching ``tcav_*`` ini keys;
 * the ``tcav`` marker, set automatically on concept tests (see
   :func:`is_concept_test`) so that ``-m "not tcav"`` skips them;
-* the session-scoped fixtures ``tcav`` (a :class:`~pytest_tcav.session.TCAVSession`)
+* the session-scoped fixtures ``tcav`` (a :class:`~pytest_tcav.session.session.TCAVSession`)
   and ``tcav_concepts`` (its concept library);
 * ``tcav_*.yaml`` files (ini ``tcav_yaml_pattern``) collected as declarative
-  concept tests (:mod:`pytest_tcav.yaml_items`);
+  concept tests (:mod:`pytest_tcav.plugin.yaml_items`);
 * ``--tcav-update-baselines`` and the baseline account after the summary
-  (:mod:`pytest_tcav.baselines`);
+  (:mod:`pytest_tcav.checks.stability`);
 * a terminal summary with one row per concept check, merged from
   pytest-xdist workers, which send their records as JSON through
   ``workeroutput`` rather than writing shared files.
@@ -32,19 +32,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .baselines import BaselineTracker
-from .yaml_items import DEFAULT_PATTERNS, PATTERN_INI
-from .yaml_items import collect_file as collect_yaml_file
-from .cache_summary import cache_line, merge
-from .config import OPTIONS, config_from_pytest
-from .errors import ConfigurationError
-from . import reporting
-from .registry import SessionHandle, activate, deactivate
-from .summary import summary_lines
+from pytest_tcav.plugin.baselines import BaselineTracker
+from pytest_tcav.plugin.yaml_items import DEFAULT_PATTERNS, PATTERN_INI
+from pytest_tcav.plugin.yaml_items import collect_file as collect_yaml_file
+from pytest_tcav.reports.cache_line import cache_line, merge
+from pytest_tcav.config import OPTIONS, config_from_pytest
+from pytest_tcav.errors import ConfigurationError
+from pytest_tcav.plugin import reporting
+from pytest_tcav.session.registry import SessionHandle, activate, deactivate
+from pytest_tcav.reports.text import summary_lines
 
 if TYPE_CHECKING:
-    from .library import ConceptLibrary
-    from .session import TCAVSession
+    from pytest_tcav.session.library import ConceptLibrary
+    from pytest_tcav.session.session import TCAVSession
 
 #: The name of the ``pytest11`` entry point: ``-p no:tcav`` disables the plugin.
 ENTRY_POINT_NAME = "tcav"
@@ -118,7 +118,7 @@ def clear_cache(cache_dir: Any) -> int:
     """``--tcav-clear-cache``: remove the disk cache's entries (only files that follow its layout)."""
     if cache_dir is None:
         return 0
-    from .cache import DiskStore
+    from pytest_tcav.storage.disk import DiskStore
 
     return DiskStore(cache_dir).clear()
 

@@ -5,8 +5,8 @@ read and change what a model is expected to rely on.  A file names a model
 loader, a target, layers and, per concept, a list of expectations; each
 expectation is one pytest item (``tcav_zebra.yaml::striped::significant``)
 with the ``tcav`` marker, run by the same code as the Python assertions
-(:func:`~pytest_tcav.assertions.check_concept`,
-:func:`~pytest_tcav.baselines.check_stable`), so it fails with the same message.
+(:func:`~pytest_tcav.checks.significance.check_concept`,
+:func:`~pytest_tcav.checks.stability.check_stable`), so it fails with the same message.
 
 The file is read with :class:`yaml.SafeLoader` only, composed into nodes
 first so that every schema error names the file and line, says what was
@@ -31,15 +31,21 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from .assertions import ConceptTestFailure
-from .baselines import BASELINE_DIR, DEFAULT_TOLERANCE, BaselineError, _shown, baseline_path
-from .config import METHODS, import_callable
-from .errors import ConfigurationError, TCAVError
+from pytest_tcav.checks.stability import BASELINE_DIR, DEFAULT_TOLERANCE, baseline_path
+from pytest_tcav.config import METHODS, import_callable
+from pytest_tcav.errors import (
+    BaselineError,
+    ConceptTestFailure,
+    ConfigurationError,
+    TCAVError,
+    YamlSpecError,
+    shown_path,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from .session import TCAVSession
+    from pytest_tcav.session.session import TCAVSession
 
 #: The ini key, and its default, of the file names collected as declarative tests.
 PATTERN_INI = "tcav_yaml_pattern"
@@ -81,17 +87,6 @@ STABLE_OPTIONS = {"baseline": "the baseline's name", "tolerance": "the TCAV scor
 DIRECTIONS = ("positive", "negative", "either")
 
 
-class YamlSpecError(TCAVError):
-    """A declarative test file does not follow the schema; ``str()`` is ``path:line: message``."""
-
-    def __init__(self, path: Path, line: int, message: str) -> None:
-        super().__init__(f"{_shown(path)}:{line}: {message}")
-        self.path = path
-        self.line = line
-        self.message = message
-
-
-YamlSpecError.__module__ = "pytest_tcav"
 
 
 # -- the schema ----------------------------------------------------------------------------
@@ -439,7 +434,7 @@ _MODELS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDicti
 
 def _import_loader(spec: FileSpec) -> Any:
     """Import the model loader; a module beside the YAML file is found without a ``pythonpath`` setting."""
-    origin = f"{_shown(spec.path)}:{spec.line('model')}: model"
+    origin = f"{shown_path(spec.path)}:{spec.line('model')}: model"
     top = spec.model.partition(":")[0].split(".")[0]
     here = spec.path.parent
     beside = (here / f"{top}.py").is_file() or (here / top / "__init__.py").is_file()
@@ -463,7 +458,7 @@ def load_model(spec: FileSpec, session: "TCAVSession") -> "nn.Module":
         loader = _import_loader(spec)
         model = loader(*spec.model_args, **spec.model_kwargs)
         if not isinstance(model, nn.Module):
-            raise ConfigurationError(f"{_shown(spec.path)}:{spec.line('model')}: model loader {spec.model!r} returned "
+            raise ConfigurationError(f"{shown_path(spec.path)}:{spec.line('model')}: model loader {spec.model!r} returned "
                                      f"{type(model).__name__}, not a torch.nn.Module")
         models[key] = model.to(session.device).eval()
     return models[key]
@@ -520,13 +515,13 @@ class TCAVYamlItem(pytest.Item):
         self.add_marker(pytest.mark.tcav)
 
     def _session(self) -> "TCAVSession":
-        from .plugin import HANDLE_KEY
+        from pytest_tcav.plugin import HANDLE_KEY
 
         return self.config.stash[HANDLE_KEY].get()
 
     def runtest(self) -> None:
-        from .assertions import check_concept
-        from .baselines import check_stable
+        from pytest_tcav.checks.significance import check_concept
+        from pytest_tcav.checks.stability import check_stable
 
         spec, options, kind = self.spec, self.expectation.options, self.expectation.kind
         session = self._session()

@@ -1,0 +1,134 @@
+"""The assertions a concept test calls: ``assert_concept_significant`` and its siblings.
+
+Each is a thin call into :mod:`pytest_tcav.checks` with the session that is
+current now (the pytest run's, or a default one outside pytest; see
+:mod:`pytest_tcav.session.registry`), so that a test can import and call them
+without asking for a fixture.  Every frame hides itself from the traceback, so
+a failure shows the user's line on top.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from pytest_tcav.checks.significance import Require, check_concept
+from pytest_tcav.checks.stability import DEFAULT_TOLERANCE, StabilityResult, check_stable
+from pytest_tcav.session.registry import current_session
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pytest_tcav.engine.examples import ConceptLike
+    from pytest_tcav.engine.results import TCAVResult
+    from pytest_tcav.session.session import TargetLike
+
+__all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert_concept_stable"]
+
+
+def assert_concept_significant(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "positive",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    require: Require = "all",
+    score: tuple[float, float] | None = None,
+) -> "TCAVResult":
+    """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
+
+    Passes when the concept is significant on every layer of ``layers``
+    (``require="any"``: on at least one), with its TCAV score inside
+    ``score=(low, high)`` on those layers when a range is given.  Returns the
+    :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
+    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
+    """
+    __tracebackhide__ = True
+    return check_concept(
+        current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
+        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+    )
+
+
+def assert_concept_insignificant(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "either",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    require: Require = "all",
+    score: tuple[float, float] | None = None,
+) -> "TCAVResult":
+    """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
+
+    Passes when the concept is not significant on any layer of ``layers``
+    (``require="any"``: not significant on at least one), with its TCAV score
+    inside ``score=(low, high)`` when a range is given.  ``direction`` defaults
+    to ``"either"``: pushing the target down is relying on the concept too.
+    """
+    __tracebackhide__ = True
+    return check_concept(
+        current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
+        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+    )
+
+
+def assert_concept_stable(
+    model: "nn.Module",
+    concept: "ConceptLike",
+    *,
+    target: "TargetLike",
+    layers: Sequence[str] | str,
+    baseline: str,
+    tolerance: float = DEFAULT_TOLERANCE,
+    statistic_tolerance: float = 0.0,
+    inputs: "ConceptLike | None" = None,
+    direction: str = "either",
+    alpha: float | None = None,
+    random_sets: "int | Sequence[ConceptLike] | None" = None,
+    random_pool: "ConceptLike | None" = None,
+    method: str | None = None,
+    n_steps: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    baseline_dir: str | os.PathLike[str] | None = None,
+) -> StabilityResult:
+    """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
+
+    Measures the concept on ``layers`` and compares each layer with the
+    baseline file ``tcav_baselines/<baseline>.yaml`` next to the test file
+    (``baseline_dir=`` to put it elsewhere): it fails when a layer's TCAV
+    score moved by more than ``tolerance``, or when the distribution of the
+    statistic over the random sets shifted significantly (Welch t-test at
+    ``alpha``, corrected over the layers; see :func:`compare`).  A missing
+    baseline fails; ``pytest --tcav-update-baselines`` writes it.  Returns a
+    :class:`StabilityResult` (``.result`` is this run's ``TCAVResult``).
+    """
+    __tracebackhide__ = True
+    return check_stable(
+        current_session(), model, concept, target=target, layers=layers, baseline=baseline,
+        tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
+        inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
+        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+    )

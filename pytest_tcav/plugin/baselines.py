@@ -1,0 +1,178 @@
+"""The baseline account of a run: which baselines were checked, created, moved or left unused.
+
+pytest glue: a :class:`BaselineTracker` notes the ``tcav_baselines`` folders
+next to the collected tests, merges what pytest-xdist workers saw, and prints
+the account after the concept-check table.  The checks themselves live in
+:mod:`pytest_tcav.checks.stability`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_tcav.checks.stability import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
+
+
+# -- the run's account: counts and unused files --------------------------------------------
+
+
+def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("expectation") == "stable" and isinstance(r.get("stability"), dict)]
+
+
+def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
+    """Baseline files in ``directories`` that no check of the run used."""
+    used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
+    folders = set(directories) | {path.parent for path in used}
+    unused = []
+    for folder in sorted(folders):
+        if not folder.is_dir():
+            continue
+        unused.extend(p for p in sorted(folder.iterdir()) if p.is_file() and is_baseline_file(p) and p not in used)
+    return unused
+
+
+def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path] = (), *,
+                  partial: str | None = None, root: Path | None = None) -> list[str]:
+    """The baseline account of a run: counts, moved and missing baselines, and files no test used.
+
+    ``partial`` says why the run did not run every test (then unused files are
+    not listed: the tests that use them may simply not have run).
+    """
+    records = list(records)
+    stable = stability_records(records)
+
+    def shown(path: str | Path) -> str:
+        p = Path(path)
+        if root is not None:
+            try:
+                return str(p.relative_to(root))
+            except ValueError:
+                pass
+        return str(p)
+
+    unused = [] if partial else unused_baselines(records, directories)
+    if not stable and not unused:
+        return []
+    actions = [r["stability"].get("action") for r in stable]
+    checked = [r for r in stable if r["stability"].get("action") in ("checked", "unchanged")]
+    moved = [r for r in checked if r.get("outcome") == "failed"]
+    counts = [f"{len(checked)} checked" + (f" ({len(moved)} moved)" if moved else ""),
+              f"{actions.count('created')} created", f"{actions.count('updated')} updated"]
+    if actions.count("missing"):
+        counts.append(f"{actions.count('missing')} missing")
+    if actions.count("error"):
+        counts.append(f"{actions.count('error')} error(s)")
+    lines = [f"baselines: {', '.join(counts)}"]
+    for record in sorted(moved, key=lambda r: r["stability"]["path"]):
+        info = record["stability"]
+        lines.append(f"  moved: {shown(info['path'])} on {', '.join(info.get('moved') or [])} "
+                     f"(this run's values: {shown(info.get('obtained') or '')})")
+    for record in stable:
+        info = record["stability"]
+        if info.get("action") == "missing":
+            lines.append(f"  missing: {shown(info['path'])} (run pytest {UPDATE_FLAG} to record it)")
+    for label in ("created", "updated"):
+        for record in stable:
+            if record["stability"].get("action") == label:
+                lines.append(f"  {label}: {shown(record['stability']['path'])}")
+    by_path: dict[str, set[str]] = {}
+    for record in stable:
+        if record["stability"].get("path"):
+            by_path.setdefault(record["stability"]["path"], set()).add(record.get("nodeid") or "(outside a test)")
+    for path, tests in sorted(by_path.items()):
+        if len(tests) > 1:
+            lines.append(f"  CONFLICT: {shown(path)} is used by {len(tests)} tests ({', '.join(sorted(tests))}); "
+                         "give each check its own baseline name")
+    if unused:
+        lines.append(f"  not used by any test of this run ({len(unused)}): "
+                     + ", ".join(shown(p) for p in unused))
+    elif partial and stable:
+        lines.append(f"  unused baselines are not listed: {partial}")
+    return lines
+
+
+class BaselineTracker:
+    """pytest hooks that know which baseline folders a run could use, merged across xdist workers.
+
+    Registered by the plugin at configure time.  Each process notes the
+    ``tcav_baselines`` folders next to its collected tests and how many tests
+    it deselected; workers send that as JSON through ``workeroutput`` (the
+    baseline files themselves are written by the worker running the test).
+    The controller prints the account after the concept-check table.
+    """
+
+    WORKEROUTPUT_KEY = "pytest_tcav_baselines"
+
+    def __init__(self, config: pytest.Config, records: Callable[[], list[dict[str, Any]]]) -> None:
+        self.config = config
+        self.records = records
+        self.directories: set[Path] = set()
+        self.deselected = 0
+        self.interrupted = False
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            path = getattr(item, "path", None)
+            if path is not None:
+                self.directories.add(Path(path).parent / BASELINE_DIR)
+
+    def pytest_deselected(self, items: Sequence[Any]) -> None:
+        self.deselected += len(items)
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if session.shouldstop or session.shouldfail or int(exitstatus) == 2:  # -x, --maxfail, interrupted
+            self.interrupted = True
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[self.WORKEROUTPUT_KEY] = json.dumps({
+                "directories": sorted(str(d) for d in self.directories),
+                "deselected": self.deselected, "interrupted": self.interrupted,
+            })
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        data = getattr(node, "workeroutput", {}).get(self.WORKEROUTPUT_KEY)
+        if data:
+            info = json.loads(data)
+            self.directories.update(Path(d) for d in info["directories"])
+            self.deselected += int(info["deselected"])
+            self.interrupted = self.interrupted or bool(info["interrupted"])
+
+    def partial(self) -> str | None:
+        """Why this run may not have run every test that uses a baseline (None: it ran them all)."""
+        option = self.config.option
+        reasons = []
+        if getattr(option, "keyword", "") or getattr(option, "markexpr", ""):
+            reasons.append("-k/-m")
+        if any("::" in str(arg) for arg in self.config.args):
+            reasons.append("test ids on the command line")
+        if getattr(option, "lf", False):
+            reasons.append("--lf")
+        if self.deselected:
+            reasons.append(f"{self.deselected} test(s) deselected")
+        if self.interrupted:
+            reasons.append("the run stopped early")
+        return f"partial run ({', '.join(reasons)})" if reasons else None
+
+    def lines(self) -> list[str]:
+        return summary_lines(self.records(), self.directories, partial=self.partial(),
+                             root=Path(self.config.rootpath))
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+        """After the concept-check table (trylast), on the controller only."""
+        if hasattr(config, "workerinput"):
+            return
+        lines = self.lines()
+        if not lines:
+            return
+        terminalreporter.write_sep("=", "TCAV baselines")
+        for line in lines:
+            bad = line.lstrip().startswith(("moved:", "missing:", "CONFLICT:"))
+            terminalreporter.write_line(line, red=bad, yellow=line.lstrip().startswith("not used"))
