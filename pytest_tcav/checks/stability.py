@@ -34,6 +34,7 @@ from pytest_tcav.checks.significance import _describe
 from pytest_tcav.errors import BaselineError, ConceptStabilityFailure, ConfigurationError, TCAVError, shown_path
 from pytest_tcav.reports.json import result_fields
 from pytest_tcav.files import atomic_write_text
+from pytest_tcav.reports.text import format_p, render_table
 
 if TYPE_CHECKING:
     from torch import nn
@@ -573,10 +574,6 @@ def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statist
     return out
 
 
-def _p(value: float) -> str:
-    return f"{value:.1e}" if value < 1e-3 else f"{value:.3f}"
-
-
 def _verdict(significant: bool) -> str:
     return "significant" if significant else "not significant"
 
@@ -594,14 +591,12 @@ def format_comparison(stability: StabilityResult) -> str:
             f"{c.score_before:.2f} → {c.score_after:.2f}",
             f"{c.score_change:+.2f}",
             f"{c.statistic_before:.4f} → {c.statistic_after:.4f}",
-            _p(c.p_value),
-            _p(c.p_corrected),
+            format_p(c.p_value),
+            format_p(c.p_corrected),
             verdict,
             "MOVED" if c.moved else "stable",
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
+    lines = render_table(rows)
     before = stability.before
     r = stability.result
     if before is not None:
@@ -628,7 +623,7 @@ def _why_moved(stability: StabilityResult) -> str:
         if c.statistic_moved:
             what.append(f"the statistic shifted from {c.statistic_before:.4f} to {c.statistic_after:.4f} over the "
                         f"{stability.result.n_random} random sets (Welch t-test, {stability.correction}-corrected "
-                        f"p {_p(c.p_corrected)} < {stability.alpha})")
+                        f"p {format_p(c.p_corrected)} < {stability.alpha})")
         parts.append(f"on {c.layer} " + " and ".join(what))
     text = "; ".join(parts)
     obtained = shown_path(obtained_path(stability.path))

@@ -11,6 +11,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_tcav.reports.text import format_p, render_table
+
 
 @dataclass(frozen=True)
 class LayerResult:
@@ -94,12 +96,6 @@ def _fmt(value: float, digits: int = 3) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # no "-0.0000" for a tiny negative
 
 
-def _fmt_p(value: float) -> str:
-    if value < 1e-4:
-        return f"{value:.1e}"
-    return f"{value:.4f}"
-
-
 def format_table(result: TCAVResult) -> str:
     """A fixed-width per-layer table for failure messages and the command line."""
     header = ("layer", "score", "stat", "random mean±sd", "t", "p", "p corr", "CAV acc", "verdict")
@@ -112,15 +108,13 @@ def format_table(result: TCAVResult) -> str:
                 _fmt(r.statistic, 4),
                 f"{_fmt(r.null_mean, 4)}±{_fmt(r.null_sd, 4)}",
                 _fmt(r.t_statistic, 2),
-                _fmt_p(r.p_value),
-                _fmt_p(r.p_corrected),
+                format_p(r.p_value, 4),
+                format_p(r.p_corrected, 4),
                 _fmt(r.cav_accuracy, 2),
                 "significant" if r.significant else "not significant",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = render_table(rows)
     caption = (
         f"concept {result.concept!r}, target {result.target}, direction {result.direction}, "
         f"alpha {result.alpha} ({result.correction} over {len(result.layers)} layer(s)), "
