@@ -1,0 +1,163 @@
+"""The package's shape, checked: layers import only downwards, no cycles, small modules, a light plugin.
+
+docs/architecture.md describes the layers; these tests keep the description
+true.  Imports are read from the source (function-local imports included,
+``if TYPE_CHECKING:`` blocks excluded), so a cycle cannot hide inside a
+function body.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "pytest_tcav"
+MAX_LINES = 450
+
+#: Which top-level parts of the package each part may import (besides itself).  "leaf" modules
+#: import nothing of ours except errors.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "_version": set(),
+    "files": set(),
+    "config": {"errors"},
+    "reports.text": set(),
+    "storage": {"config", "errors", "_version"},
+    "engine": {"storage", "config", "errors", "reports.text", "_version"},
+    "checks": {"engine", "reports", "config", "errors", "files", "_version"},
+    "reports": {"engine", "config", "errors", "files", "_version"},
+    "session": {"checks", "engine", "storage", "config", "errors", "reports.text"},
+    "api": {"checks", "session"},
+    "cli": {"session", "reports", "checks", "engine", "storage", "config", "errors", "_version", "files"},
+    "plugin": {"api", "session", "checks", "reports", "storage", "config", "errors", "files", "_version"},
+    "__init__": {"api", "checks", "config", "engine", "errors", "session", "storage", "_version"},
+    "__main__": {"cli"},
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Every module of ours that ``path`` imports at run time (at any depth of the file)."""
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and _is_type_checking(child):
+                for other in child.orelse:
+                    visit(other)
+                continue
+            if isinstance(child, ast.Import):
+                found.update(a.name for a in child.names if a.name.startswith("pytest_tcav"))
+            elif isinstance(child, ast.ImportFrom):
+                if child.level:
+                    base = package.rsplit(".", child.level - 1)[0] if child.level > 1 else package
+                    module = f"{base}.{child.module}" if child.module else base
+                else:
+                    module = child.module or ""
+                if module.startswith("pytest_tcav"):
+                    found.add(module)
+                    # `from pytest_tcav.plugin import reporting` imports a submodule
+                    found.update(f"{module}.{a.name}" for a in child.names)
+            visit(child)
+
+    visit(tree)
+    modules = _modules()
+    return {m for m in found if m in modules and m != name}
+
+
+def _graph() -> dict[str, set[str]]:
+    return {name: _imports(path, name) for name, path in _modules().items()}
+
+
+def _part(module: str) -> str:
+    """The layer a module belongs to: ``pytest_tcav.engine.tcav`` -> ``engine``."""
+    rest = module.removeprefix("pytest_tcav").lstrip(".") or "__init__"
+    if rest == "reports.text":
+        return rest
+    return rest.split(".")[0]
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def walk(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for other in sorted(graph[node]):
+            if state.get(other) == 1:
+                cycles.append([*stack[stack.index(other):], other])
+            elif other not in state:
+                walk(other)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            walk(module)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_layers_import_only_what_docs_architecture_allows() -> None:
+    wrong = []
+    for module, imports in sorted(_graph().items()):
+        part = _part(module)
+        for other in sorted(imports):
+            target = _part(other)
+            if target == part or other == "pytest_tcav" or {part, target} == {"reports", "reports.text"}:
+                continue
+            allowed = ALLOWED[part]
+            if target not in allowed and not (target == "reports.text" and "reports" in allowed):
+                wrong.append(f"{module} imports {other}")
+    assert not wrong, "imports that cross the layers the wrong way:\n" + "\n".join(wrong)
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_module_is_small(name: str) -> None:
+    lines = len(_modules()[name].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{name} has {lines} lines; split it along its seams (at most {MAX_LINES})"
+
+
+def test_engine_is_free_of_pytest_yaml_and_the_session() -> None:
+    for name, path in _modules().items():
+        if _part(name) not in ("engine", "storage", "checks", "session", "reports", "reports.text"):
+            continue
+        tree = ast.parse(path.read_text())
+        heavy = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                 for alias in node.names}
+        heavy |= {(node.module or "").split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+        assert "pytest" not in heavy, f"{name} imports pytest; only pytest_tcav.plugin may"
+        if _part(name) in ("engine", "storage"):
+            assert "yaml" not in heavy, f"{name} imports yaml"
+
+
+def test_importing_the_plugin_loads_no_heavy_library() -> None:
+    code = ("import sys, pytest_tcav.plugin\n"
+            "heavy = sorted(m for m in ('torch', 'numpy', 'scipy', 'sklearn', 'yaml', 'matplotlib') if m in sys.modules)\n"
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "", f"import pytest_tcav.plugin loaded: {out.stdout.strip()}"
