@@ -68,40 +68,71 @@ _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 @dataclass(frozen=True)
 class Option:
-    """One setting: its ini key, its command-line flag and its help text."""
+    """One setting: its ini key, its ``--tcav-*`` flag, its help text, and its place in ``pytest-tcav score``.
+
+    The plugin and the command line both build their options from this table,
+    so a setting is declared once.  The command line's help is shorter (its
+    ``--help`` names the ini key instead of repeating the plugin's text).
+    ``cli_help=None`` keeps a setting off the command's flags (it still reads
+    it from ``--inifile``): the disk cache's, ``tcav_on_bad_image``, and
+    ``tcav_inputs``, which the command's own ``--inputs`` covers with more meanings.
+    """
 
     key: str
     help: str
     metavar: str
     ini_type: str = "string"
+    #: Help of ``pytest-tcav score``'s flag, before ``(key)``; None: not a flag of the command.
+    cli_help: str | None = None
+    #: The command's default when it differs from the plugin's, added after the key in the help.
+    cli_default: str | None = None
+    #: The command's argument group: ``"what"`` (what to score) or ``"settings"``.
+    cli_group: str = "settings"
 
     @property
     def flag(self) -> str:
         return "--" + self.key.replace("_", "-")
 
+    @property
+    def cli_dest(self) -> str:
+        """The command's attribute name: the key without ``tcav_`` (``random_sets``)."""
+        return self.key.removeprefix("tcav_")
+
+    @property
+    def cli_flag(self) -> str:
+        """The command's flag: ``--random-sets`` for ``tcav_random_sets``."""
+        return "--" + self.cli_dest.replace("_", "-")
+
 
 OPTIONS: tuple[Option, ...] = (
     Option("tcav_concepts", "concept library folder: one sub-folder of images per concept, plus "
-           "random_* folders or one 'random' pool folder", "DIR"),
+           "random_* folders or one 'random' pool folder", "DIR",
+           cli_help="concept library folder", cli_group="what"),
     Option("tcav_inputs", "input library folder: one sub-folder of images per target, named by "
            "class index or class name", "DIR"),
     Option("tcav_classes", "class names for targets and input folders, as name=index pairs "
            "(comma-separated on the command line, one per line in the ini file)", "NAME=INDEX,...",
-           ini_type="linelist"),
+           ini_type="linelist", cli_help="class names for --target"),
     Option("tcav_transform", "image preprocessing, as 'package.module:callable' taking a PIL image "
-           "and returning a tensor (imported on first use)", "MODULE:CALLABLE"),
-    Option("tcav_random_sets", "number of random counterparts per concept (default: 10)", "N"),
+           "and returning a tensor (imported on first use)", "MODULE:CALLABLE",
+           cli_help="PIL image -> input tensor"),
+    Option("tcav_random_sets", "number of random counterparts per concept (default: 10)", "N",
+           cli_help="random counterparts per concept"),
     Option("tcav_alpha", "family-wise significance level over the layers of one assertion "
-           "(default: 0.05)", "ALPHA"),
-    Option("tcav_seed", "seed of random-set sampling and CAV training (default: 0)", "SEED"),
+           "(default: 0.05)", "ALPHA", cli_help="significance level over the layers"),
+    Option("tcav_seed", "seed of random-set sampling and CAV training (default: 0)", "SEED",
+           cli_help="seed of random sets and CAV training"),
     Option("tcav_device", "device to test on, e.g. cuda:0; model fixtures put the model there with "
-           "model.to(tcav.device) (default: the model's own device)", "DEVICE"),
-    Option("tcav_batch_size", "examples per forward/backward pass (default: 64)", "N"),
+           "model.to(tcav.device) (default: the model's own device)", "DEVICE",
+           cli_help="cpu, cuda, cuda:1...", cli_default="CUDA when present, else the CPU"),
+    Option("tcav_batch_size", "examples per forward/backward pass (default: 64)", "N",
+           cli_help="examples per pass"),
     Option("tcav_method", "attribution method: gradient or integrated_gradients (default: gradient)",
-           "METHOD"),
-    Option("tcav_n_steps", "integration steps for method integrated_gradients (default: 5)", "N"),
+           "METHOD", cli_help="gradient or integrated_gradients"),
+    Option("tcav_n_steps", "integration steps for method integrated_gradients (default: 5)", "N",
+           cli_help="integrated-gradients steps"),
     Option("tcav_correction", "multiple-layer correction: holm, bonferroni or none (default: holm)",
-           "NAME"),
+           "NAME", cli_help="holm, bonferroni or none"),
     Option("tcav_cache_dir", "disk cache folder for activations, gradients and CAVs (default: "
            "d/tcav in pytest's cache_dir, .pytest_cache/d/tcav)", "DIR"),
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),

@@ -1,0 +1,255 @@
+"""The ``pytest-tcav`` command line: its arguments, its ini file, its exit status.
+
+The settings flags of ``score`` (``--concepts``, ``--random-sets``, ``--alpha``...)
+are generated from :data:`pytest_tcav.config.OPTIONS`, the table the plugin
+builds its ``--tcav-*`` options and ``tcav_*`` ini keys from, so the command
+and the plugin cannot drift apart; the flags that only the command has
+(``--model``, ``--concept``, ``--inputs``, the outputs...) are declared here.
+
+Exit status: 0 when every concept was scored, 2 on a usage error (a missing or
+malformed argument or setting), 1 when scoring failed (any
+:class:`~pytest_tcav.errors.TCAVError`: a missing folder, an unknown layer...,
+or a model loader that failed), with a one-line message on stderr.  The
+command itself lives in :mod:`pytest_tcav.cli.score`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import os
+import sys
+from collections.abc import Sequence
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+from typing import Any, TextIO
+
+from pytest_tcav._version import __version__
+from pytest_tcav.cli.score import InputsOfClass, comma_list, score
+from pytest_tcav.config import OPTIONS, Option, TCAVConfig, build_config
+from pytest_tcav.errors import ConfigurationError, TCAVError
+
+PROG = "pytest-tcav"
+
+#: The settings that are flags of ``score`` too, in the table's order.
+COMMAND_OPTIONS: tuple[Option, ...] = tuple(option for option in OPTIONS if option.cli_help is not None)
+#: ini keys whose values are folders, relative to the ini file's directory.
+_PATH_KEYS = frozenset(option.key for option in OPTIONS if option.metavar == "DIR")
+
+SCORE_EPILOG = """\
+examples:
+  pytest-tcav score --model example_suite.model:load_model --transform example_suite.model:transform \\
+      --concepts example_suite/concepts --inputs example_suite/inputs/zebra --target 0 \\
+      --layers features.conv2,features.conv3 --concept striped --concept watermark
+  pytest-tcav score --inifile example_suite/pytest.ini --model model:load_model --target zebra \\
+      --layers features.conv2,features.conv3 --html tcav.html
+
+--inputs is a folder of images, a folder with one sub-folder per target (the
+target's folder is used), or a class whose folder in the ini file's input
+library is used (e.g. the inputs of another class than the target).  Without --concept every concept folder of the library is scored.
+Exit status: 0 scored, 1 scoring failed (message on stderr), 2 usage error.
+"""
+
+
+class UsageError(Exception):
+    """A bad argument or setting: exit status 2, like argparse's own errors."""
+
+
+# -- arguments --------------------------------------------------------------------------
+
+
+def _add_settings(group: argparse._ArgumentGroup, name: str) -> None:
+    """The table's settings of argument group ``name``: ``--random-sets N``, help ending in its ini key."""
+    for option in COMMAND_OPTIONS:
+        if option.cli_group != name:
+            continue
+        default = f"; default: {option.cli_default}" if option.cli_default else ""
+        group.add_argument(option.cli_flag, dest=option.cli_dest, metavar=option.metavar,
+                           help=f"{option.cli_help} ({option.key}{default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: ``pytest-tcav score ...`` (``--help`` documents every option)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Concept tests for PyTorch models (TCAV) outside pytest: score concepts to explore "
+                    "before writing tests.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    score_parser = commands.add_parser(
+        "score", help="score concepts of a model and print the per-layer tables",
+        description="Score concepts of a model for one target on some layers; print, per concept, the "
+                    "per-layer table that a failing concept assertion prints.",
+        epilog=SCORE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = score_parser.add_argument_group("what to score")
+    what.add_argument("--model", required=True, metavar="MODULE:CALLABLE",
+                      help="the model: a callable returning a torch.nn.Module (called with no arguments), "
+                           "or a module attribute that is one; the current folder is importable")
+    what.add_argument("--target", required=True, metavar="N|NAME",
+                      help="class index, or a class name from --classes / tcav_classes")
+    what.add_argument("--layers", required=True, action="append", metavar="A,B",
+                      help="layer names from model.named_modules(), comma-separated (may repeat)")
+    what.add_argument("--concept", action="append", metavar="NAME",
+                      help="a concept folder of the library (may repeat, or comma-separated; default: all)")
+    _add_settings(what, "what")
+    what.add_argument("--inputs", metavar="DIR_OR_CLASS",
+                      help="inputs: a folder of images, a folder of per-target folders (the target's is "
+                           "used), or a class (index or name) whose folder in the ini file's tcav_inputs "
+                           "is used (default: the target's folder there)")
+    how = score_parser.add_argument_group(
+        "settings (default: the --inifile's tcav_* values, else the plugin's defaults)")
+    how.add_argument("--direction", choices=("positive", "negative", "either"), default="positive",
+                     help="which way the concept should push the target (default: positive)")
+    _add_settings(how, "settings")
+    how.add_argument("--inifile", metavar="PATH",
+                     help="read tcav_* defaults (and pythonpath) from this pytest.ini, tox.ini, setup.cfg or "
+                          "pyproject.toml; its relative paths are relative to it")
+    out = score_parser.add_argument_group("output")
+    out.add_argument("--json", metavar="PATH", help="write the results as a JSON report (as --tcav-json)")
+    out.add_argument("--html", metavar="PATH", help="write a self-contained HTML report (as --tcav-html)")
+    out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="show a progress bar on stderr (default: only when stderr is a terminal)")
+    return parser
+
+
+# -- the ini file ----------------------------------------------------------------------
+
+
+def read_inifile(path: Path) -> tuple[dict[str, tuple[Any, str]], list[Path]]:
+    """``tcav_*`` values (key -> (value, origin)) and ``pythonpath`` folders of a pytest ini file.
+
+    Reads ``[pytest]`` (pytest.ini, tox.ini), ``[tool:pytest]`` (setup.cfg) and
+    ``[tool.pytest.ini_options]`` (pyproject.toml), like pytest; folder values
+    become absolute, relative to the file's directory.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--inifile: {str(path)!r} is not a file")
+    values: dict[str, Any]
+    if path.suffix == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise UsageError(f"--inifile: {path} is not valid TOML ({exc})") from None
+        values = data.get("tool", {}).get("pytest", {}).get("ini_options")
+        if values is None:
+            raise UsageError(f"--inifile: {path} has no [tool.pytest.ini_options] table")
+    else:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            parser.read(path, encoding="utf-8")
+        except configparser.Error as exc:
+            raise UsageError(f"--inifile: cannot read {path} ({type(exc).__name__}: {exc})") from None
+        section = next((s for s in ("pytest", "tool:pytest") if parser.has_section(s)), None)
+        if section is None:
+            raise UsageError(f"--inifile: {path} has no [pytest] (or [tool:pytest]) section")
+        values = dict(parser.items(section))
+    root = path.resolve().parent
+    raw: dict[str, tuple[Any, str]] = {}
+    for option in OPTIONS:
+        value = values.get(option.key)
+        if value is None or value == "" or value == []:
+            continue
+        if option.key in _PATH_KEYS:
+            value = (root / os.path.expanduser(str(value).strip())).resolve()
+        raw[option.key] = (value, f"{option.key} in {path.name}")
+    pythonpath = values.get("pythonpath") or []
+    entries = pythonpath.split() if isinstance(pythonpath, str) else [str(p) for p in pythonpath]
+    return raw, [(root / entry).resolve() for entry in entries]
+
+
+# -- settings --------------------------------------------------------------------------
+
+
+def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
+    """The settings (ini file, then the command line) and what ``inputs=`` to pass to the session."""
+    raw: dict[str, tuple[Any, str]] = {}
+    root = Path.cwd()
+    if args.inifile:
+        ini_raw, pythonpath = read_inifile(Path(args.inifile))
+        raw.update(ini_raw)
+        root = Path(args.inifile).resolve().parent
+        for folder in reversed(pythonpath):
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+    for option in COMMAND_OPTIONS:
+        value = getattr(args, option.cli_dest)
+        if value is None or str(value).strip() == "":
+            continue
+        raw[option.key] = (Path(value).expanduser().resolve() if option.key in _PATH_KEYS else value,
+                           option.cli_flag)
+    inputs: Any = None
+    if args.inputs:
+        path = Path(args.inputs).expanduser()
+        if path.is_dir():
+            from pytest_tcav.engine.examples import IMAGE_SUFFIXES
+
+            has_images = any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+            if has_images:
+                inputs = path.resolve()
+            else:
+                raw["tcav_inputs"] = (path.resolve(), "--inputs")
+        elif os.sep in args.inputs or "/" in args.inputs:
+            raise UsageError(f"--inputs: folder {args.inputs!r} does not exist")
+        else:
+            if "tcav_inputs" not in raw:
+                raise UsageError(f"--inputs: {args.inputs!r} is not a folder, and no input library "
+                                 "(tcav_inputs in --inifile) is configured to look it up in")
+            name = args.inputs.strip()
+            inputs = InputsOfClass(int(name) if name.isdigit() else name)
+    try:
+        return build_config(raw, root=root), inputs
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _checked(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
+    """``score``'s settings and inputs (see :func:`_settings`), once its arguments make sense together."""
+    if str(Path.cwd()) not in sys.path:  # as ``python -m`` does: --model may name a module here
+        sys.path.insert(0, str(Path.cwd()))
+    config, inputs = _settings(args)
+    if not comma_list(args.layers):
+        raise UsageError("--layers: give at least one layer name")
+    if not comma_list(args.concept) and config.concepts is None:
+        raise UsageError("give --concepts DIR (or tcav_concepts in --inifile), or --concept with folders")
+    return config, inputs
+
+
+# -- running ---------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status instead of exiting (the caller exits)."""
+    stdout = stdout if stdout is not None else sys.stdout
+    stderr = stderr if stderr is not None else sys.stderr
+    parser = build_parser()
+    try:
+        # argparse prints help and errors to sys.stdout / sys.stderr itself
+        with redirect_stdout(stdout), redirect_stderr(stderr):
+            args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version (0) or a usage error (2), already printed
+        return int(exc.code) if isinstance(exc.code, int) else 2
+    if args.command is None:
+        parser.print_help(stderr)
+        return 2
+    try:
+        config, inputs = _checked(args)
+        return score(args, config, inputs, stdout, stderr)
+    except UsageError as exc:
+        stderr.write(f"{PROG} score: error: {exc}\n")
+        return 2
+    except TCAVError as exc:
+        stderr.write(f"{PROG}: error: {exc}\n")
+        return 1
+    except OSError as exc:  # writing a report
+        stderr.write(f"{PROG}: error: {type(exc).__name__}: {exc}\n")
+        return 1
+
+
+def entry_point() -> None:
+    """The ``pytest-tcav`` console script."""
+    sys.exit(main())
