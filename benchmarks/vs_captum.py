@@ -53,7 +53,7 @@ from bench_common import (
 )
 from pytest_tcav import TCAV, HingeSGDTrainer
 from pytest_tcav.engine.activations import target_gradients
-from pytest_tcav.engine.cavs import CAV
+from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.engine.statistics import pair_scores
 

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 from pytest_tcav._version import __version__
 
 _EXPORTS: dict[str, str] = {
-    "CAV": "pytest_tcav.engine.cavs",
-    "CAVTrainer": "pytest_tcav.engine.cavs",
-    "HingeSGDTrainer": "pytest_tcav.engine.cavs",
-    "LogisticTrainer": "pytest_tcav.engine.cavs",
-    "MeanDifferenceTrainer": "pytest_tcav.engine.cavs",
-    "SklearnSGDTrainer": "pytest_tcav.engine.cavs",
+    "CAV": "pytest_tcav.engine.cav",
+    "CAVTrainer": "pytest_tcav.engine.cav",
+    "HingeSGDTrainer": "pytest_tcav.engine.trainers",
+    "LogisticTrainer": "pytest_tcav.engine.trainers",
+    "MeanDifferenceTrainer": "pytest_tcav.engine.trainers",
+    "SklearnSGDTrainer": "pytest_tcav.engine.trainers",
     "Concept": "pytest_tcav.engine.examples",
     "as_concept": "pytest_tcav.engine.examples",
     "load_image_folder": "pytest_tcav.engine.examples",
@@ -79,13 +79,9 @@ if TYPE_CHECKING:
     from pytest_tcav.config import (
         TCAVConfig,
     )
-    from pytest_tcav.engine.cavs import (
+    from pytest_tcav.engine.cav import (
         CAV,
         CAVTrainer,
-        HingeSGDTrainer,
-        LogisticTrainer,
-        MeanDifferenceTrainer,
-        SklearnSGDTrainer,
     )
     from pytest_tcav.engine.examples import (
         Concept,
@@ -99,6 +95,12 @@ if TYPE_CHECKING:
     )
     from pytest_tcav.engine.tcav import (
         TCAV,
+    )
+    from pytest_tcav.engine.trainers import (
+        HingeSGDTrainer,
+        LogisticTrainer,
+        MeanDifferenceTrainer,
+        SklearnSGDTrainer,
     )
     from pytest_tcav.errors import (
         BaselineError,

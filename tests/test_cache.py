@@ -30,7 +30,7 @@ from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.config import DEFAULT_MAX_BYTES, parse_size
 from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
 from pytest_tcav.storage.disk import MAGIC, DiskStore, environment_fingerprint
-from pytest_tcav.storage.memory import make_key
+from pytest_tcav.engine.fingerprints import make_key
 
 from synthetic import SmallCNN, noise, stripes
 
@@ -793,7 +793,7 @@ def test_fsync_can_be_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 def test_edited_forward_changes_the_model_fingerprint() -> None:
     """Same modules and weights, different forward code: a different model to the cache."""
-    from pytest_tcav.storage.memory import model_fingerprint
+    from pytest_tcav.engine.fingerprints import model_fingerprint
 
     class Plain(nn.Module):
         def __init__(self) -> None:
@@ -837,7 +837,7 @@ def test_model_fingerprint_is_the_same_in_another_process() -> None:
 
     script = (
         "import torch, torchvision\n"
-        "from pytest_tcav.storage.memory import model_fingerprint\n"
+        "from pytest_tcav.engine.fingerprints import model_fingerprint\n"
         "torch.manual_seed(0)\n"
         "print(model_fingerprint(torchvision.models.resnet18(weights=None)))\n"
     )

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from pytest_tcav import TCAV, HingeSGDTrainer
 from pytest_tcav.engine.activations import target_gradients
-from pytest_tcav.engine.cavs import CAV
+from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.engine.statistics import pair_scores
 

@@ -24,7 +24,8 @@ from pytest_tcav import (
     MeanDifferenceTrainer,
     SklearnSGDTrainer,
 )
-from pytest_tcav.engine.cavs import balanced_split, make_trainer
+from pytest_tcav.engine.cav import balanced_split
+from pytest_tcav.engine.trainers import make_trainer
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -29,7 +29,7 @@ import torch
 import pytest_tcav.storage.disk as cache_module
 from pytest_tcav.errors import TCAVCacheWarning
 from pytest_tcav.storage.disk import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX, DiskStore
-from pytest_tcav.storage.memory import make_key
+from pytest_tcav.engine.fingerprints import make_key
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork semantics are POSIX")
 
@@ -54,7 +54,7 @@ import torch
 sys.path.insert(0, {repo!r})
 import pytest_tcav.storage.disk as cache
 from pytest_tcav.storage.disk import DiskStore
-from pytest_tcav.storage.memory import make_key
+from pytest_tcav.engine.fingerprints import make_key
 
 root, die_at = sys.argv[1], int(sys.argv[2])
 
@@ -159,7 +159,7 @@ def test_a_worker_killed_while_computing_does_not_block_the_others(tmp_path: Pat
         sys.path.insert(0, {str(REPO)!r})
         import torch
         from pytest_tcav.storage.disk import DiskStore
-        from pytest_tcav.storage.memory import make_key
+        from pytest_tcav.engine.fingerprints import make_key
 
         def compute():
             print("computing", flush=True)

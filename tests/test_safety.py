@@ -176,7 +176,7 @@ def test_no_pickle_in_the_cache_format() -> None:
     import pickle
     import tempfile
 
-    from pytest_tcav.storage.memory import make_key
+    from pytest_tcav.engine.fingerprints import make_key
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("pickle was used")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError, TCAVError
 from pytest_tcav.engine.layers import LayerPoint, StopForward, capture, check_all_reached
+from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError, TCAVError
 
 Target = Union[int, Callable[[torch.Tensor], torch.Tensor]]
 Method = Literal["gradient", "integrated_gradients"]

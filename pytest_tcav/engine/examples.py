@@ -9,12 +9,12 @@ changing one image changes everything that depends on it.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from pytest_tcav.engine import fingerprints
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -30,28 +31,19 @@ RANDOM_SET_PATTERN = re.compile(r"^random(500)?_.+$")
 Transform = Callable[[Any], torch.Tensor]
 
 
-def fingerprint_tensor(tensor: torch.Tensor) -> str:
-    """A content hash of a tensor: shape, dtype and bytes."""
-    t = tensor.detach().to("cpu").contiguous()
-    h = hashlib.sha256()
-    h.update(str(tuple(t.shape)).encode())
-    h.update(str(t.dtype).encode())
-    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 @dataclass(frozen=True, eq=False)
 class Concept:
     """A named set of examples (a concept, a random counterpart or a set of inputs).
 
     ``examples`` is a tensor whose first dimension indexes examples.  The name is
-    for people; identity is the content :attr:`fingerprint`.
+    for people; identity is the content :attr:`fingerprint`.  The hashes are
+    computed on first use and kept on the object, since the same sets are
+    keyed and checked by test after test.
     """
 
     name: str
     examples: torch.Tensor
     source: str = ""
-    _fingerprint: list[str] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.examples, torch.Tensor):
@@ -59,41 +51,20 @@ class Concept:
         if self.examples.dim() < 1 or self.examples.shape[0] == 0:
             raise ConceptDataError(f"concept {self.name!r} has no examples ({self.source or 'tensor'})")
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
-        if not self._fingerprint:
-            self._fingerprint.append(fingerprint_tensor(self.examples))
-        return self._fingerprint[0]
+        return fingerprints.fingerprint_tensor(self.examples)
+
+    @functools.cached_property
+    def example_digests(self) -> frozenset[bytes]:
+        """One content hash per distinct example, to find the examples two sets share."""
+        return fingerprints.example_digests(self.examples)
 
     def __len__(self) -> int:
         return int(self.examples.shape[0])
 
     def __repr__(self) -> str:
         return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
-
-
-_DIGESTS: dict[str, frozenset[bytes]] = {}
-_MAX_DIGESTS = 512
-
-
-def example_digests(concept: Concept) -> frozenset[bytes]:
-    """The distinct examples of a set, as one content hash each, to find examples two sets share.
-
-    Remembered by the set's fingerprint (a few hundred sets at most), since
-    the same concept and random sets are checked by test after test.
-    """
-    key = concept.fingerprint
-    cached = _DIGESTS.get(key)
-    if cached is None:
-        rows = concept.examples.detach().to("cpu").contiguous().reshape(len(concept), -1)
-        if rows.dtype == torch.bool:
-            rows = rows.to(torch.uint8)
-        data = rows.view(torch.uint8).numpy() if rows.shape[1] else np.zeros((len(concept), 0), np.uint8)
-        cached = frozenset(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in data)
-        while len(_DIGESTS) >= _MAX_DIGESTS:
-            _DIGESTS.pop(next(iter(_DIGESTS)))
-        _DIGESTS[key] = cached
-    return cached
 
 
 def default_image_transform(image: Any) -> torch.Tensor:
@@ -294,11 +265,3 @@ def sample_random_sets(
         index = torch.randperm(len(pool), generator=gen)[:set_size].sort().values
         sets.append(Concept(f"{pool.name}[{k}]", pool.examples[index], source=pool.source))
     return sets
-
-
-def discover_random_folders(root: str | os.PathLike[str]) -> list[Path]:
-    """Folders named ``random_*`` or ``random500_*`` under a concept library root, sorted."""
-    base = Path(root)
-    if not base.is_dir():
-        return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and RANDOM_SET_PATTERN.match(p.name))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -20,14 +19,6 @@ from torch import nn
 from pytest_tcav.errors import ConfigurationError, LayerError
 
 LayerPoint = Literal["output", "input"]
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """A layer name and whether its input or output is the activation studied."""
-
-    name: str
-    point: LayerPoint = "output"
 
 
 def resolve_layers(

@@ -1,19 +1,18 @@
 """The TCAV engine: from a model, a concept, random sets and inputs to a tested result.
 
 Data flows one way: example sets become activations (:mod:`.activations`),
-pairs of activation sets become CAVs (:mod:`.cavs`), CAVs and target gradients
-become scores and a p-value (:mod:`.statistics`).  Every intermediate value is
-fetched from a store under a content key, so work shared between concepts,
-tests and runs (activations of the random sets, the random-vs-random CAVs,
-the input gradients) is done once.
+pairs of activation sets become CAVs (:mod:`.cav`, :mod:`.trainers`), CAVs and
+target gradients become scores and a p-value (:mod:`.statistics`).  Every
+intermediate value is fetched from a store under a content key
+(:mod:`.fingerprints`), so work shared between concepts, tests and runs
+(activations of the random sets, the random-vs-random CAVs, the input
+gradients) is done once.  Arguments and data are checked first
+(:mod:`.validate`); what follows assumes them valid.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,22 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine.activations import METHODS, Method, Target, concept_activations, eval_mode, model_device, target_gradients
-from pytest_tcav.engine.cavs import CAV, CAVTrainer, MIN_EXAMPLES_PER_SET, make_trainer
-from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, example_digests, sample_random_sets
-from pytest_tcav.errors import (
-    ConceptDataError,
-    ConfigurationError,
-    InsufficientDataError,
-    NonFiniteError,
-    TCAVDataWarning,
-    TCAVError,
-)
+from pytest_tcav.engine.activations import Method, Target, concept_activations, eval_mode, model_device, target_gradients
+from pytest_tcav.engine.cav import CAV, CAVTrainer
+from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
+from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key
 from pytest_tcav.engine.layers import LayerPoint, resolve_layers
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 from pytest_tcav.engine.statistics import (
-    CORRECTIONS,
-    DIRECTIONS,
     Correction,
     Direction,
     NullTest,
@@ -46,67 +36,10 @@ from pytest_tcav.engine.statistics import (
     leave_one_out_null,
     pair_scores,
 )
-from pytest_tcav.storage.memory import MemoryStore, make_key, model_fingerprint
-
-
-def pair_seed(seed: int, first: str, second: str) -> int:
-    """The seed of one CAV: depends on the two sets' contents, not on names or order of calls."""
-    digest = hashlib.sha256(f"{seed}:{first}:{second}".encode()).digest()
-    return int.from_bytes(digest[:8], "little")
-
-
-def target_key(target: Target) -> str:
-    if callable(target):
-        # A callable has no content to hash; its identity keeps values from leaking
-        # between different callables, and keeps them out of other processes.
-        name = getattr(target, "__qualname__", type(target).__qualname__)
-        return f"callable:{getattr(target, '__module__', '?')}.{name}@{id(target)}"
-    return f"class:{int(target)}"
-
-
-def _index_list(indices: list[int], limit: int = 8) -> str:
-    """``0, 3, 7`` or ``0, 3, 7, ... (12 in all)``: which examples a message is about."""
-    shown = ", ".join(str(i) for i in indices[:limit])
-    return shown + (f", ... ({len(indices)} in all)" if len(indices) > limit else "")
-
-
-@contextlib.contextmanager
-def running_on(model: nn.Module, examples: Concept) -> Iterator[None]:
-    """Say which set the model failed on, and why when the dtypes tell.
-
-    A set the model cannot take fails deep inside the user's model with a
-    message about tensors, not about folders or sets.  A non-float set
-    (uint8 images) or a float set of another precision than the model's
-    parameters is a diagnosis: it becomes a :class:`ConceptDataError`
-    naming the set and the conversion.  Any other failure keeps its type
-    (it may be a bug in the model, or memory) and gains a note naming the
-    set, its shape and dtype.  A :class:`NonFiniteError` gains the set's name.
-    """
-    try:
-        yield
-    except NonFiniteError as exc:
-        raise NonFiniteError(f"{examples.name!r}: {exc}") from None
-    except TCAVError:
-        raise
-    except Exception as exc:
-        dtype = examples.examples.dtype
-        described = (f"{examples.name!r} ({len(examples)} examples of shape "
-                     f"{tuple(examples.examples.shape[1:])}, {dtype})")
-        params = {p.dtype for p in model.parameters() if p.is_floating_point()}
-        if dtype in (torch.uint8, torch.int8, torch.bool) and params:
-            raise ConceptDataError(
-                f"the model failed on {described} ({type(exc).__name__}: {exc}); convert the examples "
-                "to floating point, e.g. images.float() / 255, or load images through a transform"
-            ) from exc
-        if examples.examples.is_floating_point() and params and dtype not in params:
-            raise ConceptDataError(
-                f"the model failed on {described}, its parameters being {', '.join(sorted(map(str, params)))} "
-                f"({type(exc).__name__}: {exc}); convert the examples, e.g. x.to({sorted(map(str, params))[0]})"
-            ) from exc
-        if hasattr(exc, "add_note"):  # Python 3.11+
-            exc.add_note(f"pytest-tcav: raised while running the model on {described}; if it is about "
-                         "shapes or dtypes, check that every set matches the model's input")
-        raise
+from pytest_tcav.engine.trainers import make_trainer
+from pytest_tcav.engine.validate import check_direction, check_engine_arguments, check_sets, running_on
+from pytest_tcav.errors import ConfigurationError
+from pytest_tcav.storage.memory import MemoryStore
 
 
 def describe_target(target: Target) -> str:
@@ -150,16 +83,7 @@ class TCAV:
         transform: Transform | None = None,
         store: MemoryStore | None = None,
     ) -> None:
-        if not isinstance(model, nn.Module):
-            raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        if method not in METHODS:
-            raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
-        if correction not in CORRECTIONS:
-            raise ConfigurationError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
-        if batch_size < 1:
-            raise ConfigurationError(f"batch_size must be positive, got {batch_size}")
-        if n_steps < 1:
-            raise ConfigurationError(f"n_steps must be positive, got {n_steps}")
+        check_engine_arguments(model, method, correction, batch_size, n_steps)
         self.model = model
         self.method = method
         self.n_steps = n_steps
@@ -198,8 +122,7 @@ class TCAV:
         alpha = self.alpha if alpha is None else alpha
         correction = self.correction if correction is None else correction
         null_test = self.null_test if null_test is None else null_test
-        if direction not in DIRECTIONS:
-            raise ConfigurationError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        check_direction(direction)
         layer_names = [layers] if isinstance(layers, str) else list(layers)
         modules = resolve_layers(self.model, layer_names, self.layer_point)
         concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
@@ -207,7 +130,7 @@ class TCAV:
         input_set = as_concept(inputs, name="inputs", transform=self.transform, role="input")
         randoms = self._random_sets(random_sets, random_pool, concept_set)
         check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
-        self._check_sets(concept_set, randoms, input_set)
+        check_sets(concept_set, randoms, input_set)
 
         model_fp = model_fingerprint(self.model)
         with eval_mode(self.model):
@@ -280,71 +203,6 @@ class TCAV:
             label = value if isinstance(value, str) else f"random[{k}]"
             sets.append(as_concept(value, name=str(label), transform=self.transform, role="random"))
         return sets
-
-    @staticmethod
-    def _check_sets(concept: Concept, randoms: list[Concept], inputs: Concept) -> None:
-        """Reject sets that cannot give a meaningful test, before the model runs.
-
-        The rules (docs/troubleshooting.md): every set has the concept's
-        example shape and dtype; no example holds NaN or infinity; the concept
-        and each random set have enough examples to hold some out; no two of
-        them hold the same examples, in any order (an error); examples the
-        concept shares with a random set only warn, since drawing random sets
-        from a pool that happens to contain a concept image is legitimate but
-        costs power.  Inputs may share examples with anything.
-        """
-        shape = tuple(concept.examples.shape[1:])
-        for s in [*randoms, inputs]:
-            if tuple(s.examples.shape[1:]) != shape:
-                raise ConceptDataError(
-                    f"{s.name!r} examples have shape {tuple(s.examples.shape[1:])} but concept "
-                    f"{concept.name!r} examples have shape {shape}; all sets must match the model's input "
-                    "(a set is a tensor of shape (examples, *input shape): stack single images)"
-                )
-            if s.examples.dtype != concept.examples.dtype:
-                raise ConceptDataError(
-                    f"{s.name!r} examples are {s.examples.dtype} but concept {concept.name!r} examples are "
-                    f"{concept.examples.dtype}; convert all sets to the dtype the model takes"
-                )
-        for s in [concept, *randoms, inputs]:
-            if s.examples.is_floating_point() or s.examples.is_complex():
-                finite = torch.isfinite(s.examples.reshape(len(s), -1)).all(1)
-                if not bool(finite.all()):
-                    bad = torch.nonzero(~finite).flatten().tolist()
-                    raise ConceptDataError(
-                        f"{s.name!r} example(s) {_index_list(bad)} of {len(s)} contain NaN or infinity; "
-                        "fix or drop them (check the preprocessing that produced them)"
-                    )
-        for s in [concept, *randoms]:
-            if len(s) < MIN_EXAMPLES_PER_SET:
-                raise InsufficientDataError(
-                    f"{s.name!r} has {len(s)} example(s); a CAV needs at least "
-                    f"{MIN_EXAMPLES_PER_SET} per set to hold some out for its accuracy"
-                )
-        seen: dict[frozenset[bytes], Concept] = {}
-        for s in [concept, *randoms]:
-            digests = example_digests(s)
-            other = seen.get(digests)
-            if other is not None:
-                order = "" if other.fingerprint == s.fingerprint else " (in another order or repeated)"
-                raise ConceptDataError(
-                    f"{other.name!r} and {s.name!r} hold identical examples{order}; a CAV between "
-                    "identical sets is meaningless: give each set its own examples"
-                )
-            seen[digests] = s
-        concept_digests = example_digests(concept)
-        shared = [(r.name, len(concept_digests & example_digests(r))) for r in randoms]
-        shared = [(name, count) for name, count in shared if count]
-        if shared:
-            listing = ", ".join(f"{name!r} ({count} of {len(concept)})" for name, count in shared[:5])
-            warnings.warn(
-                f"concept {concept.name!r} shares examples with {len(shared)} of its {len(randoms)} random "
-                f"set(s): {listing}{' ...' if len(shared) > 5 else ''}; a shared example sits on both sides "
-                "of a CAV, which lowers its accuracy and the test's power: remove concept images from "
-                "the random sets (or the random pool)",
-                TCAVDataWarning,
-                stacklevel=3,
-            )
 
     # -- computation -----------------------------------------------------------------
 

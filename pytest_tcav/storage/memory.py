@@ -2,7 +2,8 @@
 
 The engine never caches by itself; it asks a store for a value under a key
 that covers everything the value depends on (content fingerprints of the model
-and the data, the settings, the library version), and passes a function that
+and the data, the settings, the library version: see
+:mod:`pytest_tcav.engine.fingerprints`), and passes a function that
 computes it on a miss.  :class:`MemoryStore` keeps values for the life of the
 object (a pytest session); the disk cache in :mod:`pytest_tcav.storage.disk` adds a
 persistent layer behind it.
@@ -10,31 +11,13 @@ persistent layer behind it.
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import inspect
-import json
-import types
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 Value = dict[str, torch.Tensor]
-KEY_VERSION = "pytest-tcav-store-1"
-
-
-def make_key(kind: str, parts: dict[str, Any]) -> str:
-    """A stable hexadecimal key from JSON-serialisable parts."""
-    from pytest_tcav._version import __version__
-
-    payload = json.dumps(
-        {"kind": kind, "version": __version__, "format": KEY_VERSION, **parts},
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
 
 
 class Backend(Protocol):
@@ -123,51 +106,3 @@ class MemoryStore:
 
     def clear(self) -> None:
         self._values.clear()
-
-
-def _code_text(code: types.CodeType) -> str:
-    """Bytecode, names and constants, recursing into nested code (reprs of code objects hold addresses)."""
-    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
-    return f"{code.co_code.hex()}|{code.co_names!r}|{'|'.join(consts)}"
-
-
-@functools.lru_cache(maxsize=512)
-def _class_code(cls: type) -> str:
-    """The bytecode of a module class's forward, and its source where Python can find it.
-
-    An edited ``forward`` (a new skip connection between the same modules)
-    changes what a layer computes without changing any weight.
-    """
-    parts = [f"{cls.__module__}.{cls.__qualname__}"]
-    code = getattr(getattr(cls, "forward", None), "__code__", None)
-    if code is not None:
-        parts.append(_code_text(code))
-    try:
-        parts.append(inspect.getsource(cls))
-    except (OSError, TypeError):
-        pass
-    return "\n".join(parts)
-
-
-def model_fingerprint(model: torch.nn.Module) -> str:
-    """A content hash of a model: its structure, code, parameters and buffers.
-
-    Any change to a weight, a buffer (batch-norm statistics), the module tree
-    or a module class's source gives a new fingerprint, so nothing computed for
-    one model is served for another.
-    """
-    h = hashlib.sha256()
-    h.update(type(model).__qualname__.encode())
-    h.update(repr(model).encode())
-    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: (c.__module__, c.__qualname__)):
-        h.update(_class_code(cls).encode())
-    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-        t = tensor.detach().to("cpu").contiguous()
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(str(t.dtype).encode())
-        if t.numel():
-            # reshape(-1): 0-dim buffers (batch norm's num_batches_tracked) cannot be viewed as bytes
-            flat = t.reshape(-1)
-            h.update(flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else flat.numpy().tobytes())
-    return h.hexdigest()

@@ -1,8 +1,4 @@
-"""Concept activation vectors: the linear direction that separates two example sets.
-
-A trainer turns activations of a positive and a negative set into a
-:class:`CAV`.  The split into training and held-out examples (balanced, seeded)
-is common to every trainer, so that accuracies are comparable between them.
+"""The CAV trainers, and the registry that names them for ini files and YAML.
 
 The default, :class:`HingeSGDTrainer`, runs the reference's classifier
 (scikit-learn's ``SGDClassifier(loss="hinge", alpha=0.01, max_iter=1000,
@@ -17,111 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from pytest_tcav.errors import ConfigurationError, InsufficientDataError
-
-MIN_EXAMPLES_PER_SET = 5
-
-
-@dataclass(frozen=True)
-class CAV:
-    """A separating direction pointing from the negative towards the positive set."""
-
-    weights: torch.Tensor  # (features,), float32
-    intercept: float
-    accuracy: float  # held-out accuracy of the linear classifier
-
-    def flipped(self) -> "CAV":
-        """The same boundary seen from the other set."""
-        return CAV(-self.weights, -self.intercept, self.accuracy)
-
-
-@dataclass(frozen=True)
-class Split:
-    train: np.ndarray  # indices into the stacked (positive, negative) examples
-    test: np.ndarray
-    labels: np.ndarray  # +1 positive, -1 negative, for the stacked examples
-
-
-def balanced_split(n_pos: int, n_neg: int, test_fraction: float, rng: np.random.Generator) -> Split:
-    """Equal numbers of each class, ``ceil(test_fraction * n)`` of each held out.
-
-    Indices refer to the concatenation ``[positive examples, negative examples]``.
-    """
-    n = min(n_pos, n_neg)
-    if n < MIN_EXAMPLES_PER_SET:
-        raise InsufficientDataError(
-            f"a CAV needs at least {MIN_EXAMPLES_PER_SET} examples in each set to hold some out "
-            f"for its accuracy; got {n_pos} and {n_neg}"
-        )
-    if not 0.0 < test_fraction < 1.0:
-        raise ConfigurationError(f"test_fraction must lie in (0, 1), got {test_fraction}")
-    n_test = max(1, math.ceil(test_fraction * n))
-    if n - n_test < 1:
-        raise InsufficientDataError(f"test_fraction {test_fraction} leaves no training example")
-    pos = rng.permutation(n_pos)[:n]
-    neg = n_pos + rng.permutation(n_neg)[:n]
-    train = np.concatenate([pos[n_test:], neg[n_test:]])
-    test = np.concatenate([pos[:n_test], neg[:n_test]])
-    labels = np.concatenate([np.ones(n_pos), -np.ones(n_neg)])
-    return Split(train=train, test=test, labels=labels)
-
-
-def _accuracy(x_test: torch.Tensor, y_test: np.ndarray, weights: torch.Tensor, intercept: float) -> float:
-    margins = (x_test.double() @ weights.double()).numpy() + intercept
-    predicted = np.where(margins > 0, 1.0, -1.0)
-    return float(np.mean(predicted == y_test))
-
-
-class CAVTrainer:
-    """Base class of CAV trainers.
-
-    Subclasses implement :meth:`fit` (one classifier from training examples)
-    and may override :meth:`train_many` to train many pairs at once.  The
-    :meth:`settings` mapping enters cache keys and must change whenever the
-    trained CAVs would.
-    """
-
-    name = "base"
-
-    def __init__(self, test_fraction: float = 0.33) -> None:
-        self.test_fraction = test_fraction
-
-    def settings(self) -> dict[str, Any]:
-        return {"trainer": self.name, "test_fraction": self.test_fraction}
-
-    def fit(self, x: torch.Tensor, y: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, float]:
-        """Weights (features,) and intercept of a linear classifier; ``y`` holds +1/-1."""
-        raise NotImplementedError
-
-    def train(self, positive: torch.Tensor, negative: torch.Tensor, seed: int) -> CAV:
-        """One CAV from two sets of flattened activations (examples x features)."""
-        rng = np.random.default_rng(seed)
-        split = balanced_split(len(positive), len(negative), self.test_fraction, rng)
-        stacked = torch.cat([positive, negative]).float()
-        train_idx = torch.as_tensor(split.train)
-        weights, intercept = self.fit(stacked[train_idx], split.labels[split.train], rng)
-        weights = torch.as_tensor(weights, dtype=torch.float32).reshape(-1)
-        acc = _accuracy(stacked[torch.as_tensor(split.test)], split.labels[split.test], weights, intercept)
-        return CAV(weights, float(intercept), acc)
-
-    def train_many(
-        self,
-        features: torch.Tensor,
-        groups: Sequence[torch.Tensor],
-        pairs: Sequence[tuple[int, int]],
-        seeds: Sequence[int],
-    ) -> list[CAV]:
-        """CAVs for many (positive group, negative group) pairs of rows of ``features``."""
-        return [
-            self.train(features[groups[a]], features[groups[b]], seed)
-            for (a, b), seed in zip(pairs, seeds)
-        ]
+from pytest_tcav.engine.cav import CAV, CAVTrainer, balanced_split
+from pytest_tcav.errors import ConfigurationError
 
 
 class HingeSGDTrainer(CAVTrainer):

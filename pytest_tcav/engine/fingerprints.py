@@ -1,0 +1,121 @@
+"""Content fingerprints and store keys: what identifies a model, a set of examples, a value.
+
+Everything the engine stores is found again by a key made of content hashes
+(of the model's code and weights, of the examples' bytes) and settings, never
+of names or object identities, so a renamed folder or a rebuilt model reuses
+its values and an edited one does not.  The key strings are how entries on
+disk are found again: they must stay byte for byte what they are, or every
+cached value is orphaned.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import json
+import types
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from pytest_tcav.engine.activations import Target
+
+
+KEY_VERSION = "pytest-tcav-store-1"
+
+
+def make_key(kind: str, parts: dict[str, Any]) -> str:
+    """A stable hexadecimal key from JSON-serialisable parts."""
+    from pytest_tcav._version import __version__
+
+    payload = json.dumps(
+        {"kind": kind, "version": __version__, "format": KEY_VERSION, **parts},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def pair_seed(seed: int, first: str, second: str) -> int:
+    """The seed of one CAV: depends on the two sets' contents, not on names or order of calls."""
+    digest = hashlib.sha256(f"{seed}:{first}:{second}".encode()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
+def target_key(target: Target) -> str:
+    if callable(target):
+        # A callable has no content to hash; its identity keeps values from leaking
+        # between different callables, and keeps them out of other processes.
+        name = getattr(target, "__qualname__", type(target).__qualname__)
+        return f"callable:{getattr(target, '__module__', '?')}.{name}@{id(target)}"
+    return f"class:{int(target)}"
+
+
+def fingerprint_tensor(tensor: torch.Tensor) -> str:
+    """A content hash of a tensor: shape, dtype and bytes."""
+    t = tensor.detach().to("cpu").contiguous()
+    h = hashlib.sha256()
+    h.update(str(tuple(t.shape)).encode())
+    h.update(str(t.dtype).encode())
+    h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def example_digests(examples: torch.Tensor) -> frozenset[bytes]:
+    """The distinct examples of a set, as one content hash each, to find examples two sets share."""
+    rows = examples.detach().to("cpu").contiguous().reshape(len(examples), -1)
+    if rows.dtype == torch.bool:
+        rows = rows.to(torch.uint8)
+    data = rows.view(torch.uint8).numpy() if rows.shape[1] else np.zeros((len(examples), 0), np.uint8)
+    return frozenset(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in data)
+
+
+def _code_text(code: types.CodeType) -> str:
+    """Bytecode, names and constants, recursing into nested code (reprs of code objects hold addresses)."""
+    consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
+    return f"{code.co_code.hex()}|{code.co_names!r}|{'|'.join(consts)}"
+
+
+@functools.lru_cache(maxsize=512)
+def _class_code(cls: type) -> str:
+    """The bytecode of a module class's forward, and its source where Python can find it.
+
+    An edited ``forward`` (a new skip connection between the same modules)
+    changes what a layer computes without changing any weight.
+    """
+    parts = [f"{cls.__module__}.{cls.__qualname__}"]
+    code = getattr(getattr(cls, "forward", None), "__code__", None)
+    if code is not None:
+        parts.append(_code_text(code))
+    try:
+        parts.append(inspect.getsource(cls))
+    except (OSError, TypeError):
+        pass
+    return "\n".join(parts)
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """A content hash of a model: its structure, code, parameters and buffers.
+
+    Any change to a weight, a buffer (batch-norm statistics), the module tree
+    or a module class's source gives a new fingerprint, so nothing computed for
+    one model is served for another.
+    """
+    h = hashlib.sha256()
+    h.update(type(model).__qualname__.encode())
+    h.update(repr(model).encode())
+    for cls in sorted({type(m) for m in model.modules()}, key=lambda c: (c.__module__, c.__qualname__)):
+        h.update(_class_code(cls).encode())
+    for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        if t.numel():
+            # reshape(-1): 0-dim buffers (batch norm's num_batches_tracked) cannot be viewed as bytes
+            flat = t.reshape(-1)
+            h.update(flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else flat.numpy().tobytes())
+    return h.hexdigest()
