@@ -29,8 +29,9 @@ from torch import nn
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.config import DEFAULT_MAX_BYTES, parse_size
 from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
-from pytest_tcav.storage.disk import MAGIC, DiskStore, environment_fingerprint
 from pytest_tcav.engine.fingerprints import make_key
+from pytest_tcav.storage.disk import DiskStore
+from pytest_tcav.storage.entry_format import MAGIC, environment_fingerprint
 
 from synthetic import SmallCNN, noise, stripes
 

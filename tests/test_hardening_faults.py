@@ -26,10 +26,11 @@ from typing import Any
 import pytest
 import torch
 
-import pytest_tcav.storage.disk as cache_module
 from pytest_tcav.errors import TCAVCacheWarning
-from pytest_tcav.storage.disk import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX, DiskStore
 from pytest_tcav.engine.fingerprints import make_key
+from pytest_tcav.storage import entry_format
+from pytest_tcav.storage.disk import DiskStore
+from pytest_tcav.storage.layout import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork semantics are POSIX")
 
@@ -52,7 +53,7 @@ WRITER = """
 import os, signal, sys
 import torch
 sys.path.insert(0, {repo!r})
-import pytest_tcav.storage.disk as cache
+from pytest_tcav.storage import entry_format
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.engine.fingerprints import make_key
 
@@ -63,13 +64,13 @@ def value(n):
 
 if die_at >= 0:
     # Die inside the write of entry `die_at`, right after its first tensor's bytes were written.
-    original = cache.encode_entry
+    original = entry_format.encode_entry
     def encode(kind, key, val, env):
         for index, chunk in enumerate(original(kind, key, val, env)):
             yield chunk
             if float(val["a"][0]) == die_at and index == 2:
                 os.kill(os.getpid(), signal.SIGKILL)
-    cache.encode_entry = encode
+    entry_format.encode_entry = encode
 
 store = DiskStore(root, max_bytes=None, fsync=False)
 print("ready", flush=True)
@@ -185,7 +186,7 @@ def test_a_worker_killed_while_computing_does_not_block_the_others(tmp_path: Pat
 def test_disk_full_in_the_middle_of_an_entry_leaves_no_partial_file(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """ENOSPC after part of the entry was written (the existing tests fail fsync or the rename)."""
-    original = cache_module.encode_entry
+    original = entry_format.encode_entry
 
     def encode(*args: Any) -> Any:
         for index, chunk in enumerate(original(*args)):
@@ -193,7 +194,7 @@ def test_disk_full_in_the_middle_of_an_entry_leaves_no_partial_file(tmp_path: Pa
             if index == 2:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(cache_module, "encode_entry", encode)
+    monkeypatch.setattr(entry_format, "encode_entry", encode)
     store = DiskStore(tmp_path / "cache")
     with pytest.warns(TCAVCacheWarning, match=r"cannot write to the TCAV cache in .* \(the disk is full\); "
                                               "continuing without persisting values for the rest of this run"):

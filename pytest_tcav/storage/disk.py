@@ -6,288 +6,59 @@ input gradients, CAV training) depends only on things that rarely change.
 workers, under the engine's content keys, so a rerun with nothing changed
 computes nothing, and a change to anything a value depends on is a miss.
 
+This module holds the store's behaviour: modes, locks, statistics and
+warnings.  What an entry's bytes are, and how they are checked, is in
+:mod:`pytest_tcav.storage.entry_format` (never stale, never executes code
+when loading); where entries live and how the folder is kept bounded is in
+:mod:`pytest_tcav.storage.layout`.
+
 Design choices, and why:
 
-* **Never stale.**  The engine's key already hashes the model (structure,
-  parameters, buffers), the layer, the example sets after preprocessing, the
-  method, the trainer, the seed and the library version.  Each entry here also
-  records an *environment* fingerprint (the source of this package, the torch /
-  numpy / scikit-learn / Python versions, the byte order); an entry written by
-  another environment is a miss and is overwritten.  This closes the gap the
-  library version leaves while the library itself is being edited.
-* **Never executes code when loading.**  The format is our own: a fixed
-  prefix, a JSON header naming each tensor's dtype (from an allow-list), shape
-  and byte range, the raw little-endian tensor bytes, and a SHA-256 of
-  everything before it.  Loading is ``json.loads`` plus ``torch.frombuffer``;
-  no pickle anywhere.
-* **Never a crash, never a wrong answer.**  A short, truncated, bit-flipped or
-  malformed entry fails the checksum or the header validation, is reported
-  once as a :class:`TCAVCacheWarning`, removed and recomputed.  A disk that
-  refuses writes (read-only, full, no permission) is reported once and the run
-  goes on without persisting.
+* **Never a crash, never a wrong answer.**  An entry that fails the checksum
+  or the header validation is reported once as a :class:`TCAVCacheWarning`,
+  removed and recomputed.  A disk that refuses writes (read-only, full, no
+  permission) is reported once and the run goes on without persisting.
 * **Atomic and concurrency-safe.**  Values are written to a temporary file in
   the entry's own directory, fsynced, and moved into place with
-  :func:`os.replace`, so readers see the old entry or the new one, never half
-  of one.  A file lock per entry makes concurrent workers that miss the same
-  key compute it once: the second waits on the lock, then reads the first's
-  value.
-* **Bounded.**  Total size is kept under ``max_bytes`` by evicting the least
-  recently used entries (a hit refreshes the file's modification time), under
-  one cache-wide lock, skipping entries whose lock is held (being written).
-
-Layout: ``<root>/<kind>/<key[:2]>/<key>.tcav`` with ``<key>.lock`` beside it.
-File names come only from the (validated, hexadecimal) key and the (validated)
-kind, so no user-supplied name can reach the file system.
+  :func:`os.replace` (:func:`~pytest_tcav.storage.layout.write_atomically`), so
+  readers see the old entry or the new one, never half of one.  A file lock
+  per entry makes concurrent workers that miss the same key compute it once:
+  the second waits on the lock, then reads the first's value.
 """
 
 from __future__ import annotations
 
 import errno
-from contextlib import suppress
-import functools
-import hashlib
-import json
 import math
 import os
-import re
-import struct
-import sys
-import time
-import uuid
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-import torch
 from filelock import FileLock, Timeout
 
 from pytest_tcav.config import DEFAULT_MAX_BYTES
 from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
+from pytest_tcav.storage import layout
+from pytest_tcav.storage.entry_format import (
+    CorruptEntry,
+    EntryTooLarge,
+    StaleEntry,
+    entry_chunks,
+    environment_fingerprint,
+    read_entry,
+)
 from pytest_tcav.storage.memory import Value
 
 Mode = Literal["off", "read", "write", "readwrite"]
 MODES: tuple[str, ...] = ("off", "read", "write", "readwrite")
 
-
-#: Bumped whenever the on-disk layout of an entry changes.
-FORMAT_VERSION = 1
-MAGIC = b"TCAVSTOR"
-_PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
-_DIGEST = 32  # SHA-256 trailer
-_ALIGN = 64  # tensor data offsets, so frombuffer views are aligned
-SUFFIX = ".tcav"
-LOCK_SUFFIX = ".lock"
-TMP_SUFFIX = ".tmp"
-
-#: Temporary files older than this are leftovers of a killed process.
-STALE_TMP_SECONDS = 3600.0
-#: Eviction brings the total down to this fraction of ``max_bytes``, so that
-#: one eviction makes room for many writes instead of running after each one.
-LOW_WATER = 0.9
-
 #: Entries held between a ``contains`` and its ``fetch`` (the engine fetches right after asking).
 MAX_PINNED = 4096
-
-_KEY_RE = re.compile(r"^[0-9a-f]{32,128}$")
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-_HEX_RE = re.compile(r"^[0-9a-f]{2}$")
-_ENTRY_RE = re.compile(r"^([0-9a-f]{32,128})(\.tcav|\.lock|\.[0-9a-z.]+\.tmp)$")
-
-_DTYPES: dict[str, torch.dtype] = {
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float32": torch.float32,
-    "float64": torch.float64,
-    "complex64": torch.complex64,
-    "complex128": torch.complex128,
-    "uint8": torch.uint8,
-    "int8": torch.int8,
-    "int16": torch.int16,
-    "int32": torch.int32,
-    "int64": torch.int64,
-    "bool": torch.bool,
-}
-_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-
-
-class CorruptEntry(Exception):
-    """An entry that failed validation; the message says how."""
-
-
-class StaleEntry(Exception):
-    """A valid entry written by another environment or format version."""
-
-
-# -- sizes and environment ---------------------------------------------------------------
-
-
-@functools.cache
-def code_fingerprint() -> str:
-    """A hash of this package's Python sources.
-
-    Part of each entry's environment: while pytest-tcav itself is edited the
-    version number stays the same, and an edited trainer must not be served
-    CAVs computed by the old one.
-    """
-    h = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.relative_to(package).as_posix().encode())
-        h.update(b"\0")
-        try:
-            h.update(path.read_bytes())
-        except OSError:  # pragma: no cover - a package file vanished while running
-            h.update(b"<unreadable>")
-        h.update(b"\0")
-    return h.hexdigest()
-
-
-def _distribution_version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
-@functools.cache
-def environment_fingerprint() -> str:
-    """What, besides the key, an entry's bytes depend on: our code and numeric libraries."""
-    parts = {
-        "format": FORMAT_VERSION,
-        "code": code_fingerprint(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "scikit-learn": _distribution_version("scikit-learn"),
-        "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        "byteorder": sys.byteorder,
-    }
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-# -- the entry format ----------------------------------------------------------------------
-
-
-def _pad(n: int) -> int:
-    return (-n) % _ALIGN
-
-
-def _tensor_bytes(t: torch.Tensor) -> np.ndarray:
-    flat = t.detach().to("cpu").contiguous().reshape(-1)
-    if flat.numel() == 0:
-        return np.zeros(0, dtype=np.uint8)
-    return flat.view(torch.uint8).numpy()
-
-
-def encode_entry(kind: str, key: str, value: Value, environment: str) -> Iterator[bytes | memoryview]:
-    """The chunks of one entry file (prefix, header, tensor bytes with padding); the caller hashes them.
-
-    Streaming the chunks avoids holding a second copy of large activations.
-    """
-    if not isinstance(value, dict) or not value:
-        raise TypeError(f"a cached value must be a non-empty dict of tensors, got {type(value).__name__}")
-    arrays: list[tuple[str, torch.Tensor, np.ndarray]] = []
-    for name, tensor in value.items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"a cached value maps names to tensors; {name!r} maps to {type(tensor).__name__}")
-        if tensor.layout != torch.strided or tensor.dtype not in _DTYPE_NAMES:
-            raise TypeError(f"cannot cache tensor {name!r} of layout {tensor.layout} and dtype {tensor.dtype}")
-        arrays.append((name, tensor, _tensor_bytes(tensor)))
-    entries = []
-    offset = 0
-    for name, tensor, data in arrays:
-        entries.append({"name": name, "dtype": _DTYPE_NAMES[tensor.dtype], "shape": list(tensor.shape),
-                        "offset": offset, "nbytes": int(data.nbytes)})
-        offset += data.nbytes + _pad(data.nbytes)
-    header = {"kind": kind, "key": key, "environment": environment, "payload_bytes": offset, "tensors": entries}
-    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-    text += b" " * _pad(_PREFIX.size + len(text))  # tensor data starts aligned
-    yield _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text))
-    yield text
-    for _name, _tensor, data in arrays:
-        if data.nbytes:
-            yield memoryview(data).cast("B")
-        if _pad(data.nbytes):
-            yield b"\0" * _pad(data.nbytes)
-
-
-def decode_entry(buffer: bytearray, kind: str, key: str, environment: str) -> Value:
-    """The tensors of one entry file, after checking everything that can be checked.
-
-    Raises :class:`CorruptEntry` for anything malformed and :class:`StaleEntry`
-    for a sound entry of another format version or environment.  The returned
-    tensors share ``buffer``'s memory (no copy).
-    """
-    size = len(buffer)
-    if size < _PREFIX.size + _DIGEST:
-        raise CorruptEntry(f"file is {size} bytes, shorter than any entry")
-    magic, version, header_len = _PREFIX.unpack_from(buffer, 0)
-    if magic != MAGIC:
-        raise CorruptEntry("not a pytest-tcav cache entry (bad magic)")
-    view = memoryview(buffer)
-    if hashlib.sha256(view[: size - _DIGEST]).digest() != bytes(view[size - _DIGEST:]):
-        raise CorruptEntry("checksum mismatch (truncated or altered file)")
-    if version != FORMAT_VERSION:
-        raise StaleEntry(f"format version {version}, this library reads {FORMAT_VERSION}")
-    start = _PREFIX.size + header_len
-    if header_len == 0 or start > size - _DIGEST or start % _ALIGN:
-        raise CorruptEntry(f"header length {header_len} does not fit the file")
-    try:
-        header = json.loads(bytes(view[_PREFIX.size:start]).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CorruptEntry(f"unreadable header ({exc})") from None
-    if not isinstance(header, dict):
-        raise CorruptEntry("header is not an object")
-    if header.get("kind") != kind or header.get("key") != key:
-        raise CorruptEntry("entry belongs to another key (renamed or copied file)")
-    if header.get("environment") != environment:
-        raise StaleEntry("written by another version of pytest-tcav or of its numeric libraries")
-    payload = size - _DIGEST - start
-    if header.get("payload_bytes") != payload:
-        raise CorruptEntry(f"header announces {header.get('payload_bytes')} payload bytes, file has {payload}")
-    specs = header.get("tensors")
-    if not isinstance(specs, list) or not specs:
-        raise CorruptEntry("header lists no tensors")
-    value: Value = {}
-    expected_offset = 0
-    for spec in specs:
-        name, tensor = _decode_tensor(buffer, spec, start, payload, expected_offset)
-        if name in value:
-            raise CorruptEntry(f"tensor {name!r} listed twice")
-        value[name] = tensor
-        expected_offset = spec["offset"] + spec["nbytes"] + _pad(spec["nbytes"])
-    if expected_offset != payload:
-        raise CorruptEntry("payload has bytes no tensor accounts for")
-    return value
-
-
-def _decode_tensor(buffer: bytearray, spec: Any, start: int, payload: int, offset: int) -> tuple[str, torch.Tensor]:
-    if not isinstance(spec, dict):
-        raise CorruptEntry("tensor description is not an object")
-    name, dtype_name, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
-    nbytes, tensor_offset = spec.get("nbytes"), spec.get("offset")
-    if not isinstance(name, str) or dtype_name not in _DTYPES:
-        raise CorruptEntry(f"tensor {name!r} has unsupported dtype {dtype_name!r}")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise CorruptEntry(f"tensor {name!r} has invalid shape {shape!r}")
-    dtype = _DTYPES[dtype_name]
-    itemsize = torch.empty((), dtype=dtype).element_size()
-    numel = math.prod(shape)
-    if type(nbytes) is not int or nbytes != numel * itemsize:
-        raise CorruptEntry(f"tensor {name!r}: {nbytes!r} bytes for shape {shape} of {dtype_name}")
-    if tensor_offset != offset or offset + nbytes > payload:
-        raise CorruptEntry(f"tensor {name!r} lies outside its place in the payload")
-    if numel == 0:
-        return name, torch.empty(shape, dtype=dtype)
-    tensor = torch.frombuffer(buffer, dtype=dtype, count=numel, offset=start + offset).reshape(shape)
-    if dtype == torch.bool and bool((tensor.view(torch.uint8) > 1).any()):
-        raise CorruptEntry(f"tensor {name!r} holds bytes that are not booleans")
-    return name, tensor
 
 
 # -- the store -----------------------------------------------------------------------------
@@ -373,8 +144,7 @@ class DiskStore:
         self._writable = mode in ("readwrite", "write")
         self._pinned: dict[tuple[str, str], Value] = {}
         self._warned: set[tuple[str, ...]] = set()
-        self._approx_bytes: int | None = None
-        self._written_since_scan = 0
+        self._size = layout.SizeEstimate()
         self._root_ready = False
 
     def __repr__(self) -> str:
@@ -500,46 +270,11 @@ class DiskStore:
 
     def path(self, kind: str, key: str) -> Path:
         """Where the entry for ``(kind, key)`` lives; raises ``ValueError`` on a kind or key that is not ours."""
-        if not isinstance(kind, str) or not _KIND_RE.match(kind):
-            raise ValueError(f"cache kind must match {_KIND_RE.pattern}, got {kind!r}")
-        if not isinstance(key, str) or not _KEY_RE.match(key):
-            raise ValueError(f"cache key must be lowercase hexadecimal (32-128 digits), got {key!r}")
-        return self.root / kind / key[:2] / f"{key}{SUFFIX}"
-
-    def _entry_files(self) -> Iterator[tuple[Path, os.stat_result]]:
-        """Every file in the layout (entries, locks, temporaries), and nothing else under root."""
-        try:
-            kinds = list(os.scandir(self.root))
-        except OSError:
-            return
-        for kind_dir in kinds:
-            if not (_KIND_RE.match(kind_dir.name) and kind_dir.is_dir(follow_symlinks=False)):
-                continue
-            try:
-                shards = list(os.scandir(kind_dir.path))
-            except OSError:
-                continue
-            for shard in shards:
-                if not (_HEX_RE.match(shard.name) and shard.is_dir(follow_symlinks=False)):
-                    continue
-                try:
-                    files = list(os.scandir(shard.path))
-                except OSError:
-                    continue
-                for entry in files:
-                    match = _ENTRY_RE.match(entry.name)
-                    if not match or not match.group(1).startswith(shard.name):
-                        continue
-                    try:
-                        info = entry.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    if entry.is_file(follow_symlinks=False):
-                        yield Path(entry.path), info
+        return layout.entry_path(self.root, kind, key)
 
     def size_bytes(self) -> int:
         """Total size of the stored entries."""
-        return sum(info.st_size for path, info in self._entry_files() if path.suffix == SUFFIX)
+        return layout.size_bytes(self.root)
 
     def clear(self) -> int:
         """Remove every entry (and lock and temporary file); returns the number of entries removed.
@@ -548,29 +283,10 @@ class DiskStore:
         cache directory pointed at the wrong place cannot wipe anything else.
         Meant for the start of a run (``--tcav-clear-cache``), before workers start.
         """
-        removed = 0
         self._pinned.clear()
-        for path, _info in list(self._entry_files()):
-            try:
-                path.unlink()
-            except OSError:
-                continue
-            removed += path.suffix == SUFFIX
-        for kind_dir in [p for p in self._safe_listdir(self.root) if _KIND_RE.match(p.name)]:
-            for shard in [p for p in self._safe_listdir(kind_dir) if _HEX_RE.match(p.name)]:
-                with suppress(OSError):
-                    shard.rmdir()
-            with suppress(OSError):
-                kind_dir.rmdir()
-        self._approx_bytes = None
+        removed = layout.clear(self.root)
+        self._size.forget()
         return removed
-
-    @staticmethod
-    def _safe_listdir(path: Path) -> list[Path]:
-        try:
-            return [p for p in path.iterdir() if p.is_dir() and not p.is_symlink()]
-        except OSError:
-            return []
 
     # -- reading ----------------------------------------------------------------------
 
@@ -581,19 +297,12 @@ class DiskStore:
         stale or corrupt findings were already counted by the first.
         """
         try:
-            with open(path, "rb") as handle:
-                size = os.fstat(handle.fileno()).st_size
-                buffer = bytearray(size)
-                read = handle.readinto(buffer)
+            value = read_entry(path, kind, key, self._environment)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
             self._warn_once(("read", kind, key), f"cannot read cache entry {path}: {exc}; recomputing it")
             return None
-        try:
-            if read != size:
-                raise CorruptEntry(f"short read ({read} of {size} bytes)")
-            value = decode_entry(buffer, kind, key, self._environment)
         except StaleEntry:
             self.stats.stale[kind] += not recheck
             return None
@@ -617,22 +326,13 @@ class DiskStore:
         """The entry's lock (its directory created first), or None if the disk refuses."""
         try:
             if not self._root_ready:
-                self._prepare_root()
+                layout.prepare_root(self.root)
+                self._root_ready = True
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             self._write_failed(exc)
             return None
-        return FileLock(str(path.with_suffix(LOCK_SUFFIX)))
-
-    def _prepare_root(self) -> None:
-        """Create the root with a ``CACHEDIR.TAG``, so backup tools skip the cache."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tag = self.root / "CACHEDIR.TAG"
-        if not tag.exists():
-            with suppress(OSError):
-                tag.write_text("Signature: 8a477f597d28d172789f06886806bc55\n"
-                               "# This directory is a cache of pytest-tcav; see docs/cache.md.\n")
-        self._root_ready = True
+        return FileLock(str(layout.lock_path(path)))
 
     def _acquire(self, lock: FileLock, path: Path) -> bool:
         """Take the entry's lock; False (and compute unlocked, still correct) on timeout or disk error."""
@@ -640,7 +340,7 @@ class DiskStore:
             lock.acquire(timeout=self.lock_timeout)
             return True
         except Timeout:
-            self._warn_once(("timeout",), f"waited {self.lock_timeout:g} s for {path.with_suffix(LOCK_SUFFIX)}; "
+            self._warn_once(("timeout",), f"waited {self.lock_timeout:g} s for {layout.lock_path(path)}; "
                                           "computing without it")
         except OSError as exc:
             self._write_failed(exc)
@@ -680,7 +380,7 @@ class DiskStore:
         """Run a write, turning disk errors and oversized values into warnings; None if nothing was written."""
         try:
             return function(*args)
-        except _TooLarge as exc:
+        except EntryTooLarge as exc:
             self._warn_once(("too-large", str(exc)), f"a {exc} value is larger than the cache limit "
                                                      f"({self.max_bytes} bytes); not storing it")
         except OSError as exc:
@@ -691,49 +391,12 @@ class DiskStore:
         if written is None:
             return
         self.stats.writes[kind] += 1
-        if self._approx_bytes is not None:
-            self._approx_bytes += written
-        self._written_since_scan += written
+        self._size.add(written)
 
     def _write_file(self, kind: str, key: str, path: Path, value: Value) -> int:
-        """Temporary file beside the entry, fsync, rename; returns the bytes written.
-
-        Touches no state of the store, so several can run in threads.  On any
-        failure the temporary file is removed before the error propagates.
-        The rename is atomic: readers see the old entry or the new one.  The
-        directory is not fsynced: a rename lost in a crash is only a miss.
-        """
-        tmp = path.with_name(f"{key}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
-        digest = hashlib.sha256()
-        written = 0
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
-        except OSError:
-            self._discard(tmp)
-            raise
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in encode_entry(kind, key, value, self._environment):
-                    digest.update(chunk)
-                    handle.write(chunk)
-                    written += len(chunk)
-                    if self.max_bytes is not None and written > self.max_bytes:
-                        raise _TooLarge(kind)
-                handle.write(digest.digest())
-                written += _DIGEST
-                handle.flush()
-                if self.fsync:
-                    os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            self._discard(tmp)
-            raise
-        return written
-
-    @staticmethod
-    def _discard(tmp: Path) -> None:
-        with suppress(OSError):
-            tmp.unlink()
+        """Write one entry atomically; returns its size.  Touches no state of the store (runs in threads)."""
+        chunks = entry_chunks(kind, key, value, self._environment, self.max_bytes)
+        return layout.write_atomically(path, key, chunks, fsync=self.fsync)
 
     def _write_failed(self, exc: OSError) -> None:
         self.stats.write_errors += 1
@@ -751,16 +414,8 @@ class DiskStore:
     # -- eviction ---------------------------------------------------------------------
 
     def _maybe_evict(self) -> None:
-        """Evict when this process's estimate of the total passes the bound.
-
-        The estimate is the last scan plus this process's own writes; a fresh
-        scan also runs after writing a sixteenth of the bound, so other
-        workers' writes are noticed too.
-        """
-        if self.max_bytes is None or not self._writable:
-            return
-        if self._approx_bytes is None or self._written_since_scan > self.max_bytes // 16 \
-                or self._approx_bytes > self.max_bytes:
+        """Evict when this process's estimate of the total (a :class:`~.layout.SizeEstimate`) passes the bound."""
+        if self.max_bytes is not None and self._writable and self._size.scan_due(self.max_bytes):
             self.evict()
 
     def evict(self, max_bytes: int | None = None) -> int:
@@ -771,59 +426,13 @@ class DiskStore:
         by killed processes.  Returns the number of entries evicted.
         """
         bound = self.max_bytes if max_bytes is None else max_bytes
-        if not self.root.is_dir():
-            self._approx_bytes, self._written_since_scan = 0, 0
-            return 0
-        try:
-            guard = FileLock(str(self.root / f"evict{LOCK_SUFFIX}"))
-            guard.acquire(timeout=60)
-        except (Timeout, OSError):
+        outcome = layout.evict(self.root, bound)
+        if outcome is None:
             return 0  # someone else is evicting, or we cannot lock: try after the next writes
-        evicted = 0
-        try:
-            entries = []
-            now = time.time()
-            for path, info in self._entry_files():
-                if path.suffix == SUFFIX:
-                    entries.append((info.st_mtime_ns, info.st_size, path))
-                elif path.name.endswith(TMP_SUFFIX) and now - info.st_mtime > STALE_TMP_SECONDS:
-                    self._discard(path)
-            total = sum(size for _, size, _ in entries)
-            if bound is not None and total > bound:
-                target = int(bound * LOW_WATER)
-                for _mtime, size, path in sorted(entries):
-                    if total <= target:
-                        break
-                    if self._evict_entry(path):
-                        total -= size
-                        evicted += 1
-                        self.stats.evicted += 1
-                        self.stats.evicted_bytes += size
-            self._approx_bytes = total
-            self._written_since_scan = 0
-        finally:
-            guard.release()
-        return evicted
-
-    @staticmethod
-    def _evict_entry(path: Path) -> bool:
-        lock_path = path.with_suffix(LOCK_SUFFIX)
-        lock = FileLock(str(lock_path))
-        try:
-            lock.acquire(timeout=0)
-        except (Timeout, OSError):
-            return False  # being written (or unlockable): leave it
-        try:
-            path.unlink()
-        except OSError:
-            return False
-        finally:
-            # Removing the lock file while holding it: a worker that opened the old
-            # file at worst computes the value a second time (still correct).
-            with suppress(OSError):
-                lock_path.unlink()
-            lock.release()
-        return True
+        self.stats.evicted += outcome.entries
+        self.stats.evicted_bytes += outcome.bytes
+        self._size.scanned(outcome.remaining)
+        return outcome.entries
 
     # -- warnings ---------------------------------------------------------------------
 
@@ -832,10 +441,6 @@ class DiskStore:
             return
         self._warned.add(topic)
         warnings.warn(message, TCAVCacheWarning, stacklevel=4)
-
-
-class _TooLarge(Exception):
-    """A value over the cache's whole size bound (its message is the value's kind)."""
 
 
 def _reraise(outcome: int | BaseException) -> int:
