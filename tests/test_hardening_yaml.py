@@ -2,7 +2,7 @@
 
 Whatever a ``tcav_*.yaml`` file holds (garbage, YAML that is valid but not a
 test file, a test file with one subtree replaced, hostile tags, aliases,
-control characters), :func:`pytest_tcav.plugin.yaml_items.parse` must return a
+control characters), :func:`pytest_tcav.checks.yaml_spec.parse` must return a
 :class:`FileSpec` or raise :class:`YamlSpecError` whose text is
 ``file:line: message`` with a line inside the file.  Any other exception
 would reach the user as a crash of the collector.  Example counts are
@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_tcav.errors import YamlSpecError
-from pytest_tcav.plugin.yaml_items import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
+from pytest_tcav.checks.yaml_spec import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
 
 PATH = Path("tests/tcav_fuzz.yaml")
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

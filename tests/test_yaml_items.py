@@ -14,7 +14,7 @@ import pytest
 
 from plugin_helpers import make_project
 from pytest_tcav.errors import YamlSpecError
-from pytest_tcav.plugin.yaml_items import parse
+from pytest_tcav.checks.yaml_spec import parse
 
 EDGES = """
 description: what the hand-wired edge detector must rely on for class 1

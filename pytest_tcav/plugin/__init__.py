@@ -11,19 +11,20 @@ off) with ``-p pytest_tcav.plugin``.  What it adds to a run:
 * ``tcav_*.yaml`` files (ini ``tcav_yaml_pattern``) collected as declarative
   concept tests (:mod:`pytest_tcav.plugin.yaml_items`);
 * ``--tcav-update-baselines`` and the baseline account after the summary
-  (:mod:`pytest_tcav.checks.stability`);
+  (:mod:`pytest_tcav.plugin.baselines`);
 * a terminal summary with one row per concept check, merged from
-  pytest-xdist workers, which send their records as JSON through
-  ``workeroutput`` rather than writing shared files.
+  pytest-xdist workers, which send their records as JSON
+  (:mod:`pytest_tcav.plugin.xdist`) rather than writing shared files.
 
-This module imports no torch: the session, and the engine behind it, are built
-on the first concept check.
+pytest imports this module in every run of every project where pytest-tcav is
+installed, so it imports none of torch, numpy, scipy, scikit-learn or yaml:
+the session, and the engine behind it, are built on the first concept check,
+and YAML files are read only once one matches the pattern.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import sys
 import types
 from collections.abc import Iterator
@@ -32,15 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_tcav.config import OPTIONS, config_from_pytest
+from pytest_tcav.errors import ConfigurationError
+from pytest_tcav.plugin import reporting, xdist
 from pytest_tcav.plugin.baselines import BaselineTracker
+from pytest_tcav.plugin.stash import HANDLE_KEY, REPORTS_KEY
 from pytest_tcav.plugin.yaml_items import DEFAULT_PATTERNS, PATTERN_INI
 from pytest_tcav.plugin.yaml_items import collect_file as collect_yaml_file
 from pytest_tcav.reports.cache_line import cache_line, merge
-from pytest_tcav.config import OPTIONS, config_from_pytest
-from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.plugin import reporting
-from pytest_tcav.session.registry import SessionHandle, activate, deactivate
 from pytest_tcav.reports.text import summary_lines
+from pytest_tcav.session.registry import SessionHandle, activate, deactivate
 
 if TYPE_CHECKING:
     from pytest_tcav.session.library import ConceptLibrary
@@ -48,11 +50,9 @@ if TYPE_CHECKING:
 
 #: The name of the ``pytest11`` entry point: ``-p no:tcav`` disables the plugin.
 ENTRY_POINT_NAME = "tcav"
-HANDLE_KEY = pytest.StashKey[SessionHandle]()
-WORKER_RECORDS_KEY = pytest.StashKey[list]()
-WORKEROUTPUT_KEY = "pytest_tcav_records"
-WORKER_CACHE_KEY = pytest.StashKey[list]()
-CACHE_WORKEROUTPUT_KEY = "pytest_tcav_cache"
+#: The parts of a pytest-xdist worker's payload with its concept checks and its cache counts.
+RECORDS_PART = "records"
+CACHE_PART = "cache"
 
 #: A test whose own code names one of these is a concept test.
 ASSERTION_NAMES = frozenset({"assert_concept_significant", "assert_concept_insignificant", "assert_concept_stable"})
@@ -104,11 +104,9 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"pytest-tcav: {exc}") from None
     handle = SessionHandle(settings)
     config.stash[HANDLE_KEY] = handle
-    config.stash[WORKER_RECORDS_KEY] = []
-    config.stash[WORKER_CACHE_KEY] = []
+    config.pluginmanager.register(xdist.Exchange(), "tcav-xdist")  # the workers' payloads
     config.pluginmanager.register(  # baseline counts and unused baseline files, merged across xdist workers
-        BaselineTracker(config, lambda: handle.records() + config.stash.get(WORKER_RECORDS_KEY, [])),
-        "tcav-baselines")
+        BaselineTracker(config, lambda: run_records(config, handle)), "tcav-baselines")
     if config.getoption("tcav_clear_cache", False) and not hasattr(config, "workerinput"):
         clear_cache(settings.cache_dir)  # once, in the controller, before any xdist worker starts
     activate(handle)
@@ -121,6 +119,11 @@ def clear_cache(cache_dir: Any) -> int:
     from pytest_tcav.storage.disk import DiskStore
 
     return DiskStore(cache_dir).clear()
+
+
+def run_records(config: pytest.Config, handle: SessionHandle) -> list[dict[str, Any]]:
+    """The run's concept checks: this process's, then each pytest-xdist worker's, in the order they finished."""
+    return handle.records() + [record for part in xdist.parts(config, RECORDS_PART) for record in part]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -225,36 +228,25 @@ def tcav_concepts(tcav: "TCAVSession") -> "ConceptLibrary":
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """On a pytest-xdist worker, hand the records to the controller as plain JSON.
+    """On a pytest-xdist worker, put the records in the payload for the controller.
 
     Elsewhere (a serial run, or the controller, which has every worker's
     records by now) write the requested report files, once.
     """
-    workeroutput = getattr(session.config, "workeroutput", None)
-    handle = session.config.stash.get(HANDLE_KEY, None)
-    if workeroutput is not None and handle is not None:
-        workeroutput[WORKEROUTPUT_KEY] = json.dumps(handle.records())
+    config = session.config
+    handle = config.stash.get(HANDLE_KEY, None)
+    if handle is None:
+        return
+    if xdist.sending(config):
+        xdist.put(config, RECORDS_PART, handle.records())
         if handle.built:
-            workeroutput[CACHE_WORKEROUTPUT_KEY] = json.dumps(handle.get().cache_stats())
-        environment = reporting.worker_environment(session.config, handle)  # only when a report is asked for
+            xdist.put(config, CACHE_PART, handle.get().cache_stats())
+        environment = reporting.worker_environment(config, handle)  # only when a report is asked for
         if environment is not None:
-            workeroutput[reporting.ENV_WORKEROUTPUT_KEY] = environment
-    elif handle is not None and not hasattr(session.config, "workerinput"):
-        records = handle.records() + session.config.stash.get(WORKER_RECORDS_KEY, [])
-        session.config.stash[reporting.REPORTS_KEY] = reporting.write_reports(
-            session.config, records, handle, int(exitstatus))
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: Any, error: Any) -> None:
-    """On the pytest-xdist controller, collect a finished worker's records."""
-    data = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)
-    if data:
-        node.config.stash[WORKER_RECORDS_KEY].extend(json.loads(data))
-    cache = getattr(node, "workeroutput", {}).get(CACHE_WORKEROUTPUT_KEY)
-    if cache:
-        node.config.stash[WORKER_CACHE_KEY].append(json.loads(cache))
-    reporting.collect_worker_environment(node)
+            xdist.put(config, reporting.ENV_PART, environment)
+    elif not hasattr(config, "workerinput"):
+        config.stash[REPORTS_KEY] = reporting.write_reports(config, run_records(config, handle), handle,
+                                                            int(exitstatus))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -262,11 +254,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if handle is None or hasattr(config, "workerinput"):
         return
     own = [handle.get().cache_stats()] if handle.built else []
-    cache = cache_line(merge(own + config.stash.get(WORKER_CACHE_KEY, [])))
+    cache = cache_line(merge(own + xdist.parts(config, CACHE_PART)))
     if cache is not None:  # before the checks' table, which runs to the next "=" line
         terminalreporter.write_sep("-", f"tcav cache: {cache}")
-    lines = summary_lines(handle.records() + config.stash.get(WORKER_RECORDS_KEY, []))
-    reports = reporting.summary_lines(config.stash.get(reporting.REPORTS_KEY, []))
+    lines = summary_lines(run_records(config, handle))
+    reports = reporting.summary_lines(config.stash.get(REPORTS_KEY, []))
     if not lines and not reports:
         return
     terminalreporter.write_sep("=", "TCAV concept checks")

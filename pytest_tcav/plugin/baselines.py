@@ -3,19 +3,19 @@
 pytest glue: a :class:`BaselineTracker` notes the ``tcav_baselines`` folders
 next to the collected tests, merges what pytest-xdist workers saw, and prints
 the account after the concept-check table.  The checks themselves live in
-:mod:`pytest_tcav.checks.stability`.
+:mod:`pytest_tcav.checks.stability`, imported only when needed: the plugin
+loads this module in every pytest run, and that one imports yaml.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pytest_tcav.checks.stability import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
+from pytest_tcav.plugin import xdist
 
 
 # -- the run's account: counts and unused files --------------------------------------------
@@ -27,6 +27,8 @@ def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
     """Baseline files in ``directories`` that no check of the run used."""
+    from pytest_tcav.checks.stability import is_baseline_file
+
     used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
     folders = set(directories) | {path.parent for path in used}
     unused = []
@@ -44,6 +46,8 @@ def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path]
     ``partial`` says why the run did not run every test (then unused files are
     not listed: the tests that use them may simply not have run).
     """
+    from pytest_tcav.checks.stability import UPDATE_FLAG
+
     records = list(records)
     stable = stability_records(records)
 
@@ -102,12 +106,13 @@ class BaselineTracker:
 
     Registered by the plugin at configure time.  Each process notes the
     ``tcav_baselines`` folders next to its collected tests and how many tests
-    it deselected; workers send that as JSON through ``workeroutput`` (the
-    baseline files themselves are written by the worker running the test).
+    it deselected; workers send that in their payload (:mod:`pytest_tcav.plugin.xdist`;
+    the baseline files themselves are written by the worker running the test).
     The controller prints the account after the concept-check table.
     """
 
-    WORKEROUTPUT_KEY = "pytest_tcav_baselines"
+    #: The part of a pytest-xdist worker's payload with what this tracker saw there.
+    PART = "baselines"
 
     def __init__(self, config: pytest.Config, records: Callable[[], list[dict[str, Any]]]) -> None:
         self.config = config
@@ -117,6 +122,8 @@ class BaselineTracker:
         self.interrupted = False
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from pytest_tcav.checks.stability import BASELINE_DIR
+
         for item in session.items:
             path = getattr(item, "path", None)
             if path is not None:
@@ -128,24 +135,17 @@ class BaselineTracker:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if session.shouldstop or session.shouldfail or int(exitstatus) == 2:  # -x, --maxfail, interrupted
             self.interrupted = True
-        workeroutput = getattr(session.config, "workeroutput", None)
-        if workeroutput is not None:
-            workeroutput[self.WORKEROUTPUT_KEY] = json.dumps({
+        if xdist.sending(session.config):
+            xdist.put(session.config, self.PART, {
                 "directories": sorted(str(d) for d in self.directories),
                 "deselected": self.deselected, "interrupted": self.interrupted,
             })
 
-    @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        data = getattr(node, "workeroutput", {}).get(self.WORKEROUTPUT_KEY)
-        if data:
-            info = json.loads(data)
-            self.directories.update(Path(d) for d in info["directories"])
-            self.deselected += int(info["deselected"])
-            self.interrupted = self.interrupted or bool(info["interrupted"])
-
     def partial(self) -> str | None:
         """Why this run may not have run every test that uses a baseline (None: it ran them all)."""
+        workers = xdist.parts(self.config, self.PART)
+        deselected = self.deselected + sum(int(info["deselected"]) for info in workers)
+        interrupted = self.interrupted or any(bool(info["interrupted"]) for info in workers)
         option = self.config.option
         reasons = []
         if getattr(option, "keyword", "") or getattr(option, "markexpr", ""):
@@ -154,14 +154,16 @@ class BaselineTracker:
             reasons.append("test ids on the command line")
         if getattr(option, "lf", False):
             reasons.append("--lf")
-        if self.deselected:
-            reasons.append(f"{self.deselected} test(s) deselected")
-        if self.interrupted:
+        if deselected:
+            reasons.append(f"{deselected} test(s) deselected")
+        if interrupted:
             reasons.append("the run stopped early")
         return f"partial run ({', '.join(reasons)})" if reasons else None
 
     def lines(self) -> list[str]:
-        return summary_lines(self.records(), self.directories, partial=self.partial(),
+        directories = self.directories | {Path(d) for info in xdist.parts(self.config, self.PART)
+                                          for d in info["directories"]}
+        return summary_lines(self.records(), directories, partial=self.partial(),
                              root=Path(self.config.rootpath))
 
     @pytest.hookimpl(trylast=True)

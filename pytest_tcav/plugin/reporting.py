@@ -1,11 +1,11 @@
 """pytest glue of the report files: the ``--tcav-json`` / ``--tcav-html`` options and writing them.
 
-Kept out of :mod:`.plugin` so that the plugin only calls three functions.
+Kept out of :mod:`.plugin` so that the plugin only calls a few functions.
 Reports are written by the process that prints the summary: the only process
 of a serial run, the controller of a pytest-xdist run (whose records are the
-workers' records, received through ``workeroutput``), never a worker, so two
-processes never write the same file.  Nothing here imports torch unless a
-report was asked for.
+workers' records, received through :mod:`pytest_tcav.plugin.xdist`), never a
+worker, so two processes never write the same file.  Nothing here imports
+torch unless a report was asked for.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pytest_tcav.config import Option
+from pytest_tcav.plugin import xdist
 
-#: Where the plugin keeps what :func:`write_reports` wrote, for the terminal summary.
-REPORTS_KEY = pytest.StashKey[list]()
-#: A pytest-xdist worker's environment (its device, its torch), sent to the controller when reports are asked for.
-ENV_WORKEROUTPUT_KEY = "pytest_tcav_environment"
-WORKER_ENVS_KEY = pytest.StashKey[dict]()
+#: The part of a pytest-xdist worker's payload with its environment (its device, its torch), sent when
+#: reports are asked for.
+ENV_PART = "environment"
 
 REPORT_OPTIONS: tuple[Option, ...] = (
     Option("tcav_json", "write every concept check as JSON to this file (pytest-tcav/report, version 1)",
@@ -69,8 +66,8 @@ def report_paths(config: Any) -> dict[str, Path]:
     return paths
 
 
-def worker_environment(config: Any, handle: Any) -> str | None:
-    """On a worker that ran concept checks, when a report is asked for: its environment, as JSON.
+def worker_environment(config: Any, handle: Any) -> dict[str, Any] | None:
+    """On a worker that ran concept checks, when a report is asked for: its environment.
 
     The workers ran the checks, so their device is the one to report (with
     several GPUs each worker has its own), and they have torch imported
@@ -78,29 +75,16 @@ def worker_environment(config: Any, handle: Any) -> str | None:
     """
     if not report_paths(config) or not handle.built:
         return None
-    import json
-
     from pytest_tcav.reports.json import environment
 
-    return json.dumps(environment(str(handle.get().device)))
-
-
-def collect_worker_environment(node: Any) -> None:
-    """On the controller: keep a finished worker's environment, by worker id."""
-    data = getattr(node, "workeroutput", {}).get(ENV_WORKEROUTPUT_KEY)
-    if data:
-        import json
-
-        worker = getattr(getattr(node, "gateway", None), "id", None) or str(len(node.config.stash.get(
-            WORKER_ENVS_KEY, {})))
-        node.config.stash.setdefault(WORKER_ENVS_KEY, {})[worker] = json.loads(data)
+    return environment(str(handle.get().device))
 
 
 def run_environment(config: Any, handle: Any) -> dict[str, Any]:
     """The report's environment: the workers' (their devices merged) under xdist, else this process's."""
     from pytest_tcav.reports.json import environment
 
-    workers: dict[str, dict[str, Any]] = config.stash.get(WORKER_ENVS_KEY, {})
+    workers: dict[str, dict[str, Any]] = xdist.by_worker(config, ENV_PART)
     if workers:
         env = dict(workers[sorted(workers)[0]])
         devices = {worker: str(env_.get("device")) for worker, env_ in sorted(workers.items())}

@@ -64,6 +64,7 @@ class TCAVSession:
         #: (unless ``tcav_cache = off``, or outside pytest, where ``cache_dir`` is unset).
         self.store = store if store is not None else default_store(self.config)
         self.records: list[dict[str, Any]] = []
+        self.loaded_models: dict[str, Any] = {}  # YAML tests' models by loader and arguments: each loaded once
         self._nodeid = nodeid
         self._test_path = test_path  # the running test's file: baselines live next to it
         transform = _LazyTransform(self.config) if self.config.transform else None
