@@ -16,7 +16,7 @@ import pytest
 import pytest_tcav
 import tiny_model
 from pytest_tcav import cli
-from pytest_tcav.reports import html as report_html
+from pytest_tcav.reports import plots as report_plots
 from pytest_tcav.cli.progress import ProgressBar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ def test_score_without_concept_scores_the_whole_library_and_writes_reports(in_pr
     assert len(report["checks"][0]["results"][1]["null_statistics"]) == 5
     page = (in_project / "out" / "r.html").read_text()
     assert "horizontal for target horizontal (1)" in page
-    assert page.count("data:image/png;base64,") == (3 if report_html.load_matplotlib() else 0)
+    assert page.count("data:image/png;base64,") == (3 if report_plots.load_matplotlib() else 0)
     assert f"JSON report: {in_project / 'out' / 'r.json'}" in out
 
 

@@ -18,6 +18,7 @@ import pytest
 from plugin_helpers import make_project, summary_section
 from pytest_tcav.reports import html as report_html
 from pytest_tcav.reports import json as report_json
+from pytest_tcav.reports import plots as report_plots
 from pytest_tcav.reports.json import SCHEMA, VERSION
 
 try:  # loaded up front, or in-process pytester runs would import it again each time
@@ -373,9 +374,9 @@ def test_without_matplotlib_the_page_has_tables_and_says_how_to_get_plots(monkey
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" now raises ImportError
     for name in [n for n in sys.modules if n.startswith("matplotlib.")]:
         monkeypatch.delitem(sys.modules, name)
-    assert report_html.load_matplotlib() is None
+    assert report_plots.load_matplotlib() is None
     page = report_html.render_html(report)
-    assert "<img" not in page and 'id="no-plots"' in page and html.escape(report_html.PLOT_HINT) in page
+    assert "<img" not in page and 'id="no-plots"' in page and html.escape(report_plots.PLOT_HINT) in page
     assert "pytest-tcav[report]" in page
     assert page.count('<table class="layers">') == 2 and "p corrected" in page
     assert page.count('<table class="stability">') == 1
@@ -385,7 +386,7 @@ def test_a_plot_that_cannot_be_drawn_leaves_the_tables(monkeypatch: pytest.Monke
     def broken(*args: Any) -> str:
         raise ValueError("bad numbers")
 
-    monkeypatch.setattr(report_html, "check_plot", broken)
+    monkeypatch.setattr(report_plots, "check_plot", broken)
     page = report_html.render_html(report_json.build_report([record()], env=ENV))
     assert "could not be drawn (ValueError: bad numbers)" in page and '<table class="layers">' in page
 

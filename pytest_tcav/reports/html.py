@@ -1,33 +1,32 @@
 """The human-readable report of a run: one self-contained HTML page (``--tcav-html``).
 
-The page is rendered from the JSON report's dictionary (:mod:`.report_json`),
+The page is rendered from the JSON report's dictionary (:mod:`pytest_tcav.reports.json`),
 so the two never disagree.  It must open anywhere, offline and years later: CSS
 is inline, plots are inline base64 PNGs, there is no JavaScript, no web font
 and no link outside the page.  Every piece of text that comes from a user (test
 ids, concept and folder names, messages) is escaped.
 
-Plots need matplotlib, an optional extra (``pip install 'pytest-tcav[report]'``):
-it is imported only when a page is rendered, and only its object-oriented API
-with the Agg canvas is used, never ``pyplot``, so rendering a report does not
-change the backend of a test suite that uses matplotlib itself.  Without
-matplotlib the page keeps every table and says how to get the plots.
+The stylesheet is ``report.css`` beside this module (package data), read when a
+page is rendered.  Plots come from :mod:`pytest_tcav.reports.plots`, which
+imports matplotlib, an optional extra, only when a page is rendered; they are
+looked up there at call time.  Without matplotlib the page keeps every table
+and says how to get the plots.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence, Set as AbstractSet
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pytest_tcav.reports import plots
 from pytest_tcav.reports.json import atomic_write_text, number
+from pytest_tcav.reports.plots import finite_values, mean_sd
 from pytest_tcav.reports.text import format_p
-
-PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[report]' (or pip install matplotlib)."
 
 #: Keys of a check that the page shows in its own places; any other key is listed under "More".
 _SHOWN = {
@@ -36,47 +35,10 @@ _SHOWN = {
     "verdict", "status", "before", "after", "stability",
 }
 
-CONCEPT_COLOUR = "#2b6cb0"
-RANDOM_COLOUR = "#a0aec0"
-BEFORE_COLOUR = "#b7791f"
-AFTER_COLOUR = "#2b6cb0"
 
-CSS = """
-:root { color-scheme: light; }
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif;
-       margin: 0 auto; max-width: 1100px; padding: 1.5rem; color: #1a202c; background: #fff; line-height: 1.4; }
-h1 { margin: 0 0 .25rem 0; font-size: 1.6rem; }
-h2 { font-size: 1.2rem; margin: 0 0 .5rem 0; word-break: break-all; }
-.meta { color: #4a5568; margin: 0 0 1rem 0; }
-.notice { background: #fefcbf; border: 1px solid #ecc94b; padding: .5rem .75rem; border-radius: 4px; }
-table { border-collapse: collapse; margin: .5rem 0 1rem 0; font-size: .9rem; }
-th, td { border-bottom: 1px solid #e2e8f0; padding: .25rem .6rem; text-align: left; vertical-align: top; }
-th { background: #f7fafc; font-weight: 600; }
-table.stability th { white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-table.overview { width: 100%; } table.overview td:first-child { word-break: break-all; }
-.scroll { overflow-x: auto; }
-.check { border: 1px solid #e2e8f0; border-left: 6px solid #a0aec0; border-radius: 4px;
-         padding: 1rem 1.25rem; margin: 1.25rem 0; }
-.check.passed { border-left-color: #38a169; }
-.check.failed, .check.error { border-left-color: #e53e3e; }
-.check.xfailed { border-left-color: #d69e2e; }
-.badge { display: inline-block; font-size: .75rem; font-weight: 700; padding: .1rem .45rem; border-radius: 3px;
-         color: #fff; background: #718096; vertical-align: middle; margin-left: .4rem; }
-.badge.passed { background: #38a169; } .badge.failed, .badge.error { background: #e53e3e; }
-.badge.xfailed { background: #d69e2e; }
-.sig { color: #276749; font-weight: 600; } .nonsig { color: #4a5568; }
-.message { background: #fff5f5; border: 1px solid #fed7d7; padding: .5rem .75rem; border-radius: 4px;
-           white-space: pre-wrap; }
-figure { margin: .5rem 0; } figure img { max-width: 100%; height: auto; }
-figcaption { color: #4a5568; font-size: .85rem; }
-dl.settings { display: grid; grid-template-columns: max-content auto; gap: .1rem 1rem; font-size: .85rem;
-              color: #4a5568; }
-dl.settings dt { font-weight: 600; } dl.settings dd { margin: 0; word-break: break-all; }
-details { margin: .5rem 0; } summary { cursor: pointer; color: #2b6cb0; }
-pre { background: #f7fafc; padding: .5rem; overflow-x: auto; font-size: .8rem; }
-a { color: #2b6cb0; }
-"""
+def stylesheet() -> str:
+    """The page's CSS, from ``report.css``: a file of its own so it can be read and edited as CSS."""
+    return files("pytest_tcav.reports").joinpath("report.css").read_text(encoding="utf-8")
 
 
 def esc(value: Any) -> str:
@@ -99,117 +61,12 @@ def fmt(value: Any, digits: int = 3) -> str:
 
 
 def fmt_p(value: Any) -> str:
+    """:func:`format_p` for a report's value, which may be missing or the string "NaN"."""
     x = number(value)
     return "n/a" if x is None or math.isnan(x) else format_p(x)
 
 
-def _values(layer: Mapping[str, Any], key: str) -> list[float]:
-    raw = layer.get(key)
-    if not isinstance(raw, list):
-        return []
-    out = [number(v) for v in raw]
-    return [v for v in out if v is not None and math.isfinite(v)]
-
-
-def _mean_sd(values: Sequence[float]) -> tuple[float, float] | None:
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-# -- plots -----------------------------------------------------------------------------
-
-
-def load_matplotlib() -> tuple[Any, Any] | None:
-    """matplotlib's ``Figure`` and Agg canvas, or ``None`` when matplotlib is not installed."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        return None
-    return Figure, FigureCanvasAgg
-
-
-def _png(figure: Any, canvas_class: Any) -> str:
-    canvas_class(figure)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=96, metadata={"Software": None})
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def _short(name: str, limit: int = 18) -> str:
-    return name if len(name) <= limit else "…" + name[-(limit - 1):]
-
-
-def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
-    """Per layer: the TCAV score bar with the random sets' (left) and the statistic's distributions (right).
-
-    Left, as in the TCAV tutorials: the concept's score (the mean over its
-    random counterparts, with their standard deviation) beside the random
-    sets' own scores, a star over significant layers.  Right, box plots of
-    what the test compares: the concept's statistic against each random set,
-    and the null statistics of the random sets.
-    """
-    layers = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
-    if not layers:
-        return None
-    Figure, Canvas = mpl
-    has_boxes = any(_values(r, "concept_statistics") or _values(r, "null_statistics") for r in layers)
-    width = max(6.0, 2.2 + 1.5 * len(layers)) * (2 if has_boxes else 1)
-    figure = Figure(figsize=(min(width, 13.0), 3.4), layout="constrained")
-    axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
-    positions = list(range(len(layers)))
-    names = [_short(str(r.get("layer", "?"))) for r in layers]
-
-    ax = axes[0]
-    concept = [number(r.get("score")) or 0.0 for r in layers]
-    concept_err = [(_mean_sd(_values(r, "concept_scores")) or (0.0, 0.0))[1] for r in layers]
-    random_stats = [_mean_sd(_values(r, "null_scores")) for r in layers]
-    offset = 0.2 if any(random_stats) else 0.0
-    ax.bar([p - offset for p in positions], concept, width=0.38 if offset else 0.6, yerr=concept_err,
-           color=CONCEPT_COLOUR, capsize=3, label=f"{check.get('concept', 'concept')}")
-    if offset:
-        ax.bar([p + offset for p in positions], [s[0] if s else 0.0 for s in random_stats], width=0.38,
-               yerr=[s[1] if s else 0.0 for s in random_stats], color=RANDOM_COLOUR, capsize=3,
-               label="random sets")
-    for p, r, height, err in zip(positions, layers, concept, concept_err):
-        if r.get("significant"):
-            ax.text(p - offset, min(height + err + 0.03, 1.08), "*", ha="center", va="bottom", fontsize=14)
-    ax.set_ylim(0, 1.32)  # headroom for the stars and a legend above bars of 1.0
-    ax.set_xticks(positions, names)
-    ax.set_ylabel("TCAV score")
-    ax.set_title("score per layer (* significant)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", ncols=2, framealpha=0.8)
-
-    if has_boxes:
-        ax = axes[1]
-        data, where, colours = [], [], []
-        for p, r in zip(positions, layers):
-            for key, shift, colour in (("concept_statistics", -0.2, CONCEPT_COLOUR),
-                                       ("null_statistics", 0.2, RANDOM_COLOUR)):
-                values = _values(r, key)
-                if values:
-                    data.append(values)
-                    where.append(p + shift)
-                    colours.append(colour)
-        boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
-        for patch, colour in zip(boxes["boxes"], colours):
-            patch.set_facecolor(colour)
-            patch.set_alpha(0.85)
-        for median in boxes["medians"]:
-            median.set_color("#1a202c")
-        ax.axhline(0.0, color="#718096", linewidth=0.8, linestyle=":")
-        ax.set_xticks(positions, names)
-        ax.set_xlim(-0.6, len(layers) - 0.4)
-        ax.set_ylabel("statistic (mean cosine)")
-        ax.set_title("concept vs random-set (null) statistics", fontsize=10)
-        handles = [boxes["boxes"][colours.index(c)] for c in (CONCEPT_COLOUR, RANDOM_COLOUR) if c in colours]
-        labels = [lab for c, lab in ((CONCEPT_COLOUR, "concept"), (RANDOM_COLOUR, "null")) if c in colours]
-        ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.8)
-    return _png(figure, Canvas)
+# -- stability records -------------------------------------------------------------------
 
 
 def stability_layers(value: Any) -> dict[str, dict[str, Any]]:
@@ -233,61 +90,6 @@ def stability_layers(value: Any) -> dict[str, dict[str, Any]]:
     if isinstance(value, list):
         return {str(item.get("layer", k)): dict(item) for k, item in enumerate(value) if isinstance(item, Mapping)}
     return {}
-
-
-def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
-                   mpl: tuple[Any, Any]) -> str | None:
-    """Per layer, the baseline beside this run: TCAV scores (left), per-random-set statistics (right).
-
-    The right panel shows the distributions a stability check compares (its
-    two-sample test is on the per-random-set statistics); the left one the
-    scores its absolute tolerance applies to.
-    """
-    layers = list(dict.fromkeys([*before, *after]))
-    if not layers:
-        return None
-    Figure, Canvas = mpl
-    sides = ((before, -0.2, BEFORE_COLOUR, "baseline (before)"), (after, 0.2, AFTER_COLOUR, "this run (after)"))
-    has_boxes = any(_values(side.get(name) or {}, "concept_statistics") for side, *_ in sides for name in layers)
-    width = max(5.0, 2.0 + 1.5 * len(layers)) * (2 if has_boxes else 1)
-    figure = Figure(figsize=(min(width, 13.0), 3.2), layout="constrained")
-    axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
-    positions = list(range(len(layers)))
-    names = [_short(n) for n in layers]
-    ax = axes[0]
-    for side, shift, colour, label in sides:
-        heights = [number((side.get(name) or {}).get("score")) for name in layers]
-        errors = [(_mean_sd(_values(side.get(name) or {}, "concept_scores")) or (0.0, 0.0))[1] for name in layers]
-        ax.bar([p + shift for p in positions], [h if h is not None else 0.0 for h in heights], width=0.38,
-               yerr=errors, color=colour, capsize=3, label=label)
-    ax.set_xticks(positions, names)
-    ax.set_ylim(0, 1.32)  # headroom for the stars and a legend above bars of 1.0
-    ax.set_ylabel("TCAV score")
-    ax.set_title("score: baseline vs this run", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center", ncols=2, framealpha=0.8)
-    if has_boxes:
-        ax = axes[1]
-        for side, shift, colour, label in sides:
-            data, where = [], []
-            for p, name in zip(positions, layers):
-                values = _values(side.get(name) or {}, "concept_statistics")
-                if values:
-                    data.append(values)
-                    where.append(p + shift)
-            if data:
-                boxes = ax.boxplot(data, positions=where, widths=0.34, patch_artist=True, manage_ticks=False)
-                for patch in boxes["boxes"]:
-                    patch.set_facecolor(colour)
-                    patch.set_alpha(0.85)
-                for median in boxes["medians"]:
-                    median.set_color("#1a202c")
-                boxes["boxes"][0].set_label(label)
-        ax.set_xticks(positions, names)
-        ax.set_xlim(-0.6, len(layers) - 0.4)
-        ax.set_ylabel("statistic per random set")
-        ax.set_title("what the two-sample test compares", fontsize=10)
-        ax.legend(fontsize=8, loc="best", framealpha=0.8)
-    return _png(figure, Canvas)
 
 
 # -- HTML pieces -----------------------------------------------------------------------
@@ -318,7 +120,7 @@ def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
     """Per layer: score and the random sets' scores, statistic vs null, p-values, CAV accuracy, verdict."""
     rows = []
     for r in results:
-        random_scores = _mean_sd(_values(r, "null_scores"))
+        random_scores = mean_sd(finite_values(r, "null_scores"))
         rows.append((
             esc(r.get("layer")),
             fmt(r.get("score"), 2),
@@ -338,7 +140,7 @@ def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
 def distribution_table(r: Mapping[str, Any]) -> str:
     """One layer's per-random-set numbers: the concept against random set k, and random set k as the null."""
     keys = ("concept_scores", "concept_statistics", "cav_accuracies", "null_statistics", "null_scores")
-    columns = [_values(r, key) for key in keys]
+    columns = [finite_values(r, key) for key in keys]
     n = max((len(c) for c in columns), default=0)
     if n == 0:
         return ""
@@ -377,7 +179,7 @@ def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str,
         cells = [esc(name)]
         for key, show in columns:
             cells.append(esc(_arrow(show(b.get(key)) if key in b else "", show(a.get(key)) if key in a else "")))
-        bs, as_ = _mean_sd(_values(b, "concept_scores")), _mean_sd(_values(a, "concept_scores"))
+        bs, as_ = mean_sd(finite_values(b, "concept_scores")), mean_sd(finite_values(a, "concept_scores"))
         cells.append(esc(_arrow(f"{bs[0]:.2f} ± {bs[1]:.2f}" if bs else "", f"{as_[0]:.2f} ± {as_[1]:.2f}"
                                 if as_ else "")))
         cells += [_stability_value(key, c.get(key)) for key in extra]
@@ -484,7 +286,7 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
         parts.append(f'<div class="message">{esc(check["message"])}</div>')
     results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
     if mpl is not None and results:
-        png, note = _plot_or_note(check_plot, check, mpl)
+        png, note = _plot_or_note(plots.check_plot, check, mpl)
         parts.append(_image(png, f"TCAV scores and statistics per layer for {check.get('concept')}",
                             "Left: TCAV score per layer (bar: mean over the random counterparts, whisker: "
                             "sd) beside the random sets' own scores. Right: the concept's statistic against "
@@ -498,7 +300,7 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
         parts.append("<h3>Stability: baseline (before) vs this run (after)</h3>")
         parts.append(stability_summary(stability))
         if mpl is not None and (before or after):
-            png, note = _plot_or_note(stability_plot, before, after, mpl)
+            png, note = _plot_or_note(plots.stability_plot, before, after, mpl)
             parts.append(_image(png, "baseline vs this run per layer",
                                 "Left: TCAV score per layer, baseline and this run (whisker: sd over the random "
                                 "sets). Right: the per-random-set statistics the two-sample test compares.")
@@ -550,7 +352,7 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
 def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:
     """The page for a report dictionary.  ``mpl=True`` loads matplotlib if it can; ``None`` draws no plots."""
     if mpl is True:
-        mpl = load_matplotlib()
+        mpl = plots.load_matplotlib()
     elif mpl is False:
         mpl = None
     checks = [c for c in report.get("checks") or [] if isinstance(c, Mapping)]
@@ -567,11 +369,11 @@ def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>pytest-tcav report</title>",
-        f"<style>{CSS}</style></head><body>",
+        f"<style>\n{stylesheet()}</style></head><body>",
         head,
     ]
     if mpl is None and checks:
-        parts.append(f'<p class="notice" id="no-plots">{esc(PLOT_HINT)}</p>')
+        parts.append(f'<p class="notice" id="no-plots">{esc(plots.PLOT_HINT)}</p>')
     if checks:
         parts.append('<section id="overview"><h2>Overview</h2>' + overview(checks) + "</section>")
         parts.extend(check_section(k, check, mpl) for k, check in enumerate(checks, 1))
