@@ -59,6 +59,7 @@ def _is_type_checking(node: ast.If) -> bool:
 def _imports(path: Path, name: str) -> set[str]:
     """Every module of ours that ``path`` imports at run time (at any depth of the file)."""
     tree = ast.parse(path.read_text(), str(path))
+    modules = _modules()
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
 
@@ -77,13 +78,13 @@ def _imports(path: Path, name: str) -> set[str]:
                 else:
                     module = child.module or ""
                 if module.startswith("pytest_tcav"):
-                    found.add(module)
-                    # `from pytest_tcav.plugin import reporting` imports a submodule
-                    found.update(f"{module}.{a.name}" for a in child.names)
+                    # `from pytest_tcav.plugin import reporting` imports the submodule; its package's
+                    # __init__ runs first in any case, so that is no edge of the graph.
+                    submodules = {f"{module}.{a.name}" for a in child.names} & set(modules)
+                    found.update(submodules or {module})
             visit(child)
 
     visit(tree)
-    modules = _modules()
     return {m for m in found if m in modules and m != name}
 
 

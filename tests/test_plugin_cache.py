@@ -213,6 +213,8 @@ def test_xdist_workers_compute_each_shared_value_once(project: pytest.Pytester,
     project.path.joinpath("conftest.py").write_text(project.path.joinpath("conftest.py").read_text()
                                                     + COUNTS_CONFTEST)
     monkeypatch.setenv("TINY_TORCH_THREADS", "1")
+    # When this suite itself runs under pytest-xdist, the inner serial run must not look like a worker.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     serial, serial_total, serial_info = run_counted(project, monkeypatch, "serial")
     serial.assert_outcomes(passed=6)
     assert serial_info["files"] == ["serial.json"]
