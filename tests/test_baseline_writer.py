@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_tcav.checks.stability import Baseline, LayerBaseline
+from pytest_tcav.checks.baseline_file import Baseline, LayerBaseline
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 
 SETTINGS = {"method": "gradient", "direction": "either", "seed": 0, "random_sets": 2, "alpha": 0.05,

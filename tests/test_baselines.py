@@ -18,17 +18,11 @@ import yaml
 from scipy import stats
 
 from plugin_helpers import make_project
-from pytest_tcav.checks import stability as baselines
+from pytest_tcav.checks import baseline_file as baselines
 from pytest_tcav.errors import BaselineError
 from pytest_tcav.plugin.baselines import summary_lines
-from pytest_tcav.checks.stability import (
-    Baseline,
-    atomic_write,
-    baseline_path,
-    compare,
-    load_baseline,
-    welch_p,
-)
+from pytest_tcav.checks.baseline_file import Baseline, atomic_write, baseline_path, load_baseline
+from pytest_tcav.checks.stability import compare, welch_p
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 
 STABLE = """

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tcav.checks.stability import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
+from pytest_tcav.checks.baseline_file import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
 
 
 # -- the run's account: counts and unused files --------------------------------------------

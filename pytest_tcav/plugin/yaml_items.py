@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from pytest_tcav.checks.stability import BASELINE_DIR, DEFAULT_TOLERANCE, baseline_path
+from pytest_tcav.checks.baseline_file import BASELINE_DIR, baseline_path
+from pytest_tcav.checks.stability import DEFAULT_TOLERANCE
 from pytest_tcav.config import METHODS, import_callable
 from pytest_tcav.errors import (
     BaselineError,
