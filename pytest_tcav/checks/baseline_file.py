@@ -17,6 +17,8 @@ import json
 import math
 import os
 import re
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -214,29 +216,16 @@ class Baseline:
     def to_yaml(self) -> str:
         """The file's text: block style, one value per line, per-random-set lists on one line.
 
-        Written by hand rather than by ``yaml.safe_dump`` to control the layout
-        (comments, key order, flow lists of numbers) so that a change of the
-        model changes the lines of the numbers that moved and nothing else;
-        the text is read back and compared before it is used.
+        The layout (comments, key order, flow lists of numbers, quoting) is
+        :class:`BaselineDumper`'s, so that a change of the model changes the
+        lines of the numbers that moved and nothing else; the text is read back
+        and compared before it is used.
         """
         data = self.to_data()
-        lines = [
-            f"# pytest-tcav baseline {self.name!r}: the accepted result of one concept check.",
-            f"# Written by `pytest {UPDATE_FLAG}`; review a change to it like a change to code.",
-        ]
-        for key, value in data.items():
-            if key == "settings":
-                lines.append("settings:")
-                lines.extend(f"  {_key(k)}: {_scalar(v)}" for k, v in value.items())
-            elif key == "layers":
-                lines.append("layers:")
-                for layer_name, values in value.items():
-                    lines.append(f"  {_key(layer_name)}:")
-                    for k, v in values.items():
-                        lines.append(f"    {k}: {_scalar(v)}")
-            else:
-                lines.append(f"{key}: {_scalar(value)}")
-        text = "\n".join(lines) + "\n"
+        # Comments are not part of YAML's data model, so no dumper writes them: the header is text.
+        header = (f"# pytest-tcav baseline {self.name!r}: the accepted result of one concept check.\n"
+                  f"# Written by `pytest {UPDATE_FLAG}`; review a change to it like a change to code.\n")
+        text = header + yaml.dump(data, Dumper=BaselineDumper, allow_unicode=True, width=sys.maxsize)
         if yaml.safe_load(text) != json.loads(json.dumps(data)):  # pragma: no cover - a bug, never data
             raise RuntimeError(f"baseline {self.name!r} does not read back as written")
         return text
@@ -379,33 +368,52 @@ class _Checker:
         return [self.number(v, f"{where}[{k}]") for k, v in enumerate(value)]
 
 
-def _key(text: str) -> str:
-    return text if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS else json.dumps(text)
+class BaselineDumper(yaml.SafeDumper):
+    """The YAML of a baseline file, byte for byte as the hand-written writer it replaced wrote it.
+
+    Committed baselines are diffed, so the bytes stay those of the existing
+    files (tests/test_baseline_writer.py keeps them): mappings in block style
+    and in the order given, lists in flow style on one line, no anchors, every
+    key on its own ``key:`` line, and strings plain where that reads back as
+    the same string (keys: only identifier-like ones that are not YAML words),
+    else double-quoted.  PyYAML's own choices differ in three places, hence the
+    emitter overrides: it quotes with single quotes where it may; it writes a
+    key longer than 128 characters, empty or multi-line as ``? key``; and its
+    double-quoted escapes (``\\xF6``, ``\\_``, ``\\0``) differ from the JSON
+    escapes of the existing files (``\\u00f6`` in keys, a raw no-break space,
+    ``\\u0000``), so a double-quoted scalar is written as JSON.  The one change:
+    a key ending in a line break, which the old writer left unquoted (a broken
+    file it then refused to write), is now quoted.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+    def represent_key(self, key: str) -> yaml.ScalarNode:
+        plain = _PLAIN_KEY.fullmatch(key) and key.lower() not in _YAML_WORDS
+        return self.represent_scalar(_STR, key, style=None if plain else '"')
+
+    def represent_str(self, data: str) -> yaml.ScalarNode:
+        plain = _PLAIN_TEXT.fullmatch(data) and self.resolve(yaml.ScalarNode, data, (True, False)) == _STR
+        return self.represent_scalar(_STR, data, style=None if plain else '"')
+
+    def represent_dict(self, data: dict[str, Any]) -> yaml.MappingNode:
+        pairs = [(self.represent_key(key), self.represent_data(value)) for key, value in data.items()]
+        return yaml.MappingNode("tag:yaml.org,2002:map", pairs, flow_style=False)
+
+    def represent_list(self, data: Sequence[Any]) -> yaml.SequenceNode:
+        return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+    def check_simple_key(self) -> bool:
+        return isinstance(self.event, yaml.ScalarEvent) or super().check_simple_key()
+
+    def write_double_quoted(self, text: str, split: bool = True) -> None:
+        # A JSON string is a YAML double-quoted scalar; keys are written ASCII-only, as they always were.
+        self.write_indicator(json.dumps(text, ensure_ascii=self.simple_key_context), True)
 
 
-def _scalar(value: Any) -> str:
-    """One YAML scalar (or a flow list of scalars) that ``yaml.safe_load`` reads back exactly."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        if e and "." not in mantissa:  # PyYAML reads 1e-05 as a string; 1.0e-05 is a float
-            text = f"{mantissa}.0e{exponent}"
-        return text
-    if isinstance(value, str):
-        if _PLAIN_TEXT.match(value) and yaml.safe_load(value) == value:
-            return value
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} in a baseline")  # pragma: no cover
-
+_STR = "tag:yaml.org,2002:str"
+BaselineDumper.add_representer(str, BaselineDumper.represent_str)
+BaselineDumper.add_representer(dict, BaselineDumper.represent_dict)
+BaselineDumper.add_representer(list, BaselineDumper.represent_list)
+BaselineDumper.add_representer(tuple, BaselineDumper.represent_list)
