@@ -18,10 +18,10 @@ import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -332,7 +332,7 @@ class _Checker:
     def __init__(self, origin: str) -> None:
         self.origin = origin
 
-    def fail(self, message: str) -> Any:
+    def fail(self, message: str) -> NoReturn:
         raise BaselineError(f"baseline {self.origin} is invalid: {message}; fix it, or re-record it with "
                             f"pytest {UPDATE_FLAG}")
 
@@ -397,11 +397,11 @@ class BaselineDumper(yaml.SafeDumper):
         plain = _PLAIN_TEXT.fullmatch(data) and self.resolve(yaml.ScalarNode, data, (True, False)) == _STR
         return self.represent_scalar(_STR, data, style=None if plain else '"')
 
-    def represent_dict(self, data: dict[str, Any]) -> yaml.MappingNode:
+    def represent_dict(self, data: Any) -> yaml.MappingNode:  # a dict: its keys are strings
         pairs = [(self.represent_key(key), self.represent_data(value)) for key, value in data.items()]
         return yaml.MappingNode("tag:yaml.org,2002:map", pairs, flow_style=False)
 
-    def represent_list(self, data: Sequence[Any]) -> yaml.SequenceNode:
+    def represent_list(self, data: Iterable[Any]) -> yaml.SequenceNode:
         return self.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
     def check_simple_key(self) -> bool:
