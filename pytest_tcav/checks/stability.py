@@ -129,30 +129,27 @@ def welch_p(before: Sequence[float], after: Sequence[float]) -> tuple[float, boo
     Values are stored rounded (6 significant digits) and recomputed on other
     machines (about 1e-7 relative noise): a spread or a difference below
     :data:`RESOLUTION` times the values' scale is treated as zero, so an
-    unchanged model never fails on rounding.  With no spread on either side,
-    a difference beyond the noise gives p = 0 and none gives p = 1.
+    unchanged model never fails on rounding.  The spreads are floored at that
+    resolution, so with no spread on either side a difference beyond the noise
+    gives p = 0 and none gives p = 1, never NaN.  Both sides hold one statistic
+    per random set, at least three (a side of one value has no spread, and is
+    taken as unchanged).
     """
+    from statistics import fmean, stdev
+
     from scipy import stats as scipy_stats
 
     a = [float(v) for v in before]
     b = [float(v) for v in after]
-    na, nb = len(a), len(b)
-    if na == 0 or nb == 0:
+    if len(a) < 2 or len(b) < 2:
         return 1.0, False
-    mean_a, mean_b = sum(a) / na, sum(b) / nb
-    scale = max([abs(v) for v in a + b] + [1e-12])
-    floor = RESOLUTION * scale
-    diff = mean_b - mean_a
-    if abs(diff) <= floor:
+    mean_a, mean_b = fmean(a), fmean(b)
+    floor = RESOLUTION * max([abs(v) for v in a + b] + [1e-12])
+    if abs(mean_b - mean_a) <= floor:
         return 1.0, False
-    var_a = sum((v - mean_a) ** 2 for v in a) / (na - 1) if na > 1 else 0.0
-    var_b = sum((v - mean_b) ** 2 for v in b) / (nb - 1) if nb > 1 else 0.0
-    var_a, var_b = max(var_a, floor**2), max(var_b, floor**2)
-    se2 = var_a / na + var_b / nb
-    t = diff / math.sqrt(se2)
-    dof_den = (var_a / na) ** 2 / max(na - 1, 1) + (var_b / nb) ** 2 / max(nb - 1, 1)
-    dof = se2**2 / dof_den if dof_den > 0 else float(max(na + nb - 2, 1))
-    return float(min(1.0, 2.0 * scipy_stats.t.sf(abs(t), dof))), True
+    p = scipy_stats.ttest_ind_from_stats(mean_b, max(stdev(b), floor), len(b), mean_a, max(stdev(a), floor),
+                                         len(a), equal_var=False).pvalue
+    return float(min(1.0, p)), True
 
 
 def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statistic_tolerance: float = 0.0,
