@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_tcav.checks import records
 from pytest_tcav.checks.baseline_file import (
     BASELINE_DIR,
     SUFFIX,
@@ -33,9 +33,13 @@ from pytest_tcav.checks.baseline_file import (
     load_baseline,
     obtained_path,
 )
-from pytest_tcav.checks.significance import _describe
-from pytest_tcav.errors import BaselineError, ConceptStabilityFailure, ConfigurationError, TCAVError, shown_path
-from pytest_tcav.reports.json import result_fields
+from pytest_tcav.errors import (
+    BaselineError,
+    ConceptStabilityFailure,
+    ConfigurationError,
+    TCAVError,
+    shown_path,
+)
 from pytest_tcav.reports.text import format_p, render_table
 
 if TYPE_CHECKING:
@@ -252,10 +256,6 @@ def _why_moved(stability: StabilityResult) -> str:
 
 # -- the check -----------------------------------------------------------------------------
 
-#: Baselines used so far by each session: path -> (test id, what was checked), to refuse two checks one file.
-_USES: "weakref.WeakKeyDictionary[Any, dict[str, tuple[str | None, str]]]" = weakref.WeakKeyDictionary()
-
-
 def resolve_directory(session: "TCAVSession", baseline_dir: str | os.PathLike[str] | None) -> Path:
     """``baseline_dir`` (relative to the project root), else ``tcav_baselines/`` next to the running test."""
     if baseline_dir is not None:
@@ -310,24 +310,13 @@ def check_stable(
     """Run one stability check on ``session``, record it, write files as asked, raise on failure."""
     __tracebackhide__ = True
     layer_names = [layers] if isinstance(layers, str) else list(layers)
-    entry: dict[str, Any] = {
-        "concept": _describe(concept),
-        "target": _describe(target),
-        "layers": layer_names,
-        "expectation": "stable",
-        "direction": direction,
-        "require": "all",
-        "score_range": None,
-        "results": [],
-        "stability": {"baseline": baseline if isinstance(baseline, str) else repr(baseline), "path": None,
-                      "action": "error", "tolerance": tolerance, "statistic_tolerance": statistic_tolerance,
-                      "model_changed": None, "layers": []},
-    }
+    entry = {**records.check_record(concept, target, layer_names, "stable", direction),
+             **records.stability_info(baseline, tolerance, statistic_tolerance)}
     stability_entry = entry["stability"]
 
     def error(exc: TCAVError, action: str = "error") -> TCAVError:
         stability_entry["action"] = action
-        session.record({**entry, "outcome": "error", "message": str(exc)})
+        session.record(records.failed_to_run(entry, str(exc)))
         return exc.with_traceback(None)
 
     try:
@@ -344,7 +333,7 @@ def check_stable(
                                alpha=alpha, **knobs)
     except TCAVError as exc:
         raise error(exc)
-    entry.update(concept=result.concept, target=result.target, alpha=result.alpha, **result_fields(result))
+    entry = records.with_result(entry, result)
     test_id = session.current_nodeid()
     update = bool(getattr(session.config, "update_baselines", False))
     correction = result.correction
@@ -377,12 +366,8 @@ def check_stable(
     stability = StabilityResult(name=name, path=path, result=result, before=before, layers=comparisons,
                                 tolerance=tolerance, statistic_tolerance=statistic_tolerance, alpha=stat_alpha,
                                 correction=correction)
-    stability_entry.update(model_changed=stability.model_changed if before is not None else None,
-                           layers=[c.to_dict() for c in comparisons],
-                           moved=stability.moved_layers)
-    # The reports show these side by side: layer -> numbers, the baseline's and this run's.
-    entry["before"] = _side(before) if before is not None else {}
-    entry["after"] = _side(new)
+    records.with_comparison(stability_entry, stability)
+    records.with_sides(entry, before, new)
     obtained = obtained_path(path)
     try:
         if update:
@@ -396,12 +381,12 @@ def check_stable(
             obtained.unlink(missing_ok=True)
             stability = _with_action(stability, action)
             stability_entry["action"] = action
-            session.record({**entry, "outcome": "passed", "message": None})
+            session.record(records.finished(entry, "passed"))
             return stability
         if stability.passed:
             obtained.unlink(missing_ok=True)
             stability_entry["action"] = "checked"
-            session.record({**entry, "outcome": "passed", "message": None})
+            session.record(records.finished(entry, "passed"))
             return stability
         atomic_write(obtained, new.to_yaml())
     except OSError as exc:
@@ -409,7 +394,7 @@ def check_stable(
     reason = _why_moved(stability)
     stability_entry["action"] = "checked"
     stability_entry["obtained"] = str(obtained)
-    session.record({**entry, "outcome": "failed", "message": reason})
+    session.record(records.finished(entry, "failed", reason))
     moved = ", ".join(stability.moved_layers)
     headline = (f"concept {result.concept!r} moved for target {result.target} on {moved} since baseline "
                 f"{name!r} (tolerance: TCAV score ±{tolerance}, statistic: Welch p < {stat_alpha} "
@@ -436,23 +421,12 @@ def _with_action(stability: StabilityResult, action: str) -> StabilityResult:
     return replace(stability, action=action)
 
 
-def _side(baseline: Baseline) -> dict[str, dict[str, Any]]:
-    """One side of the before/after of a record: layer -> the numbers a baseline keeps."""
-    return {
-        layer.layer: {"score": layer.score, "statistic": layer.statistic, "p_value": layer.p_value,
-                      "p_corrected": layer.p_corrected, "cav_accuracy": layer.cav_accuracy,
-                      "significant": layer.significant, "concept_scores": list(layer.concept_scores),
-                      "concept_statistics": list(layer.concept_statistics)}
-        for layer in baseline.layers
-    }
-
-
 def _claim(session: "TCAVSession", path: Path, entry: dict[str, Any]) -> None:
     """Refuse a second check of one baseline file in a run (it would record two results in one file).
 
     The same test may check it again (a rerun of a flaky test) if it checks the same thing.
     """
-    uses = _USES.setdefault(session, {})
+    uses = session.baseline_uses
     nodeid = session.current_nodeid()
     what = json.dumps([entry["concept"], entry["target"], entry["layers"], entry["direction"]])
     previous = uses.get(str(path))
