@@ -9,6 +9,10 @@ Baselines are data a reviewer reads in a diff, so they are written
 atomically (a crashed or parallel run never leaves half a file) in a layout
 that changes only the lines of the numbers that moved, and read with
 ``yaml.safe_load`` and validated, with messages that name the file and the key.
+
+It imports neither torch nor scipy; it does import PyYAML (its writer is a
+``yaml.SafeDumper`` subclass), so a module that must import light (the
+plugin) imports it inside the functions that need it.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ documented in docs/baselines.md).  Baselines are written only when asked
 (``--tcav-update-baselines``), never created silently: a CI run with a
 missing baseline fails.
 
-This module imports neither torch nor scipy at import time: the plugin loads
-it in every pytest run to keep the baseline counts for the terminal summary.
+This module imports neither torch nor scipy at import time (scipy only when
+two baselines are compared): the session and the assertions import it.
 """
 
 from __future__ import annotations
