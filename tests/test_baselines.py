@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import re
 from pathlib import Path
 
@@ -18,17 +19,12 @@ import yaml
 from scipy import stats
 
 from plugin_helpers import make_project
-from pytest_tcav.checks import stability as baselines
+from pytest_tcav.checks import baseline_file as baselines
 from pytest_tcav.errors import BaselineError
 from pytest_tcav.plugin.baselines import summary_lines
-from pytest_tcav.checks.stability import (
-    Baseline,
-    atomic_write,
-    baseline_path,
-    compare,
-    load_baseline,
-    welch_p,
-)
+from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
+from pytest_tcav.checks.baseline_names import baseline_path
+from pytest_tcav.checks.stability import RESOLUTION, compare, welch_p
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 
 STABLE = """
@@ -400,6 +396,39 @@ def test_welch_matches_scipy_and_treats_noise_as_no_change() -> None:
     assert welch_p([0.3] * 5, [0.3] * 5) == (1.0, False)  # no spread, no change: defined, not NaN
     p, differs = welch_p([0.3] * 5, [0.1] * 5)
     assert differs and p < 1e-6 and not math.isnan(p)
+
+
+def _welch_p_by_hand(before: list[float], after: list[float]) -> tuple[float, bool]:
+    """welch_p as pytest-tcav computed it before it called scipy's ttest_ind_from_stats: the reference."""
+    a, b = [float(v) for v in before], [float(v) for v in after]
+    na, nb = len(a), len(b)
+    mean_a, mean_b = sum(a) / na, sum(b) / nb
+    floor = RESOLUTION * max([abs(v) for v in a + b] + [1e-12])
+    diff = mean_b - mean_a
+    if abs(diff) <= floor:
+        return 1.0, False
+    var_a = max(sum((v - mean_a) ** 2 for v in a) / (na - 1), floor**2)
+    var_b = max(sum((v - mean_b) ** 2 for v in b) / (nb - 1), floor**2)
+    se2 = var_a / na + var_b / nb
+    dof = se2**2 / ((var_a / na) ** 2 / (na - 1) + (var_b / nb) ** 2 / (nb - 1))
+    return float(min(1.0, 2.0 * stats.t.sf(abs(diff / math.sqrt(se2)), dof))), True
+
+
+def test_welch_gives_the_p_values_of_the_hand_written_test_it_replaced() -> None:
+    rng = random.Random(0)
+    for _ in range(3000):
+        scale = 10 ** rng.uniform(-8, 3)
+        na, nb = rng.randint(2, 12), rng.randint(2, 12)
+        shift = rng.choice([0.0, 1e-7, 1e-3, 0.1, 1.0, 10.0]) * scale
+        spread = rng.choice([0.0, 1e-9, 1e-4, 0.1, 1.0]) * scale
+        a = [rng.gauss(scale, spread) for _ in range(na)]
+        b = [rng.gauss(scale + shift, spread * rng.choice([0.5, 1.0, 3.0])) for _ in range(nb)]
+        if rng.random() < 0.1:
+            b = [v * (1 + rng.uniform(-2e-6, 2e-6)) for v in a]  # rounding noise between machines
+        p, differs = welch_p(a, b)
+        p_ref, differs_ref = _welch_p_by_hand(a, b)
+        assert differs == differs_ref
+        assert p == pytest.approx(p_ref, rel=1e-9, abs=1e-300), (a, b)
 
 
 def test_a_layer_moves_on_the_score_tolerance_or_a_significant_shift_of_the_statistic() -> None:

@@ -237,7 +237,7 @@ BASELINE_WRITER = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
 from pathlib import Path
-import pytest_tcav.checks.stability as baselines
+import pytest_tcav.checks.baseline_file as baselines
 
 path, base, die_at = Path(sys.argv[1]), Path(sys.argv[2]).read_text(), int(sys.argv[3])
 
@@ -263,7 +263,7 @@ for n in range(1000):
 def _baseline_text(tmp_path: Path) -> str:
     """A real baseline file, from a real (tiny) check."""
     from pytest_tcav import TCAV
-    from pytest_tcav.checks.stability import Baseline
+    from pytest_tcav.checks.baseline_file import Baseline
 
     gen = torch.Generator().manual_seed(0)
     sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]
@@ -275,7 +275,8 @@ def _baseline_text(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("mode", ["inside the write", "random moment"])
 def test_a_baseline_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path, mode: str) -> None:
-    from pytest_tcav.checks.stability import is_baseline_file, load_baseline
+    from pytest_tcav.checks.baseline_file import load_baseline
+    from pytest_tcav.checks.baseline_names import is_baseline_file
 
     base = tmp_path / "base.yaml"
     base.write_text(_baseline_text(tmp_path))

@@ -199,7 +199,7 @@ def test_a_control_character_is_a_schema_error_at_its_line() -> None:
 def test_a_baseline_file_gives_a_baseline_or_a_baseline_error(position: int, insert: str, delete: int,
                                                               document: Any) -> None:
     """A hand-edited, merge-conflicted or truncated baseline is a BaselineError naming the file, never a crash."""
-    from pytest_tcav.checks.stability import Baseline
+    from pytest_tcav.checks.baseline_file import Baseline
     from pytest_tcav.errors import BaselineError
 
     text = _baseline_text() if document is None else _dump(document)
@@ -215,7 +215,7 @@ def _baseline_text() -> str:
     import torch
 
     from pytest_tcav import TCAV
-    from pytest_tcav.checks.stability import Baseline
+    from pytest_tcav.checks.baseline_file import Baseline
 
     gen = torch.Generator().manual_seed(0)
     sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]

@@ -235,7 +235,7 @@ def test_cache_paths_stay_in_the_cache_whatever_the_kind_and_key(kind: str, key:
 @given(name=st.one_of(st.text(max_size=140), st.sampled_from(HOSTILE_NAMES),
                       st.from_regex(r"\A[a-z.]{0,4}(/|\\|\.\.)[a-z.]{0,4}\Z")))
 def test_baseline_paths_stay_in_their_folder_whatever_the_name(name: str) -> None:
-    from pytest_tcav.checks.stability import baseline_path, is_baseline_file
+    from pytest_tcav.checks.baseline_names import baseline_path, is_baseline_file
     from pytest_tcav.errors import BaselineError
 
     directory = Path("/nonexistent/tests/tcav_baselines")

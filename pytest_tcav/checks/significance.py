@@ -10,13 +10,12 @@ internal frames, since the fix is on the user's line, not inside the engine.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from pytest_tcav.checks import records
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVError
-from pytest_tcav.reports.json import result_fields
 
 if TYPE_CHECKING:
     from torch import nn
@@ -51,15 +50,7 @@ def check_concept(
     if direction is None:
         direction = "positive" if expectation == "significant" else "either"
     layer_names = [layers] if isinstance(layers, str) else list(layers)
-    entry: dict[str, Any] = {
-        "concept": _describe(concept),
-        "target": _describe(target),
-        "layers": layer_names,
-        "expectation": expectation,
-        "direction": direction,
-        "require": require,
-        "score_range": None,
-    }
+    entry = records.check_record(concept, target, layer_names, expectation, direction, require)
     try:
         score_range = _check_score_range(score)
         entry["score_range"] = list(score_range) if score_range is not None else None
@@ -69,35 +60,17 @@ def check_concept(
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
     except TCAVError as exc:
-        session.record({**entry, "outcome": "error", "message": str(exc), "results": []})
+        session.record(records.failed_to_run(entry, str(exc)))
         raise exc.with_traceback(None)
     judgement = judge(result, expectation, require, score_range)
-    session.record({
-        **entry,
-        "concept": result.concept,
-        "target": result.target,
-        "alpha": result.alpha,
-        # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
-        **result_fields(result),
-        "outcome": "passed" if judgement.passed else "failed",
-        "message": None if judgement.passed else judgement.reason,
-    })
+    # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
+    session.record(records.finished(records.with_result(entry, result), "passed" if judgement.passed else "failed",
+                                    None if judgement.passed else judgement.reason))
     if not judgement.passed:
         raise ConceptTestFailure(
             f"{judgement.headline}\n\n{result.table()}\n\n{judgement.reason}", result, judgement.reason
         )
     return result
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    name = getattr(value, "name", None)
-    if isinstance(name, str):
-        return name
-    return getattr(value, "__qualname__", type(value).__name__)
 
 
 def _check_score_range(score: tuple[float, float] | None) -> tuple[float, float] | None:

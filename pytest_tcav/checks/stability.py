@@ -1,19 +1,15 @@
-"""Concept baselines: "did the retrained model change what it relies on?"
+"""Concept stability: "did the retrained model change what it relies on?"
 
-A baseline is the record of one concept check (per-layer TCAV score,
-statistic, p-values, CAV accuracy and the statistic of every random set) kept
-in a small YAML file next to the test that owns it, under ``tcav_baselines/``.
-:func:`assert_concept_stable` measures the same check on today's model and
-fails when a layer moved beyond the tolerance (the rule is in
-:func:`compare`, and documented in docs/baselines.md).
+:func:`check_stable` (behind :func:`~pytest_tcav.api.assert_concept_stable`)
+measures a concept check on today's model and compares it with the baseline
+file kept for it (:mod:`pytest_tcav.checks.baseline_file`); it fails when a
+layer moved beyond the tolerance (the rule is in :func:`compare`, and
+documented in docs/baselines.md).  Baselines are written only when asked
+(``--tcav-update-baselines``), never created silently: a CI run with a
+missing baseline fails.
 
-Baselines are data a reviewer reads in a diff, so they are written only when
-asked (``--tcav-update-baselines``), never created silently (a CI run with a
-missing baseline fails), written atomically (a crashed or parallel run never
-leaves half a file), and read with ``yaml.safe_load`` and validated.
-
-This module imports neither torch nor scipy at import time: the plugin loads
-it in every pytest run to keep the baseline counts for the terminal summary.
+This module imports neither torch nor scipy at import time (scipy only when
+two baselines are compared): the session and the assertions import it.
 """
 
 from __future__ import annotations
@@ -21,19 +17,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from pytest_tcav.checks.significance import _describe
-from pytest_tcav.errors import BaselineError, ConceptStabilityFailure, ConfigurationError, TCAVError, shown_path
-from pytest_tcav.reports.json import result_fields
-from pytest_tcav.files import atomic_write_text
+from pytest_tcav.checks import records
+from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
+from pytest_tcav.checks.baseline_names import BASELINE_DIR, SUFFIX, UPDATE_FLAG, baseline_path, obtained_path
+from pytest_tcav.errors import (
+    BaselineError,
+    ConceptStabilityFailure,
+    ConfigurationError,
+    TCAVError,
+    shown_path,
+)
 from pytest_tcav.reports.text import format_p, render_table
 
 if TYPE_CHECKING:
@@ -43,393 +41,12 @@ if TYPE_CHECKING:
     from pytest_tcav.engine.results import TCAVResult
     from pytest_tcav.session.session import TargetLike, TCAVSession
 
-#: Version of the file layout; a file with a higher number was written by a newer pytest-tcav.
-FORMAT = 1
-#: The folder, next to the test file, that holds its baselines.
-BASELINE_DIR = "tcav_baselines"
-SUFFIX = ".yaml"
-OBTAINED_SUFFIX = ".obtained.yaml"
-#: The command-line flag that writes baselines; named in every message that asks for it.
-UPDATE_FLAG = "--tcav-update-baselines"
 #: Default absolute tolerance on the TCAV score (a fraction of inputs, in [0, 1]).
 DEFAULT_TOLERANCE = 0.1
 #: Relative size below which a difference of the statistic is rounding or floating-point noise.
 RESOLUTION = 1e-5
 #: Settings that must match for two measurements to be comparable at all.
 COMPARABLE_SETTINGS = ("method", "direction", "seed", "random_sets")
-
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,119}$")
-_PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$")
-_PLAIN_TEXT = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/()=+]*( [A-Za-z0-9_.\-/()=+]+)*$")
-_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
-
-
-
-
-# -- names and paths ----------------------------------------------------------------------
-
-
-def baseline_path(directory: Path, name: str) -> Path:
-    """The file of baseline ``name`` in ``directory``; a name that could leave it is refused.
-
-    Names are file names, not paths: letters, digits, ``_``, ``-`` and ``.``,
-    starting with a letter, digit or ``_`` (so no ``..``, no hidden files, no
-    separators, no drive letters).  A trailing ``.yaml`` is accepted and dropped.
-    """
-    if not isinstance(name, str) or not name:
-        raise BaselineError(f"baseline name must be a non-empty string, got {name!r}")
-    stem = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else name
-    problem = None
-    if os.path.isabs(stem) or "/" in stem or "\\" in stem or ":" in stem:
-        problem = "it is a path; give a plain file name"
-    elif ".." in stem:
-        problem = "it contains '..'"
-    elif stem.endswith(".obtained"):
-        problem = "names ending in '.obtained' are kept for the files written on failure"
-    elif not _NAME.match(stem):
-        problem = ("use letters, digits, '_', '-' and '.', starting with a letter, digit or '_' "
-                   "(at most 120 characters)")
-    if problem:
-        raise BaselineError(f"baseline name {name!r} is refused: {problem}")
-    path = directory / f"{stem}{SUFFIX}"
-    if path.parent != directory:  # belt and braces: the name above cannot do this
-        raise BaselineError(f"baseline name {name!r} leaves {directory}")
-    return path
-
-
-def obtained_path(path: Path) -> Path:
-    """Where the values of a failing check are written, beside its baseline."""
-    return path.with_name(path.name[: -len(SUFFIX)] + OBTAINED_SUFFIX)
-
-
-def is_baseline_file(path: Path) -> bool:
-    """A committed baseline (not an ``.obtained`` file, a temporary file or a hidden file)."""
-    name = path.name
-    return name.endswith(SUFFIX) and not name.endswith(OBTAINED_SUFFIX) and not name.startswith(".")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a baseline file atomically (see :func:`pytest_tcav.files.atomic_write_text`)."""
-    atomic_write_text(path, text)
-
-
-# -- the file ------------------------------------------------------------------------------
-
-
-def _round_sig(value: float, digits: int) -> float:
-    """``value`` to ``digits`` significant digits; below 1e-12 it is summation noise around 0 (0.0)."""
-    if not math.isfinite(value):
-        return float(value)
-    if abs(value) < 1e-12:
-        return 0.0
-    return float(f"{value:.{digits}g}")
-
-
-@dataclass(frozen=True)
-class LayerBaseline:
-    """What a baseline keeps of one layer (rounded: see :meth:`Baseline.from_result`)."""
-
-    layer: str
-    score: float
-    statistic: float
-    null_mean: float
-    null_sd: float
-    p_value: float
-    p_corrected: float
-    cav_accuracy: float
-    significant: bool
-    concept_scores: tuple[float, ...] = ()
-    concept_statistics: tuple[float, ...] = ()
-
-
-@dataclass(frozen=True)
-class Baseline:
-    """The accepted measurement of one concept check, as kept in ``tcav_baselines/<name>.yaml``."""
-
-    name: str
-    library_version: str
-    test: str | None
-    concept: str
-    target: str
-    model_fingerprint: str
-    concept_fingerprint: str
-    settings: dict[str, Any]
-    layers: tuple[LayerBaseline, ...]
-    format: int = FORMAT
-
-    def layer(self, name: str) -> LayerBaseline | None:
-        return next((layer for layer in self.layers if layer.layer == name), None)
-
-    @classmethod
-    def from_result(cls, result: "TCAVResult", name: str, test: str | None = None) -> "Baseline":
-        """A baseline from a result, rounded so that files diff cleanly.
-
-        Statistics keep 6 significant digits (floating-point noise between
-        machines is about 1e-7 relative, so a re-run on another machine writes
-        the same file, while the comparison's noise floor, 1e-5 relative,
-        stays above the rounding); scores 4 decimals (they are fractions of the
-        inputs); p-values 3 significant digits (they are shown, not compared).
-        """
-        from pytest_tcav._version import __version__
-
-        layers = tuple(
-            LayerBaseline(
-                layer=r.layer,
-                score=round(r.score, 4),
-                statistic=_round_sig(r.statistic, 6),
-                null_mean=_round_sig(r.null_mean, 6),
-                null_sd=_round_sig(r.null_sd, 6),
-                p_value=_round_sig(r.p_value, 3),
-                p_corrected=_round_sig(r.p_corrected, 3),
-                cav_accuracy=round(r.cav_accuracy, 3),
-                significant=bool(r.significant),
-                concept_scores=tuple(round(v, 4) for v in r.concept_scores),
-                concept_statistics=tuple(_round_sig(v, 6) for v in r.concept_statistics),
-            )
-            for r in result.layers
-        )
-        settings = {
-            "method": result.method,
-            "direction": result.direction,
-            "seed": int(result.seed),
-            "random_sets": int(result.n_random),
-            "alpha": float(result.alpha),
-            "correction": result.correction,
-            "null_test": result.null_test,
-            "concept_examples": int(result.n_concept_examples),
-            "inputs": int(result.n_inputs),
-        }
-        return cls(name=name, library_version=__version__, test=test, concept=result.concept,
-                   target=str(result.target), model_fingerprint=result.model_fingerprint,
-                   concept_fingerprint=result.concept_fingerprint, settings=settings, layers=layers)
-
-    # -- writing -----------------------------------------------------------------------
-
-    def to_data(self) -> dict[str, Any]:
-        """The file's content as plain data, in the order it is written."""
-        return {
-            "format": self.format,
-            "library": f"pytest-tcav {self.library_version}",
-            "test": self.test,
-            "concept": self.concept,
-            "target": self.target,
-            "model_fingerprint": self.model_fingerprint,
-            "concept_fingerprint": self.concept_fingerprint,
-            "settings": dict(self.settings),
-            "layers": {
-                layer.layer: {
-                    "score": layer.score,
-                    "statistic": layer.statistic,
-                    "random_mean": layer.null_mean,
-                    "random_sd": layer.null_sd,
-                    "p_value": layer.p_value,
-                    "p_corrected": layer.p_corrected,
-                    "significant": layer.significant,
-                    "cav_accuracy": layer.cav_accuracy,
-                    "concept_scores": list(layer.concept_scores),
-                    "concept_statistics": list(layer.concept_statistics),
-                }
-                for layer in self.layers
-            },
-        }
-
-    def to_yaml(self) -> str:
-        """The file's text: block style, one value per line, per-random-set lists on one line.
-
-        Written by hand rather than by ``yaml.safe_dump`` to control the layout
-        (comments, key order, flow lists of numbers) so that a change of the
-        model changes the lines of the numbers that moved and nothing else;
-        the text is read back and compared before it is used.
-        """
-        data = self.to_data()
-        lines = [
-            f"# pytest-tcav baseline {self.name!r}: the accepted result of one concept check.",
-            f"# Written by `pytest {UPDATE_FLAG}`; review a change to it like a change to code.",
-        ]
-        for key, value in data.items():
-            if key == "settings":
-                lines.append("settings:")
-                lines.extend(f"  {_key(k)}: {_scalar(v)}" for k, v in value.items())
-            elif key == "layers":
-                lines.append("layers:")
-                for layer_name, values in value.items():
-                    lines.append(f"  {_key(layer_name)}:")
-                    for k, v in values.items():
-                        lines.append(f"    {k}: {_scalar(v)}")
-            else:
-                lines.append(f"{key}: {_scalar(value)}")
-        text = "\n".join(lines) + "\n"
-        if yaml.safe_load(text) != json.loads(json.dumps(data)):  # pragma: no cover - a bug, never data
-            raise RuntimeError(f"baseline {self.name!r} does not read back as written")
-        return text
-
-    # -- reading -----------------------------------------------------------------------
-
-    @classmethod
-    def from_yaml(cls, text: str, *, name: str, origin: str) -> "Baseline":
-        """Parse and validate a baseline file's text (``yaml.safe_load`` only)."""
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise BaselineError(f"{origin} is not valid YAML: {exc}") from None
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
-            # PyYAML's safe constructors fail this way on malformed explicit tags (!!int abc)
-            raise BaselineError(f"{origin} is not valid YAML: a malformed tagged value "
-                                f"({type(exc).__name__}: {exc}); fix it, or re-record it with pytest "
-                                f"{UPDATE_FLAG}") from None
-        return cls.from_data(data, name=name, origin=origin)
-
-    @classmethod
-    def from_data(cls, data: Any, *, name: str, origin: str) -> "Baseline":
-        check = _Checker(origin)
-        data = check.mapping(data, "the file", {
-            "format", "library", "test", "concept", "target", "model_fingerprint", "concept_fingerprint",
-            "settings", "layers",
-        })
-        version = data.get("format")
-        if not isinstance(version, int) or isinstance(version, bool):
-            check.fail(f"'format' must be an integer (this pytest-tcav writes {FORMAT}), got {version!r}")
-        if version > FORMAT:
-            check.fail(f"format {version} was written by a newer pytest-tcav (this one reads up to {FORMAT}); "
-                       "upgrade pytest-tcav")
-        library = check.text(data.get("library"), "library")
-        settings = check.mapping(data.get("settings"), "settings", {
-            "method", "direction", "seed", "random_sets", "alpha", "correction", "null_test",
-            "concept_examples", "inputs",
-        })
-        for key in ("method", "direction", "correction", "null_test"):
-            check.text(settings.get(key), f"settings.{key}")
-        for key in ("seed", "random_sets", "concept_examples", "inputs"):
-            check.integer(settings.get(key), f"settings.{key}")
-        check.number(settings.get("alpha"), "settings.alpha")
-        layers_data = data.get("layers")
-        if not isinstance(layers_data, dict) or not layers_data:
-            check.fail(f"'layers' must be a mapping of layer name to values, got {layers_data!r}")
-        layers = []
-        for layer_name, values in layers_data.items():
-            where = f"layers.{layer_name}"
-            values = check.mapping(values, where, {
-                "score", "statistic", "random_mean", "random_sd", "p_value", "p_corrected", "significant",
-                "cav_accuracy", "concept_scores", "concept_statistics",
-            })
-            significant = values.get("significant")
-            if not isinstance(significant, bool):
-                check.fail(f"'{where}.significant' must be true or false, got {significant!r}")
-            statistics = check.numbers(values.get("concept_statistics"), f"{where}.concept_statistics")
-            if len(statistics) != settings["random_sets"]:
-                check.fail(f"'{where}.concept_statistics' has {len(statistics)} values but settings.random_sets "
-                           f"is {settings['random_sets']}")
-            layers.append(LayerBaseline(
-                layer=str(layer_name),
-                score=check.number(values.get("score"), f"{where}.score"),
-                statistic=check.number(values.get("statistic"), f"{where}.statistic"),
-                null_mean=check.number(values.get("random_mean"), f"{where}.random_mean"),
-                null_sd=check.number(values.get("random_sd"), f"{where}.random_sd"),
-                p_value=check.number(values.get("p_value"), f"{where}.p_value"),
-                p_corrected=check.number(values.get("p_corrected"), f"{where}.p_corrected"),
-                cav_accuracy=check.number(values.get("cav_accuracy"), f"{where}.cav_accuracy"),
-                significant=significant,
-                concept_scores=tuple(check.numbers(values.get("concept_scores"), f"{where}.concept_scores")),
-                concept_statistics=tuple(statistics),
-            ))
-        test = data.get("test")
-        if test is not None:
-            test = check.text(test, "test")
-        return cls(
-            name=name,
-            library_version=library.removeprefix("pytest-tcav ").strip(),
-            test=test,
-            concept=check.text(data.get("concept"), "concept"),
-            target=check.text(data.get("target"), "target"),
-            model_fingerprint=check.text(data.get("model_fingerprint"), "model_fingerprint"),
-            concept_fingerprint=check.text(data.get("concept_fingerprint"), "concept_fingerprint"),
-            settings=settings,
-            layers=tuple(layers),
-            format=version,
-        )
-
-
-def load_baseline(path: Path, name: str | None = None) -> Baseline:
-    """Read and validate one baseline file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BaselineError(f"cannot read baseline {path}: {exc}") from None
-    return Baseline.from_yaml(text, name=name or path.name[: -len(SUFFIX)], origin=str(path))
-
-
-class _Checker:
-    """Validation of a parsed baseline, with messages that name the file and the key."""
-
-    def __init__(self, origin: str) -> None:
-        self.origin = origin
-
-    def fail(self, message: str) -> Any:
-        raise BaselineError(f"baseline {self.origin} is invalid: {message}; fix it, or re-record it with "
-                            f"pytest {UPDATE_FLAG}")
-
-    def mapping(self, value: Any, where: str, keys: set[str]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(f"{where} must be a mapping, got {type(value).__name__}")
-        unknown = sorted(str(k) for k in value if k not in keys)
-        if unknown:
-            self.fail(f"unknown key(s) {', '.join(map(repr, unknown))} in {where}")
-        missing = sorted(keys - set(value))
-        if missing:
-            self.fail(f"{where} lacks {', '.join(map(repr, missing))}")
-        return value
-
-    def text(self, value: Any, where: str) -> str:
-        if not isinstance(value, str):
-            self.fail(f"'{where}' must be a string, got {value!r}")
-        return value
-
-    def integer(self, value: Any, where: str) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            self.fail(f"'{where}' must be a non-negative integer, got {value!r}")
-        return value
-
-    def number(self, value: Any, where: str) -> float:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or math.isnan(value):
-            self.fail(f"'{where}' must be a number, got {value!r}")
-        return float(value)
-
-    def numbers(self, value: Any, where: str) -> list[float]:
-        if not isinstance(value, list):
-            self.fail(f"'{where}' must be a list of numbers, got {value!r}")
-        return [self.number(v, f"{where}[{k}]") for k, v in enumerate(value)]
-
-
-def _key(text: str) -> str:
-    return text if _PLAIN_KEY.match(text) and text.lower() not in _YAML_WORDS else json.dumps(text)
-
-
-def _scalar(value: Any) -> str:
-    """One YAML scalar (or a flow list of scalars) that ``yaml.safe_load`` reads back exactly."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ".nan"
-        if math.isinf(value):
-            return ".inf" if value > 0 else "-.inf"
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        if e and "." not in mantissa:  # PyYAML reads 1e-05 as a string; 1.0e-05 is a float
-            text = f"{mantissa}.0e{exponent}"
-        return text
-    if isinstance(value, str):
-        if _PLAIN_TEXT.match(value) and yaml.safe_load(value) == value:
-            return value
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a YAML double-quoted scalar
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} in a baseline")  # pragma: no cover
 
 
 # -- the comparison ------------------------------------------------------------------------
@@ -508,30 +125,27 @@ def welch_p(before: Sequence[float], after: Sequence[float]) -> tuple[float, boo
     Values are stored rounded (6 significant digits) and recomputed on other
     machines (about 1e-7 relative noise): a spread or a difference below
     :data:`RESOLUTION` times the values' scale is treated as zero, so an
-    unchanged model never fails on rounding.  With no spread on either side,
-    a difference beyond the noise gives p = 0 and none gives p = 1.
+    unchanged model never fails on rounding.  The spreads are floored at that
+    resolution, so with no spread on either side a difference beyond the noise
+    gives p = 0 and none gives p = 1, never NaN.  Both sides hold one statistic
+    per random set, at least three (a side of one value has no spread, and is
+    taken as unchanged).
     """
+    from statistics import fmean, stdev
+
     from scipy import stats as scipy_stats
 
     a = [float(v) for v in before]
     b = [float(v) for v in after]
-    na, nb = len(a), len(b)
-    if na == 0 or nb == 0:
+    if len(a) < 2 or len(b) < 2:
         return 1.0, False
-    mean_a, mean_b = sum(a) / na, sum(b) / nb
-    scale = max([abs(v) for v in a + b] + [1e-12])
-    floor = RESOLUTION * scale
-    diff = mean_b - mean_a
-    if abs(diff) <= floor:
+    mean_a, mean_b = fmean(a), fmean(b)
+    floor = RESOLUTION * max([abs(v) for v in a + b] + [1e-12])
+    if abs(mean_b - mean_a) <= floor:
         return 1.0, False
-    var_a = sum((v - mean_a) ** 2 for v in a) / (na - 1) if na > 1 else 0.0
-    var_b = sum((v - mean_b) ** 2 for v in b) / (nb - 1) if nb > 1 else 0.0
-    var_a, var_b = max(var_a, floor**2), max(var_b, floor**2)
-    se2 = var_a / na + var_b / nb
-    t = diff / math.sqrt(se2)
-    dof_den = (var_a / na) ** 2 / max(na - 1, 1) + (var_b / nb) ** 2 / max(nb - 1, 1)
-    dof = se2**2 / dof_den if dof_den > 0 else float(max(na + nb - 2, 1))
-    return float(min(1.0, 2.0 * scipy_stats.t.sf(abs(t), dof))), True
+    p = scipy_stats.ttest_ind_from_stats(mean_b, max(stdev(b), floor), len(b), mean_a, max(stdev(a), floor),
+                                         len(a), equal_var=False).pvalue
+    return float(min(1.0, p)), True
 
 
 def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statistic_tolerance: float = 0.0,
@@ -634,10 +248,6 @@ def _why_moved(stability: StabilityResult) -> str:
 
 # -- the check -----------------------------------------------------------------------------
 
-#: Baselines used so far by each session: path -> (test id, what was checked), to refuse two checks one file.
-_USES: "weakref.WeakKeyDictionary[Any, dict[str, tuple[str | None, str]]]" = weakref.WeakKeyDictionary()
-
-
 def resolve_directory(session: "TCAVSession", baseline_dir: str | os.PathLike[str] | None) -> Path:
     """``baseline_dir`` (relative to the project root), else ``tcav_baselines/`` next to the running test."""
     if baseline_dir is not None:
@@ -692,24 +302,13 @@ def check_stable(
     """Run one stability check on ``session``, record it, write files as asked, raise on failure."""
     __tracebackhide__ = True
     layer_names = [layers] if isinstance(layers, str) else list(layers)
-    entry: dict[str, Any] = {
-        "concept": _describe(concept),
-        "target": _describe(target),
-        "layers": layer_names,
-        "expectation": "stable",
-        "direction": direction,
-        "require": "all",
-        "score_range": None,
-        "results": [],
-        "stability": {"baseline": baseline if isinstance(baseline, str) else repr(baseline), "path": None,
-                      "action": "error", "tolerance": tolerance, "statistic_tolerance": statistic_tolerance,
-                      "model_changed": None, "layers": []},
-    }
+    entry = {**records.check_record(concept, target, layer_names, "stable", direction),
+             **records.stability_info(baseline, tolerance, statistic_tolerance)}
     stability_entry = entry["stability"]
 
     def error(exc: TCAVError, action: str = "error") -> TCAVError:
         stability_entry["action"] = action
-        session.record({**entry, "outcome": "error", "message": str(exc)})
+        session.record(records.failed_to_run(entry, str(exc)))
         return exc.with_traceback(None)
 
     try:
@@ -726,7 +325,7 @@ def check_stable(
                                alpha=alpha, **knobs)
     except TCAVError as exc:
         raise error(exc)
-    entry.update(concept=result.concept, target=result.target, alpha=result.alpha, **result_fields(result))
+    entry = records.with_result(entry, result)
     test_id = session.current_nodeid()
     update = bool(getattr(session.config, "update_baselines", False))
     correction = result.correction
@@ -759,12 +358,8 @@ def check_stable(
     stability = StabilityResult(name=name, path=path, result=result, before=before, layers=comparisons,
                                 tolerance=tolerance, statistic_tolerance=statistic_tolerance, alpha=stat_alpha,
                                 correction=correction)
-    stability_entry.update(model_changed=stability.model_changed if before is not None else None,
-                           layers=[c.to_dict() for c in comparisons],
-                           moved=stability.moved_layers)
-    # The reports show these side by side: layer -> numbers, the baseline's and this run's.
-    entry["before"] = _side(before) if before is not None else {}
-    entry["after"] = _side(new)
+    records.with_comparison(stability_entry, stability)
+    records.with_sides(entry, before, new)
     obtained = obtained_path(path)
     try:
         if update:
@@ -778,12 +373,12 @@ def check_stable(
             obtained.unlink(missing_ok=True)
             stability = _with_action(stability, action)
             stability_entry["action"] = action
-            session.record({**entry, "outcome": "passed", "message": None})
+            session.record(records.finished(entry, "passed"))
             return stability
         if stability.passed:
             obtained.unlink(missing_ok=True)
             stability_entry["action"] = "checked"
-            session.record({**entry, "outcome": "passed", "message": None})
+            session.record(records.finished(entry, "passed"))
             return stability
         atomic_write(obtained, new.to_yaml())
     except OSError as exc:
@@ -791,7 +386,7 @@ def check_stable(
     reason = _why_moved(stability)
     stability_entry["action"] = "checked"
     stability_entry["obtained"] = str(obtained)
-    session.record({**entry, "outcome": "failed", "message": reason})
+    session.record(records.finished(entry, "failed", reason))
     moved = ", ".join(stability.moved_layers)
     headline = (f"concept {result.concept!r} moved for target {result.target} on {moved} since baseline "
                 f"{name!r} (tolerance: TCAV score ±{tolerance}, statistic: Welch p < {stat_alpha} "
@@ -818,23 +413,12 @@ def _with_action(stability: StabilityResult, action: str) -> StabilityResult:
     return replace(stability, action=action)
 
 
-def _side(baseline: Baseline) -> dict[str, dict[str, Any]]:
-    """One side of the before/after of a record: layer -> the numbers a baseline keeps."""
-    return {
-        layer.layer: {"score": layer.score, "statistic": layer.statistic, "p_value": layer.p_value,
-                      "p_corrected": layer.p_corrected, "cav_accuracy": layer.cav_accuracy,
-                      "significant": layer.significant, "concept_scores": list(layer.concept_scores),
-                      "concept_statistics": list(layer.concept_statistics)}
-        for layer in baseline.layers
-    }
-
-
 def _claim(session: "TCAVSession", path: Path, entry: dict[str, Any]) -> None:
     """Refuse a second check of one baseline file in a run (it would record two results in one file).
 
     The same test may check it again (a rerun of a flaky test) if it checks the same thing.
     """
-    uses = _USES.setdefault(session, {})
+    uses = session.baseline_uses
     nodeid = session.current_nodeid()
     what = json.dumps([entry["concept"], entry["target"], entry["layers"], entry["direction"]])
     previous = uses.get(str(path))

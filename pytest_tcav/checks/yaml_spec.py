@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from pytest_tcav.checks.stability import baseline_path
+from pytest_tcav.checks.baseline_names import baseline_path
 from pytest_tcav.config import METHODS, import_callable
 from pytest_tcav.errors import BaselineError, YamlSpecError, shown_path
 

@@ -96,7 +96,7 @@ def _load_model(spec: str) -> Any:
 
 def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[str, Any]:
     """A session-style record of one scored concept, for the reports."""
-    from pytest_tcav.reports.json import result_fields
+    from pytest_tcav.checks.records import result_fields
 
     return {"nodeid": None, "seq": index, "concept": result.concept, "target": result.target,
             "layers": layers, "expectation": None, "direction": direction, "require": None,

@@ -3,8 +3,9 @@
 pytest glue: a :class:`BaselineTracker` notes the ``tcav_baselines`` folders
 next to the collected tests, merges what pytest-xdist workers saw, and prints
 the account after the concept-check table.  The checks themselves live in
-:mod:`pytest_tcav.checks.stability`, imported only when needed: the plugin
-loads this module in every pytest run, and that one imports yaml.
+:mod:`pytest_tcav.checks.stability`; this module needs only the names and
+paths of baseline files (:mod:`pytest_tcav.checks.baseline_names`, free of
+PyYAML), since the plugin loads it in every pytest run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tcav.checks.baseline_names import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
 from pytest_tcav.plugin import xdist
 
 
@@ -27,8 +29,6 @@ def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
 
 def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
     """Baseline files in ``directories`` that no check of the run used."""
-    from pytest_tcav.checks.stability import is_baseline_file
-
     used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
     folders = set(directories) | {path.parent for path in used}
     unused = []
@@ -46,8 +46,6 @@ def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path]
     ``partial`` says why the run did not run every test (then unused files are
     not listed: the tests that use them may simply not have run).
     """
-    from pytest_tcav.checks.stability import UPDATE_FLAG
-
     records = list(records)
     stable = stability_records(records)
 
@@ -122,8 +120,6 @@ class BaselineTracker:
         self.interrupted = False
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        from pytest_tcav.checks.stability import BASELINE_DIR
-
         for item in session.items:
             path = getattr(item, "path", None)
             if path is not None:

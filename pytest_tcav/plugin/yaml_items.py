@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_tcav.checks.baseline_names import BASELINE_DIR
 from pytest_tcav.errors import (
     ConceptTestFailure,
     ConfigurationError,
@@ -189,8 +190,6 @@ def collect_file(file_path: Path, parent: pytest.Collector) -> TCAVYamlFile | No
         return None
     if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns(parent.config)):
         return None
-    from pytest_tcav.checks.stability import BASELINE_DIR
-
     if file_path.parent.name == BASELINE_DIR:
         return None
     return TCAVYamlFile.from_parent(parent, path=file_path)

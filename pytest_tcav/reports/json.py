@@ -37,7 +37,6 @@ from pytest_tcav.files import atomic_write_text  # noqa: F401  (the writer this 
 
 if TYPE_CHECKING:
     from pytest_tcav.config import TCAVConfig
-    from pytest_tcav.engine.results import TCAVResult
 
 SCHEMA = "pytest-tcav/report"
 VERSION = 1
@@ -45,29 +44,6 @@ VERSION = 1
 #: Record keys the report renames or drops; every other key of a record is copied as it is.
 _RENAMED = {"nodeid": "test"}
 _DROPPED = {"seq"}  # the order of a check inside its worker: differs between serial and xdist runs
-
-
-def result_fields(result: "TCAVResult") -> dict[str, Any]:
-    """What a session record keeps of a result: every per-layer number, the fingerprints, the settings.
-
-    Records are what crosses from pytest-xdist workers, so they hold all that a
-    report may show (per-random-set scores and null statistics included), as
-    plain JSON types.
-    """
-    return {
-        "results": [dataclasses.asdict(layer) for layer in result.layers],
-        "model_fingerprint": result.model_fingerprint,
-        "concept_fingerprint": result.concept_fingerprint,
-        "settings": {
-            "method": result.method,
-            "seed": result.seed,
-            "n_random": result.n_random,
-            "n_concept_examples": result.n_concept_examples,
-            "n_inputs": result.n_inputs,
-            "correction": result.correction,
-            "null_test": result.null_test,
-        },
-    }
 
 
 def jsonable(value: Any) -> Any:
@@ -252,5 +228,5 @@ def load(path: Path) -> dict[str, Any]:
 
 __all__ = [
     "SCHEMA", "VERSION", "atomic_write_text", "build_report", "checks", "config_settings", "dumps",
-    "environment", "jsonable", "load", "number", "outcome_label", "result_fields", "write_json",
+    "environment", "jsonable", "load", "number", "outcome_label", "write_json",
 ]

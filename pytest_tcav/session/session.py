@@ -65,6 +65,9 @@ class TCAVSession:
         self.store = store if store is not None else default_store(self.config)
         self.records: list[dict[str, Any]] = []
         self.loaded_models: dict[str, Any] = {}  # YAML tests' models by loader and arguments: each loaded once
+        #: The baseline files the stability checks of this session used: path -> (test id, what was checked),
+        #: so that a second check of one file in a run (two results, one file) is refused.
+        self.baseline_uses: dict[str, tuple[str | None, str]] = {}
         self._nodeid = nodeid
         self._test_path = test_path  # the running test's file: baselines live next to it
         transform = _LazyTransform(self.config) if self.config.transform else None

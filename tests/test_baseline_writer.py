@@ -1,0 +1,431 @@
+"""The baseline writer's exact bytes: files written by one pytest-tcav version stay the same in the next.
+
+A baseline is reviewed in diffs, so a change of the writer that changes a
+quote, an exponent or the order of keys would show up as a diff of every
+committed baseline.  These texts were recorded from the writer as it was
+before it became a ``yaml.SafeDumper`` subclass, and must not change.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_tcav.checks.baseline_file import Baseline, LayerBaseline
+from pytest_tcav.engine.results import LayerResult, TCAVResult
+
+SETTINGS = {"method": "gradient", "direction": "either", "seed": 0, "random_sets": 2, "alpha": 0.05,
+            "correction": "holm", "null_test": "t", "concept_examples": 30, "inputs": 20}
+
+
+def layer(name: str, **values: Any) -> LayerBaseline:
+    fields: dict[str, Any] = dict(layer=name, score=0.95, statistic=0.22, null_mean=0.0013, null_sd=0.05,
+                                  p_value=0.001, p_corrected=0.002, cav_accuracy=0.9, significant=True,
+                                  concept_scores=(0.95, 1.0), concept_statistics=(0.21, 0.23))
+    fields.update(values)
+    return LayerBaseline(**fields)
+
+
+def baseline(name: str, layers: list[LayerBaseline], **values: Any) -> Baseline:
+    fields: dict[str, Any] = dict(name=name, library_version="1.2.3", test=None, concept="striped",
+                                  target="zebra (0)", model_fingerprint="m" * 64, concept_fingerprint="0c" * 32,
+                                  settings=dict(SETTINGS), layers=tuple(layers))
+    fields.update(values)
+    return Baseline(**fields)
+
+
+def from_result() -> Baseline:
+    """Through Baseline.from_result: its rounding (6 / 4 / 3 significant digits, noise to 0.0)."""
+    statistics = [0.123456789, 2.5e-7, -3.00000049e-6, 1e-13, 12345678.9, 1e16 / 3]
+    layer_result = LayerResult(
+        layer="features.conv2", score=0.123456, magnitude=0.1, statistic=0.3333333333, null_mean=-1.23456789e-5,
+        null_sd=1e-20, t_statistic=3.0, p_value=0.000123456, p_value_rank=0.01, p_corrected=0.99999,
+        cav_accuracy=0.87654, significant=False, concept_scores=[0.33335, 1.0, 0.0, 0.5, 0.12344999, 0.99995],
+        concept_statistics=statistics, cav_accuracies=[0.9] * 6, null_statistics=[0.0] * 6, null_scores=[0.5] * 6)
+    result = TCAVResult(concept="striped", target="zebra (0)", direction="positive", alpha=0.01,
+                        correction="bonferroni", null_test="t", method="gradient", n_random=6, n_concept_examples=30,
+                        n_inputs=20, seed=7, layers=[layer_result], model_fingerprint="a1" * 32,
+                        concept_fingerprint="9f" * 32)
+    written = Baseline.from_result(result, "striped-zebra_v2.1", test="tests/test_x.py::test_a[zebra-1]")
+    return replace(written, library_version="0.4.0")  # the version would otherwise change the bytes
+
+
+def quoting() -> Baseline:
+    """Names, keys and values that need quoting: YAML words, leading digits, separators, unicode."""
+    names = ["yes", "No", "y", "null", "~", "1abc", "layer 1", "a:b", "słoń", 'with"quote\\', "tab\there",
+             "x" * 140, "", "line\nbreak", "a/b.c-d_e", "#hash", "ünï"]
+    return baseline("yes", [layer(name) for name in names], concept="yes", target="no",
+                    test="tests/test_ö.py::test_a[słoń-1]", model_fingerprint="0123abc", concept_fingerprint="e5",
+                    settings={**SETTINGS, "method": "on", "direction": "Off", "correction": "TRUE",
+                              "null_test": "null"})
+
+
+def values() -> Baseline:
+    """Plain text with brackets, control characters, empty strings, big integers, nested lists."""
+    settings = {**SETTINGS, "method": "1e5", "direction": "a  b", "correction": " lead", "null_test": "-",
+                "x_ctrl": "\x00\x07\x0b\x1b\xa0\u2028\ufeff", "x_astral": "\U0001f993", "x_empty": "",
+                "x_colon": "k: v", "x_hash": "a #b", "x_int": 10**20, "x_bool": False, "x_none": None,
+                "x_nested": [[1, 2.5, "t"], [], [[True, None]]], "x_words": ["yes", "no", "on", "a b"]}
+    return baseline("values", [layer("l", concept_scores=(), concept_statistics=())], concept="a (b) = c+d",
+                    target="3", test="", settings=settings)
+
+
+def floats() -> Baseline:
+    """Exponents (PyYAML reads 1e-05 as a string, 1.0e-05 as a float), repr's shortest digits, infinities."""
+    return baseline("floats", [layer("l", score=1e-05, statistic=-0.0, null_mean=1e16, null_sd=1.5e-300,
+                                     p_value=5e-324, p_corrected=1.7976931348623157e308, cav_accuracy=0.1 + 0.2,
+                                     concept_scores=(1e22, 123456789012345.6),
+                                     concept_statistics=(math.inf, -math.inf))],
+                    settings={**SETTINGS, "alpha": 1e-3, "x_int_float": 3.0})
+
+
+EXPECTED = {
+    'from_result': (
+        "# pytest-tcav baseline 'striped-zebra_v2.1': the accepted result of one concept check.\n"
+        '# Written by `pytest --tcav-update-baselines`; review a change to it like a change to code.\n'
+        'format: 1\n'
+        'library: pytest-tcav 0.4.0\n'
+        'test: "tests/test_x.py::test_a[zebra-1]"\n'
+        'concept: striped\n'
+        'target: zebra (0)\n'
+        'model_fingerprint: a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1\n'
+        'concept_fingerprint: "9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f"\n'
+        'settings:\n'
+        '  method: gradient\n'
+        '  direction: positive\n'
+        '  seed: 7\n'
+        '  random_sets: 6\n'
+        '  alpha: 0.01\n'
+        '  correction: bonferroni\n'
+        '  null_test: t\n'
+        '  concept_examples: 30\n'
+        '  inputs: 20\n'
+        'layers:\n'
+        '  features.conv2:\n'
+        '    score: 0.1235\n'
+        '    statistic: 0.333333\n'
+        '    random_mean: -1.23457e-05\n'
+        '    random_sd: 0.0\n'
+        '    p_value: 0.000123\n'
+        '    p_corrected: 1.0\n'
+        '    significant: false\n'
+        '    cav_accuracy: 0.877\n'
+        '    concept_scores: [0.3333, 1.0, 0.0, 0.5, 0.1234, 1.0]\n'
+        '    concept_statistics: [0.123457, 2.5e-07, -3.0e-06, 0.0, 12345700.0, 3333330000000000.0]\n'
+    ),
+    'quoting': (
+        "# pytest-tcav baseline 'yes': the accepted result of one concept check.\n"
+        '# Written by `pytest --tcav-update-baselines`; review a change to it like a change to code.\n'
+        'format: 1\n'
+        'library: pytest-tcav 1.2.3\n'
+        'test: "tests/test_ö.py::test_a[słoń-1]"\n'
+        'concept: "yes"\n'
+        'target: "no"\n'
+        'model_fingerprint: "0123abc"\n'
+        'concept_fingerprint: e5\n'
+        'settings:\n'
+        '  method: "on"\n'
+        '  direction: "Off"\n'
+        '  seed: 0\n'
+        '  random_sets: 2\n'
+        '  alpha: 0.05\n'
+        '  correction: "TRUE"\n'
+        '  null_test: "null"\n'
+        '  concept_examples: 30\n'
+        '  inputs: 20\n'
+        'layers:\n'
+        '  "yes":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "No":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "y":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "null":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "~":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "1abc":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "layer 1":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "a:b":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "s\\u0142o\\u0144":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "with\\"quote\\\\":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "tab\\there":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx:\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "line\\nbreak":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  a/b.c-d_e:\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "#hash":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+        '  "\\u00fcn\\u00ef":\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: [0.95, 1.0]\n'
+        '    concept_statistics: [0.21, 0.23]\n'
+    ),
+    'values': (
+        "# pytest-tcav baseline 'values': the accepted result of one concept check.\n"
+        '# Written by `pytest --tcav-update-baselines`; review a change to it like a change to code.\n'
+        'format: 1\n'
+        'library: pytest-tcav 1.2.3\n'
+        'test: ""\n'
+        'concept: a (b) = c+d\n'
+        'target: "3"\n'
+        'model_fingerprint: mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm\n'
+        'concept_fingerprint: "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c"\n'
+        'settings:\n'
+        '  method: "1e5"\n'
+        '  direction: "a  b"\n'
+        '  seed: 0\n'
+        '  random_sets: 2\n'
+        '  alpha: 0.05\n'
+        '  correction: " lead"\n'
+        '  null_test: "-"\n'
+        '  concept_examples: 30\n'
+        '  inputs: 20\n'
+        '  x_ctrl: "\\u0000\\u0007\\u000b\\u001b\xa0\u2028'
+        '\ufeff"\n'
+        '  x_astral: "🦓"\n'
+        '  x_empty: ""\n'
+        '  x_colon: "k: v"\n'
+        '  x_hash: "a #b"\n'
+        '  x_int: 100000000000000000000\n'
+        '  x_bool: false\n'
+        '  x_none: null\n'
+        '  x_nested: [[1, 2.5, t], [], [[true, null]]]\n'
+        '  x_words: ["yes", "no", "on", a b]\n'
+        'layers:\n'
+        '  l:\n'
+        '    score: 0.95\n'
+        '    statistic: 0.22\n'
+        '    random_mean: 0.0013\n'
+        '    random_sd: 0.05\n'
+        '    p_value: 0.001\n'
+        '    p_corrected: 0.002\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.9\n'
+        '    concept_scores: []\n'
+        '    concept_statistics: []\n'
+    ),
+    'floats': (
+        "# pytest-tcav baseline 'floats': the accepted result of one concept check.\n"
+        '# Written by `pytest --tcav-update-baselines`; review a change to it like a change to code.\n'
+        'format: 1\n'
+        'library: pytest-tcav 1.2.3\n'
+        'test: null\n'
+        'concept: striped\n'
+        'target: zebra (0)\n'
+        'model_fingerprint: mmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmmm\n'
+        'concept_fingerprint: "0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c0c"\n'
+        'settings:\n'
+        '  method: gradient\n'
+        '  direction: either\n'
+        '  seed: 0\n'
+        '  random_sets: 2\n'
+        '  alpha: 0.001\n'
+        '  correction: holm\n'
+        '  null_test: t\n'
+        '  concept_examples: 30\n'
+        '  inputs: 20\n'
+        '  x_int_float: 3.0\n'
+        'layers:\n'
+        '  l:\n'
+        '    score: 1.0e-05\n'
+        '    statistic: -0.0\n'
+        '    random_mean: 1.0e+16\n'
+        '    random_sd: 1.5e-300\n'
+        '    p_value: 5.0e-324\n'
+        '    p_corrected: 1.7976931348623157e+308\n'
+        '    significant: true\n'
+        '    cav_accuracy: 0.30000000000000004\n'
+        '    concept_scores: [1.0e+22, 123456789012345.6]\n'
+        '    concept_statistics: [.inf, -.inf]\n'
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_baseline_files_are_byte_identical_to_the_recorded_ones(case: str) -> None:
+    baseline = globals()[case]()
+    assert baseline.to_yaml() == EXPECTED[case]
+
+
+@pytest.mark.parametrize("name, value, error", [
+    ("a layer name outside the Basic Multilingual Plane", "\U0001f993", RuntimeError),  # JSON's surrogate pair
+    ("a DEL character", "a\x7f", yaml.YAMLError),  # written raw, refused by the YAML reader
+    ("a NEL character", "a\x85", RuntimeError),  # written raw, read back as a line break
+    ("NaN", math.nan, RuntimeError),  # NaN != NaN: the read-back check refuses it
+])
+def test_values_the_writer_cannot_write_are_refused_not_written(name: str, value: Any, error: type) -> None:
+    base = floats()
+    if name.startswith("a layer"):
+        base = replace(base, layers=(layer(value),))
+    elif isinstance(value, str):
+        base = replace(base, settings={**base.settings, "x": value})
+    else:
+        base = replace(base, layers=(layer("l", statistic=value),))
+    with pytest.raises(error):
+        base.to_yaml()
