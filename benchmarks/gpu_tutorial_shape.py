@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from bench_common import (
     LAYERS,
     TARGET,

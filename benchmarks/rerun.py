@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from bench_common import (
     LAYERS,
     TARGET,
@@ -125,8 +124,8 @@ def report(r: dict[str, Any]) -> None:
     wall = r["process_wall_s"]
     print(f"pytest-tcav first run   {r['ours_first_s']:8.2f} s   (process {wall['ours_first']:.1f} s)")
     disk = r["ours_rerun_disk"]
-    print(f"pytest-tcav rerun       {r['ours_rerun_s']:8.2f} s   (process {wall['ours_rerun']:.1f} s; computed nothing, "
-          f"{sum(disk['hits'].values())} disk hits)")
+    print(f"pytest-tcav rerun       {r['ours_rerun_s']:8.2f} s   (process {wall['ours_rerun']:.1f} s; "
+          f"computed nothing, {sum(disk['hits'].values())} disk hits)")
     if r["captum_rerun_s"] is not None:
         print(f"captum first run        {r['captum_first_s']:8.2f} s   (process {wall['captum_first']:.1f} s)")
         print(f"captum rerun            {r['captum_rerun_s']:8.2f} s   (process {wall['captum_rerun']:.1f} s; "

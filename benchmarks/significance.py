@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from bench_common import (
     LAYERS,
     TARGET,
@@ -49,6 +48,7 @@ from bench_common import (
     tutorial_experimental_sets,
     warm_up,
 )
+
 from pytest_tcav import TCAV
 
 
@@ -121,7 +121,8 @@ def report(r: dict[str, Any]) -> None:
     if r["captum_s"] is not None:
         print(f"captum tutorial recipe  {r['captum_s']:8.2f} s   ({r['captum_experimental_sets']} experimental "
               f"sets, ttest_ind per layer)")
-        print(f"captum / pytest-tcav    {r['captum_over_ours']:8.2f} x   (captum / floor {r['captum_over_floor']:.2f} x: "
+        print(f"captum / pytest-tcav    {r['captum_over_ours']:8.2f} x   "
+              f"(captum / floor {r['captum_over_floor']:.2f} x: "
               "the most any implementation of the floor's passes could reach here)")
     else:
         print("captum                  skipped (not installed, or --skip-captum)")

@@ -37,7 +37,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from bench_common import (
     LAYERS,
     TARGET,
@@ -51,6 +50,7 @@ from bench_common import (
     tutorial_experimental_sets,
     warm_up,
 )
+
 from pytest_tcav import TCAV, HingeSGDTrainer
 from pytest_tcav.engine.activations import target_gradients
 from pytest_tcav.engine.cav import CAV

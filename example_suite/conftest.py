@@ -19,9 +19,9 @@ In a project with one model this is usually a single fixture called
 from __future__ import annotations
 
 import pytest
+from model import load_model  # example_suite/ is on sys.path (pythonpath = . in pytest.ini)
 from torch import nn
 
-from model import load_model  # example_suite/ is on sys.path (pythonpath = . in pytest.ini)
 
 @pytest.fixture(scope="session")
 def good_model(tcav) -> nn.Module:

@@ -45,8 +45,8 @@ def _block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     """Conv 3x3 -> BatchNorm -> ReLU (-> 2x2 max-pool), named so the block is a probe point.
 
     BatchNorm is what lets this tiny net learn textures of random colour and
-    polarity in a few epochs (without it training stalls). ReLU is not in-place so that forward hooks on the block see an activation
-    tensor that no later op overwrites (TCAV needs its gradient).
+    polarity in a few epochs (without it training stalls). ReLU is not in-place
+    so that forward hooks on the block see an activation tensor that no later op overwrites (TCAV needs its gradient).
     """
     layers: OrderedDict[str, nn.Module] = OrderedDict(
         conv=nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),

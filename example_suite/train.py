@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
-from torch import nn
-
 from make_data import CLASSES as DATA_CLASSES
 from make_data import add_watermark, class_image, rng_for
 from model import CLASSES, WEIGHTS_DIR, TextureNet, transform
+from PIL import Image
+from torch import nn
 
 assert tuple(CLASSES) == DATA_CLASSES, "model.CLASSES and make_data.CLASSES disagree"
 

@@ -111,10 +111,10 @@ if TYPE_CHECKING:
         InsufficientDataError,
         LayerError,
         NonFiniteError,
+        TargetError,
         TCAVCacheWarning,
         TCAVDataWarning,
         TCAVError,
-        TargetError,
         YamlSpecError,
     )
     from pytest_tcav.session.library import (

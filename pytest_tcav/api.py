@@ -28,23 +28,23 @@ __all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert
 
 
 def assert_concept_significant(
-    model: "nn.Module",
-    concept: "ConceptLike",
+    model: nn.Module,
+    concept: ConceptLike,
     *,
-    target: "TargetLike",
+    target: TargetLike,
     layers: Sequence[str] | str,
-    inputs: "ConceptLike | None" = None,
+    inputs: ConceptLike | None = None,
     direction: str = "positive",
     alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
+    random_sets: int | Sequence[ConceptLike] | None = None,
+    random_pool: ConceptLike | None = None,
     method: str | None = None,
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
-) -> "TCAVResult":
+) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
 
     Passes when the concept is significant on every layer of ``layers``
@@ -62,23 +62,23 @@ def assert_concept_significant(
 
 
 def assert_concept_insignificant(
-    model: "nn.Module",
-    concept: "ConceptLike",
+    model: nn.Module,
+    concept: ConceptLike,
     *,
-    target: "TargetLike",
+    target: TargetLike,
     layers: Sequence[str] | str,
-    inputs: "ConceptLike | None" = None,
+    inputs: ConceptLike | None = None,
     direction: str = "either",
     alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
+    random_sets: int | Sequence[ConceptLike] | None = None,
+    random_pool: ConceptLike | None = None,
     method: str | None = None,
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
-) -> "TCAVResult":
+) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
     Passes when the concept is not significant on any layer of ``layers``
@@ -95,19 +95,19 @@ def assert_concept_insignificant(
 
 
 def assert_concept_stable(
-    model: "nn.Module",
-    concept: "ConceptLike",
+    model: nn.Module,
+    concept: ConceptLike,
     *,
-    target: "TargetLike",
+    target: TargetLike,
     layers: Sequence[str] | str,
     baseline: str,
     tolerance: float = DEFAULT_TOLERANCE,
     statistic_tolerance: float = 0.0,
-    inputs: "ConceptLike | None" = None,
+    inputs: ConceptLike | None = None,
     direction: str = "either",
     alpha: float | None = None,
-    random_sets: "int | Sequence[ConceptLike] | None" = None,
-    random_pool: "ConceptLike | None" = None,
+    random_sets: int | Sequence[ConceptLike] | None = None,
+    random_pool: ConceptLike | None = None,
     method: str | None = None,
     n_steps: int | None = None,
     seed: int | None = None,

@@ -7,17 +7,16 @@ fast, in process or in a subprocess), a ``model`` fixture, and an ini file.
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 from pathlib import Path
 
-import contextlib
-
 import pytest
+import tiny_model
 from PIL import Image, PngImagePlugin  # noqa: F401
 
 import pytest_tcav.checks.significance  # noqa: F401
 import pytest_tcav.session.session  # noqa: F401
-import tiny_model
 
 with contextlib.suppress(ImportError):
     import hypothesis  # noqa: F401

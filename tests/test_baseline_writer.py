@@ -259,7 +259,7 @@ EXPECTED = {
         '    cav_accuracy: 0.9\n'
         '    concept_scores: [0.95, 1.0]\n'
         '    concept_statistics: [0.21, 0.23]\n'
-        '  xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx:\n'
+        '  ' + 'x' * 140 + ':\n'
         '    score: 0.95\n'
         '    statistic: 0.22\n'
         '    random_mean: 0.0013\n'

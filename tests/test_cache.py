@@ -24,16 +24,15 @@ from typing import Any
 
 import pytest
 import torch
+from synthetic import SmallCNN, noise, stripes
 from torch import nn
 
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.config import DEFAULT_MAX_BYTES, parse_size
-from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
 from pytest_tcav.engine.fingerprints import make_key
+from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.entry_format import MAGIC, environment_fingerprint
-
-from synthetic import SmallCNN, noise, stripes
 
 KEY = make_key("activations", {"test": "one"})
 
@@ -456,7 +455,8 @@ def test_existing_entries_are_served_from_a_read_only_cache(tmp_path: Path, monk
     DiskStore(tmp_path).fetch("activations", key(1), compute)
     store = DiskStore(tmp_path)
     original_open, original_utime = os.open, os.utime
-    monkeypatch.setattr(os, "open", _failing(errno.EROFS, original_open, lambda p, flags, *a, **k: bool(flags & os.O_CREAT)))
+    creating = lambda p, flags, *a, **k: bool(flags & os.O_CREAT)  # noqa: E731
+    monkeypatch.setattr(os, "open", _failing(errno.EROFS, original_open, creating))
     monkeypatch.setattr(os, "utime", _failing(errno.EROFS, original_utime))
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")

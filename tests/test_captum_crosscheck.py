@@ -38,7 +38,6 @@ from pytest_tcav import TCAV, HingeSGDTrainer
 from pytest_tcav.engine.activations import target_gradients
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.layers import resolve_layers
-from pytest_tcav.engine.statistics import pair_scores
 
 captum_concept = pytest.importorskip("captum.concept")
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients  # noqa: E402

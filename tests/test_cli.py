@@ -8,16 +8,16 @@ import os
 import subprocess
 import sys
 import textwrap
-import tomllib
 from pathlib import Path
 
 import pytest
+import tiny_model
+import tomllib
 
 import pytest_tcav
-import tiny_model
 from pytest_tcav import cli
-from pytest_tcav.reports import plots as report_plots
 from pytest_tcav.cli.progress import ProgressBar
+from pytest_tcav.reports import plots as report_plots
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "tiny_model:EdgeNet", "--concepts", "data/concepts", "--inputs", "data/inputs",

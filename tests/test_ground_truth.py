@@ -19,11 +19,11 @@ import math
 
 import numpy as np
 import pytest
+import synthetic
 import torch
+from conftest import LAYERS, N_RANDOM, SET_SIZE
 from scipy import stats
 
-import synthetic
-from conftest import LAYERS, N_RANDOM, SET_SIZE
 from pytest_tcav import TCAV, Concept
 
 DEEPEST = LAYERS[-1]

@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import torch
 
-from pytest_tcav.errors import TCAVCacheWarning
 from pytest_tcav.engine.fingerprints import make_key
+from pytest_tcav.errors import TCAVCacheWarning
 from pytest_tcav.storage import entry_format
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.layout import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX
@@ -310,8 +310,8 @@ def test_a_full_disk_while_writing_a_baseline_is_a_clear_error(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_tcav import TCAVSession
     from pytest_tcav.checks.stability import check_stable
-    from pytest_tcav.errors import BaselineError
     from pytest_tcav.config import TCAVConfig
+    from pytest_tcav.errors import BaselineError
 
     gen = torch.Generator().manual_seed(0)
     sets = [torch.rand(6, 4, generator=gen) + 0.2 * k for k in range(5)]

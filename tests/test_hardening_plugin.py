@@ -11,7 +11,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from plugin_helpers import INI, make_project
 
 CHECK = """
@@ -34,8 +33,8 @@ def _break_an_image(data: Path) -> None:
 
 
 def test_the_policy_constants_match() -> None:
-    from pytest_tcav.engine.examples import BAD_IMAGE_POLICIES
     from pytest_tcav.config import BAD_IMAGE_POLICIES as CONFIGURED
+    from pytest_tcav.engine.examples import BAD_IMAGE_POLICIES
 
     assert CONFIGURED == BAD_IMAGE_POLICIES
 

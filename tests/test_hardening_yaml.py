@@ -21,8 +21,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_tcav.errors import YamlSpecError
 from pytest_tcav.checks.yaml_spec import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
+from pytest_tcav.errors import YamlSpecError
 
 PATH = Path("tests/tcav_fuzz.yaml")
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 import pytest
-
 from plugin_helpers import make_project
+
 from pytest_tcav.checks.significance import judge
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 
@@ -202,8 +202,8 @@ def test_failure_puts_the_users_line_on_top_then_table_then_sentence(failing_run
          "for direction 'positive'); try checking the target, or direction='negative'"),
         ("test_score_out_of_range", "concept 'horizontal' is not significant (positive) for target 1 with a "
          "TCAV score in [0.2, 0.8] on relu", "Why: Its TCAV score on relu is 1.00, outside the expected [0.2, 0.8]"),
-        ("test_relied_upon", "concept 'horizontal' is significant (either) for target horizontal (1) on relu; expected it "
-         "not to be (required: all of 2 layer(s))", "Why: The model relies on it on relu (corrected p "),
+        ("test_relied_upon", "concept 'horizontal' is significant (either) for target horizontal (1) on relu; "
+         "expected it not to be (required: all of 2 layer(s))", "Why: The model relies on it on relu (corrected p "),
     ],
 )
 def test_failure_messages(failing_run: pytest.RunResult, test: str, headline: str, why: str) -> None:

@@ -9,10 +9,10 @@ they also appear in this run's "TCAV concept checks" summary.
 from __future__ import annotations
 
 import pytest
+import synthetic
 import torch
 from torch import nn
 
-import synthetic
 from pytest_tcav import Concept, TCAVSession, assert_concept_insignificant, assert_concept_significant
 from pytest_tcav.checks.significance import judge
 

@@ -7,13 +7,13 @@ import sys
 import textwrap
 
 import pytest
-import torch
-
 import tiny_model
+import torch
 from plugin_helpers import make_project
+
 from pytest_tcav import Concept, TCAVSession, assert_concept_significant
-from pytest_tcav.session import registry
 from pytest_tcav.config import TCAVConfig
+from pytest_tcav.session import registry
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ file runs in well under a minute.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -45,7 +45,7 @@ LAYERS = ["1", "3"]
 STRENGTHS = {"strong": 8.0, "weak": 1.0}
 
 
-@lru_cache(maxsize=None)
+@cache
 def world(strength: str = "strong") -> tuple[nn.Module, torch.Tensor, list[torch.Tensor], torch.Tensor]:
     """A small MLP, a concept, five random sets and inputs (fixed, seeded)."""
     gen = torch.Generator().manual_seed(0)
@@ -58,7 +58,7 @@ def world(strength: str = "strong") -> tuple[nn.Module, torch.Tensor, list[torch
     return model, concept, randoms, inputs
 
 
-@lru_cache(maxsize=None)
+@cache
 def reference(strength: str = "strong", method: str = "gradient") -> tuple:
     model, concept, randoms, inputs = world(strength)
     return tuple(TCAV(model, method=method).test(  # type: ignore[arg-type]

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from plugin_helpers import make_project, summary_section
+
 from pytest_tcav.reports import html as report_html
 from pytest_tcav.reports import json as report_json
 from pytest_tcav.reports import plots as report_plots
@@ -210,7 +210,7 @@ def test_html_report_of_a_run_is_self_contained(serial_run: tuple[str, Path, Pat
     assert len(images) == (6 if PLOTS else 0)  # one per check with results (the error has none)
     if PLOTS:
         assert base64.b64decode(images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
-    for check_id, concept, _outcome, status in EXPECTED:
+    for check_id, _concept, _outcome, status in EXPECTED:
         assert check_id.split("#")[0] in page and status in page
     assert page.count('<section class="check ') == len(EXPECTED)
     assert "Per-random-set numbers" in page and ('id="no-plots"' in page) is not PLOTS

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 
 import pytest_tcav
 from pytest_tcav import TCAV, Concept, ConceptDataError, MemoryStore
-from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary
+from pytest_tcav.storage.disk import DiskStore
 
 PACKAGE = Path(pytest_tcav.__file__).resolve().parent
 

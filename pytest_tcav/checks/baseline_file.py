@@ -95,7 +95,7 @@ class Baseline:
         return next((layer for layer in self.layers if layer.layer == name), None)
 
     @classmethod
-    def from_result(cls, result: "TCAVResult", name: str, test: str | None = None) -> "Baseline":
+    def from_result(cls, result: TCAVResult, name: str, test: str | None = None) -> Baseline:
         """A baseline from a result, rounded so that files diff cleanly.
 
         Statistics keep 6 significant digits (floating-point noise between
@@ -187,7 +187,7 @@ class Baseline:
     # -- reading -----------------------------------------------------------------------
 
     @classmethod
-    def from_yaml(cls, text: str, *, name: str, origin: str) -> "Baseline":
+    def from_yaml(cls, text: str, *, name: str, origin: str) -> Baseline:
         """Parse and validate a baseline file's text (``yaml.safe_load`` only)."""
         try:
             data = yaml.safe_load(text)
@@ -201,7 +201,7 @@ class Baseline:
         return cls.from_data(data, name=name, origin=origin)
 
     @classmethod
-    def from_data(cls, data: Any, *, name: str, origin: str) -> "Baseline":
+    def from_data(cls, data: Any, *, name: str, origin: str) -> Baseline:
         check = _Checker(origin)
         data = check.mapping(data, "the file", {
             "format", "library", "test", "concept", "target", "model_fingerprint", "concept_fingerprint",

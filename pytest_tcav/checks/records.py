@@ -51,7 +51,7 @@ def check_record(concept: Any, target: Any, layers: list[str], expectation: str 
     }
 
 
-def result_fields(result: "TCAVResult") -> dict[str, Any]:
+def result_fields(result: TCAVResult) -> dict[str, Any]:
     """What a record keeps of a result: every per-layer number, the fingerprints, the settings.
 
     Records are what crosses from pytest-xdist workers, so they hold all that a
@@ -74,7 +74,7 @@ def result_fields(result: "TCAVResult") -> dict[str, Any]:
     }
 
 
-def with_result(record: dict[str, Any], result: "TCAVResult") -> dict[str, Any]:
+def with_result(record: dict[str, Any], result: TCAVResult) -> dict[str, Any]:
     """``record`` with what was measured; the concept and target now by their resolved names."""
     return {**record, "concept": result.concept, "target": result.target, "alpha": result.alpha,
             **result_fields(result)}
@@ -111,19 +111,19 @@ def stability_info(baseline: Any, tolerance: Any, statistic_tolerance: Any) -> d
     }
 
 
-def with_comparison(info: dict[str, Any], stability: "StabilityResult") -> None:
+def with_comparison(info: dict[str, Any], stability: StabilityResult) -> None:
     """Fill the baseline's account (``record["stability"]``) with the comparison, layer by layer."""
     info.update(model_changed=stability.model_changed if stability.before is not None else None,
                 layers=[c.to_dict() for c in stability.layers], moved=stability.moved_layers)
 
 
-def with_sides(record: dict[str, Any], before: "Baseline | None", after: "Baseline") -> None:
+def with_sides(record: dict[str, Any], before: Baseline | None, after: Baseline) -> None:
     """The before/after the reports show side by side: layer -> numbers, the baseline's and this run's."""
     record["before"] = _side(before) if before is not None else {}
     record["after"] = _side(after)
 
 
-def _side(baseline: "Baseline") -> dict[str, dict[str, Any]]:
+def _side(baseline: Baseline) -> dict[str, dict[str, Any]]:
     return {
         layer.layer: {"score": layer.score, "statistic": layer.statistic, "p_value": layer.p_value,
                       "p_corrected": layer.p_corrected, "cav_accuracy": layer.cav_accuracy,

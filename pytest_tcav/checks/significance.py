@@ -33,18 +33,18 @@ LOW_CAV_ACCURACY = 0.6
 
 
 def check_concept(
-    session: "TCAVSession",
+    session: TCAVSession,
     expectation: Expectation,
-    model: "nn.Module",
-    concept: "ConceptLike",
+    model: nn.Module,
+    concept: ConceptLike,
     *,
-    target: "TargetLike",
+    target: TargetLike,
     layers: Sequence[str] | str,
     require: Require = "all",
     score: tuple[float, float] | None = None,
     direction: str | None = None,
     **knobs: Any,
-) -> "TCAVResult":
+) -> TCAVResult:
     """Run one concept check on ``session``, record it, and raise on failure."""
     __tracebackhide__ = True
     if direction is None:
@@ -61,7 +61,7 @@ def check_concept(
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
     except TCAVError as exc:
         session.record(records.failed_to_run(entry, str(exc)))
-        raise exc.with_traceback(None)
+        raise exc.with_traceback(None)  # noqa: B904  (the user's error, without the engine's frames)
     judgement = judge(result, expectation, require, score_range)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     session.record(records.finished(records.with_result(entry, result), "passed" if judgement.passed else "failed",
@@ -95,15 +95,15 @@ class Judgement:
     reason: str
 
 
-def _in_range(r: "LayerResult", score: tuple[float, float] | None) -> bool:
+def _in_range(r: LayerResult, score: tuple[float, float] | None) -> bool:
     return score is None or score[0] <= r.score <= score[1]
 
 
-def _names(layers: Sequence["LayerResult"]) -> str:
+def _names(layers: Sequence[LayerResult]) -> str:
     return ", ".join(r.layer for r in layers)
 
 
-def judge(result: "TCAVResult", expectation: Expectation, require: Require,
+def judge(result: TCAVResult, expectation: Expectation, require: Require,
           score: tuple[float, float] | None) -> Judgement:
     """Whether a result meets the expectation, and if not, why, in words."""
     if expectation == "significant":
@@ -139,7 +139,7 @@ def judge(result: "TCAVResult", expectation: Expectation, require: Require,
     return Judgement(False, headline, reason)
 
 
-def _against_direction(r: "LayerResult", direction: str) -> bool:
+def _against_direction(r: LayerResult, direction: str) -> bool:
     if direction == "positive":
         return r.statistic < r.null_mean
     if direction == "negative":
@@ -147,7 +147,7 @@ def _against_direction(r: "LayerResult", direction: str) -> bool:
     return False
 
 
-def _why_not_significant(result: "TCAVResult", failing: list["LayerResult"],
+def _why_not_significant(result: TCAVResult, failing: list[LayerResult],
                          score: tuple[float, float] | None) -> str:
     """One sentence: the causes seen on the failing layers, then what to try for each."""
     out_of_range = [r for r in failing if r.significant]
@@ -186,7 +186,7 @@ def _why_not_significant(result: "TCAVResult", failing: list["LayerResult"],
     return _sentence(why, tries)
 
 
-def _why_significant(result: "TCAVResult", failing: list["LayerResult"],
+def _why_significant(result: TCAVResult, failing: list[LayerResult],
                      score: tuple[float, float] | None) -> str:
     relied = [r for r in failing if r.significant]
     out_of_range = [r for r in failing if not r.significant]

@@ -92,7 +92,7 @@ class StabilityResult:
 
     name: str
     path: Path
-    result: "TCAVResult"
+    result: TCAVResult
     before: Baseline | None
     layers: list[LayerComparison] = field(default_factory=list)
     tolerance: float = DEFAULT_TOLERANCE
@@ -148,7 +148,7 @@ def welch_p(before: Sequence[float], after: Sequence[float]) -> tuple[float, boo
     return float(min(1.0, p)), True
 
 
-def compare(before: Baseline, result: "TCAVResult", *, tolerance: float, statistic_tolerance: float = 0.0,
+def compare(before: Baseline, result: TCAVResult, *, tolerance: float, statistic_tolerance: float = 0.0,
             alpha: float = 0.05, correction: str = "holm") -> list[LayerComparison]:
     """Compare a result with its baseline, layer by layer.
 
@@ -248,7 +248,7 @@ def _why_moved(stability: StabilityResult) -> str:
 
 # -- the check -----------------------------------------------------------------------------
 
-def resolve_directory(session: "TCAVSession", baseline_dir: str | os.PathLike[str] | None) -> Path:
+def resolve_directory(session: TCAVSession, baseline_dir: str | os.PathLike[str] | None) -> Path:
     """``baseline_dir`` (relative to the project root), else ``tcav_baselines/`` next to the running test."""
     if baseline_dir is not None:
         path = Path(baseline_dir)
@@ -269,7 +269,7 @@ def _check_tolerance(value: Any, name: str, upper: float | None) -> float:
     return number
 
 
-def _incomparable(before: Baseline, result: "TCAVResult", layers: list[str]) -> str | None:
+def _incomparable(before: Baseline, result: TCAVResult, layers: list[str]) -> str | None:
     """Why the baseline cannot be compared with this result, or None."""
     now = Baseline.from_result(result, before.name).settings
     changed = [f"{key} {before.settings.get(key)!r} → {now[key]!r}" for key in COMPARABLE_SETTINGS
@@ -285,11 +285,11 @@ def _incomparable(before: Baseline, result: "TCAVResult", layers: list[str]) -> 
 
 
 def check_stable(
-    session: "TCAVSession",
-    model: "nn.Module",
-    concept: "ConceptLike",
+    session: TCAVSession,
+    model: nn.Module,
+    concept: ConceptLike,
     *,
-    target: "TargetLike",
+    target: TargetLike,
     layers: Sequence[str] | str,
     baseline: str,
     tolerance: float = DEFAULT_TOLERANCE,
@@ -324,7 +324,7 @@ def check_stable(
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
                                alpha=alpha, **knobs)
     except TCAVError as exc:
-        raise error(exc)
+        raise error(exc)  # noqa: B904  (the user's error, without the engine's frames)
     entry = records.with_result(entry, result)
     test_id = session.current_nodeid()
     update = bool(getattr(session.config, "update_baselines", False))
@@ -344,7 +344,7 @@ def check_stable(
                 )
         except BaselineError as exc:
             if not update:
-                raise error(exc)
+                raise error(exc)  # noqa: B904  (the same error, without the reader's frames)
             before = None
     elif not update:
         raise error(BaselineError(
@@ -382,7 +382,7 @@ def check_stable(
             return stability
         atomic_write(obtained, new.to_yaml())
     except OSError as exc:
-        raise error(BaselineError(f"cannot write baseline files in {shown_path(directory)}: {exc}"))
+        raise error(BaselineError(f"cannot write baseline files in {shown_path(directory)}: {exc}"))  # noqa: B904
     reason = _why_moved(stability)
     stability_entry["action"] = "checked"
     stability_entry["obtained"] = str(obtained)
@@ -413,7 +413,7 @@ def _with_action(stability: StabilityResult, action: str) -> StabilityResult:
     return replace(stability, action=action)
 
 
-def _claim(session: "TCAVSession", path: Path, entry: dict[str, Any]) -> None:
+def _claim(session: TCAVSession, path: Path, entry: dict[str, Any]) -> None:
     """Refuse a second check of one baseline file in a run (it would record two results in one file).
 
     The same test may check it again (a rerun of a flaky test) if it checks the same thing.

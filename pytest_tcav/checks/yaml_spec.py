@@ -366,8 +366,8 @@ def parse(text: str, path: Path) -> FileSpec:
         if not isinstance(concepts_node, yaml.MappingNode) or not concepts_node.value:
             r.fail(concepts_node, "concepts must be a mapping of concept name to a list of expectations, e.g. "
                                   "'striped: [significant]', got " + r.kind(concepts_node))
-        concept_keys = r.mapping(concepts_node, "concepts",
-                                 {str(r.value(k)): "" for k, _ in concepts_node.value if isinstance(k, yaml.ScalarNode)})
+        names = {str(r.value(k)): "" for k, _ in concepts_node.value if isinstance(k, yaml.ScalarNode)}
+        concept_keys = r.mapping(concepts_node, "concepts", names)
         concepts = []
         for name, (key_node, value_node) in concept_keys.items():
             if "::" in name or not name.strip():

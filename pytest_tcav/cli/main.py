@@ -46,7 +46,8 @@ examples:
 
 --inputs is a folder of images, a folder with one sub-folder per target (the
 target's folder is used), or a class whose folder in the ini file's input
-library is used (e.g. the inputs of another class than the target).  Without --concept every concept folder of the library is scored.
+library is used (e.g. the inputs of another class than the target).  \
+Without --concept every concept folder of the library is scored.
 Exit status: 0 scored, 1 scoring failed (message on stderr), 2 usage error.
 """
 

@@ -120,7 +120,7 @@ class ProgressBar:
             self.stream.flush()
         self._closed = True
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc: object) -> None:

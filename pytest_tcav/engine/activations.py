@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Literal, Union
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,7 +22,7 @@ from torch import nn
 from pytest_tcav.engine.layers import LayerPoint, StopForward, capture, check_all_reached
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError, TCAVError
 
-Target = Union[int, Callable[[torch.Tensor], torch.Tensor]]
+Target = int | Callable[[torch.Tensor], torch.Tensor]
 Method = Literal["gradient", "integrated_gradients"]
 METHODS = ("gradient", "integrated_gradients")
 
@@ -83,7 +83,7 @@ def _check_batched(layer: str, value: torch.Tensor, n: int) -> None:
 #: in about half the time.  A model that cannot take them (``x.view`` on a feature map, say) raises,
 #: and is then run on plain contiguous batches from that batch on.
 CHANNELS_LAST_ON_CPU = True
-_CHANNELS_LAST_FAILS: "weakref.WeakKeyDictionary[nn.Module, bool]" = weakref.WeakKeyDictionary()
+_CHANNELS_LAST_FAILS: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
 def _channels_last_helps(model: nn.Module, examples: torch.Tensor, device: torch.device) -> bool:
@@ -308,7 +308,7 @@ def _integrated_gradients(model, name, module, inputs, target, n_steps, point, b
         steps = torch.cat([baseline + float(a) * (act - baseline) for a in alphas]).requires_grad_(True)
         expanded = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
 
-        def substitute(_name: str, _value: torch.Tensor) -> torch.Tensor:
+        def substitute(_name: str, _value: torch.Tensor, steps: torch.Tensor = steps) -> torch.Tensor:
             return steps
 
         with torch.enable_grad(), capture(modules, point, replace=substitute):

@@ -30,7 +30,7 @@ class CAV:
     intercept: float
     accuracy: float  # held-out accuracy of the linear classifier
 
-    def flipped(self) -> "CAV":
+    def flipped(self) -> CAV:
         """The same boundary seen from the other set."""
         return CAV(-self.weights, -self.intercept, self.accuracy)
 

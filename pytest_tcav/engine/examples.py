@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,7 +195,7 @@ def load_image_folder(
     return Concept(label, torch.stack(tensors), source=str(path))
 
 
-ConceptLike = Union[Concept, torch.Tensor, str, os.PathLike, Dataset, DataLoader, Sequence[torch.Tensor]]
+ConceptLike = Concept | torch.Tensor | str | os.PathLike | Dataset | DataLoader | Sequence[torch.Tensor]
 
 
 def _from_iterable_batches(batches: Iterable[Any], label: str) -> torch.Tensor:

@@ -79,7 +79,7 @@ class TCAVResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TCAVResult":
+    def from_dict(cls, data: dict[str, Any]) -> TCAVResult:
         layers = [LayerResult(**layer) for layer in data["layers"]]
         return cls(**{**data, "layers": layers})
 

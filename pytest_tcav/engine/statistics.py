@@ -180,9 +180,10 @@ def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: 
         raise ConfigurationError(f"null test must be one of {NULL_TESTS}, got {test!r}")
     needed = required_random_sets(alpha, n_layers, correction, test)
     if n_random < needed:
+        per_layer = alpha / max(1, n_layers) if correction != "none" else alpha
         extra = (
             f" (the rank test's smallest p-value is 1/(N+1), and alpha {alpha} over {n_layers} "
-            f"layer(s) with {correction} correction needs 1/(N+1) < {alpha / max(1, n_layers) if correction != 'none' else alpha:.4g})"
+            f"layer(s) with {correction} correction needs 1/(N+1) < {per_layer:.4g})"
             if test == "rank"
             else " (the t-test needs at least 3 random sets to estimate the null's spread)"
         )

@@ -20,7 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine.activations import Method, Target, concept_activations, eval_mode, model_device, target_gradients
+from pytest_tcav.engine.activations import (
+    Method,
+    Target,
+    concept_activations,
+    eval_mode,
+    model_device,
+    target_gradients,
+)
 from pytest_tcav.engine.cav import CAV, CAVTrainer
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key
@@ -209,7 +216,8 @@ class TCAV:
     def _settings(self) -> dict[str, Any]:
         return {"point": self.layer_point}
 
-    def _activations(self, model_fp: str, modules: dict[str, nn.Module], sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
+    def _activations(self, model_fp: str, modules: dict[str, nn.Module],
+                     sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
         """Activations of every set at every layer; a set's missing layers come from one pass.
 
         The layers of one set are fetched together, so concurrent workers lock
@@ -239,7 +247,8 @@ class TCAV:
                 out[name].append(values[keys[name]]["activations"])
         return out
 
-    def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept, target: Target) -> dict[str, torch.Tensor]:
+    def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept,
+                   target: Target) -> dict[str, torch.Tensor]:
         device = self.device or model_device(self.model)
         settings = {"method": self.method, "n_steps": self.n_steps if self.method != "gradient" else None,
                     **self._settings()}
@@ -310,7 +319,8 @@ class TCAV:
             canon = self._cav_keys(model_fp, name, sets, concept_pairs + random_pairs)
             pair_of = {key: (first, second) for first, second, _flip, key in canon}
 
-            def train_missing(keys: list[str], name: str = name) -> dict[str, dict[str, torch.Tensor]]:
+            def train_missing(keys: list[str], name: str = name,
+                              pair_of: dict[str, tuple[int, int]] = pair_of) -> dict[str, dict[str, torch.Tensor]]:
                 cavs = self._train_cavs(sets, activations(name), [pair_of[k] for k in keys])
                 return {
                     key: {"weights": cav.weights,

@@ -359,7 +359,7 @@ TRAINERS = {
 }
 
 
-def make_trainer(spec: "CAVTrainer | str | None") -> CAVTrainer:
+def make_trainer(spec: CAVTrainer | str | None) -> CAVTrainer:
     """A trainer instance from an instance, a registered name, or None (the default)."""
     if spec is None:
         return HingeSGDTrainer()

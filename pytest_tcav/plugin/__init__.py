@@ -210,7 +210,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.fixture(scope="session")
-def tcav(request: pytest.FixtureRequest) -> "TCAVSession":
+def tcav(request: pytest.FixtureRequest) -> TCAVSession:
     """The run's TCAV session: settings, concept and input libraries, shared cache, assertions."""
     handle = request.config.stash.get(HANDLE_KEY, None)
     if handle is None:  # pragma: no cover - pytest_configure always sets it
@@ -219,7 +219,7 @@ def tcav(request: pytest.FixtureRequest) -> "TCAVSession":
 
 
 @pytest.fixture(scope="session")
-def tcav_concepts(tcav: "TCAVSession") -> "ConceptLibrary":
+def tcav_concepts(tcav: TCAVSession) -> ConceptLibrary:
     """The concept library configured by ``tcav_concepts``."""
     return tcav.concepts
 

@@ -19,7 +19,6 @@ import pytest
 from pytest_tcav.checks.baseline_names import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
 from pytest_tcav.plugin import xdist
 
-
 # -- the run's account: counts and unused files --------------------------------------------
 
 

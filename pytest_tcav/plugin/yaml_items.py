@@ -47,7 +47,7 @@ DEFAULT_PATTERNS = ("tcav_*.yaml",)
 # -- running ------------------------------------------------------------------------------
 
 
-def load_model(spec: FileSpec, session: "TCAVSession") -> "nn.Module":
+def load_model(spec: FileSpec, session: TCAVSession) -> nn.Module:
     """Call the file's model loader (once per session and arguments), on ``tcav.device``, in eval mode."""
     from torch import nn
 
@@ -59,8 +59,8 @@ def load_model(spec: FileSpec, session: "TCAVSession") -> "nn.Module":
         loader = import_loader(spec)
         model = loader(*spec.model_args, **spec.model_kwargs)
         if not isinstance(model, nn.Module):
-            raise ConfigurationError(f"{shown_path(spec.path)}:{spec.line('model')}: model loader {spec.model!r} returned "
-                                     f"{type(model).__name__}, not a torch.nn.Module")
+            raise ConfigurationError(f"{shown_path(spec.path)}:{spec.line('model')}: model loader {spec.model!r} "
+                                     f"returned {type(model).__name__}, not a torch.nn.Module")
         models[key] = model.to(session.device).eval()
     return models[key]
 
@@ -80,7 +80,7 @@ class TCAVYamlFile(pytest.File):
 
     spec: FileSpec | None = None
 
-    def collect(self) -> Iterator["TCAVYamlConcept"]:
+    def collect(self) -> Iterator[TCAVYamlConcept]:
         from pytest_tcav.checks.yaml_spec import load_spec
 
         self.spec = load_spec(self.path)
@@ -101,7 +101,7 @@ class TCAVYamlConcept(pytest.Collector):
         self.spec = spec
         self.concept = concept
 
-    def collect(self) -> Iterator["TCAVYamlItem"]:
+    def collect(self) -> Iterator[TCAVYamlItem]:
         for expectation in self.concept.expectations:
             yield TCAVYamlItem.from_parent(self, name=expectation.name, spec=self.spec, concept=self.concept,
                                            expectation=expectation)
@@ -117,7 +117,7 @@ class TCAVYamlItem(pytest.Item):
         self.expectation = expectation
         self.add_marker(pytest.mark.tcav)
 
-    def _session(self) -> "TCAVSession":
+    def _session(self) -> TCAVSession:
         return self.config.stash[HANDLE_KEY].get()
 
     def runtest(self) -> None:
@@ -161,8 +161,8 @@ class TCAVYamlItem(pytest.Item):
         A Python test's traceback starts at the test function; this item has no
         user function, so the frames worth reading start in the loader or model.
         """
-        import pluggy
         import _pytest
+        import pluggy
 
         hidden = tuple(str(Path(module.__file__).parent) + os.sep for module in (_pytest, pluggy))
         traceback = excinfo.traceback.filter(excinfo)

@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tcav.reports.text import sort_records, verdict
 from pytest_tcav.files import atomic_write_text  # noqa: F401  (the writer this module has always offered)
+from pytest_tcav.reports.text import sort_records, verdict
 
 if TYPE_CHECKING:
     from pytest_tcav.config import TCAVConfig
@@ -129,7 +129,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
     return env
 
 
-def config_settings(config: "TCAVConfig | None") -> dict[str, Any]:
+def config_settings(config: TCAVConfig | None) -> dict[str, Any]:
     """The run's settings (``tcav_*`` values after the command line) as JSON.
 
     Every field of the configuration but its bookkeeping (``root``,

@@ -31,7 +31,7 @@ class SessionHandle:
         self.current_path: Path | None = None  # the running test's file (set by the plugin)
         self._session: TCAVSession | None = None
 
-    def get(self) -> "TCAVSession":
+    def get(self) -> TCAVSession:
         if self._session is None:
             from pytest_tcav.session.session import TCAVSession
 
@@ -75,6 +75,6 @@ def active_handle() -> SessionHandle:
     return _default
 
 
-def current_session() -> "TCAVSession":
+def current_session() -> TCAVSession:
     """The session assertion functions use now."""
     return active_handle().get()

@@ -11,28 +11,27 @@ fingerprints, so sharing is safe even when tests build their models separately.
 from __future__ import annotations
 
 import dataclasses
-
 import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from pytest_tcav.checks.significance import check_concept
 from pytest_tcav.checks.stability import check_stable
+from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, model_device
 from pytest_tcav.engine.examples import Concept, ConceptLike
-from pytest_tcav.config import TCAVConfig
+from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
-from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.storage.memory import MemoryStore
 
-TargetLike = Union[int, str, Callable[[torch.Tensor], torch.Tensor]]
+TargetLike = int | str | Callable[[torch.Tensor], torch.Tensor]
 
 
 class _LazyTransform:
