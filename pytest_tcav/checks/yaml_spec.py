@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 
@@ -117,7 +117,7 @@ class _Reader:
         self.path = path
         self.loader = loader
 
-    def fail(self, node: yaml.Node, message: str) -> Any:
+    def fail(self, node: yaml.Node, message: str) -> NoReturn:
         raise YamlSpecError(self.path, node.start_mark.line + 1, message)
 
     def value(self, node: yaml.Node) -> Any:
@@ -186,13 +186,11 @@ class _Reader:
 
     def number(self, node: yaml.Node, what: str, low: float, high: float, *, open_range: bool = False) -> float:
         value = self.value(node) if isinstance(node, yaml.ScalarNode) else None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-        if ok:
-            ok = (low < value < high) if open_range else (low <= value <= high)
-        if not ok:
-            bounds = f"strictly between {low} and {high}" if open_range else f"between {low} and {high}"
-            self.fail(node, f"{what} must be a number {bounds}, got {self.kind(node)}")
-        return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+            if (low < value < high) if open_range else (low <= value <= high):
+                return float(value)
+        bounds = f"strictly between {low} and {high}" if open_range else f"between {low} and {high}"
+        self.fail(node, f"{what} must be a number {bounds}, got {self.kind(node)}")
 
     def names(self, node: yaml.Node, what: str, expected: str) -> tuple[str, ...]:
         """One name, or a non-empty list of distinct names."""
@@ -333,7 +331,7 @@ def parse(text: str, path: Path) -> FileSpec:
         lines = {key: key_node.start_mark.line + 1 for key, (key_node, _v) in keys.items()}
         model, args, kwargs = _read_model(r, keys["model"][1])
         target_node = keys["target"][1]
-        target = r.value(target_node) if isinstance(target_node, yaml.ScalarNode) else None
+        target: Any = r.value(target_node) if isinstance(target_node, yaml.ScalarNode) else None
         if isinstance(target, bool) or not (isinstance(target, str) and target.strip()
                                              or isinstance(target, int) and target >= 0):
             r.fail(target_node, f"target must be a class index (0, 1, ...) or a class name, got {r.kind(target_node)}")

@@ -130,7 +130,10 @@ def read_inifile(path: Path) -> tuple[dict[str, tuple[Any, str]], list[Path]]:
         raise UsageError(f"--inifile: {str(path)!r} is not a file")
     values: dict[str, Any]
     if path.suffix == ".toml":
-        import tomllib
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pytest itself depends on tomli before Python 3.11
+            import tomli as tomllib
 
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))

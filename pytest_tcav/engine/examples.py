@@ -237,7 +237,7 @@ def as_concept(
             raise ConceptDataError(f"{name or 'dataset'}: items must be tensors (or (tensor, label))")
         return Concept(name or "dataset", torch.stack(items))
     if isinstance(value, Sequence) and value and all(isinstance(v, torch.Tensor) for v in value):
-        return Concept(name or "tensors", torch.stack(list(value)))
+        return Concept(name or "tensors", torch.stack([v for v in value if isinstance(v, torch.Tensor)]))
     raise ConceptDataError(
         f"cannot make a concept from {type(value).__name__}; give a tensor, a folder, a Dataset, "
         "a DataLoader or a Concept"

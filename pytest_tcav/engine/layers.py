@@ -81,9 +81,9 @@ def _as_tensor(name: str, value: object, point: LayerPoint, module: nn.Module | 
         return value
     if point == "input" and isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
         return value[0]
-    if point == "output" and type(value) in (tuple, list) and len(value) == 1 \
-            and isinstance(value[0], torch.Tensor):  # type: ignore[index]
-        return value[0]  # type: ignore[index]
+    if point == "output" and isinstance(value, (tuple, list)) and type(value) in (tuple, list) and len(value) == 1 \
+            and isinstance(value[0], torch.Tensor):
+        return value[0]
     children = [f"{name}.{child}" for child, _ in module.named_children()] if module is not None else []
     hint = (f"pick one of its submodules ({', '.join(map(repr, children[:6]))}"
             f"{' ...' if len(children) > 6 else ''}) or " if children else "")
@@ -100,7 +100,7 @@ def capture(
     point: LayerPoint,
     *,
     stop_when_done: bool = False,
-    replace: Callable[[str, torch.Tensor], torch.Tensor] | None = None,
+    replace: Callable[[str, torch.Tensor], torch.Tensor | None] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Record the activation of each layer during forward passes inside the block.
 

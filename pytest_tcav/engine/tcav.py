@@ -349,6 +349,7 @@ class TCAV:
             weights = torch.stack([data.random_cavs[k].weights for k in keys])
             forward = pair_scores(data.gradients, weights)
             backward_signs = forward.negative_count
+            assert backward_signs is not None  # pair_scores always counts them
             for k, (i, j) in enumerate(keys):
                 pairwise[i, j] = forward.cosine[k]
                 pairwise[j, i] = -forward.cosine[k]

@@ -229,7 +229,7 @@ def _kernel_hinge_sgd(
             break
         order = np.full((n_problems, size), -1)
         for p in np.flatnonzero(active):
-            order[p, : n_valid[p]] = rngs[p].permutation(n_valid[p])
+            order[p, : n_valid[p]] = rngs[int(p)].permutation(n_valid[p])
         live = order >= 0  # (problems, steps)
         index = np.where(live, order, 0)
         y_steps = labels[rows[:, None], index]

@@ -30,7 +30,7 @@ def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Pa
     """Baseline files in ``directories`` that no check of the run used."""
     used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
     folders = set(directories) | {path.parent for path in used}
-    unused = []
+    unused: list[Path] = []
     for folder in sorted(folders):
         if not folder.is_dir():
             continue

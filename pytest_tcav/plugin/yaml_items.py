@@ -128,6 +128,7 @@ class TCAVYamlItem(pytest.Item):
         session = self._session()
         model = load_model(spec, session)
         concept = _data(self.concept.name, spec)
+        assert concept is not None  # a concept always has a name
         random_sets: Any = spec.random_sets
         if isinstance(random_sets, tuple):
             random_sets = [_data(name, spec) for name in random_sets]
@@ -164,7 +165,7 @@ class TCAVYamlItem(pytest.Item):
         import _pytest
         import pluggy
 
-        hidden = tuple(str(Path(module.__file__).parent) + os.sep for module in (_pytest, pluggy))
+        hidden = tuple(str(Path(str(module.__file__)).parent) + os.sep for module in (_pytest, pluggy))
         traceback = excinfo.traceback.filter(excinfo)
         return traceback.filter(lambda entry: not str(entry.path).startswith(hidden))
 

@@ -43,9 +43,12 @@ class _LazyTransform:
         self.name = config.transform  # what error messages call it: the configured 'module:callable'
 
     def __call__(self, image: Any) -> Any:
-        if self._function is None:
-            self._function = self._config.load_transform()
-        return self._function(image)
+        function = self._function
+        if function is None:
+            function = self._config.load_transform()
+            assert function is not None, "built only when tcav_transform is set"
+            self._function = function
+        return function(image)
 
 
 class TCAVSession:
@@ -200,7 +203,7 @@ class TCAVSession:
             raise ConfigurationError(f"target must be a class index, a class name or a callable, got {target!r}")
         if isinstance(target, str):
             return self.config.class_index(target)
-        return target  # type: ignore[return-value]
+        return target
 
     def _missing_folder(self, role: str, path: Path) -> ConceptDataError:
         """A named folder that is not there: say where relative paths start, the usual surprise."""
@@ -267,7 +270,7 @@ class TCAVSession:
         if inputs is None:
             if callable(target) and not isinstance(target, (int, str)):
                 raise ConfigurationError("inputs=... is needed when the target is a callable")
-            return self.inputs.for_target(target)  # type: ignore[arg-type]
+            return self.inputs.for_target(target)
         if isinstance(inputs, str) and inputs in self.inputs:
             return self.inputs.named(inputs)
         if isinstance(inputs, (str, os.PathLike)):
@@ -284,7 +287,7 @@ class TCAVSession:
         backend = self.store.backend
         disk = getattr(backend, "stats", None)
         return {
-            "dir": str(backend.root) if hasattr(backend, "root") else None,
+            "dir": str(getattr(backend, "root")) if hasattr(backend, "root") else None,  # noqa: B009
             "mode": getattr(backend, "mode", "off"),
             "computed": dict(self.store.computed),
             "reused": dict(self.store.reused),

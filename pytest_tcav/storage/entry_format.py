@@ -164,7 +164,7 @@ def encode_entry(kind: str, key: str, value: Value, environment: str) -> Iterato
     yield text
     for _name, _tensor, data in arrays:
         if data.nbytes:
-            yield memoryview(data).cast("B")
+            yield memoryview(data).cast("B")  # type: ignore[arg-type]  # ndarray is a buffer; numpy's stubs disagree
         if _pad(data.nbytes):
             yield b"\0" * _pad(data.nbytes)
 
