@@ -8,23 +8,15 @@ about the same model (the engine caches by content).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-import synthetic  # noqa: E402
-
-from pytest_tcav import TCAV  # noqa: E402
-
-LAYERS = ["conv1", "conv2", "conv3"]
-SET_SIZE = 30
-N_RANDOM = 10
+from pytest_tcav import TCAV
+from tests.helpers import synthetic
+from tests.helpers.synthetic import N_RANDOM, SET_SIZE
 
 
 @dataclass(frozen=True)

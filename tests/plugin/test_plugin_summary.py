@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 
 from pytest_tcav.reports.text import summary_lines
+from tests.helpers.plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 
 CHECKS = RECORD_DUMPING_CHECKS + """
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from plugin_helpers import make_project
 
 from pytest_tcav.checks.significance import judge
 from pytest_tcav.engine.results import LayerResult, TCAVResult
+from tests.helpers.plugin_helpers import make_project
 
 PASSING = """
 import pytest

@@ -11,10 +11,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from plugin_helpers import make_project
 
 from pytest_tcav.checks.yaml_spec import parse
 from pytest_tcav.errors import YamlSpecError
+from tests.helpers.plugin_helpers import make_project
 
 EDGES = """
 description: what the hand-wired edge detector must rely on for class 1

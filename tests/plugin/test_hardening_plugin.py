@@ -11,7 +11,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from plugin_helpers import INI, make_project
+
+from tests.helpers.plugin_helpers import INI, make_project
 
 CHECK = """
 from pytest_tcav import assert_concept_significant

@@ -11,15 +11,15 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import tiny_model
 import tomllib
 
 import pytest_tcav
 from pytest_tcav import cli
 from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.reports import plots as report_plots
+from tests.helpers import tiny_model
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny_model:EdgeNet", "--concepts", "data/concepts", "--inputs", "data/inputs",
         "--target", "1", "--layers", "conv,relu", "--random-sets", "5"]
 

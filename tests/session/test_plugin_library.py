@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import tiny_model
 import torch
 
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, natural_key
+from tests.helpers import tiny_model
 
 
 def images(folder: Path, n: int = 6, seed: int = 0) -> None:

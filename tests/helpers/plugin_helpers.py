@@ -12,11 +12,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
-import tiny_model
 from PIL import Image, PngImagePlugin  # noqa: F401
 
 import pytest_tcav.checks.significance  # noqa: F401
 import pytest_tcav.session.session  # noqa: F401
+from tests.helpers import tiny_model
 
 with contextlib.suppress(ImportError):
     import hypothesis  # noqa: F401

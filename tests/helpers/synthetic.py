@@ -13,6 +13,11 @@ from torch import nn
 
 SIZE = 24
 
+# The ground-truth tests' shape: the layers they test, and the random sets' number and size.
+LAYERS = ["conv1", "conv2", "conv3"]
+SET_SIZE = 30
+N_RANDOM = 10
+
 
 def _grid(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     ys = torch.arange(SIZE).float().view(1, SIZE, 1).expand(n, SIZE, SIZE)

@@ -7,13 +7,13 @@ import sys
 import textwrap
 
 import pytest
-import tiny_model
 import torch
-from plugin_helpers import make_project
 
 from pytest_tcav import Concept, TCAVSession, assert_concept_significant
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.session import registry
+from tests.helpers import tiny_model
+from tests.helpers.plugin_helpers import make_project
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tiny_model
 import torch
-from plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.config import CACHE_MODES, TCAVConfig, build_config
@@ -18,6 +16,8 @@ from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.reports.cache_line import cache_line, merge
 from pytest_tcav.session.session import TCAVSession, default_device, default_store
 from pytest_tcav.storage.disk import MODES, DiskStore
+from tests.helpers import tiny_model
+from tests.helpers.plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 
 CHECKS = RECORD_DUMPING_CHECKS + """
 

@@ -9,12 +9,12 @@ they also appear in this run's "TCAV concept checks" summary.
 from __future__ import annotations
 
 import pytest
-import synthetic
 import torch
 from torch import nn
 
 from pytest_tcav import Concept, TCAVSession, assert_concept_insignificant, assert_concept_significant
 from pytest_tcav.checks.significance import judge
+from tests.helpers import synthetic
 
 LAYERS = ["conv2", "conv3"]
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from plugin_helpers import make_project, summary_section
 
 from pytest_tcav.reports import html as report_html
 from pytest_tcav.reports import json as report_json
 from pytest_tcav.reports import plots as report_plots
 from pytest_tcav.reports.json import SCHEMA, VERSION
+from tests.helpers.plugin_helpers import make_project, summary_section
 
 try:  # loaded up front, or in-process pytester runs would import it again each time
     import matplotlib.backends.backend_agg  # noqa: F401
@@ -29,7 +29,7 @@ try:  # loaded up front, or in-process pytester runs would import it again each 
 except ImportError:  # the report extra is not installed: pages have tables only
     PLOTS = False
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "docs" / "report.schema.json"
 ENV = report_json.environment("cpu")
 

@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from plugin_helpers import make_project
 
 from pytest_tcav.config import CORRECTIONS, METHODS, OPTIONS, TCAVConfig, build_config, import_callable, parse_classes
 from pytest_tcav.errors import ConfigurationError
+from tests.helpers.plugin_helpers import make_project
 
 SHOW_CONFIG = """
 import json

@@ -19,12 +19,12 @@ import math
 
 import numpy as np
 import pytest
-import synthetic
 import torch
-from conftest import LAYERS, N_RANDOM, SET_SIZE
 from scipy import stats
 
 from pytest_tcav import TCAV, Concept
+from tests.helpers import synthetic
+from tests.helpers.synthetic import LAYERS, N_RANDOM, SET_SIZE
 
 DEEPEST = LAYERS[-1]
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import pytest
 import torch
-from synthetic import SmallCNN, noise, stripes
 from torch import nn
 
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
@@ -33,6 +32,7 @@ from pytest_tcav.engine.fingerprints import make_key
 from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.entry_format import MAGIC, environment_fingerprint
+from tests.helpers.synthetic import SmallCNN, noise, stripes
 
 KEY = make_key("activations", {"test": "one"})
 

@@ -34,7 +34,7 @@ from pytest_tcav.storage.layout import STALE_TMP_SECONDS, SUFFIX, TMP_SUFFIX
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork semantics are POSIX")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 N_ENTRIES = 12
 #: Values of a few MB: a write takes long enough for a random kill to land inside one.
 ELEMENTS = 1_500_000
@@ -218,7 +218,7 @@ def test_vertical(model):
 
 def test_an_unwritable_cache_directory_runs_without_cache_and_warns_once(pytester: pytest.Pytester) -> None:
     """Real, not simulated: the cache folder's parent is a file, so nothing can be created there."""
-    from plugin_helpers import INI, make_project
+    from tests.helpers.plugin_helpers import INI, make_project
 
     make_project(pytester, ini=INI + "tcav_cache_dir = blocked/cache\n")
     (pytester.path / "blocked").write_text("a file where the cache folder should be")

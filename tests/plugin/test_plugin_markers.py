@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from plugin_helpers import make_project
+
+from tests.helpers.plugin_helpers import make_project
 
 TESTS = """
 import pytest

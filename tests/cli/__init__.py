@@ -1,0 +1,1 @@
+"""Tests of pytest_tcav.cli: the pytest-tcav command."""

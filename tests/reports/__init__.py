@@ -1,0 +1,1 @@
+"""Tests of pytest_tcav.reports: the JSON and HTML reports."""

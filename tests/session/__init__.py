@@ -1,0 +1,1 @@
+"""Tests of pytest_tcav.session: libraries, the session and the registry."""
