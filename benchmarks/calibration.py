@@ -1,6 +1,6 @@
 """False-positive rate and power of the significance test, on models with known ground truth.
 
-Uses the generated textures and small CNNs of ``tests/synthetic.py`` (trained
+Uses the generated textures and small CNNs of ``tests/helpers/synthetic.py`` (trained
 here in seconds): ``texture_model`` (class 1 = striped, class 0 = dotted) and
 ``shortcut_model`` (class 1 = a planted patch, textures equally common in both
 classes).  Random sets are mixed stripes / dots / smooth-noise images.
@@ -35,11 +35,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-import synthetic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository: its tests.helpers
 
 from pytest_tcav import TCAV  # noqa: E402
+from tests.helpers import synthetic  # noqa: E402
 
 LAYERS = ["conv1", "conv2", "conv3"]
 SET_SIZE = 30

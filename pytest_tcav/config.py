@@ -55,7 +55,7 @@ def parse_size(text: str | int | None) -> int | None:
     return None if size <= 0 else size
 
 
-# Kept in step with the engine (tests/test_plugin_config.py checks it); repeated
+# Kept in step with the engine (tests/plugin/test_plugin_config.py checks it); repeated
 # here so that reading the configuration does not import torch.
 METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")

@@ -326,7 +326,7 @@ class BaselineDumper(yaml.SafeDumper):
     """The YAML of a baseline file, byte for byte as the hand-written writer it replaced wrote it.
 
     Committed baselines are diffed, so the bytes stay those of the existing
-    files (tests/test_baseline_writer.py keeps them): mappings in block style
+    files (tests/checks/test_baseline_writer.py keeps them): mappings in block style
     and in the order given, lists in flow style on one line, no anchors, every
     key on its own ``key:`` line, and strings plain where that reads back as
     the same string (keys: only identifier-like ones that are not YAML words),

@@ -1,0 +1,2 @@
+"""The TCAV computation: examples -> activations -> CAVs -> scores and p-values.  Knows nothing of pytest,
+YAML or sessions (docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""Names -> data: the session behind the ``tcav`` fixture, concept and input libraries, the registry."""
