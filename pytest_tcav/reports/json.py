@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tcav.files import atomic_write_text  # noqa: F401  (the writer this module has always offered)
+from pytest_tcav.files import atomic_write_text
 from pytest_tcav.reports.text import sort_records, verdict
 
 if TYPE_CHECKING:
@@ -227,6 +227,6 @@ def load(path: Path) -> dict[str, Any]:
 
 
 __all__ = [
-    "SCHEMA", "VERSION", "atomic_write_text", "build_report", "checks", "config_settings", "dumps",
+    "SCHEMA", "VERSION", "build_report", "checks", "config_settings", "dumps",
     "environment", "jsonable", "load", "number", "outcome_label", "write_json",
 ]
