@@ -14,7 +14,9 @@ off) with ``-p pytest_tcav.plugin``.  What it adds to a run:
   (:mod:`pytest_tcav.plugin.baselines`);
 * a terminal summary with one row per concept check, merged from
   pytest-xdist workers, which send their records as JSON
-  (:mod:`pytest_tcav.plugin.xdist`) rather than writing shared files.
+  (:mod:`pytest_tcav.plugin.xdist`) rather than writing shared files;
+* the report files, the GitHub job summary, and each test's checks as
+  JUnit XML properties (:mod:`pytest_tcav.plugin.reporting`).
 
 pytest imports this module in every run of every project where pytest-tcav is
 installed, so it imports none of torch, numpy, scipy, scikit-learn or yaml:
@@ -71,7 +73,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(option.key, help=option.help, type=option.ini_type, default=None)  # type: ignore[arg-type]
     group.addoption("--tcav-clear-cache", dest="tcav_clear_cache", action="store_true", default=False,
                     help="remove every entry of the TCAV disk cache (tcav_cache_dir) before the run")
-    reporting.add_options(group, parser)  # --tcav-json, --tcav-html
+    reporting.add_options(group, parser)  # --tcav-json, --tcav-html, --tcav-markdown, ini tcav_github_summary
     group.addoption("--tcav-update-baselines", dest="tcav_update_baselines", action="store_true", default=False,
                     help="write the baselines of stability checks (assert_concept_stable, 'stable:' in YAML "
                          "tests): create missing ones and replace moved ones, instead of failing")
@@ -199,10 +201,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Note expected failures, so the summary does not show an xfail's failed check as a surprise."""
+    """Put the test's checks on it as JUnit XML properties; note expected failures.
+
+    The properties must be on the item before its report is made (pytest
+    copies them into the report); a failed check of an xfail test is marked so
+    that the summary does not show it as a surprise.
+    """
+    handle = item.config.stash.get(HANDLE_KEY, None)
+    if handle is not None:
+        reporting.attach_properties(item, handle)
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
-    handle = item.config.stash.get(HANDLE_KEY, None)
     if handle is not None and handle.built and hasattr(report, "wasxfail"):
         for record in handle.get().records:
             if record.get("nodeid") == item.nodeid:

@@ -1,0 +1,67 @@
+"""A concept check as JUnit XML properties: flat ``(name, value)`` pairs, from one record.
+
+CI systems read JUnit XML (``pytest --junitxml``), not the terminal summary,
+and a ``<testcase>``'s ``<property>`` elements are the one place there for
+numbers.  The plugin puts these pairs on the running test's
+``user_properties`` (pytest's ``record_property`` mechanism), which travel
+with the test's report from a pytest-xdist worker to the controller, so a
+parallel run writes the same XML as a serial one.
+
+The names are a stable interface (docs/reports.md lists them): ``tcav[I].KEY``
+for the I-th check of the test and ``tcav[I].layer[LAYER].KEY`` per layer.
+Values are strings, as JUnit XML has them; floats are written with full
+precision (``repr``), so two runs that computed the same numbers write the
+same text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_tcav.reports.text import verdict
+
+#: The per-check keys, in the order they are written (``message`` only when there is one).
+CHECK_KEYS = ("concept", "target", "expectation", "direction", "verdict", "outcome", "message")
+#: The per-layer keys, in the order they are written (``moved`` only for a stability check).
+LAYER_KEYS = ("verdict", "score", "p_value", "p_corrected", "cav_accuracy", "moved")
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return "" if value is None else str(value)
+
+
+def properties(record: Mapping[str, Any], index: int) -> list[tuple[str, str]]:
+    """The properties of the ``index``-th check of a test (``index`` counts its checks, from 0)."""
+    prefix = f"tcav[{index}]"
+    check = {
+        "concept": record.get("concept"),
+        "target": record.get("target"),
+        "expectation": record.get("expectation"),
+        "direction": record.get("direction"),
+        "verdict": verdict(dict(record)),
+        "outcome": record.get("outcome"),
+        "message": record.get("message"),
+    }
+    out = [(f"{prefix}.{key}", _text(check[key])) for key in CHECK_KEYS
+           if key != "message" or check["message"] is not None]
+    stability = record.get("stability")
+    compared = ({c.get("layer"): c for c in stability.get("layers") or [] if isinstance(c, Mapping)}
+                if isinstance(stability, Mapping) else {})
+    for result in record.get("results") or []:
+        layer = result.get("layer")
+        values = {
+            "verdict": "significant" if result.get("significant") else "not significant",
+            "score": result.get("score"),
+            "p_value": result.get("p_value"),
+            "p_corrected": result.get("p_corrected"),
+            "cav_accuracy": result.get("cav_accuracy"),
+        }
+        if layer in compared:
+            values["moved"] = bool(compared[layer].get("moved"))
+        out.extend((f"{prefix}.layer[{layer}].{key}", _text(values[key])) for key in LAYER_KEYS if key in values)
+    return out

@@ -1,0 +1,90 @@
+"""The run's concept checks as a markdown table (``--tcav-markdown``, the GitHub job summary).
+
+Pull requests, job summaries and code-review tools render markdown, so this
+is the form of the terminal summary a reviewer sees without opening a log.
+Pure: records in, text out; the plugin decides where the text goes.  Rows are
+in the terminal summary's order (test id, then order within the test), so a
+pytest-xdist run gives the same text as a serial one.
+
+Everything that comes from tests or data (test ids, concept, target and layer
+names, messages) is escaped: a ``|`` would end a table cell and a line break
+would end the row; ``<`` and the other markdown punctuation are
+backslash-escaped so that a name is shown, never rendered as markup.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pytest_tcav.reports.text import format_p, row, sort_records, summary_lines
+
+TITLE = "TCAV concept checks"
+HEADER = ("test", "concept", "target", "expected", "layers: verdict (corrected p)", "result")
+
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+#: Markdown punctuation a name may contain that could start markup (CommonMark escapes any of them).
+_PUNCTUATION = re.compile(r"([\\`*_\[\]<>|~&])")
+_RESULTS = {"passed": "passed", "FAILED": "**failed**", "ERROR": "**error**", "xfailed": "xfailed"}
+
+
+def text(value: Any) -> str:
+    """User text as the plain content of a table cell: one line, markup escaped."""
+    return _PUNCTUATION.sub(r"\\\1", _LINE_BREAKS.sub(" ", str(value)))
+
+
+def code(value: Any) -> str:
+    """User text as a code span in a table cell (test ids and names read best in monospace).
+
+    The fence is one backtick longer than the longest run of backticks
+    inside, and ``|`` is escaped, which GitHub-flavoured tables require
+    even inside code spans.
+    """
+    content = _LINE_BREAKS.sub(" ", str(value)).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", content)), default=0)
+    fence = "`" * (longest + 1)
+    if content.startswith("`") or content.endswith("`") or not content.strip():
+        content = f" {content} "
+    return f"{fence}{content}{fence}"
+
+
+def _layers(record: Mapping[str, Any]) -> str:
+    results = record.get("results") or []
+    if not results:
+        return "; ".join(code(layer) for layer in record.get("layers") or []) + ": not measured"
+    stability = record.get("stability")
+    compared = ({c.get("layer"): c for c in stability.get("layers") or [] if isinstance(c, Mapping)}
+                if isinstance(stability, Mapping) else {})
+    parts = []
+    for result in results:
+        word = "significant" if result.get("significant") else "not significant"
+        p = result.get("p_corrected")
+        cell = f"{code(result.get('layer'))}: {word}"
+        if isinstance(p, (int, float)) and not isinstance(p, bool):
+            cell += f" (p {format_p(float(p))})"
+        if result.get("layer") in compared:
+            cell += ", moved" if compared[result.get("layer")].get("moved") else ", unchanged"
+        parts.append(cell)
+    return "<br>".join(parts)
+
+
+def _row(record: Mapping[str, Any]) -> list[str]:
+    cells = row(dict(record))
+    test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[8]
+    shown = _RESULTS.get(result, text(result))
+    message = record.get("message")
+    if result in ("FAILED", "ERROR") and message:
+        shown += f": {text(message)}"
+    return [code(test), code(concept), code(target), text(expected), _layers(record), shown]
+
+
+def markdown_summary(records: Iterable[Mapping[str, Any]]) -> str:
+    """A heading, the count of checks by result, and the table; ``""`` when there is no check."""
+    ordered = sort_records([dict(r) for r in records])
+    if not ordered:
+        return ""
+    lines = [f"## {TITLE}", "", text(summary_lines(ordered)[-1]), "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines.extend("| " + " | ".join(_row(record)) + " |" for record in ordered)
+    return "\n".join(lines) + "\n"
