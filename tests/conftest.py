@@ -64,3 +64,9 @@ def texture_engine(texture_model: nn.Module) -> TCAV:
 @pytest.fixture(scope="session")
 def shortcut_engine(shortcut_model: nn.Module) -> TCAV:
     return TCAV(shortcut_model, seed=0)
+
+
+@pytest.fixture(autouse=True)
+def _no_github_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the pytest runs inside these tests from appending tables to a real CI job's summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
