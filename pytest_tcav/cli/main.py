@@ -1,22 +1,27 @@
 """The ``pytest-tcav`` command line: its arguments, its ini file, its exit status.
 
+Three commands: ``score`` (here and in :mod:`pytest_tcav.cli.score`),
+``diff`` (:mod:`pytest_tcav.cli.diff`) and ``report``
+(:mod:`pytest_tcav.cli.stored`).  ``score`` reads the ini file pytest would
+read (:mod:`pytest_tcav.cli.inifile`), unless ``--inifile`` names another or
+``--no-inifile`` asks for none.
+
 The settings flags of ``score`` (``--concepts``, ``--random-sets``, ``--alpha``...)
 are generated from :data:`pytest_tcav.config.OPTIONS`, the table the plugin
 builds its ``--tcav-*`` options and ``tcav_*`` ini keys from, so the command
 and the plugin cannot drift apart; the flags that only the command has
 (``--model``, ``--concept``, ``--inputs``, the outputs...) are declared here.
 
-Exit status: 0 when every concept was scored, 2 on a usage error (a missing or
-malformed argument or setting), 1 when scoring failed (any
+Exit status of ``score``: 0 when every concept was scored, 2 on a usage error
+(a missing or malformed argument or setting), 1 when scoring failed (any
 :class:`~pytest_tcav.errors.TCAVError`: a missing folder, an unknown layer...,
-or a model loader that failed), with a one-line message on stderr.  The
-command itself lives in :mod:`pytest_tcav.cli.score`.
+or a model loader that failed), with a one-line message on stderr.  ``diff``
+exits 0 (no change), 1 (changed) or 2; ``report`` 0, 1 (not written) or 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import sys
 from collections.abc import Sequence
@@ -25,16 +30,16 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_tcav._version import __version__
+from pytest_tcav.cli.diff import add_diff_parser, run_diff
+from pytest_tcav.cli.inifile import PATH_KEYS, find_inifile, read_inifile
 from pytest_tcav.cli.score import InputsOfClass, comma_list, score
+from pytest_tcav.cli.stored import add_report_parser, run_report
+from pytest_tcav.cli.usage import PROG, UsageError
 from pytest_tcav.config import OPTIONS, Option, TCAVConfig, build_config
 from pytest_tcav.errors import ConfigurationError, TCAVError
 
-PROG = "pytest-tcav"
-
 #: The settings that are flags of ``score`` too, in the table's order.
 COMMAND_OPTIONS: tuple[Option, ...] = tuple(option for option in OPTIONS if option.cli_help is not None)
-#: ini keys whose values are folders, relative to the ini file's directory.
-_PATH_KEYS = frozenset(option.key for option in OPTIONS if option.metavar == "DIR")
 
 SCORE_EPILOG = """\
 examples:
@@ -50,10 +55,6 @@ library is used (e.g. the inputs of another class than the target).  \
 Without --concept every concept folder of the library is scored.
 Exit status: 0 scored, 1 scoring failed (message on stderr), 2 usage error.
 """
-
-
-class UsageError(Exception):
-    """A bad argument or setting: exit status 2, like argparse's own errors."""
 
 
 # -- arguments --------------------------------------------------------------------------
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Concept tests for PyTorch models (TCAV) outside pytest: score concepts to explore "
-                    "before writing tests.",
+                    "before writing tests, compare two runs' reports, render a stored report.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -100,83 +101,49 @@ def build_parser() -> argparse.ArgumentParser:
                            "used), or a class (index or name) whose folder in the ini file's tcav_inputs "
                            "is used (default: the target's folder there)")
     how = score_parser.add_argument_group(
-        "settings (default: the --inifile's tcav_* values, else the plugin's defaults)")
+        "settings (default: the ini file's tcav_* values, else the plugin's defaults)")
     how.add_argument("--direction", choices=("positive", "negative", "either"), default="positive",
                      help="which way the concept should push the target (default: positive)")
     _add_settings(how, "settings")
-    how.add_argument("--inifile", metavar="PATH",
+    ini = how.add_mutually_exclusive_group()
+    ini.add_argument("--inifile", metavar="PATH",
                      help="read tcav_* defaults (and pythonpath) from this pytest.ini, tox.ini, setup.cfg or "
-                          "pyproject.toml; its relative paths are relative to it")
+                          "pyproject.toml; its relative paths are relative to it (default: the file pytest "
+                          "would use, searched from the current folder upwards)")
+    ini.add_argument("--no-inifile", action="store_true",
+                     help="read no ini file: only the command line and the plugin's defaults")
     out = score_parser.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write the results as a JSON report (as --tcav-json)")
     out.add_argument("--html", metavar="PATH", help="write a self-contained HTML report (as --tcav-html)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show a progress bar on stderr (default: only when stderr is a terminal)")
+    add_diff_parser(commands)
+    add_report_parser(commands)
     return parser
 
 
-# -- the ini file ----------------------------------------------------------------------
-
-
-def read_inifile(path: Path) -> tuple[dict[str, tuple[Any, str]], list[Path]]:
-    """``tcav_*`` values (key -> (value, origin)) and ``pythonpath`` folders of a pytest ini file.
-
-    Reads ``[pytest]`` (pytest.ini, tox.ini), ``[tool:pytest]`` (setup.cfg) and
-    ``[tool.pytest.ini_options]`` (pyproject.toml), like pytest; folder values
-    become absolute, relative to the file's directory.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--inifile: {str(path)!r} is not a file")
-    values: dict[str, Any]
-    if path.suffix == ".toml":
-        if sys.version_info >= (3, 11):
-            import tomllib
-        else:  # pytest itself depends on tomli before Python 3.11
-            import tomli as tomllib
-
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"--inifile: {path} is not valid TOML ({exc})") from None
-        values = data.get("tool", {}).get("pytest", {}).get("ini_options")
-        if values is None:
-            raise UsageError(f"--inifile: {path} has no [tool.pytest.ini_options] table")
-    else:
-        parser = configparser.ConfigParser(interpolation=None)
-        try:
-            parser.read(path, encoding="utf-8")
-        except configparser.Error as exc:
-            raise UsageError(f"--inifile: cannot read {path} ({type(exc).__name__}: {exc})") from None
-        section = next((s for s in ("pytest", "tool:pytest") if parser.has_section(s)), None)
-        if section is None:
-            raise UsageError(f"--inifile: {path} has no [pytest] (or [tool:pytest]) section")
-        values = dict(parser.items(section))
-    root = path.resolve().parent
-    raw: dict[str, tuple[Any, str]] = {}
-    for option in OPTIONS:
-        value = values.get(option.key)
-        if value is None or value == "" or value == []:
-            continue
-        if option.key in _PATH_KEYS:
-            value = (root / os.path.expanduser(str(value).strip())).resolve()
-        raw[option.key] = (value, f"{option.key} in {path.name}")
-    pythonpath = values.get("pythonpath") or []
-    entries = pythonpath.split() if isinstance(pythonpath, str) else [str(p) for p in pythonpath]
-    return raw, [(root / entry).resolve() for entry in entries]
-
-
 # -- settings --------------------------------------------------------------------------
+
+
+def _inifile(args: argparse.Namespace) -> tuple[Path | None, str]:
+    """The ini file to read (named, found as pytest finds it, or none) and how to name it in errors."""
+    if args.no_inifile:
+        return None, ""
+    if args.inifile:
+        return Path(args.inifile), "--inifile"
+    found = find_inifile(Path.cwd())
+    return found, str(found)
 
 
 def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
     """The settings (ini file, then the command line) and what ``inputs=`` to pass to the session."""
     raw: dict[str, tuple[Any, str]] = {}
     root = Path.cwd()
-    if args.inifile:
-        ini_raw, pythonpath = read_inifile(Path(args.inifile))
+    inifile, label = _inifile(args)
+    if inifile is not None:
+        ini_raw, pythonpath = read_inifile(inifile, label)
         raw.update(ini_raw)
-        root = Path(args.inifile).resolve().parent
+        root = inifile.resolve().parent
         for folder in reversed(pythonpath):
             if str(folder) not in sys.path:
                 sys.path.insert(0, str(folder))
@@ -184,7 +151,7 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
         value = getattr(args, option.cli_dest)
         if value is None or str(value).strip() == "":
             continue
-        raw[option.key] = (Path(value).expanduser().resolve() if option.key in _PATH_KEYS else value,
+        raw[option.key] = (Path(value).expanduser().resolve() if option.key in PATH_KEYS else value,
                            option.cli_flag)
     inputs: Any = None
     if args.inputs:
@@ -202,7 +169,7 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
         else:
             if "tcav_inputs" not in raw:
                 raise UsageError(f"--inputs: {args.inputs!r} is not a folder, and no input library "
-                                 "(tcav_inputs in --inifile) is configured to look it up in")
+                                 "(tcav_inputs in the ini file) is configured to look it up in")
             name = args.inputs.strip()
             inputs = InputsOfClass(int(name) if name.isdigit() else name)
     try:
@@ -219,7 +186,7 @@ def _checked(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
     if not comma_list(args.layers):
         raise UsageError("--layers: give at least one layer name")
     if not comma_list(args.concept) and config.concepts is None:
-        raise UsageError("give --concepts DIR (or tcav_concepts in --inifile), or --concept with folders")
+        raise UsageError("give --concepts DIR (or tcav_concepts in the ini file), or --concept with folders")
     return config, inputs
 
 
@@ -241,10 +208,14 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         parser.print_help(stderr)
         return 2
     try:
+        if args.command == "diff":
+            return run_diff(args, stdout)
+        if args.command == "report":
+            return run_report(args, stdout)
         config, inputs = _checked(args)
         return score(args, config, inputs, stdout, stderr)
     except UsageError as exc:
-        stderr.write(f"{PROG} score: error: {exc}\n")
+        stderr.write(f"{PROG} {args.command}: error: {exc}\n")
         return 2
     except TCAVError as exc:
         stderr.write(f"{PROG}: error: {exc}\n")

@@ -17,28 +17,10 @@ import pytest_tcav
 from pytest_tcav import cli
 from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.reports import plots as report_plots
-from tests.helpers import tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny_model:EdgeNet", "--concepts", "data/concepts", "--inputs", "data/inputs",
         "--target", "1", "--layers", "conv,relu", "--random-sets", "5"]
-
-
-@pytest.fixture(scope="module")
-def tiny_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with tiny_model.py and its concept and input libraries (no training: instant to score)."""
-    root = tmp_path_factory.mktemp("cli")
-    (root / "tiny_model.py").write_text(Path(tiny_model.__file__).read_text())
-    tiny_model.write_library(root / "data", n_random=5)
-    return root
-
-
-@pytest.fixture
-def in_project(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Run ``cli.main`` in-process from the project folder; sys.path is restored afterwards."""
-    monkeypatch.chdir(tiny_project)
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    return tiny_project
 
 
 def run_main(*argv: str) -> tuple[int, str, str]:
@@ -84,7 +66,9 @@ def test_score_without_concept_scores_the_whole_library_and_writes_reports(in_pr
     assert f"JSON report: {in_project / 'out' / 'r.json'}" in out
 
 
-def test_inputs_may_be_a_folder_of_images_or_a_class_of_the_ini_library(in_project: Path) -> None:
+def test_inputs_may_be_a_folder_of_images_or_a_class_of_the_ini_library(
+        in_project: Path, request: pytest.FixtureRequest) -> None:
+    request.addfinalizer((in_project / "pytest.ini").unlink)  # later tests of this module find no ini file
     (in_project / "pytest.ini").write_text(textwrap.dedent("""
         [pytest]
         tcav_concepts = data/concepts
@@ -94,7 +78,7 @@ def test_inputs_may_be_a_folder_of_images_or_a_class_of_the_ini_library(in_proje
             horizontal=1
             vertical=0
     """))
-    base = ["score", "--inifile", "pytest.ini", "--model", "tiny_model:EdgeNet", "--layers", "relu",
+    base = ["score", "--model", "tiny_model:EdgeNet", "--layers", "relu",
             "--concept", "horizontal"]
     by_folder = run_main(*base, "--target", "1", "--inputs", "data/inputs/0")
     by_class = run_main(*base, "--target", "1", "--inputs", "vertical")

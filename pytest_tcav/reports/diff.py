@@ -1,0 +1,388 @@
+"""What changed between two runs: two ``--tcav-json`` reports compared check by check.
+
+A reviewer of a retrained model wants the few checks whose outcome changed,
+not two reports to read side by side.  :func:`diff_reports` matches the
+checks of two reports by test id, concept and target (the *n*-th such check of
+a test with the *n*-th, so a test that checks one concept twice still pairs
+up) and their layers by name, and sorts each pair into one of:
+
+``verdict``
+    the check's verdict or outcome changed, or a layer's significance flipped;
+``layers``
+    the check asked for other layers (one appeared or vanished);
+``moved``
+    same verdicts, but the effect moved beyond the run-to-run noise (below);
+``appeared`` / ``vanished``
+    the check is in only one report;
+``unchanged``
+    everything else.
+
+The noise rule is the one ``assert_concept_stable`` applies to a baseline
+(``docs/baselines.md``), because a report carries what a baseline carries: per
+layer, the TCAV score, the statistic and its value against every random set.
+A layer moved when its TCAV score changed by more than ``tolerance`` on a layer
+where the concept is significant in either run (where it is significant in
+neither, the score belongs to a direction the model does not use and swings
+with the random sets), or when the per-random-set statistics shifted: Welch's
+t-test of the two runs' values, corrected over the check's layers, below the
+check's ``alpha``.  The spread of the statistic over the random sets is the
+noise a rerun with other random sets would show, so only a shift beyond it
+counts; a rerun with the same seed and data reproduces the numbers up to float
+rounding, which the Welch helper treats as no change.
+
+This module is pure (dictionaries in, a :class:`ReportDiff` and text out) and
+sits below ``checks/`` in the layers, so the two statistical functions are
+passed in: the command passes the baseline comparison's own ``welch_p`` and
+``adjust_p_values``, so a diff and a stability check can never disagree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_tcav.reports.json import jsonable, number
+from pytest_tcav.reports.text import format_p, render_table
+
+#: ``welch(before, after) -> (p, differs)``: :func:`pytest_tcav.checks.stability.welch_p`.
+Welch = Callable[[Sequence[float], Sequence[float]], "tuple[float, bool]"]
+#: ``adjust(p_values, method) -> corrected``: :func:`pytest_tcav.engine.statistics.adjust_p_values`.
+Adjust = Callable[[Sequence[float], Any], "list[float]"]
+
+#: Check-level changes, in the order the summary counts them.
+CHANGES = ("verdict", "layers", "moved", "appeared", "vanished", "unchanged")
+#: Settings of a check whose difference makes the numbers of two runs hard to compare.
+COMPARED_SETTINGS = ("method", "seed", "n_random", "n_concept_examples", "n_inputs", "null_test")
+DEFAULT_TOLERANCE = 0.1  # the same default as assert_concept_stable's
+SCHEMA = "pytest-tcav/diff"
+VERSION = 1
+_LABELS = {"verdict": "VERDICT", "layers": "layers", "moved": "MOVED", "appeared": "new", "vanished": "gone",
+           "unchanged": ""}
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    """One layer of a matched check: its numbers in both runs and what moved."""
+
+    layer: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+    welch_p: float | None = None
+    welch_p_corrected: float | None = None
+    score_moved: bool = False
+    statistic_moved: bool = False
+
+    @property
+    def change(self) -> str:
+        if self.old is None:
+            return "appeared"
+        if self.new is None:
+            return "vanished"
+        if bool(self.old.get("significant")) != bool(self.new.get("significant")):
+            return "verdict"
+        return "moved" if self.score_moved or self.statistic_moved else "unchanged"
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(key: str) -> dict[str, Any]:
+            return {"old": (self.old or {}).get(key), "new": (self.new or {}).get(key)}
+
+        return {"layer": self.layer, "change": self.change, "significant": side("significant"),
+                "score": side("score"), "statistic": side("statistic"), "p_corrected": side("p_corrected"),
+                "cav_accuracy": side("cav_accuracy"), "welch_p": self.welch_p,
+                "welch_p_corrected": self.welch_p_corrected, "score_moved": self.score_moved,
+                "statistic_moved": self.statistic_moved}
+
+
+@dataclass(frozen=True)
+class CheckDiff:
+    """One check, matched across the two reports (``old`` or ``new`` is None when it is in one only)."""
+
+    test: str | None
+    concept: str
+    target: str
+    old: Mapping[str, Any] | None
+    new: Mapping[str, Any] | None
+    layers: list[LayerDiff] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def change(self) -> str:
+        if self.old is None:
+            return "appeared"
+        if self.new is None:
+            return "vanished"
+        kinds = {layer.change for layer in self.layers}
+        if ("verdict" in kinds or self.old.get("verdict") != self.new.get("verdict")
+                or self.old.get("status") != self.new.get("status")):
+            return "verdict"
+        if kinds & {"appeared", "vanished"}:
+            return "layers"
+        return "moved" if "moved" in kinds else "unchanged"
+
+    @property
+    def name(self) -> str:
+        return self.test or "(outside a test)"
+
+    def to_dict(self) -> dict[str, Any]:
+        def side(key: str) -> dict[str, Any]:
+            return {"old": (self.old or {}).get(key), "new": (self.new or {}).get(key)}
+
+        return {"test": self.test, "concept": self.concept, "target": self.target, "change": self.change,
+                "id": side("id"), "verdict": side("verdict"), "status": side("status"),
+                "model_fingerprint": side("model_fingerprint"), "notes": list(self.notes),
+                "layers": [layer.to_dict() for layer in self.layers]}
+
+
+@dataclass(frozen=True)
+class ReportDiff:
+    """Every check of two reports, paired, with the rule they were compared by."""
+
+    old_name: str
+    new_name: str
+    checks: list[CheckDiff]
+    tolerance: float = DEFAULT_TOLERANCE
+    statistic_tolerance: float = 0.0
+
+    @property
+    def changed(self) -> bool:
+        return any(check.change != "unchanged" for check in self.checks)
+
+    def counts(self) -> dict[str, int]:
+        counts = Counter(check.change for check in self.checks)
+        return {change: counts[change] for change in CHANGES}
+
+
+# -- comparing --------------------------------------------------------------------------
+
+
+def _key(check: Mapping[str, Any]) -> tuple[str | None, str, str]:
+    return check.get("test"), str(check.get("concept", "?")), str(check.get("target", "?"))
+
+
+def _paired(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[tuple[Any, Any]]:
+    """Checks of both reports paired by (test, concept, target, n-th occurrence), in the new report's order."""
+
+    def keyed(checks: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], Mapping[str, Any]]:
+        seen: Counter[tuple[Any, ...]] = Counter()
+        out = {}
+        for check in checks:
+            key = _key(check)
+            out[key + (seen[key],)] = check
+            seen[key] += 1
+        return out
+
+    before, after = keyed(old), keyed(new)
+    pairs: list[tuple[Any, Any]] = [(before.get(key), check) for key, check in after.items()]
+    pairs += [(check, None) for key, check in before.items() if key not in after]
+    return pairs
+
+
+def _numbers(values: Any) -> list[float]:
+    found = (number(v) for v in values or [])
+    return [v for v in found if v is not None and v == v]  # NaN is no measurement
+
+
+def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust,
+                 tolerance: float, statistic_tolerance: float) -> list[LayerDiff]:
+    """The rule of :func:`pytest_tcav.checks.stability.compare`, on report layers."""
+    before = {str(r.get("layer")): r for r in old.get("results") or []}
+    after = {str(r.get("layer")): r for r in new.get("results") or []}
+    both = [name for name in after if name in before]
+    tests = [welch(_numbers(before[name].get("concept_statistics")), _numbers(after[name].get("concept_statistics")))
+             for name in both]
+    settings = new.get("settings")
+    settings = settings if isinstance(settings, Mapping) else {}
+    corrected = adjust([p for p, _ in tests], settings.get("correction") or "holm") if tests else []
+    alpha = number(new.get("alpha")) or number(old.get("alpha")) or 0.05
+    compared: dict[str, LayerDiff] = {}
+    for name, (p, differs), p_corr in zip(both, tests, corrected):
+        a, b = before[name], after[name]
+        score_a, score_b = number(a.get("score")), number(b.get("score"))
+        stat_a, stat_b = number(a.get("statistic")), number(b.get("statistic"))
+        score_moved = bool((a.get("significant") or b.get("significant")) and score_a is not None
+                           and score_b is not None and abs(score_b - score_a) > tolerance + 1e-9)
+        statistic_moved = bool(differs and p_corr < alpha and stat_a is not None and stat_b is not None
+                               and abs(stat_b - stat_a) > statistic_tolerance)
+        compared[name] = LayerDiff(name, a, b, float(p), float(p_corr), score_moved, statistic_moved)
+    out = [compared.get(name) or LayerDiff(name, None, after[name]) for name in after]
+    return out + [LayerDiff(name, before[name], None) for name in before if name not in after]
+
+
+def _notes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """What differs besides the model, and makes the two runs' numbers hard to compare."""
+    notes = []
+    a, b = old.get("settings") or {}, new.get("settings") or {}
+    changed = [f"{key} {a.get(key)!r} → {b.get(key)!r}" for key in COMPARED_SETTINGS
+               if isinstance(a, Mapping) and isinstance(b, Mapping) and a.get(key) != b.get(key)]
+    changed += [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in ("direction", "alpha", "expectation")
+                if old.get(key) != new.get(key)]
+    if changed:
+        notes.append("settings differ: " + ", ".join(changed))
+    if old.get("concept_fingerprint") and old.get("concept_fingerprint") != new.get("concept_fingerprint"):
+        notes.append("the concept's examples changed")
+    return notes
+
+
+def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust,
+                 tolerance: float = DEFAULT_TOLERANCE, statistic_tolerance: float = 0.0,
+                 old_name: str = "old", new_name: str = "new") -> ReportDiff:
+    """Compare two reports (as :func:`pytest_tcav.reports.json.load` returns them) check by check."""
+    out = []
+    for a, b in _paired(old.get("checks") or [], new.get("checks") or []):
+        test, concept, target = _key(b if b is not None else a)
+        if a is None or b is None:
+            side: Mapping[str, Any] = a if a is not None else b
+            layers = [LayerDiff(str(r.get("layer")), None if a is None else r, None if b is None else r)
+                      for r in side.get("results") or []]
+            out.append(CheckDiff(test, concept, target, a, b, layers))
+            continue
+        layers = _diff_layers(a, b, welch=welch, adjust=adjust, tolerance=tolerance,
+                              statistic_tolerance=statistic_tolerance)
+        out.append(CheckDiff(test, concept, target, a, b, layers, _notes(a, b)))
+    return ReportDiff(old_name, new_name, out, tolerance, statistic_tolerance)
+
+
+# -- rendering --------------------------------------------------------------------------
+
+HEADER = ("test", "concept", "target", "layer", "verdict", "score", "p corr", "Welch p", "result", "change")
+
+
+def _pair(old: str | None, new: str | None) -> str:
+    if old is None:
+        return new or "-"
+    if new is None:
+        return old
+    return old if old == new else f"{old} → {new}"
+
+
+def _fmt(value: Any, spec: str) -> str | None:
+    x = number(value)
+    return None if x is None else format(x, spec)
+
+
+def _p(value: Any) -> str | None:
+    x = number(value)
+    return None if x is None or x != x else format_p(x)
+
+
+def _layer_verdict(layer: Mapping[str, Any] | None) -> str | None:
+    if layer is None:
+        return None
+    return "significant" if layer.get("significant") else "not significant"
+
+
+def _rows(check: CheckDiff) -> list[tuple[str, ...]]:
+    a, b = check.old or {}, check.new or {}
+    status = _pair(a.get("status") if check.old is not None else None,
+                   b.get("status") if check.new is not None else None)
+    label = _LABELS[check.change]
+    if not check.layers or (check.old is not None and check.new is not None
+                            and not (a.get("results") and b.get("results"))):  # an error: no layers to compare
+        verdict = _pair(a.get("verdict") if check.old is not None else None,
+                        b.get("verdict") if check.new is not None else None)
+        return [(check.name, check.concept, check.target, "-", verdict, "-", "-", "-", status, label)]
+    rows: list[tuple[str, ...]] = []
+    for layer in check.layers:
+        old, new = layer.old, layer.new
+        verdict = _pair(_layer_verdict(old), _layer_verdict(new))
+        if check.old is not None and check.new is not None and (old is None or new is None):
+            verdict = f"{verdict} (layer {'added' if old is None else 'removed'})"
+        score = _pair(_fmt((old or {}).get("score"), ".2f") if old else None,
+                      _fmt((new or {}).get("score"), ".2f") if new else None)
+        p_corr = _pair(_p(old.get("p_corrected")) if old else None, _p(new.get("p_corrected")) if new else None)
+        welch = "-" if layer.welch_p_corrected is None else format_p(layer.welch_p_corrected)
+        rows.append((check.name, check.concept, check.target, layer.layer, verdict, score, p_corr, welch, status,
+                     label))
+    return rows
+
+
+def _summary(diff: ReportDiff) -> str:
+    counts = diff.counts()
+    words = {"verdict": "verdict(s) changed", "layers": "with other layers", "moved": "moved",
+             "appeared": "new", "vanished": "gone", "unchanged": "unchanged"}
+    parts = [f"{counts[c]} {words[c]}" for c in CHANGES if counts[c]]
+    return f"{len(diff.checks)} concept check(s) compared: {', '.join(parts) or 'none in either report'}"
+
+
+def flipped(diff: ReportDiff) -> list[str]:
+    """``concept for target`` of each check whose verdict changed, once each, in table order."""
+    names = [f"{c.concept} for {c.target}" for c in diff.checks if c.change == "verdict"]
+    return list(dict.fromkeys(names))
+
+
+def rule_text(diff: ReportDiff) -> str:
+    """The noise rule in one sentence, for the reader of a table."""
+    statistic = f" by more than {diff.statistic_tolerance}" if diff.statistic_tolerance else ""
+    return (f"moved: the TCAV score changed by more than {diff.tolerance} on a layer significant in either run, "
+            f"or the per-random-set statistics shifted{statistic} (Welch t-test, corrected over the check's "
+            f"layers, p below the check's alpha)")
+
+
+def _shown(diff: ReportDiff, everything: bool) -> list[CheckDiff]:
+    return [c for c in diff.checks if everything or c.change != "unchanged"]
+
+
+def render_text(diff: ReportDiff, *, everything: bool = False) -> str:
+    """A plain table of the changed checks (all with ``everything``), a count, the notes and the rule."""
+    lines = [f"pytest-tcav diff: {diff.old_name} → {diff.new_name}"]
+    shown = _shown(diff, everything)
+    if shown:
+        lines += render_table([HEADER, *(row for check in shown for row in _rows(check))])
+    lines.append(_summary(diff))
+    if flipped(diff):
+        lines.append("verdicts changed: " + ", ".join(flipped(diff)))
+    lines += [f"note: {check.name} ({check.concept}, {check.target}): {note}"
+              for check in shown for note in check.notes]
+    lines.append(rule_text(diff))
+    return "\n".join(lines) + "\n"
+
+
+def _md(cell: str) -> str:
+    """A table cell for GitHub-flavoured markdown: no row breaks, no column breaks, no raw HTML."""
+    cell = " ".join(cell.split()).replace("\\", "\\\\").replace("|", "\\|")
+    return cell.replace("<", "&lt;").replace(">", "&gt;") or " "
+
+
+def render_markdown(diff: ReportDiff, *, everything: bool = False) -> str:
+    """A pull-request comment: a heading with the count, the table, notes and the rule."""
+    shown = _shown(diff, everything)
+    counts = diff.counts()
+    if not diff.changed:
+        title = "no concept check changed"
+    else:
+        title = f"{counts['verdict']} verdict(s) changed" if counts["verdict"] else "concept checks changed"
+    lines = [f"### Concept tests: {title}", "",
+             f"`{_md(diff.old_name)}` → `{_md(diff.new_name)}`: {_md(_summary(diff))}.", ""]
+    if flipped(diff):
+        lines += ["Verdicts changed: " + ", ".join(f"**{_md(name)}**" for name in flipped(diff)) + ".", ""]
+    if shown:
+        lines.append("| " + " | ".join(HEADER) + " |")
+        lines.append("|" + "---|" * len(HEADER))
+        for check in shown:
+            for row in _rows(check):
+                cells = [f"`{_md(row[0])}`", *(_md(cell) for cell in row[1:])]
+                cells[-1] = f"**{cells[-1]}**" if cells[-1].strip() else cells[-1]
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    notes = [f"- `{_md(c.name)}` ({_md(c.concept)}, {_md(c.target)}): {_md(n)}" for c in shown for n in c.notes]
+    if notes:
+        lines += [*notes, ""]
+    lines.append(f"<sub>{_md(rule_text(diff))}.</sub>")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(diff: ReportDiff, *, everything: bool = True) -> dict[str, Any]:
+    """The diff for machines (JSON types only; non-finite numbers as strings, as in the report)."""
+    return jsonable({
+        "schema": SCHEMA, "version": VERSION, "old": diff.old_name, "new": diff.new_name,
+        "changed": diff.changed,
+        "rule": {"tolerance": diff.tolerance, "statistic_tolerance": diff.statistic_tolerance},
+        "summary": {"checks": len(diff.checks), **diff.counts()},
+        "checks": [c.to_dict() for c in _shown(diff, everything)],
+    })
+
+
+__all__ = ["CHANGES", "CheckDiff", "LayerDiff", "ReportDiff", "diff_reports", "flipped", "render_markdown",
+           "render_text", "rule_text", "to_json"]
