@@ -22,13 +22,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-import torch
 from scipy import stats as scipy_stats
 
 from pytest_tcav.errors import ConfigurationError, InsufficientDataError
+
+if TYPE_CHECKING:
+    import torch
 
 Direction = Literal["positive", "negative", "either"]
 Correction = Literal["holm", "bonferroni", "none"]
@@ -53,6 +55,8 @@ class PairScores:
 
 def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScores:
     """Scores for every CAV (rows of ``cav_weights``) from target gradients (inputs x features)."""
+    import torch  # here, not at the top: the rest of this module serves `pytest-tcav diff`, which needs no torch
+
     if gradients.dim() != 2 or cav_weights.dim() != 2 or gradients.shape[1] != cav_weights.shape[1]:
         raise ValueError(
             f"gradients {tuple(gradients.shape)} and CAVs {tuple(cav_weights.shape)} do not match"
