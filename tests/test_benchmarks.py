@@ -21,6 +21,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import bench_common  # noqa: E402
 import gpu_tutorial_shape  # noqa: E402
+import import_cost  # noqa: E402
 import rerun  # noqa: E402
 import significance  # noqa: E402
 import vs_captum  # noqa: E402
@@ -116,3 +117,12 @@ def test_gpu_script_gives_cuda_an_index(monkeypatch: pytest.MonkeyPatch) -> None
     assert gpu_tutorial_shape.resolve_device("cuda") == torch.device("cuda", 2)
     assert gpu_tutorial_shape.resolve_device("cuda:1") == torch.device("cuda", 1)
     assert gpu_tutorial_shape.resolve_device("cpu") == torch.device("cpu")
+
+
+def test_import_cost() -> None:
+    record = import_cost.run(repeat=1)
+    json.dumps(record)
+    assert record["plugin_import"]["heavy_loaded"] == []  # the claim docs/architecture.md makes
+    assert "torch" not in record["diff_import"]["heavy_loaded"]
+    assert record["pytest_run"]["ratio_median"] > 0
+    import_cost.report(record)
