@@ -61,6 +61,7 @@ METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")
 CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.storage.disk.MODES
 BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.engine.examples.BAD_IMAGE_POLICIES
+REQUIRE_CALIBRATION = ("off", "warn", "fail")  # pytest_tcav.checks.calibration.REQUIRE_MODES
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
 _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -138,6 +139,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
     Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
            "entries are evicted (default: 2GiB)", "SIZE"),
+    Option("tcav_require_calibration", "what a concept check does when the measured false-positive rate of "
+           "the random library (pytest-tcav calibrate) is missing, stale, or above alpha: off, warn or fail "
+           "(default: off)", "off|warn|fail"),
     Option("tcav_on_bad_image", "an image file that cannot be decoded: warn (skip it with a warning) "
            "or error (fail the test) (default: warn)", "warn|error"),
 )
@@ -169,6 +173,8 @@ class TCAVConfig:
     cache_size: int | None = DEFAULT_MAX_BYTES
     #: What loading a folder does with an undecodable image file (``concepts.BAD_IMAGE_POLICIES``).
     on_bad_image: str = "warn"
+    #: ``tcav_require_calibration``: what a check does without a current calibration within alpha.
+    require_calibration: str = "off"
     #: ``--tcav-update-baselines``: write baselines instead of failing on a missing or moved one.
     update_baselines: bool = False
     root: Path = field(default_factory=Path.cwd)
@@ -321,6 +327,8 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
             raise ConfigurationError(f"{item[1]}: {exc}") from None
     if (item := get("tcav_on_bad_image")) is not None:
         values["on_bad_image"] = _choice(item[0], item[1], BAD_IMAGE_POLICIES)
+    if (item := get("tcav_require_calibration")) is not None:
+        values["require_calibration"] = _choice(item[0], item[1], REQUIRE_CALIBRATION)
     sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
     return TCAVConfig(root=root, sources=sources, **values)
 

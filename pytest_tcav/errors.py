@@ -61,6 +61,14 @@ class TCAVCacheWarning(UserWarning):
     """
 
 
+class TCAVCalibrationWarning(UserWarning):
+    """A concept check ran without a current calibration of its random library, or above alpha by it.
+
+    Raised under ``tcav_require_calibration = warn``; the message says what is
+    missing or stale and how to measure it (``pytest-tcav calibrate``).
+    """
+
+
 class BaselineError(TCAVError):
     """A baseline is missing, unreadable, not comparable with the check, or has an unsafe name."""
 

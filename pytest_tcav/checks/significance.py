@@ -10,12 +10,14 @@ internal frames, since the fix is on the user's line, not inside the engine.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_tcav.checks import records
-from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVError
+from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
+from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVError
 
 if TYPE_CHECKING:
     from torch import nn
@@ -64,13 +66,35 @@ def check_concept(
         raise exc.with_traceback(None)  # noqa: B904  (the user's error, without the engine's frames)
     judgement = judge(result, expectation, require, score_range)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
-    session.record(records.finished(records.with_result(entry, result), "passed" if judgement.passed else "failed",
-                                    None if judgement.passed else judgement.reason))
+    entry = records.with_result(entry, result)
+    gate = calibration_gate(session, result, target, layer_names, direction, knobs)
+    if gate is not None and gate.rates:
+        entry["calibration"] = rate_fields(gate.rates)
+    refused = judgement.passed and gate is not None and gate.state != "ok" and \
+        session.config.require_calibration == "fail"
+    reason = gate.message if refused and gate is not None else judgement.reason
+    session.record(records.finished(entry, "passed" if judgement.passed and not refused else "failed",
+                                    None if judgement.passed and not refused else reason))
     if not judgement.passed:
         raise ConceptTestFailure(
             f"{judgement.headline}\n\n{result.table()}\n\n{judgement.reason}", result, judgement.reason
         )
+    if refused:
+        raise ConceptTestFailure(f"tcav_require_calibration = fail: {reason}\n\n{result.table()}", result, reason)
     return result
+
+
+def calibration_gate(session: TCAVSession, result: TCAVResult, target: TargetLike, layers: list[str],
+                     direction: str, knobs: dict[str, Any]) -> Status | None:
+    """The check's calibration: looked up when required (warning under ``warn``), or shown when one exists."""
+    mode = session.config.require_calibration
+    cache_dir = session.config.cache_dir
+    if cache_dir is None or (mode == "off" and not (cache_dir / FOLDER).is_dir()):
+        return None
+    gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
+    if gate is not None and gate.state != "ok" and mode == "warn":
+        warnings.warn(TCAVCalibrationWarning(gate.message), stacklevel=4)
+    return gate
 
 
 def _check_score_range(score: tuple[float, float] | None) -> tuple[float, float] | None:

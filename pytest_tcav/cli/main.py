@@ -1,6 +1,7 @@
 """The ``pytest-tcav`` command line: its arguments, its ini file, its exit status.
 
-Three commands: ``score`` (here and in :mod:`pytest_tcav.cli.score`),
+Four commands: ``score`` (here and in :mod:`pytest_tcav.cli.score`),
+``calibrate`` (:mod:`pytest_tcav.cli.calibrate`),
 ``diff`` (:mod:`pytest_tcav.cli.diff`) and ``report``
 (:mod:`pytest_tcav.cli.stored`).  ``score`` reads the ini file pytest would
 read (:mod:`pytest_tcav.cli.inifile`), unless ``--inifile`` names another or
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_tcav._version import __version__
+from pytest_tcav.cli.calibrate import add_calibrate_parser, run_calibrate
 from pytest_tcav.cli.diff import add_diff_parser, run_diff
 from pytest_tcav.cli.inifile import PATH_KEYS, find_inifile, read_inifile
 from pytest_tcav.cli.score import InputsOfClass, comma_list, score
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--html", metavar="PATH", help="write a self-contained HTML report (as --tcav-html)")
     out.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                      help="show a progress bar on stderr (default: only when stderr is a terminal)")
+    add_calibrate_parser(commands, _add_settings)
     add_diff_parser(commands)
     add_report_parser(commands)
     return parser
@@ -179,13 +182,17 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
 
 
 def _checked(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
-    """``score``'s settings and inputs (see :func:`_settings`), once its arguments make sense together."""
+    """``score``'s and ``calibrate``'s settings and inputs (see :func:`_settings`), once they make sense."""
     if str(Path.cwd()) not in sys.path:  # as ``python -m`` does: --model may name a module here
         sys.path.insert(0, str(Path.cwd()))
     config, inputs = _settings(args)
     if not comma_list(args.layers):
         raise UsageError("--layers: give at least one layer name")
-    if not comma_list(args.concept) and config.concepts is None:
+    if args.command == "calibrate":
+        if config.concepts is None:
+            raise UsageError("give --concepts DIR (or tcav_concepts in the ini file): the random library "
+                             "to calibrate lives there")
+    elif not comma_list(args.concept) and config.concepts is None:
         raise UsageError("give --concepts DIR (or tcav_concepts in the ini file), or --concept with folders")
     return config, inputs
 
@@ -213,6 +220,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         if args.command == "report":
             return run_report(args, stdout)
         config, inputs = _checked(args)
+        if args.command == "calibrate":
+            return run_calibrate(args, config, inputs, stdout, stderr)
         return score(args, config, inputs, stdout, stderr)
     except UsageError as exc:
         stderr.write(f"{PROG} {args.command}: error: {exc}\n")

@@ -95,4 +95,20 @@ def summary_lines(records: Iterable[dict[str, Any]]) -> list[str]:
         if results.count(label):
             parts.append(f"{results.count(label)} {word}")
     lines.append(f"{len(ordered)} concept check(s): {', '.join(parts)}")
-    return lines
+    return lines + calibration_lines(ordered)
+
+
+def calibration_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The measured false-positive rate beside alpha, once per target, direction and layer calibrated."""
+    seen: dict[tuple[str, str, str], str] = {}
+    for record in records:
+        for rate in record.get("calibration") or []:
+            key = (str(record.get("target", "?")), str(record.get("direction", "?")), rate["layer"])
+            share = rate["significant"] / rate["total"] if rate["total"] else 0.0
+            above = " ABOVE alpha" if rate["low"] > rate["alpha"] else ""
+            seen.setdefault(key, f"  target {key[0]}, {key[1]}, {key[2]}: {rate['significant']}/{rate['total']} "
+                                 f"= {100 * share:.1f}% (95% CI {100 * rate['low']:.1f}-{100 * rate['high']:.1f}%) "
+                                 f"at alpha {rate['alpha']:g}{above}")
+    if not seen:
+        return []
+    return ["random library's measured false-positive rate (pytest-tcav calibrate):", *seen.values()]

@@ -184,6 +184,15 @@ class TCAVSession:
         __tracebackhide__ = True
         return check_stable(self, model, concept, **kwargs)
 
+    def calibration_status(self, result: TCAVResult, *, target: TargetLike, layers: Sequence[str],
+                           direction: str, knobs: dict[str, Any]) -> Any:
+        """The stored calibration of a check's random library and model (``checks.calibration.Status``)."""
+        from pytest_tcav.session.calibration import check_status
+
+        return check_status(self, model_fingerprint=result.model_fingerprint,
+                            concept_size=result.n_concept_examples, target=target, layers=layers,
+                            direction=direction, alpha=knobs.get("alpha"), knobs=knobs)
+
     def current_nodeid(self) -> str | None:
         """The id of the running test (None outside a test)."""
         return self._nodeid()

@@ -1,0 +1,216 @@
+"""Calibrating a random library: pseudo-concepts from random data the tests do not use, run as concepts.
+
+A pseudo-concept is a set of random images of the concept size: a concept
+that, by construction, the model does not rely on more than on any random
+set.  Tested against the library's random sets exactly as a concept is, the
+share found significant is the false-positive rate of the checks on that
+library (:mod:`pytest_tcav.checks.calibration` does the arithmetic).  The data
+must be random images the tests do not use: ``random_*`` folders beyond the
+``tcav_random_sets`` in use, a pool folder the explicit sets leave unused, or,
+when the tests draw their sets from the pool, the pool's images that none of
+the drawn sets contains.
+
+Cost: each pseudo-concept is one concept pass (its activations and its ``N``
+CAVs per layer); the random sets' activations and their pairwise CAVs (the
+null) come from the same store the tests use, so a suite that ran once has
+them cached already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, status
+from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, list_image_files, sample_random_sets
+from pytest_tcav.engine.fingerprints import example_digests
+from pytest_tcav.errors import ConceptDataError, ConfigurationError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from pytest_tcav.session.session import TargetLike, TCAVSession
+
+#: Offset of the pseudo-concepts' seed from ``tcav_seed``, so that they are not the random sets' draws.
+SEED_OFFSET = 7919
+
+
+def target_key(session: TCAVSession, target: TargetLike) -> str | None:
+    """A class index as text (class names resolved), or None for a callable target (nothing to key on)."""
+    if callable(target) and not isinstance(target, (int, str)):
+        return None
+    return str(int(session.resolve_target(target)))  # type: ignore[arg-type]
+
+
+def identity_settings(session: TCAVSession, n_random: int) -> dict[str, Any]:
+    """What the rate depends on besides target, direction, alpha and the fingerprints."""
+    cfg = session.config
+    return {"method": cfg.method, "n_steps": cfg.n_steps if cfg.method != "gradient" else None,
+            "seed": cfg.seed, "random_sets": n_random}
+
+
+def used_random_sets(session: TCAVSession, size: int, random_sets: Any = None,
+                     random_pool: Any = None) -> list[Concept]:
+    """The random sets a concept of ``size`` examples is compared with (drawn as the engine draws them)."""
+    sets, pool = session.resolve_random_sets(random_sets, random_pool)
+    if pool is not None:
+        assert isinstance(sets, int)
+        pool_set = as_concept(pool, name="random_pool", transform=session.transform, role="random pool")
+        return sample_random_sets(pool_set, sets, size, session.config.seed)
+    assert not isinstance(sets, int)
+    return [as_concept(s, name=f"random[{k}]", transform=session.transform, role="random")
+            for k, s in enumerate(sets)]
+
+
+def library_fingerprint(sets: Sequence[Concept]) -> str:
+    return hashlib.sha256("\n".join(s.fingerprint for s in sets).encode()).hexdigest()
+
+
+def inputs_fingerprint(session: TCAVSession, inputs: ConceptLike | None, target: TargetLike) -> str:
+    value = session.resolve_inputs(inputs, target)
+    return as_concept(value, name="inputs", transform=session.transform, role="input").fingerprint
+
+
+def check_status(session: TCAVSession, *, model_fingerprint: str, concept_size: int, target: TargetLike,
+                 layers: Sequence[str], direction: str, alpha: float | None,
+                 knobs: dict[str, Any]) -> Status | None:
+    """The calibration state of one concept check (None: a callable target, which cannot be keyed)."""
+    key = target_key(session, target)
+    cache_dir = session.config.cache_dir
+    if key is None or cache_dir is None:
+        return None
+    sets = used_random_sets(session, concept_size, knobs.get("random_sets"), knobs.get("random_pool"))
+    alpha = session.config.alpha if alpha is None else alpha
+    found = load(cache_dir, key, direction, alpha, identity_settings(session, len(sets)))
+    return status(found, library=library_fingerprint(sets), model=model_fingerprint,
+                  inputs=inputs_fingerprint(session, knobs.get("inputs"), target), layers=layers,
+                  target=key, direction=direction)
+
+
+# -- the data of pseudo-concepts --------------------------------------------------------------
+
+
+def default_concept_size(session: TCAVSession) -> int:
+    """The median image count of the library's concept folders, else the random sets' size."""
+    library = session.concepts
+    root = library._require_root()
+    counts = [len(list_image_files(root / name)) for name in library.names()]
+    counts = [c for c in counts if c]
+    if counts:
+        return int(statistics.median(counts))
+    explicit = library.random_set_names()
+    if explicit:
+        return len(list_image_files(root / explicit[0]))
+    raise ConfigurationError("the concept library has no concept folders to take the concept size from; "
+                             "give --concept-size")
+
+
+@dataclass(frozen=True)
+class SpareData:
+    """Random images the tests do not use, and where they came from."""
+
+    examples: Concept
+    source: str
+
+
+def spare_data(session: TCAVSession, size: int, count: int) -> SpareData:
+    """The random data pseudo-concepts are drawn from; a clear error when the library has none."""
+    library = session.concepts
+    root = library._require_root()
+    n = session.config.random_sets
+    explicit = library.random_set_names()
+    need = (f"at least {size} images (one pseudo-concept of the concept size), better {count * size} "
+            f"({count} pseudo-concepts that share no image)")
+    if explicit:
+        spare = explicit[n:]
+        parts = [library.load(root / name, name=name) for name in spare]
+        pool = library.pool_name()
+        if pool is not None:  # explicit sets win: the tests never draw from the pool
+            parts.append(library.load(root / pool, name=pool))
+            spare = [*spare, pool]
+        shown = ", ".join(spare) if len(spare) <= 4 else f"{spare[0]} ... {spare[-1]}, {len(spare)} folders"
+        where = f"the random folders beyond the {n} in use ({shown})" if spare else ""
+        if not parts:
+            raise ConceptDataError(
+                f"no random data the tests do not use: the concept library {str(root)!r} has "
+                f"{len(explicit)} random folder(s), and the tests use the first {n} (tcav_random_sets); add "
+                f"folders random_{len(explicit)}, random_{len(explicit) + 1}, ... or a pool folder 'random' "
+                f"with {need}, drawn from the same source as the random sets")
+        examples = torch.cat([p.examples for p in parts])
+    else:
+        pool = library.pool_name()
+        if pool is None:
+            library.random_sets(n)  # raises: the library has no random data at all
+            raise AssertionError("unreachable")
+        pool_set = library.load(root / pool, name=pool)
+        used: set[bytes] = set()
+        for s in sample_random_sets(pool_set, n, size, session.config.seed):
+            used |= s.example_digests
+        keep = [k for k in range(len(pool_set)) if _digest(pool_set.examples[k]) not in used]
+        if not keep:
+            raise ConceptDataError(
+                f"no random data the tests do not use: the {n} random sets drawn from the pool "
+                f"{str(root / pool)!r} ({len(pool_set)} images) use all of it; add {need} to the pool")
+        examples = pool_set.examples[torch.tensor(keep)]
+        where = f"the images of the pool '{pool}' that the {n} random sets drawn from it leave unused"
+    if len(examples) < size:
+        raise ConceptDataError(
+            f"too little random data the tests do not use for pseudo-concepts of {size} examples: "
+            f"{where} hold only {len(examples)} image(s); add {need}")
+    return SpareData(Concept("spare", examples, source=where), where)
+
+
+def _digest(example: torch.Tensor) -> bytes:
+    return next(iter(example_digests(example.unsqueeze(0))))
+
+
+def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Concept]:
+    """``count`` seeded draws of ``size`` examples: disjoint when there is enough data, else overlapping."""
+    gen = torch.Generator().manual_seed(int(seed) + SEED_OFFSET)
+    total = len(spare)
+    if total >= count * size:
+        order = torch.randperm(total, generator=gen)
+        picks = [order[k * size:(k + 1) * size] for k in range(count)]
+    else:
+        picks = [torch.randperm(total, generator=gen)[:size] for _ in range(count)]
+    return [Concept(f"pseudo_{k}", spare.examples[p.sort().values], source="pseudo-concept")
+            for k, p in enumerate(picks)]
+
+
+# -- running ----------------------------------------------------------------------------------
+
+
+def calibrate(session: TCAVSession, model: nn.Module, *, target: TargetLike, layers: Sequence[str],
+              concepts: Sequence[Concept], direction: str = "positive", inputs: ConceptLike | None = None,
+              on_done: Callable[[int], None] | None = None) -> Calibration:
+    """Test each pseudo-concept as a concept (against the library's random sets) and count the verdicts."""
+    key = target_key(session, target)
+    if key is None:
+        raise ConfigurationError("a callable target cannot be calibrated: name a class index or class name")
+    if not concepts:
+        raise ConfigurationError("calibration needs at least one pseudo-concept")
+    p_values: dict[str, list[float]] = {name: [] for name in layers}
+    family = 0
+    model_fp = ""
+    for k, concept in enumerate(concepts):
+        result = session.score(model, concept, target=target, layers=list(layers), inputs=inputs,
+                               direction=direction)
+        for layer in result.layers:
+            p_values[layer.layer].append(layer.p_value)
+        family += bool(result.any_significant)
+        model_fp = result.model_fingerprint
+        if on_done is not None:
+            on_done(k + 1)
+    sets = used_random_sets(session, len(concepts[0]))
+    alpha = session.config.alpha
+    return Calibration(
+        target=key, direction=direction, alpha=alpha, settings=identity_settings(session, len(sets)),
+        library=library_fingerprint(sets), model=model_fp,
+        inputs=inputs_fingerprint(session, inputs, target), pseudo_concepts=len(concepts),
+        layers=layer_rates(p_values, alpha), family_significant=family,
+    )

@@ -1,0 +1,70 @@
+"""``pytest-tcav calibrate``: the table, the stored calibration, the JSON, and the error without spare data."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pytest_tcav import cli
+from tests.helpers import tiny_model
+
+INI = """
+[pytest]
+tcav_concepts = data/concepts
+tcav_inputs = data/inputs
+tcav_random_sets = 5
+"""
+ARGS = ["calibrate", "--model", "tiny_model:EdgeNet", "--target", "1", "--layers", "conv,relu"]
+
+
+def run_main(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _project(root: Path, n_random: int, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (root / "tiny_model.py").write_text(Path(tiny_model.__file__).read_text())
+    tiny_model.write_library(root / "data", n_random=n_random)
+    (root / "pytest.ini").write_text(textwrap.dedent(INI))
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    return root
+
+
+def test_calibrate_reports_rates_stores_them_and_reuses_the_null(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path, 8, monkeypatch)  # random_5..random_7 are spare: 36 images, 3 disjoint sets of 12
+    code, out, err = run_main(*ARGS, "--pseudo-concepts", "3", "--json", "c.json", "--progress")
+    assert code == 0, err
+    assert "3 pseudo-concepts of 12 examples from the random folders beyond the 5 in use" in out
+    header = next(line for line in out.splitlines() if line.startswith("target"))
+    assert header.split()[:4] == ["target", "layer", "significant", "rate"]
+    assert any(line.split()[:2] == ["1", "relu"] for line in out.splitlines())
+    assert "checks on conv run at about" in out
+    assert err.splitlines()[-1].startswith("[########################] 3/3 pseudo-concepts")
+    report = json.loads((root / "c.json").read_text())
+    assert report["overlapping"] is False and len(report["calibrations"]) == 1
+    # a fresh cache: the null once (5 sets, 10 pairs per layer), then 3 concept passes of 5 CAVs per layer
+    assert report["cache"]["computed"]["cav"] == 2 * (10 + 3 * 5)
+    stored = list((root / ".pytest_cache" / "d" / "tcav" / "calibration").glob("*.json"))
+    assert len(stored) == 1 and f"stored: {stored[0]}" in out
+    # again: everything comes from the disk cache
+    code, out, err = run_main(*ARGS, "--pseudo-concepts", "3", "--json", "c.json")
+    assert code == 0, err
+    assert json.loads((root / "c.json").read_text())["cache"]["computed"].get("cav", 0) == 0
+
+
+def test_calibrate_without_spare_random_data_says_how_many_images_are_needed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _project(tmp_path, 5, monkeypatch)
+    code, out, err = run_main(*ARGS, "--pseudo-concepts", "10")
+    assert code == 1 and out == ""
+    assert "no random data the tests do not use" in err
+    assert "the tests use the first 5 (tcav_random_sets)" in err
+    assert "at least 12 images (one pseudo-concept of the concept size), better 120" in err

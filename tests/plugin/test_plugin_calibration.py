@@ -1,0 +1,50 @@
+"""``tcav_require_calibration``: a check without a current calibration fails (fail) or warns (warn); the
+summary shows the measured rate beside alpha once a calibration exists."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from pytest_tcav import cli
+from tests.helpers.plugin_helpers import INI, make_project
+
+CHECKS = """
+from pytest_tcav import assert_concept_significant
+
+
+def test_horizontal(model):
+    assert_concept_significant(model, "horizontal", target=1, layers="relu")
+"""
+
+
+def test_required_calibration_fails_then_is_measured_and_shown(pytester: pytest.Pytester,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    make_project(pytester, ini=INI + "tcav_require_calibration = fail\n", n_random=7)
+    pytester.makepyfile(test_checks=CHECKS)
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*tcav_require_calibration = fail: no calibration of the random library for "
+                                 "target 1, direction positive: run pytest-tcav calibrate*"])
+
+    monkeypatch.chdir(pytester.path)
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(["calibrate", "--model", "tiny_model:EdgeNet", "--target", "1", "--layers", "relu",
+                     "--pseudo-concepts", "2"], stdout=out, stderr=err)
+    assert code == 0, err.getvalue()
+
+    (pytester.path / "pytest.ini").write_text(INI.replace("[pytest]", "[pytest]\ntcav_require_calibration = warn"))
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["random library's measured false-positive rate (pytest-tcav calibrate):",
+                                 "  target 1, positive, relu: */2 = *% (95% CI *) at alpha 0.05*"])
+    assert "no calibration" not in result.stdout.str()
+
+    # a changed random set makes it stale: warned, not failed
+    (pytester.path / "data" / "concepts" / "random_2" / "000.png").write_bytes(
+        (pytester.path / "data" / "concepts" / "random_3" / "000.png").read_bytes())
+    result = pytester.runpytest_subprocess()
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*TCAVCalibrationWarning: the calibration for target 1, direction positive is "
+                                 "stale (the random sets changed*"])
