@@ -142,6 +142,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_require_calibration", "what a concept check does when the measured false-positive rate of "
            "the random library (pytest-tcav calibrate) is missing, stale, or above alpha: off, warn or fail "
            "(default: off)", "off|warn|fail"),
+    Option("tcav_calibrate", "measure the random library's false-positive rate during the run: the first "
+           "concept check whose calibration is missing or stale tests K pseudo-concepts (as pytest-tcav "
+           "calibrate does) and stores the result (default: 0, off)", "K"),
     Option("tcav_on_bad_image", "an image file that cannot be decoded: warn (skip it with a warning) "
            "or error (fail the test) (default: warn)", "warn|error"),
 )
@@ -175,6 +178,8 @@ class TCAVConfig:
     on_bad_image: str = "warn"
     #: ``tcav_require_calibration``: what a check does without a current calibration within alpha.
     require_calibration: str = "off"
+    #: ``tcav_calibrate``: pseudo-concepts a check tests when its calibration is missing or stale (0: never).
+    calibrate: int = 0
     #: ``--tcav-update-baselines``: write baselines instead of failing on a missing or moved one.
     update_baselines: bool = False
     root: Path = field(default_factory=Path.cwd)
@@ -329,6 +334,8 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["on_bad_image"] = _choice(item[0], item[1], BAD_IMAGE_POLICIES)
     if (item := get("tcav_require_calibration")) is not None:
         values["require_calibration"] = _choice(item[0], item[1], REQUIRE_CALIBRATION)
+    if (item := get("tcav_calibrate")) is not None:
+        values["calibrate"] = _int(item[0], item[1], 0)
     sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
     return TCAVConfig(root=root, sources=sources, **values)
 

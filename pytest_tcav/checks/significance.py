@@ -67,7 +67,7 @@ def check_concept(
     judgement = judge(result, expectation, require, score_range)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
-    gate = calibration_gate(session, result, target, layer_names, direction, knobs)
+    gate = calibration_gate(session, model, result, target, layer_names, direction, knobs)
     if gate is not None and gate.rates:
         entry["calibration"] = rate_fields(gate.rates)
     refused = judgement.passed and gate is not None and gate.state != "ok" and \
@@ -84,14 +84,21 @@ def check_concept(
     return result
 
 
-def calibration_gate(session: TCAVSession, result: TCAVResult, target: TargetLike, layers: list[str],
-                     direction: str, knobs: dict[str, Any]) -> Status | None:
-    """The check's calibration: looked up when required (warning under ``warn``), or shown when one exists."""
-    mode = session.config.require_calibration
+def calibration_gate(session: TCAVSession, model: nn.Module, result: TCAVResult, target: TargetLike,
+                     layers: list[str], direction: str, knobs: dict[str, Any]) -> Status | None:
+    """The check's calibration: looked up when required (warning under ``warn``), or shown when one exists.
+
+    With ``tcav_calibrate``, a missing or stale one is measured first, here, where the model is at hand
+    (a pytest-xdist worker measures what its own checks need; the disk cache shares the work).
+    """
+    mode, measure = session.config.require_calibration, session.config.calibrate
     cache_dir = session.config.cache_dir
-    if cache_dir is None or (mode == "off" and not (cache_dir / FOLDER).is_dir()):
+    if cache_dir is None or (mode == "off" and not measure and not (cache_dir / FOLDER).is_dir()):
         return None
     gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
+    if measure and gate is not None and gate.state in ("missing", "stale"):
+        session.calibrate_for(model, result, target=target, layers=layers, direction=direction, knobs=knobs)
+        gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
     if gate is not None and gate.state != "ok" and mode == "warn":
         warnings.warn(TCAVCalibrationWarning(gate.message), stacklevel=4)
     return gate

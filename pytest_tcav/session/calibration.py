@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, status
+from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, save, status
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, list_image_files, sample_random_sets
 from pytest_tcav.engine.fingerprints import example_digests
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
@@ -47,11 +47,17 @@ def target_key(session: TCAVSession, target: TargetLike) -> str | None:
     return str(int(session.resolve_target(target)))  # type: ignore[arg-type]
 
 
-def identity_settings(session: TCAVSession, n_random: int) -> dict[str, Any]:
-    """What the rate depends on besides target, direction, alpha and the fingerprints."""
-    cfg = session.config
-    return {"method": cfg.method, "n_steps": cfg.n_steps if cfg.method != "gradient" else None,
-            "seed": cfg.seed, "random_sets": n_random}
+def identity_settings(session: TCAVSession, n_random: int, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the rate depends on besides target, direction, alpha and the fingerprints.
+
+    A check's own ``method=``/``n_steps=``/``seed=`` win over the configuration, as they do in the check.
+    """
+    cfg, knobs = session.config, knobs or {}
+    method = knobs.get("method") or cfg.method
+    n_steps = knobs.get("n_steps") or cfg.n_steps
+    seed = cfg.seed if knobs.get("seed") is None else knobs["seed"]
+    return {"method": method, "n_steps": n_steps if method != "gradient" else None, "seed": seed,
+            "random_sets": n_random}
 
 
 def used_random_sets(session: TCAVSession, size: int, random_sets: Any = None,
@@ -86,7 +92,7 @@ def check_status(session: TCAVSession, *, model_fingerprint: str, concept_size: 
         return None
     sets = used_random_sets(session, concept_size, knobs.get("random_sets"), knobs.get("random_pool"))
     alpha = session.config.alpha if alpha is None else alpha
-    found = load(cache_dir, key, direction, alpha, identity_settings(session, len(sets)))
+    found = load(cache_dir, key, direction, alpha, identity_settings(session, len(sets), knobs))
     return status(found, library=library_fingerprint(sets), model=model_fingerprint,
                   inputs=inputs_fingerprint(session, knobs.get("inputs"), target), layers=layers,
                   target=key, direction=direction)
@@ -187,8 +193,13 @@ def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Co
 
 def calibrate(session: TCAVSession, model: nn.Module, *, target: TargetLike, layers: Sequence[str],
               concepts: Sequence[Concept], direction: str = "positive", inputs: ConceptLike | None = None,
-              on_done: Callable[[int], None] | None = None) -> Calibration:
-    """Test each pseudo-concept as a concept (against the library's random sets) and count the verdicts."""
+              on_done: Callable[[int], None] | None = None, knobs: dict[str, Any] | None = None) -> Calibration:
+    """Test each pseudo-concept as a concept (against the library's random sets) and count the verdicts.
+
+    ``knobs`` are a concept check's own settings (``method=``, ``seed=``, ``random_sets=``...): the
+    pseudo-concepts are tested exactly as that check tests its concept.
+    """
+    knobs = {k: v for k, v in (knobs or {}).items() if k != "inputs"}
     key = target_key(session, target)
     if key is None:
         raise ConfigurationError("a callable target cannot be calibrated: name a class index or class name")
@@ -199,18 +210,34 @@ def calibrate(session: TCAVSession, model: nn.Module, *, target: TargetLike, lay
     model_fp = ""
     for k, concept in enumerate(concepts):
         result = session.score(model, concept, target=target, layers=list(layers), inputs=inputs,
-                               direction=direction)
+                               direction=direction, **knobs)
         for layer in result.layers:
             p_values[layer.layer].append(layer.p_value)
         family += bool(result.any_significant)
         model_fp = result.model_fingerprint
         if on_done is not None:
             on_done(k + 1)
-    sets = used_random_sets(session, len(concepts[0]))
-    alpha = session.config.alpha
+    sets = used_random_sets(session, len(concepts[0]), knobs.get("random_sets"), knobs.get("random_pool"))
+    alpha = session.config.alpha if knobs.get("alpha") is None else knobs["alpha"]
     return Calibration(
-        target=key, direction=direction, alpha=alpha, settings=identity_settings(session, len(sets)),
+        target=key, direction=direction, alpha=alpha, settings=identity_settings(session, len(sets), knobs),
         library=library_fingerprint(sets), model=model_fp,
         inputs=inputs_fingerprint(session, inputs, target), pseudo_concepts=len(concepts),
         layers=layer_rates(p_values, alpha), family_significant=family,
     )
+
+
+def calibrate_check(session: TCAVSession, model: nn.Module, *, concept_size: int, target: TargetLike,
+                    layers: Sequence[str], direction: str, knobs: dict[str, Any], count: int) -> Calibration:
+    """``tcav_calibrate``: measure and store the calibration one concept check needs, as it tests.
+
+    The pseudo-concepts have the check's concept size and go through the check's own settings, so
+    the stored calibration is the one :func:`check_status` then finds for this check.
+    """
+    spare = spare_data(session, concept_size, count)
+    concepts = pseudo_concepts(spare.examples, count, concept_size, session.config.seed)
+    calibration = calibrate(session, model, target=target, layers=layers, concepts=concepts,
+                            direction=direction, inputs=knobs.get("inputs"), knobs=knobs)
+    assert session.config.cache_dir is not None, "calibrations are stored in the disk cache"
+    save(session.config.cache_dir, calibration)
+    return calibration

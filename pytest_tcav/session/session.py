@@ -184,6 +184,14 @@ class TCAVSession:
         __tracebackhide__ = True
         return check_stable(self, model, concept, **kwargs)
 
+    def calibrate_for(self, model: nn.Module, result: TCAVResult, *, target: TargetLike, layers: Sequence[str],
+                      direction: str, knobs: dict[str, Any]) -> None:
+        """``tcav_calibrate``: measure the calibration a check needs now, with its own settings, and store it."""
+        from pytest_tcav.session.calibration import calibrate_check
+
+        calibrate_check(self, model, concept_size=result.n_concept_examples, target=target, layers=layers,
+                        direction=direction, knobs=knobs, count=self.config.calibrate)
+
     def calibration_status(self, result: TCAVResult, *, target: TargetLike, layers: Sequence[str],
                            direction: str, knobs: dict[str, Any]) -> Any:
         """The stored calibration of a check's random library and model (``checks.calibration.Status``)."""

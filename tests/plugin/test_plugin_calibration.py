@@ -48,3 +48,28 @@ def test_required_calibration_fails_then_is_measured_and_shown(pytester: pytest.
     result.assert_outcomes(passed=1, warnings=1)
     result.stdout.fnmatch_lines(["*TCAVCalibrationWarning: the calibration for target 1, direction positive is "
                                  "stale (the random sets changed*"])
+
+
+def test_tcav_calibrate_measures_a_missing_calibration_during_the_run(pytester: pytest.Pytester) -> None:
+    make_project(pytester, ini=INI + "tcav_require_calibration = warn\n", n_random=7)
+    pytester.makepyfile(test_checks=CHECKS)
+    result = pytester.runpytest_subprocess("--tcav-calibrate=3")
+    result.assert_outcomes(passed=1)  # measured before it was looked up: nothing missing to warn about
+    assert "no calibration" not in result.stdout.str()
+    result.stdout.fnmatch_lines(["random library's measured false-positive rate (pytest-tcav calibrate):",
+                                 "  target 1, positive, relu: */3 = *% (95% CI *) at alpha 0.05*"])
+    stored = list((pytester.path / ".pytest_cache" / "d" / "tcav" / "calibration").glob("*.json"))
+    assert len(stored) == 1
+
+    # the next run finds it current and measures nothing again
+    before = stored[0].stat().st_mtime_ns
+    result = pytester.runpytest_subprocess("--tcav-calibrate=3")
+    result.assert_outcomes(passed=1)
+    assert stored[0].stat().st_mtime_ns == before
+
+    # a changed random set makes it stale: measured again, no warning
+    (pytester.path / "data" / "concepts" / "random_2" / "000.png").write_bytes(
+        (pytester.path / "data" / "concepts" / "random_3" / "000.png").read_bytes())
+    result = pytester.runpytest_subprocess("--tcav-calibrate=3")
+    result.assert_outcomes(passed=1)
+    assert "stale" not in result.stdout.str() and stored[0].stat().st_mtime_ns != before
