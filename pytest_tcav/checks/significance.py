@@ -89,14 +89,16 @@ def calibration_gate(session: TCAVSession, model: nn.Module, result: TCAVResult,
     """The check's calibration: looked up when required (warning under ``warn``), or shown when one exists.
 
     With ``tcav_calibrate``, a missing or stale one is measured first, here, where the model is at hand
-    (a pytest-xdist worker measures what its own checks need; the disk cache shares the work).
+    (a pytest-xdist worker measures what its own checks need; the disk cache shares the work).  A check
+    that brings its own random sets or pool is not measured: the spare data are defined by the library.
     """
     mode, measure = session.config.require_calibration, session.config.calibrate
     cache_dir = session.config.cache_dir
     if cache_dir is None or (mode == "off" and not measure and not (cache_dir / FOLDER).is_dir()):
         return None
     gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
-    if measure and gate is not None and gate.state in ("missing", "stale"):
+    own_library = not isinstance(knobs.get("random_sets"), (list, tuple)) and knobs.get("random_pool") is None
+    if measure and own_library and gate is not None and gate.state in ("missing", "stale"):
         session.calibrate_for(model, result, target=target, layers=layers, direction=direction, knobs=knobs)
         gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
     if gate is not None and gate.state != "ok" and mode == "warn":

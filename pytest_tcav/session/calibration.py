@@ -124,11 +124,14 @@ class SpareData:
     source: str
 
 
-def spare_data(session: TCAVSession, size: int, count: int) -> SpareData:
-    """The random data pseudo-concepts are drawn from; a clear error when the library has none."""
+def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None = None) -> SpareData:
+    """The random data pseudo-concepts are drawn from; a clear error when the library has none.
+
+    ``in_use``: how many random sets the checks use, when a check asks for other than ``tcav_random_sets``.
+    """
     library = session.concepts
     root = library._require_root()
-    n = session.config.random_sets
+    n = session.config.random_sets if in_use is None else in_use
     explicit = library.random_set_names()
     need = (f"at least {size} images (one pseudo-concept of the concept size), better {count * size} "
             f"({count} pseudo-concepts that share no image)")
@@ -234,7 +237,8 @@ def calibrate_check(session: TCAVSession, model: nn.Module, *, concept_size: int
     The pseudo-concepts have the check's concept size and go through the check's own settings, so
     the stored calibration is the one :func:`check_status` then finds for this check.
     """
-    spare = spare_data(session, concept_size, count)
+    in_use = knobs.get("random_sets")
+    spare = spare_data(session, concept_size, count, in_use if isinstance(in_use, int) else None)
     concepts = pseudo_concepts(spare.examples, count, concept_size, session.config.seed)
     calibration = calibrate(session, model, target=target, layers=layers, concepts=concepts,
                             direction=direction, inputs=knobs.get("inputs"), knobs=knobs)
