@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -22,6 +23,7 @@ sys.path.insert(0, str(BENCHMARKS))
 import bench_common  # noqa: E402
 import gpu_tutorial_shape  # noqa: E402
 import import_cost  # noqa: E402
+import library_spread  # noqa: E402
 import rerun  # noqa: E402
 import significance  # noqa: E402
 import vs_captum  # noqa: E402
@@ -126,3 +128,30 @@ def test_import_cost() -> None:
     assert "torch" not in record["diff_import"]["heavy_loaded"]
     assert record["pytest_run"]["ratio_median"] > 0
     import_cost.report(record)
+
+
+def test_library_spread_core(texture_model: torch.nn.Module, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Two libraries, three pseudo-concepts, N = 3 and 5: every record the report and the diagnostics read."""
+    out = tmp_path / "spread.json"
+    record = library_spread.measure("texture", libraries=2, n_pseudo=3, n_values=[3, 5], seed=1, out=out,
+                                    set_size=6, n_inputs=4, warm_checks=1, model=texture_model)
+    assert json.loads(out.read_text()) == json.loads(json.dumps(record))
+    assert len(record["libraries"]) == 2 and set(record["cost"]) == {"3", "5"}
+    for library in record["libraries"]:
+        assert len(library["5"]["p"]) == 3 and len(library["5"]["null"][0]) == 5
+        assert len(library["3"]["null"][0]) == 3
+    summary = library_spread.summarise(record)
+    mean, low, high = summary["per_n"]["5"]["spread"]["conv1"]
+    assert 0 <= low <= mean <= high <= 1
+    assert set(library_spread.diagnose(record)["3"]) == set(library_spread.LAYERS)
+    assert library_spread.main(["--from-json", str(out)]) == 0
+    assert "per-library false-positive rate" in capsys.readouterr().out
+
+
+def test_gaussian_reference_is_calibrated_on_average() -> None:
+    """The derivation's Gaussian model: exactly alpha over libraries, with a spread that shrinks with N."""
+    small = library_spread.gaussian_library_rates(10, libraries=20000)
+    large = library_spread.gaussian_library_rates(50, libraries=20000)
+    assert abs(small.mean() - 0.05) < 0.002 and abs(large.mean() - 0.05) < 0.002
+    assert np.percentile(large, 90) - np.percentile(large, 10) < np.percentile(small, 90) - np.percentile(small, 10)
