@@ -104,7 +104,7 @@ def check_status(session: TCAVSession, *, model_fingerprint: str, concept_size: 
 def default_concept_size(session: TCAVSession) -> int:
     """The median image count of the library's concept folders, else the random sets' size."""
     library = session.concepts
-    root = library._require_root()
+    root = library.require_root()
     counts = [len(list_image_files(root / name)) for name in library.names()]
     counts = [c for c in counts if c]
     if counts:
@@ -130,7 +130,7 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
     ``in_use``: how many random sets the checks use, when a check asks for other than ``tcav_random_sets``.
     """
     library = session.concepts
-    root = library._require_root()
+    root = library.require_root()
     n = session.config.random_sets if in_use is None else in_use
     explicit = library.random_set_names()
     need = (f"at least {size} images (one pseudo-concept of the concept size), better {count * size} "

@@ -69,7 +69,8 @@ class _FolderLibrary:
     def configured(self) -> bool:
         return self.root is not None
 
-    def _require_root(self) -> Path:
+    def require_root(self) -> Path:
+        """The library's folder; a clear error when none is configured or it is not there."""
         if self.root is None:
             raise ConfigurationError(
                 f"no {self.kind} is configured: set {self.origin} in the ini file (or --"
@@ -83,7 +84,7 @@ class _FolderLibrary:
 
     def folders(self) -> list[str]:
         """Names of the sub-folders, naturally sorted."""
-        root = self._require_root()
+        root = self.require_root()
         return sorted((p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                       key=natural_key)
 
@@ -135,7 +136,7 @@ class ConceptLibrary(_FolderLibrary):
 
     def concept(self, name: str) -> Concept:
         """The concept folder ``<root>/<name>``; an unknown name lists the known ones."""
-        root = self._require_root()
+        root = self.require_root()
         if name not in self:
             known = self.names()
             raise ConceptDataError(
@@ -151,7 +152,7 @@ class ConceptLibrary(_FolderLibrary):
         first ``count`` in natural order), or ``([], pool)`` when it has a pool
         folder; the engine draws seeded sets of the concept's size from a pool.
         """
-        root = self._require_root()
+        root = self.require_root()
         explicit = self.random_set_names()
         if explicit:
             if len(explicit) < count:
@@ -172,7 +173,7 @@ class ConceptLibrary(_FolderLibrary):
 
     def random_set(self, name: str) -> Concept:
         """One named random folder, for explicit ``random_sets=["random_3", ...]``."""
-        root = self._require_root()
+        root = self.require_root()
         if name not in self:
             known = self.random_set_names()
             raise ConceptDataError(
@@ -209,7 +210,7 @@ class InputLibrary(_FolderLibrary):
 
     def for_target(self, target: int | str) -> Concept:
         """The inputs of a target (class index or class name)."""
-        root = self._require_root()
+        root = self.require_root()
         candidates = self.candidates(target)
         for name in candidates:
             if name in self:
@@ -226,7 +227,7 @@ class InputLibrary(_FolderLibrary):
 
     def named(self, name: str) -> Concept:
         """An input folder by its own name."""
-        root = self._require_root()
+        root = self.require_root()
         if name not in self:
             known = self.folders()
             raise ConceptDataError(
