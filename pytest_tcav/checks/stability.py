@@ -148,6 +148,19 @@ def welch_p(before: Sequence[float], after: Sequence[float]) -> tuple[float, boo
     return float(min(1.0, p)), True
 
 
+def layer_moved(significant: bool, score_change: float, statistic_change: float, differs: bool,
+                p_corrected: float, *, alpha: float, tolerance: float,
+                statistic_tolerance: float) -> tuple[bool, bool]:
+    """Whether a layer's score moved and whether its statistic moved: the rule :func:`compare` states.
+
+    One function, because ``pytest-tcav diff`` applies the same rule to two reports
+    (:mod:`pytest_tcav.reports.diff`), and a diff and a baseline check must never disagree.
+    """
+    score_moved = significant and abs(score_change) > tolerance + 1e-9
+    statistic_moved = differs and p_corrected < alpha and abs(statistic_change) > statistic_tolerance
+    return score_moved, statistic_moved
+
+
 def compare(before: Baseline, result: TCAVResult, *, tolerance: float, statistic_tolerance: float = 0.0,
             alpha: float = 0.05, correction: str = "holm") -> list[LayerComparison]:
     """Compare a result with its baseline, layer by layer.
@@ -175,10 +188,9 @@ def compare(before: Baseline, result: TCAVResult, *, tolerance: float, statistic
     corrected = adjust_p_values([p for *_rest, p, _d in rows], correction)  # type: ignore[arg-type]
     out = []
     for (layer, old, p, differs), p_corr in zip(rows, corrected):
-        score_moved = ((old.significant or layer.significant)
-                       and abs(layer.score - old.score) > tolerance + 1e-9)
-        statistic_moved = (differs and p_corr < alpha
-                           and abs(layer.statistic - old.statistic) > statistic_tolerance)
+        score_moved, statistic_moved = layer_moved(
+            old.significant or layer.significant, layer.score - old.score, layer.statistic - old.statistic,
+            differs, p_corr, alpha=alpha, tolerance=tolerance, statistic_tolerance=statistic_tolerance)
         out.append(LayerComparison(
             layer=layer.layer, score_before=old.score, score_after=layer.score,
             statistic_before=old.statistic, statistic_after=layer.statistic,

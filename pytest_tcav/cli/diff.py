@@ -71,13 +71,14 @@ def run_diff(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.tolerance > 1:
         raise UsageError(f"--tolerance must be between 0 and 1 (TCAV scores are fractions), got {args.tolerance}")
 
-    from pytest_tcav.checks.stability import welch_p
+    from pytest_tcav.checks.stability import layer_moved, welch_p
     from pytest_tcav.engine.statistics import adjust_p_values
     from pytest_tcav.errors import ConfigurationError
     from pytest_tcav.reports import diff
 
     try:
-        result = diff.diff_reports(old, new, welch=welch_p, adjust=adjust_p_values, tolerance=args.tolerance,
+        result = diff.diff_reports(old, new, welch=welch_p, adjust=adjust_p_values, moved=layer_moved,
+                                   tolerance=args.tolerance,
                                    statistic_tolerance=args.statistic_tolerance, old_name=args.old,
                                    new_name=args.new)
     except ConfigurationError as exc:  # a report whose checks name an unknown correction

@@ -50,6 +50,9 @@ from pytest_tcav.reports.text import format_p, render_table
 Welch = Callable[[Sequence[float], Sequence[float]], "tuple[float, bool]"]
 #: ``adjust(p_values, method) -> corrected``: :func:`pytest_tcav.engine.statistics.adjust_p_values`.
 Adjust = Callable[[Sequence[float], Any], "list[float]"]
+#: ``moved(significant, score_change, statistic_change, differs, p_corrected, *, alpha, tolerance,
+#: statistic_tolerance) -> (score_moved, statistic_moved)``: :func:`pytest_tcav.checks.stability.layer_moved`.
+Moved = Callable[..., "tuple[bool, bool]"]
 
 #: Check-level changes, in the order the summary counts them.
 CHANGES = ("verdict", "layers", "moved", "appeared", "vanished", "unchanged")
@@ -184,7 +187,7 @@ def _numbers(values: Any) -> list[float]:
     return [v for v in found if v is not None and v == v]  # NaN is no measurement
 
 
-def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust,
+def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust, moved: Moved,
                  tolerance: float, statistic_tolerance: float) -> list[LayerDiff]:
     """The rule of :func:`pytest_tcav.checks.stability.compare`, on report layers."""
     before = {str(r.get("layer")): r for r in old.get("results") or []}
@@ -201,10 +204,12 @@ def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch
         a, b = before[name], after[name]
         score_a, score_b = number(a.get("score")), number(b.get("score"))
         stat_a, stat_b = number(a.get("statistic")), number(b.get("statistic"))
-        score_moved = bool((a.get("significant") or b.get("significant")) and score_a is not None
-                           and score_b is not None and abs(score_b - score_a) > tolerance + 1e-9)
-        statistic_moved = bool(differs and p_corr < alpha and stat_a is not None and stat_b is not None
-                               and abs(stat_b - stat_a) > statistic_tolerance)
+        # a number missing from either report is no measured change
+        score_change = score_b - score_a if score_a is not None and score_b is not None else 0.0
+        stat_change = stat_b - stat_a if stat_a is not None and stat_b is not None else 0.0
+        score_moved, statistic_moved = moved(bool(a.get("significant") or b.get("significant")), score_change,
+                                             stat_change, bool(differs), p_corr, alpha=alpha, tolerance=tolerance,
+                                             statistic_tolerance=statistic_tolerance)
         compared[name] = LayerDiff(name, a, b, float(p), float(p_corr), score_moved, statistic_moved)
     out = [compared.get(name) or LayerDiff(name, None, after[name]) for name in after]
     return out + [LayerDiff(name, before[name], None) for name in before if name not in after]
@@ -225,7 +230,7 @@ def _notes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return notes
 
 
-def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust,
+def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust, moved: Moved,
                  tolerance: float = DEFAULT_TOLERANCE, statistic_tolerance: float = 0.0,
                  old_name: str = "old", new_name: str = "new") -> ReportDiff:
     """Compare two reports (as :func:`pytest_tcav.reports.json.load` returns them) check by check."""
@@ -238,7 +243,7 @@ def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch
                       for r in side.get("results") or []]
             out.append(CheckDiff(test, concept, target, a, b, layers))
             continue
-        layers = _diff_layers(a, b, welch=welch, adjust=adjust, tolerance=tolerance,
+        layers = _diff_layers(a, b, welch=welch, adjust=adjust, moved=moved, tolerance=tolerance,
                               statistic_tolerance=statistic_tolerance)
         out.append(CheckDiff(test, concept, target, a, b, layers, _notes(a, b)))
     return ReportDiff(old_name, new_name, out, tolerance, statistic_tolerance)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tcav.checks.stability import welch_p
+from pytest_tcav.checks.stability import layer_moved, welch_p
 from pytest_tcav.engine.statistics import adjust_p_values
 from pytest_tcav.reports import diff as report_diff
 from pytest_tcav.reports.json import build_report, write_json
@@ -34,7 +34,7 @@ def record(test: str | None, concept: str, *layers: dict[str, Any], target: str 
 
 def compare(old: list[dict[str, Any]], new: list[dict[str, Any]], **kwargs: Any) -> report_diff.ReportDiff:
     return report_diff.diff_reports(build_report(old, env={}), build_report(new, env={}), welch=welch_p,
-                                    adjust=adjust_p_values, **kwargs)
+                                    adjust=adjust_p_values, moved=layer_moved, **kwargs)
 
 
 def changes(result: report_diff.ReportDiff) -> dict[tuple[str | None, str], str]:
