@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_tcav.cli.progress import ProgressBar
-from pytest_tcav.cli.score import InputsOfClass, ObservedStore, _load_model, comma_list
+from pytest_tcav.cli.score import InputsOfClass, ObservedStore, comma_list, load_model
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.files import atomic_write_text
 
@@ -103,7 +103,7 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
     size = args.concept_size or calib.default_concept_size(session)
     spare = calib.spare_data(session, size, args.pseudo_concepts)
     concepts = calib.pseudo_concepts(spare.examples, args.pseudo_concepts, size, config.seed)
-    model = _load_model(args.model).to(session.device).eval()
+    model = load_model(args.model).to(session.device).eval()
 
     total = len(targets) * len(concepts)
     bar = ProgressBar(total, label="pseudo-concepts", stream=stderr, enabled=args.progress)

@@ -77,7 +77,7 @@ def _above_bar(bar: ProgressBar, stream: TextIO) -> Iterator[None]:
 # -- scoring ---------------------------------------------------------------------------
 
 
-def _load_model(spec: str) -> Any:
+def load_model(spec: str) -> Any:
     from torch import nn
 
     value: Any = import_callable(spec, "--model")  # a loader taking no arguments, or the model itself
@@ -123,7 +123,7 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
             raise TCAVError(f"the concept library {str(config.concepts)!r} has no concept folders")
     if isinstance(inputs, InputsOfClass):
         inputs = session.inputs.for_target(inputs.target)  # class names through tcav_classes, like a target
-    model = _load_model(args.model)
+    model = load_model(args.model)
     model = model.to(session.device).eval()
 
     bar = ProgressBar(len(concepts) * len(layers), label="concept-layers", stream=stderr, enabled=args.progress)
