@@ -56,6 +56,9 @@ class TCAVResult:
     layers: list[LayerResult]
     model_fingerprint: str = ""
     concept_fingerprint: str = ""
+    #: Relative TCAV: the concepts the concept was tested against (their union is the negative set);
+    #: empty for the absolute test against random sets.
+    against: list[str] = field(default_factory=list)
 
     def layer(self, name: str) -> LayerResult:
         for result in self.layers:
@@ -115,10 +118,12 @@ def format_table(result: TCAVResult) -> str:
             )
         )
     lines = render_table(rows)
+    versus = (f"against {' + '.join(map(repr, result.against))} ({result.n_random} seeded CAVs vs "
+              f"{result.n_random} relabelings)" if result.against else f"{result.n_random} random sets")
     caption = (
         f"concept {result.concept!r}, target {result.target}, direction {result.direction}, "
         f"alpha {result.alpha} ({result.correction} over {len(result.layers)} layer(s)), "
-        f"{result.n_random} random sets, {result.n_concept_examples} concept examples, "
+        f"{versus}, {result.n_concept_examples} concept examples, "
         f"{result.n_inputs} inputs, method {result.method}, seed {result.seed}"
     )
     return caption + "\n" + "\n".join(lines)

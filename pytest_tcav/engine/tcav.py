@@ -120,16 +120,33 @@ class TCAV:
         alpha: float | None = None,
         correction: Correction | None = None,
         null_test: NullTest | None = None,
+        against: ConceptLike | Sequence[ConceptLike] | None = None,
     ) -> TCAVResult:
         """Test whether ``concept`` matters for ``target`` on each layer.
 
         ``random_sets`` is a list of explicit random sets, or a count of sets to
         draw (seeded) from ``random_pool``, each the size of the concept set.
+        With ``against`` (a concept or a list of them), the test is relative
+        TCAV instead: whether ``concept`` raises the target more than the others
+        (their union) do; ``random_sets`` is then the count N of its repetitions
+        (:mod:`pytest_tcav.engine.relative`).
         """
         alpha = self.alpha if alpha is None else alpha
         correction = self.correction if correction is None else correction
         null_test = self.null_test if null_test is None else null_test
         check_direction(direction)
+        if against is not None:  # relative TCAV: its own module; no random sets
+            from pytest_tcav.engine.relative import relative_test
+
+            if isinstance(random_sets, bool) or not isinstance(random_sets, (int, np.integer)) \
+                    or random_pool is not None:
+                raise ConfigurationError(
+                    "a relative test (against=...) draws its null from relabelings of the concepts, not from "
+                    "random sets: give random_sets as a count (the number of repetitions) and no random_pool"
+                )
+            return relative_test(self, concept, against, target=target, target_name=describe_target(target),
+                                 inputs=inputs, layers=layers, repetitions=int(random_sets), direction=direction,
+                                 alpha=alpha, correction=correction, null_test=null_test)
         layer_names = [layers] if isinstance(layers, str) else list(layers)
         modules = resolve_layers(self.model, layer_names, self.layer_point)
         concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
