@@ -44,12 +44,16 @@ def assert_concept_significant(
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
+    against: ConceptLike | Sequence[ConceptLike] | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
 
     Passes when the concept is significant on every layer of ``layers``
     (``require="any"``: on at least one), with its TCAV score inside
-    ``score=(low, high)`` on those layers when a range is given.  Returns the
+    ``score=(low, high)`` on those layers when a range is given.  With
+    ``against=`` (a concept or a list of concepts) the check is relative TCAV:
+    that ``concept`` raises the target more than the others (their union) do,
+    ``random_sets`` then counting its repetitions (docs/statistics.md).  Returns the
     :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
     ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
     """
@@ -57,7 +61,7 @@ def assert_concept_significant(
     return check_concept(
         current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score, against=against,
     )
 
 
@@ -78,6 +82,7 @@ def assert_concept_insignificant(
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
+    against: ConceptLike | Sequence[ConceptLike] | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
@@ -85,12 +90,14 @@ def assert_concept_insignificant(
     (``require="any"``: not significant on at least one), with its TCAV score
     inside ``score=(low, high)`` when a range is given.  ``direction`` defaults
     to ``"either"``: pushing the target down is relying on the concept too.
+    With ``against=`` it asserts that ``concept`` and the others (their union)
+    are not shown to move the target differently (relative TCAV).
     """
     __tracebackhide__ = True
     return check_concept(
         current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score, against=against,
     )
 
 

@@ -76,8 +76,11 @@ def result_fields(result: TCAVResult) -> dict[str, Any]:
 
 def with_result(record: dict[str, Any], result: TCAVResult) -> dict[str, Any]:
     """``record`` with what was measured; the concept and target now by their resolved names."""
-    return {**record, "concept": result.concept, "target": result.target, "alpha": result.alpha,
-            **result_fields(result)}
+    out = {**record, "concept": result.concept, "target": result.target, "alpha": result.alpha,
+           **result_fields(result)}
+    if result.against:  # relative TCAV: what the concept was tested against (absent for the absolute test)
+        out["against"] = list(result.against)
+    return out
 
 
 def finished(record: dict[str, Any], outcome: str, message: str | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_tcav.checks import records
 from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
+from pytest_tcav.checks.relative import judge_relative
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVError
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ def check_concept(
         direction = "positive" if expectation == "significant" else "either"
     layer_names = [layers] if isinstance(layers, str) else list(layers)
     entry = records.check_record(concept, target, layer_names, expectation, direction, require)
+    if knobs.get("against") is not None:
+        against = knobs["against"]
+        entry["against"] = [records.describe(v) for v in (against if isinstance(against, (list, tuple))
+                                                           else [against])]
     try:
         score_range = _check_score_range(score)
         entry["score_range"] = list(score_range) if score_range is not None else None
@@ -67,7 +72,9 @@ def check_concept(
     judgement = judge(result, expectation, require, score_range)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
-    gate = calibration_gate(session, model, result, target, layer_names, direction, knobs)
+    # A relative check's null is relabelings of its own concepts: the random library's calibration says nothing.
+    gate = None if result.against else calibration_gate(session, model, result, target, layer_names, direction,
+                                                        knobs)
     if gate is not None and gate.rates:
         entry["calibration"] = rate_fields(gate.rates)
     refused = judgement.passed and gate is not None and gate.state != "ok" and \
@@ -152,7 +159,9 @@ def judge(result: TCAVResult, expectation: Expectation, require: Require,
     scope = (f"all of {len(result.layers)} layer(s)" if require == "all"
              else f"at least one of {len(result.layers)} layer(s)")
     in_range = f" with a TCAV score in [{score[0]}, {score[1]}]" if score is not None else ""
-    if expectation == "significant":
+    if result.against and expectation != "score":  # relative TCAV: "X raises the target more than Y"
+        headline, reason = judge_relative(result, expectation, failing, scope, score)
+    elif expectation == "significant":
         headline = (f"concept {result.concept!r} is not significant ({result.direction}) for target "
                     f"{result.target}{in_range} on {_names(failing)} (required: {scope})")
         reason = _why_not_significant(result, failing, score)

@@ -49,14 +49,16 @@ TOP_KEYS: dict[str, str] = {
 REQUIRED_KEYS = ("model", "target", "layers", "concepts")
 MODEL_KEYS = {"callable": "'module:callable'", "args": "a list of arguments", "kwargs": "a mapping of arguments"}
 KINDS: dict[str, str] = {
-    "significant": "significant, or significant: {direction: ..., require: ..., score: [low, high]}",
-    "insignificant": "insignificant, or insignificant: {direction: ..., require: ..., score: [low, high]}",
+    "significant": "significant, or significant: {direction: ..., require: ..., score: [low, high], against: ...}",
+    "insignificant": "insignificant, or insignificant: {direction: ..., require: ..., score: [low, high], "
+                     "against: ...}",
     "score": "score: [low, high], the TCAV score's range",
     "direction": "direction: positive, negative or either (significant in that direction)",
     "stable": "stable: <baseline name>, or stable: {baseline: ..., tolerance: ..., statistic_tolerance: ...}",
 }
 VERDICT_OPTIONS = {"direction": "positive, negative or either", "require": "all or any",
-                   "score": "[low, high] within [0, 1]"}
+                   "score": "[low, high] within [0, 1]",
+                   "against": "a concept or a list of concepts to compare with (relative TCAV)"}
 STABLE_OPTIONS = {"baseline": "the baseline's name", "tolerance": "the TCAV score tolerance, in [0, 1]",
                   "statistic_tolerance": "the smallest change of the statistic that counts",
                   "direction": "positive, negative or either"}
@@ -279,6 +281,10 @@ def _read_expectation(r: _Reader, node: yaml.Node, concept: str) -> tuple[str, d
             options["require"] = r.choice(opts["require"][1], "require", ("all", "any"))
         if "score" in opts:
             options["score"] = r.score_range(opts["score"][1], "score")
+        if "against" in opts:
+            options["against"] = r.names(opts["against"][1], "against", "a concept name or a list of them")
+            if concept in options["against"]:
+                r.fail(opts["against"][1], f"concept {concept!r} cannot be tested against itself")
     elif kind == "score":
         options["score"] = r.score_range(value, "score")
     elif kind == "direction":

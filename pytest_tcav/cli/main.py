@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="layer names from model.named_modules(), comma-separated (may repeat)")
     what.add_argument("--concept", action="append", metavar="NAME",
                       help="a concept folder of the library (may repeat, or comma-separated; default: all)")
+    what.add_argument("--against", action="append", metavar="NAME",
+                      help="relative TCAV: score each concept against these (may repeat, or comma-separated; "
+                           "with several, against their union); --random-sets is then its number of repetitions")
     _add_settings(what, "what")
     what.add_argument("--inputs", metavar="DIR_OR_CLASS",
                       help="inputs: a folder of images, a folder of per-target folders (the target's is "
@@ -194,6 +197,11 @@ def _checked(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
                              "to calibrate lives there")
     elif not comma_list(args.concept) and config.concepts is None:
         raise UsageError("give --concepts DIR (or tcav_concepts in the ini file), or --concept with folders")
+    else:
+        both = [name for name in comma_list(args.concept) if name in comma_list(args.against)]
+        if both:
+            raise UsageError(f"--against: {', '.join(both)} is also a --concept; a concept cannot be scored "
+                             "against itself")
     return config, inputs
 
 

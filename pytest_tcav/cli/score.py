@@ -98,10 +98,13 @@ def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[
     """A session-style record of one scored concept, for the reports."""
     from pytest_tcav.checks.records import result_fields
 
-    return {"nodeid": None, "seq": index, "concept": result.concept, "target": result.target,
-            "layers": layers, "expectation": None, "direction": direction, "require": None,
-            "score_range": None, "alpha": result.alpha, **result_fields(result), "outcome": "scored",
-            "message": None}
+    record = {"nodeid": None, "seq": index, "concept": result.concept, "target": result.target,
+              "layers": layers, "expectation": None, "direction": direction, "require": None,
+              "score_range": None, "alpha": result.alpha, **result_fields(result), "outcome": "scored",
+              "message": None}
+    if result.against:
+        record["against"] = list(result.against)
+    return record
 
 
 def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: TextIO, stderr: TextIO) -> int:
@@ -117,8 +120,9 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
 
     session = TCAVSession(config)
     concepts = comma_list(args.concept)
+    against = comma_list(args.against) or None
     if not concepts:  # the library is configured: the command line checked it
-        concepts = session.concepts.names()
+        concepts = [name for name in session.concepts.names() if name not in (against or [])]
         if not concepts:
             raise TCAVError(f"the concept library {str(config.concepts)!r} has no concept folders")
     if isinstance(inputs, InputsOfClass):
@@ -142,7 +146,7 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
         for index, concept in enumerate(concepts):
             current["concept"] = concept
             result = session.score(model, concept, target=target, layers=layers, inputs=inputs,
-                                   direction=args.direction)
+                                   direction=args.direction, against=against)
             current["done"] = (index + 1) * len(layers)
             bar.update(current["done"], f"{concept}: done")
             records.append(_record(index, result, layers, args.direction))

@@ -60,7 +60,7 @@ if TYPE_CHECKING:
 
 def against_list(against: ConceptLike | Sequence[ConceptLike]) -> list[ConceptLike]:
     """One concept or a list of them, as a list; an empty list is an error, not an absolute test."""
-    values = list(against) if isinstance(against, (list, tuple)) else [against]
+    values: list[ConceptLike] = list(against) if isinstance(against, (list, tuple)) else [against]  # type: ignore[list-item]
     if not values:
         raise ConfigurationError("against= needs at least one concept to compare with (or leave it out)")
     return values
@@ -151,9 +151,9 @@ def relative_test(
 
     raw = []
     for name in layer_names:
-        observed, null = per_layer[name]
+        observed, relabeled = per_layer[name]
         obs_scores = pair_scores(observed.gradients, torch.stack([c.weights for c in observed.cavs]))
-        null_scores = pair_scores(null.gradients, torch.stack([c.weights for c in null.cavs]))
+        null_scores = pair_scores(relabeled.gradients, torch.stack([c.weights for c in relabeled.cavs]))
         statistic = float(np.mean(obs_scores.cosine))
         raw.append((observed, obs_scores, null_scores, statistic,
                     compare_to_null(statistic, null_scores.cosine, direction, null_test)))

@@ -142,6 +142,11 @@ class TCAVYamlItem(pytest.Item):
                          direction=options.get("direction", "either"), **common)
             return
         expectation = "significant" if kind == "direction" else kind
+        if "against" in options:  # relative TCAV
+            common["against"] = [_data(name, spec) for name in options["against"]]
+            # Its null is relabelings of the concepts: the file's random sets do not apply, only their count.
+            common["random_pool"] = None
+            common["random_sets"] = spec.random_sets if isinstance(spec.random_sets, int) else None
         check_concept(session, expectation, model, concept,  # type: ignore[arg-type]
                       require=options.get("require", spec.require), score=options.get("score"),
                       direction=options.get("direction"), **common)

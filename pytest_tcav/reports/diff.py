@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_tcav.reports.json import jsonable, number
-from pytest_tcav.reports.text import format_p, render_table
+from pytest_tcav.reports.text import format_p, render_table, shown_concept
 
 #: ``welch(before, after) -> (p, differs)``: :func:`pytest_tcav.checks.stability.welch_p`.
 Welch = Callable[[Sequence[float], Sequence[float]], "tuple[float, bool]"]
@@ -161,7 +161,7 @@ class ReportDiff:
 
 
 def _key(check: Mapping[str, Any]) -> tuple[str | None, str, str]:
-    return check.get("test"), str(check.get("concept", "?")), str(check.get("target", "?"))
+    return check.get("test"), shown_concept(check), str(check.get("target", "?"))
 
 
 def _paired(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[tuple[Any, Any]]:

@@ -8,10 +8,16 @@ test, so a parallel run prints the same table as a serial one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result")
+
+
+def shown_concept(record: Mapping[str, Any]) -> str:
+    """The concept as reports name it: a relative check's with what it was tested against ("a vs b + c")."""
+    against = record.get("against")
+    return str(record.get("concept", "?")) + (f" vs {' + '.join(map(str, against))}" if against else "")
 
 
 def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -71,7 +77,7 @@ def row(record: dict[str, Any]) -> tuple[str, ...]:
         outcome = "xfailed"  # the check failed inside a test marked as an expected failure
     return (
         record.get("nodeid") or "(outside a test)",
-        str(record.get("concept", "?")),
+        shown_concept(record),
         str(record.get("target", "?")),
         expected,
         ",".join(record.get("layers", [])),

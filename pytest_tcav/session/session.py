@@ -25,6 +25,7 @@ from pytest_tcav.checks.stability import check_stable
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, model_device
 from pytest_tcav.engine.examples import Concept, ConceptLike
+from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
@@ -145,15 +146,24 @@ class TCAVSession:
         n_steps: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        against: ConceptLike | Sequence[ConceptLike] | None = None,
     ) -> TCAVResult:
         """Test a concept and return the result, without asserting anything.
 
         ``concept`` may be a concept-library name; ``target`` a class name from
         ``tcav_classes``; ``inputs``, when left out, come from the input library.
+        ``against`` (concept names or data, one or a list) makes it relative TCAV:
+        ``random_sets`` (default ``tcav_random_sets``) is then its number of repetitions.
         """
         engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size)
         index = self.resolve_target(target)
-        sets, pool = self.resolve_random_sets(random_sets, random_pool)
+        others: list[ConceptLike] | None = None
+        sets: int | list[ConceptLike]
+        if against is not None:
+            others = [self.resolve_concept(value) for value in against_list(against)]
+            sets, pool = self._repetitions(random_sets, random_pool), None
+        else:
+            sets, pool = self.resolve_random_sets(random_sets, random_pool)
         result = engine.test(
             self.resolve_concept(concept),
             target=index,
@@ -163,6 +173,7 @@ class TCAVSession:
             random_pool=pool,
             direction=direction,  # type: ignore[arg-type]
             alpha=alpha,
+            against=others,
         )
         if isinstance(target, str):
             # People named the class; failure messages and reports should too.
@@ -271,6 +282,17 @@ class TCAVSession:
                 "pass random_pool=..."
             )
         return [self._random_data(value) for value in random_sets], None
+
+    def _repetitions(self, random_sets: int | Sequence[ConceptLike] | None, random_pool: ConceptLike | None) -> int:
+        """A relative test's N: a count, never sets, since its null comes from relabelings."""
+        if random_pool is not None or not (random_sets is None or isinstance(random_sets, int)) \
+                or isinstance(random_sets, bool):
+            raise ConfigurationError(
+                "a relative test (against=...) draws its null from relabelings of the concepts, not from random "
+                "sets: give random_sets as a count (its number of repetitions) or leave it to tcav_random_sets, "
+                "and no random_pool"
+            )
+        return self.config.random_sets if random_sets is None else random_sets
 
     def _random_data(self, value: ConceptLike) -> ConceptLike:
         if isinstance(value, str) and value in self.concepts:
