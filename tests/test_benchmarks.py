@@ -24,6 +24,7 @@ import bench_common  # noqa: E402
 import gpu_tutorial_shape  # noqa: E402
 import import_cost  # noqa: E402
 import library_spread  # noqa: E402
+import relative_calibration  # noqa: E402
 import rerun  # noqa: E402
 import significance  # noqa: E402
 import vs_captum  # noqa: E402
@@ -155,3 +156,17 @@ def test_gaussian_reference_is_calibrated_on_average() -> None:
     large = library_spread.gaussian_library_rates(50, libraries=20000)
     assert abs(small.mean() - 0.05) < 0.002 and abs(large.mean() - 0.05) < 0.002
     assert np.percentile(large, 90) - np.percentile(large, 10) < np.percentile(small, 90) - np.percentile(small, 10)
+
+
+def test_relative_calibration_core() -> None:
+    """Two exchangeable pairs and one planted draw on an untrained SmallCNN (no training: seconds)."""
+    from tests.helpers import synthetic
+
+    torch.manual_seed(0)
+    model = synthetic.SmallCNN().eval()
+    counts = relative_calibration.false_positives(model, synthetic.random_images, synthetic.stripes, 2, seed=1)
+    assert counts["n"] == 2 and 0 <= counts["positive"] <= 2 and counts["layer"].shape == (3,)
+    hits, per_layer = relative_calibration.power(model, synthetic.stripes, [synthetic.dots, synthetic.noise],
+                                                 synthetic.stripes, "positive", 1, seed=2)
+    assert 0 <= hits <= 1 and per_layer.shape == (3,)
+    assert relative_calibration.rate(1, 20).startswith("1/20 = 0.050 [0.001, 0.249]")
