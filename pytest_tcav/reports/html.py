@@ -27,13 +27,13 @@ from typing import Any
 from pytest_tcav.reports import plots
 from pytest_tcav.reports.json import atomic_write_text, number
 from pytest_tcav.reports.plots import finite_values, mean_sd
-from pytest_tcav.reports.text import format_p
+from pytest_tcav.reports.text import format_p, shown_concept
 
 #: Keys of a check that the page shows in its own places; any other key is listed under "More".
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "message", "xfail", "model_fingerprint", "concept_fingerprint", "settings",
-    "verdict", "status", "before", "after", "stability",
+    "verdict", "status", "before", "after", "stability", "against",
 }
 
 
@@ -232,7 +232,7 @@ def _claim(check: Mapping[str, Any]) -> str:
     expectation = check.get("expectation")
     layers = check.get("layers") or [r.get("layer") for r in check.get("results") or []]
     scope = "any of" if check.get("require") == "any" else "all of"
-    text = f"concept <b>{esc(check.get('concept'))}</b> for target <b>{esc(check.get('target'))}</b>"
+    text = f"concept <b>{esc(shown_concept(check))}</b> for target <b>{esc(check.get('target'))}</b>"
     if expectation:
         text += f": expected <b>{esc(expectation)}</b>"
         if check.get("direction"):
@@ -323,7 +323,7 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
 
 def _untitled(check: Mapping[str, Any]) -> str:
     """The title of a check made outside a test (the command line): what was scored."""
-    return f"{check.get('concept', '?')} for target {check.get('target', '?')}"
+    return f"{shown_concept(check)} for target {check.get('target', '?')}"
 
 
 def overview(checks: Sequence[Mapping[str, Any]]) -> str:
@@ -337,7 +337,7 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
             expected += f" ({esc(check['direction'])})"
         rows.append((
             f'<a href="#check-{k}">{esc(check.get("test") or _untitled(check))}</a>',
-            esc(check.get("concept")),
+            esc(shown_concept(check)),
             esc(check.get("target")),
             expected,
             "<br>".join(esc(r.get("layer")) for r in results) or esc(", ".join(map(str, check.get("layers") or []))),

@@ -20,13 +20,14 @@ def run_main(*argv: str) -> tuple[int, str, str]:
 
 def test_score_against_prints_relative_tables_and_reports_them(in_project: Path) -> None:
     code, out, err = run_main("score", *TINY, "--concept", "horizontal,vertical", "--against", "noisy",
-                              "--json", "out/relative.json")
+                              "--json", "out/relative.json", "--html", "out/relative.html")
     assert code == 0, err
     tables = out.strip().split("\n\n")
     assert tables[0].startswith("concept 'horizontal', target 1, direction positive")
     assert "against 'noisy' (5 seeded CAVs vs 5 relabelings)" in tables[0]
     report = json.loads((in_project / "out" / "relative.json").read_text())
     assert [c["against"] for c in report["checks"]] == [["noisy"], ["noisy"]]
+    assert "horizontal vs noisy for target 1" in (in_project / "out" / "relative.html").read_text()
 
 
 def test_score_against_a_union_skips_the_compared_concepts_in_the_library(in_project: Path) -> None:
