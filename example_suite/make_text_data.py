@@ -100,7 +100,8 @@ def phrases(rng: random.Random, words: tuple[str, ...], frames: tuple[str, ...],
 def random_text(rng: random.Random, count: int) -> list[str]:
     """``count`` distinct neutral lines: half statements, half short phrases, so length tells nothing."""
     statements = [f"{s[0].upper()}{s[1:]} {p}." for s in RANDOM_SUBJECTS for p in RANDOM_PREDICATES]
-    lines = rng.sample(statements, count - count // 2) + rng.sample(RANDOM_PHRASES, min(count // 2, len(RANDOM_PHRASES)))
+    lines = rng.sample(statements, count - count // 2)
+    lines += rng.sample(RANDOM_PHRASES, min(count // 2, len(RANDOM_PHRASES)))
     while len(lines) < count:  # more phrases than RANDOM_PHRASES: pair two of them
         extra = f"{rng.choice(RANDOM_PHRASES)} and {rng.choice(RANDOM_PHRASES)}"
         if extra not in lines:

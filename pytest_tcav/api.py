@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.results import TCAVResult
+    from pytest_tcav.engine.text import Tokenizer
     from pytest_tcav.session.session import TargetLike
 
 __all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert_concept_stable"]
@@ -42,6 +43,7 @@ def assert_concept_significant(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
 ) -> TCAVResult:
@@ -51,13 +53,14 @@ def assert_concept_significant(
     (``require="any"``: on at least one), with its TCAV score inside
     ``score=(low, high)`` on those layers when a range is given.  Returns the
     :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
-    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
+    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``,
+    ``tcav_tokenizer`` for ``tokenizer``...).
     """
     __tracebackhide__ = True
     return check_concept(
         current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
     )
 
 
@@ -76,6 +79,7 @@ def assert_concept_insignificant(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
 ) -> TCAVResult:
@@ -90,7 +94,7 @@ def assert_concept_insignificant(
     return check_concept(
         current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
     )
 
 
@@ -112,6 +116,7 @@ def assert_concept_stable(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     baseline_dir: str | os.PathLike[str] | None = None,
 ) -> StabilityResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
@@ -130,5 +135,5 @@ def assert_concept_stable(
         current_session(), model, concept, target=target, layers=layers, baseline=baseline,
         tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
         inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
-        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer,
     )
