@@ -100,7 +100,7 @@ def test_unreadable_text_says_what_is_wrong(tmp_path: Path, layout: str, message
 
 
 def test_undecodable_text_names_the_file_and_the_line(tmp_path: Path) -> None:
-    file = write(tmp_path / "lib" / "latin1.txt", "fine\n".encode() + "caf\xe9 au lait\n".encode("latin-1"))
+    file = write(tmp_path / "lib" / "latin1.txt", b"fine\n" + "caf\xe9 au lait\n".encode("latin-1"))
     with pytest.raises(ConceptDataError, match=r"random text file '.*latin1\.txt', line 2: not UTF-8 "
                                                r"\(byte 0xe9 at column 4\); save the file as UTF-8"):
         read_text(tmp_path / "lib", role="random")
