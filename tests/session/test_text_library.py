@@ -238,3 +238,15 @@ def test_text_model_module_imports_only_torch() -> None:
     source = Path(text_model.__file__).read_text()
     assert {line.split()[1] for line in source.splitlines() if line.startswith("import ")} <= {"re", "torch"}
     assert "tests." not in source and sys.modules["tests.helpers.text_model"] is text_model
+
+
+def test_the_score_command_scores_the_concepts_of_the_inputs_kind(mixed: Path) -> None:
+    from pytest_tcav.cli.score import InputsOfClass, _inputs_kind
+
+    session = TCAVSession(TCAVConfig(concepts=mixed / "concepts", inputs=mixed / "inputs", root=mixed,
+                                     classes={"positive": 1}))
+    assert _inputs_kind(session, None, "positive") == "text"
+    assert _inputs_kind(session, None, 1) == "image"  # inputs/1/ is tried before inputs/positive.txt
+    assert _inputs_kind(session, InputsOfClass("positive"), 1) == "text"
+    assert _inputs_kind(session, mixed / "inputs" / "positive.txt", 1) == "text"
+    assert _inputs_kind(session, mixed / "inputs" / "1", "positive") == "image"
