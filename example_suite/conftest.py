@@ -12,8 +12,9 @@ library, the input library, the engine and its cache (the ``tcav`` fixture);
   when there is one, else the CPU).
 
 In a project with one model this is usually a single fixture called
-``model``. Here there are two: the model as it should be, and the
-"retrained" one that picked up the watermark shortcut.
+``model``. Here there are three: the image model as it should be, the
+"retrained" one that picked up the watermark shortcut, and the text model
+(a pretrained transformer with a sentiment head).
 """
 
 from __future__ import annotations
@@ -33,3 +34,12 @@ def good_model(tcav) -> nn.Module:
 def shortcut_model(tcav) -> nn.Module:
     """The retrained classifier: it learnt the watermark in the corner as its "zebra" cue."""
     return load_model("shortcut").to(tcav.device)
+
+
+@pytest.fixture(scope="session")
+def sentiment_model(tcav) -> nn.Module:
+    """The sentiment classifier: packaged all-MiniLM-L6-v2 + a trained head; positive by positive adjectives."""
+    # Imported here, not at the top: transformers loads only when a text test runs.
+    from sentiment_model import load_model as load_sentiment_model
+
+    return load_sentiment_model().to(tcav.device)

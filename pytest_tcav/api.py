@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.results import TCAVResult
+    from pytest_tcav.engine.text import Tokenizer
     from pytest_tcav.session.session import TargetLike
 
 __all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert_concept_stable"]
@@ -42,6 +43,7 @@ def assert_concept_significant(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
     against: ConceptLike | Sequence[ConceptLike] | None = None,
@@ -55,13 +57,15 @@ def assert_concept_significant(
     that ``concept`` raises the target more than the others (their union) do,
     ``random_sets`` then counting its repetitions (docs/statistics.md).  Returns the
     :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
-    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
+    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``,
+    ``tcav_tokenizer`` for ``tokenizer``...).
     """
     __tracebackhide__ = True
     return check_concept(
         current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score, against=against,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
+        against=against,
     )
 
 
@@ -80,6 +84,7 @@ def assert_concept_insignificant(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
     against: ConceptLike | Sequence[ConceptLike] | None = None,
@@ -97,7 +102,8 @@ def assert_concept_insignificant(
     return check_concept(
         current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score, against=against,
+        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
+        against=against,
     )
 
 
@@ -119,6 +125,7 @@ def assert_concept_stable(
     n_steps: int | None = None,
     seed: int | None = None,
     batch_size: int | None = None,
+    tokenizer: Tokenizer | None = None,
     baseline_dir: str | os.PathLike[str] | None = None,
 ) -> StabilityResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
@@ -137,5 +144,5 @@ def assert_concept_stable(
         current_session(), model, concept, target=target, layers=layers, baseline=baseline,
         tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
         inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
-        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer,
     )

@@ -117,6 +117,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_transform", "image preprocessing, as 'package.module:callable' taking a PIL image "
            "and returning a tensor (imported on first use)", "MODULE:CALLABLE",
            cli_help="PIL image -> input tensor"),
+    Option("tcav_tokenizer", "text preprocessing, as 'package.module:callable' taking a list of strings and "
+           "returning a mapping of tensors, e.g. a Hugging Face tokenizer called with padding=True, "
+           "return_tensors='pt' (imported on first use)", "MODULE:CALLABLE",
+           cli_help="list of strings -> mapping of tensors"),
     Option("tcav_random_sets", "number of random counterparts per concept (default: 10)", "N",
            cli_help="random counterparts per concept"),
     Option("tcav_alpha", "family-wise significance level over the layers of one assertion "
@@ -162,6 +166,8 @@ class TCAVConfig:
     inputs: Path | None = None
     classes: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     transform: str | None = None
+    #: ``tcav_tokenizer``: text -> model inputs, as 'module:callable' (imported on first use).
+    tokenizer: str | None = None
     random_sets: int = 10
     alpha: float = 0.05
     seed: int = 0
@@ -194,6 +200,12 @@ class TCAVConfig:
         if self.transform is None:
             return None
         return import_callable(self.transform, self.source("tcav_transform"))
+
+    def load_tokenizer(self) -> Callable[[Any], Any] | None:
+        """Import the configured tokenizer; errors name the setting to fix."""
+        if self.tokenizer is None:
+            return None
+        return import_callable(self.tokenizer, self.source("tcav_tokenizer"))
 
     def class_index(self, name: str) -> int:
         """The index of a class name from ``tcav_classes``, or a clear error."""
@@ -296,6 +308,11 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         if not _TRANSFORM_PATTERN.match(spec):
             raise ConfigurationError(f"{item[1]}: {spec!r} is not of the form 'package.module:callable'")
         values["transform"] = spec
+    if (item := get("tcav_tokenizer")) is not None:
+        spec = str(item[0]).strip()
+        if not _TRANSFORM_PATTERN.match(spec):
+            raise ConfigurationError(f"{item[1]}: {spec!r} is not of the form 'package.module:callable'")
+        values["tokenizer"] = spec
     if (item := get("tcav_random_sets")) is not None:
         values["random_sets"] = _int(item[0], item[1], 1)
     if (item := get("tcav_alpha")) is not None:

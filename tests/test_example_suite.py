@@ -27,6 +27,10 @@ EXPECTED_TESTS = [
     "test_retrained_model_does_not_use_the_watermark",
     "test_retraining_moved_zebra_onto_the_watermark",
     "test_zebra_relies_on_stripes_as_recorded",
+    "test_adjectives_make_the_sentiment[positive-positive_adjectives]",
+    "test_adjectives_make_the_sentiment[negative-negative_adjectives]",
+    "test_the_reviewed_thing_does_not_make_a_review_positive",
+    "test_positive_adjectives_score",
 ]
 #: The declarative tests of tcav_zebra.yaml: (concept, expectation) in file order.
 EXPECTED_YAML_ITEMS = [

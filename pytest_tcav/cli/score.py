@@ -13,6 +13,7 @@ command, so ``pytest-tcav --help`` does not pay for them.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -107,6 +108,19 @@ def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[
     return record
 
 
+def _inputs_kind(session: Any, inputs: Any, target: int | str) -> str:
+    """``"text"`` or ``"image"``: what the inputs to score on hold (a folder, or the target's library entry)."""
+    from pytest_tcav.engine.text import is_text_path
+
+    if isinstance(inputs, (str, os.PathLike)):
+        return "text" if is_text_path(inputs) else "image"
+    wanted = inputs.target if isinstance(inputs, InputsOfClass) else target
+    for name in session.inputs.candidates(wanted):
+        if name in session.inputs:
+            return str(session.inputs.kind_of(name))
+    return "image"
+
+
 def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: TextIO, stderr: TextIO) -> int:
     """The ``score`` command on checked arguments; raises :class:`TCAVError`, returns 0 when done.
 
@@ -125,6 +139,10 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
         concepts = [name for name in session.concepts.names() if name not in (against or [])]
         if not concepts:
             raise TCAVError(f"the concept library {str(config.concepts)!r} has no concept folders")
+        kinds = {name: session.concepts.kind_of(name) for name in concepts}
+        if len(set(kinds.values())) > 1:  # images and text side by side: the concepts of the inputs' kind
+            kind = _inputs_kind(session, inputs, target)
+            concepts = [name for name in concepts if kinds[name] == kind]
     if isinstance(inputs, InputsOfClass):
         inputs = session.inputs.for_target(inputs.target)  # class names through tcav_classes, like a target
     model = load_model(args.model)

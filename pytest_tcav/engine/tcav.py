@@ -43,6 +43,7 @@ from pytest_tcav.engine.statistics import (
     leave_one_out_null,
     pair_scores,
 )
+from pytest_tcav.engine.text import Tokenizer, prepare
 from pytest_tcav.engine.trainers import make_trainer
 from pytest_tcav.engine.validate import check_direction, check_engine_arguments, check_sets, running_on
 from pytest_tcav.errors import ConfigurationError
@@ -71,6 +72,8 @@ class TCAV:
     and can be overridden per call, since they only change the last step.
 
     The model is put in eval mode while it runs and left as it was found.
+    ``tokenizer`` turns text sets (a list of strings, a ``.txt`` file, a folder
+    of them) into examples, as :mod:`pytest_tcav.engine.text` describes.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class TCAV:
         null_test: NullTest = "t",
         transform: Transform | None = None,
         store: MemoryStore | None = None,
+        tokenizer: Tokenizer | None = None,
     ) -> None:
         check_engine_arguments(model, method, correction, batch_size, n_steps)
         self.model = model
@@ -103,6 +107,8 @@ class TCAV:
         self.correction = correction
         self.null_test = null_test
         self.transform = transform
+        #: Text sets (lists of strings, .txt files and folders) become examples through it (engine/text.py).
+        self.tokenizer = tokenizer
         self.store: MemoryStore = store if store is not None else MemoryStore()
 
     # -- public API -----------------------------------------------------------------
@@ -149,9 +155,10 @@ class TCAV:
                                  alpha=alpha, correction=correction, null_test=null_test)
         layer_names = [layers] if isinstance(layers, str) else list(layers)
         modules = resolve_layers(self.model, layer_names, self.layer_point)
-        concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
+        concept_set = as_concept(prepare(concept, self.tokenizer), name=concept if isinstance(concept, str) else None,
                                  transform=self.transform)
-        input_set = as_concept(inputs, name="inputs", transform=self.transform, role="input")
+        input_set = as_concept(prepare(inputs, self.tokenizer, role="input"), name="inputs", transform=self.transform,
+                               role="input")
         randoms = self._random_sets(random_sets, random_pool, concept_set)
         check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
         check_sets(concept_set, randoms, input_set)
@@ -220,12 +227,14 @@ class TCAV:
                     f"random_sets={int(random_sets)} asks to draw random sets, but no random pool "
                     "was given; pass random_pool=... or a list of random sets"
                 )
-            pool_set = as_concept(pool, name="random_pool", transform=self.transform, role="random pool")
+            pool_set = as_concept(prepare(pool, self.tokenizer, role="random pool"), name="random_pool",
+                                  transform=self.transform, role="random pool")
             return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
         sets = []
         for k, value in enumerate(random_sets):
             label = value if isinstance(value, str) else f"random[{k}]"
-            sets.append(as_concept(value, name=str(label), transform=self.transform, role="random"))
+            sets.append(as_concept(prepare(value, self.tokenizer, role="random"), name=str(label),
+                                   transform=self.transform, role="random"))
         return sets
 
     # -- computation -----------------------------------------------------------------

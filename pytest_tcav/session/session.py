@@ -28,6 +28,7 @@ from pytest_tcav.engine.examples import Concept, ConceptLike
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
+from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.storage.memory import MemoryStore
@@ -50,6 +51,23 @@ class _LazyTransform:
             assert function is not None, "built only when tcav_transform is set"
             self._function = function
         return function(image)
+
+
+class _LazyTokenizer:
+    """The configured tokenizer, imported on the first text it is given."""
+
+    def __init__(self, config: TCAVConfig) -> None:
+        self._config = config
+        self._function: Callable[[Any], Any] | None = None
+        self.name = config.tokenizer  # what error messages call it: the configured 'module:callable'
+
+    def __call__(self, texts: list[str]) -> Any:
+        function = self._function
+        if function is None:
+            function = self._config.load_tokenizer()
+            assert function is not None, "built only when tcav_tokenizer is set"
+            self._function = function
+        return function(texts)
 
 
 class TCAVSession:
@@ -75,13 +93,15 @@ class TCAVSession:
         self._test_path = test_path  # the running test's file: baselines live next to it
         transform = _LazyTransform(self.config) if self.config.transform else None
         self.transform = transform
+        #: ``tcav_tokenizer``, imported on first use: what text becomes model inputs with when a call gives none.
+        self.tokenizer: Tokenizer | None = _LazyTokenizer(self.config) if self.config.tokenizer else None
         sources = self.config.sources
         self.concepts = ConceptLibrary(self.config.concepts, transform,
                                        origin=sources.get("tcav_concepts", "tcav_concepts"),
-                                       on_bad_image=self.config.on_bad_image)
+                                       on_bad_image=self.config.on_bad_image, tokenizer=self.tokenizer)
         self.inputs = InputLibrary(self.config.inputs, transform, classes=self.config.classes,
                                    origin=sources.get("tcav_inputs", "tcav_inputs"),
-                                   on_bad_image=self.config.on_bad_image)
+                                   on_bad_image=self.config.on_bad_image, tokenizer=self.tokenizer)
 
     # -- what model fixtures use -------------------------------------------------------
 
@@ -99,7 +119,8 @@ class TCAVSession:
             raise ConfigurationError(f"{self.config.source('tcav_device')}: {exc}") from None
 
     def engine(self, model: nn.Module, *, method: str | None = None, n_steps: int | None = None,
-               seed: int | None = None, batch_size: int | None = None) -> TCAV:
+               seed: int | None = None, batch_size: int | None = None,
+               tokenizer: Tokenizer | None = None) -> TCAV:
         """A :class:`TCAV` engine with the run's settings and cache (knobs override settings).
 
         Engines are cheap; what is expensive lives in the shared store, so a new
@@ -126,6 +147,7 @@ class TCAVSession:
             correction=cfg.correction,  # type: ignore[arg-type]
             transform=self.transform,
             store=self.store,
+            tokenizer=tokenizer if tokenizer is not None else self.tokenizer,
         )
 
     # -- testing -----------------------------------------------------------------------
@@ -146,6 +168,7 @@ class TCAVSession:
         n_steps: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        tokenizer: Tokenizer | None = None,
         against: ConceptLike | Sequence[ConceptLike] | None = None,
     ) -> TCAVResult:
         """Test a concept and return the result, without asserting anything.
@@ -154,20 +177,24 @@ class TCAVSession:
         ``tcav_classes``; ``inputs``, when left out, come from the input library.
         ``against`` (concept names or data, one or a list) makes it relative TCAV:
         ``random_sets`` (default ``tcav_random_sets``) is then its number of repetitions.
+        Text (a list of strings, ``.txt`` files) goes through ``tokenizer``, else
+        ``tcav_tokenizer``.
         """
-        engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size)
+        engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+                             tokenizer=tokenizer)
         index = self.resolve_target(target)
         others: list[ConceptLike] | None = None
         sets: int | list[ConceptLike]
         if against is not None:
-            others = [self.resolve_concept(value) for value in against_list(against)]
+            others = [self.resolve_concept(value, tokenizer=tokenizer) for value in against_list(against)]
             sets, pool = self._repetitions(random_sets, random_pool), None
         else:
-            sets, pool = self.resolve_random_sets(random_sets, random_pool)
+            sets, pool = self.resolve_random_sets(random_sets, random_pool, kind=self.concept_kind(concept),
+                                                  tokenizer=tokenizer)
         result = engine.test(
-            self.resolve_concept(concept),
+            self.resolve_concept(concept, tokenizer=tokenizer),
             target=index,
-            inputs=self.resolve_inputs(inputs, target),
+            inputs=self.resolve_inputs(inputs, target, tokenizer=tokenizer),
             layers=layers,
             random_sets=sets,
             random_pool=pool,
@@ -235,44 +262,70 @@ class TCAVSession:
 
     def _missing_folder(self, role: str, path: Path) -> ConceptDataError:
         """A named folder that is not there: say where relative paths start, the usual surprise."""
-        return ConceptDataError(f"{role} folder {str(path)!r} does not exist; check the path (a relative "
+        what = "file" if path.suffix.lower() == ".txt" else "folder"
+        return ConceptDataError(f"{role} {what} {str(path)!r} does not exist; check the path (a relative "
                                 f"path starts at the project root, {str(self.config.root)!r})")
 
     def _path(self, value: str | os.PathLike[str]) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.config.root / path
 
-    def resolve_concept(self, concept: ConceptLike) -> ConceptLike:
-        """A library name becomes its folder; a relative path is taken from the project root."""
+    def _text(self, texts: Sequence[str], tokenizer: Tokenizer | None, name: str, role: str) -> Concept:
+        return text_concept(texts, tokenizer if tokenizer is not None else self.tokenizer, name=name, role=role)
+
+    def concept_kind(self, concept: ConceptLike) -> str | None:
+        """``"text"`` or ``"image"`` when the concept says which (a name, a path, strings); None for data.
+
+        A library that holds both kinds compares a concept with random sets of its own kind.
+        """
+        if is_text_list(concept):
+            return "text"
         if isinstance(concept, str) and concept in self.concepts:
-            return self.concepts.concept(concept)
+            return self.concepts.kind_of(concept)
         if isinstance(concept, (str, os.PathLike)):
             path = self._path(concept)
-            if path.is_dir():
-                return self.concepts.load(path)
+            if path.exists():
+                return "text" if is_text_path(path) else "image"
+        return None
+
+    def resolve_concept(self, concept: ConceptLike, *, tokenizer: Tokenizer | None = None) -> ConceptLike:
+        """A library name becomes its entry; a relative path is taken from the project root; strings are text."""
+        if is_text_list(concept):
+            return self._text(concept, tokenizer, "text", "concept")  # type: ignore[arg-type]
+        if isinstance(concept, str) and concept in self.concepts:
+            return self.concepts.concept(concept, tokenizer=tokenizer)
+        if isinstance(concept, (str, os.PathLike)):
+            path = self._path(concept)
+            if path.is_dir() or is_text_path(path):
+                return self.concepts.load(path, tokenizer=tokenizer)
             if isinstance(concept, str) and is_plain_name(concept):
                 return self.concepts.concept(concept)  # raises, listing the library's concepts
             raise self._missing_folder("concept", path)
         return concept
 
     def resolve_random_sets(
-        self, random_sets: int | Sequence[ConceptLike] | None, random_pool: ConceptLike | None
+        self, random_sets: int | Sequence[ConceptLike] | None, random_pool: ConceptLike | None, *,
+        kind: str | None = None, tokenizer: Tokenizer | None = None,
     ) -> tuple[int | list[ConceptLike], ConceptLike | None]:
-        """Explicit sets, or a count with the pool the engine draws them from."""
+        """Explicit sets, or a count with the pool the engine draws them from.
+
+        ``kind`` (the concept's, ``"text"`` or ``"image"``) picks the library's
+        random sets of that kind; None takes whatever random sets it has.
+        """
         if random_sets is None:
             random_sets = self.config.random_sets
         if isinstance(random_sets, bool):
             raise ConfigurationError("random_sets must be a count or a list of sets")
         if isinstance(random_sets, int):
             if random_pool is not None:
-                return random_sets, self._random_data(random_pool)
+                return random_sets, self._random_data(random_pool, tokenizer, "random pool")
             if not self.concepts.configured:
                 raise ConfigurationError(
                     f"random_sets={random_sets} needs random counterparts: configure tcav_concepts "
                     "(with random_* folders or a 'random' pool folder), or pass random_pool=... "
                     "or random_sets=[...]"
                 )
-            sets, pool = self.concepts.random_sets(random_sets)
+            sets, pool = self.concepts.random_sets(random_sets, kind=kind, tokenizer=tokenizer)
             if pool is not None:
                 return random_sets, pool
             return list(sets), None
@@ -281,7 +334,7 @@ class TCAVSession:
                 "random_sets must be a count or a list of sets; for one pool to draw sets from, "
                 "pass random_pool=..."
             )
-        return [self._random_data(value) for value in random_sets], None
+        return [self._random_data(value, tokenizer) for value in random_sets], None
 
     def _repetitions(self, random_sets: int | Sequence[ConceptLike] | None, random_pool: ConceptLike | None) -> int:
         """A relative test's N: a count, never sets, since its null comes from relabelings."""
@@ -294,28 +347,34 @@ class TCAVSession:
             )
         return self.config.random_sets if random_sets is None else random_sets
 
-    def _random_data(self, value: ConceptLike) -> ConceptLike:
+    def _random_data(self, value: ConceptLike, tokenizer: Tokenizer | None = None,
+                     role: str = "random") -> ConceptLike:
+        if is_text_list(value):
+            return self._text(value, tokenizer, role, role)  # type: ignore[arg-type]
         if isinstance(value, str) and value in self.concepts:
-            return self.concepts.random_set(value)
+            return self.concepts.random_set(value, tokenizer=tokenizer)
         if isinstance(value, (str, os.PathLike)):
             path = self._path(value)
-            if not path.is_dir():
+            if not (path.is_dir() or is_text_path(path)):
                 raise self._missing_folder("random", path)
-            return self.concepts.load(path)
+            return self.concepts.load(path, tokenizer=tokenizer)
         return value
 
-    def resolve_inputs(self, inputs: ConceptLike | None, target: TargetLike) -> ConceptLike:
-        """Given inputs, a named input set, or (when left out) the target's input folder."""
+    def resolve_inputs(self, inputs: ConceptLike | None, target: TargetLike, *,
+                       tokenizer: Tokenizer | None = None) -> ConceptLike:
+        """Given inputs, a named input set, or (when left out) the target's input folder or ``.txt`` file."""
         if inputs is None:
             if callable(target) and not isinstance(target, (int, str)):
                 raise ConfigurationError("inputs=... is needed when the target is a callable")
-            return self.inputs.for_target(target)
+            return self.inputs.for_target(target, tokenizer=tokenizer)
+        if is_text_list(inputs):
+            return self._text(inputs, tokenizer, "inputs", "input")  # type: ignore[arg-type]
         if isinstance(inputs, str) and inputs in self.inputs:
-            return self.inputs.named(inputs)
+            return self.inputs.named(inputs, tokenizer=tokenizer)
         if isinstance(inputs, (str, os.PathLike)):
             path = self._path(inputs)
-            if path.is_dir():
-                return self.inputs.load(path)
+            if path.is_dir() or is_text_path(path):
+                return self.inputs.load(path, tokenizer=tokenizer)
             if isinstance(inputs, str) and is_plain_name(inputs):
                 return self.inputs.named(inputs)  # raises, listing the input sets
             raise self._missing_folder("input", path)
