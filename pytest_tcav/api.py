@@ -10,8 +10,8 @@ a failure shows the user's line on top.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_tcav.checks.significance import Require, check_concept
 from pytest_tcav.checks.stability import DEFAULT_TOLERANCE, StabilityResult, check_stable
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pytest_tcav.engine.examples import ConceptLike
+    from pytest_tcav.engine.outputs import Output
     from pytest_tcav.engine.results import TCAVResult
     from pytest_tcav.session.session import TargetLike
 
@@ -44,6 +45,10 @@ def assert_concept_significant(
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
 
@@ -51,13 +56,18 @@ def assert_concept_significant(
     (``require="any"``: on at least one), with its TCAV score inside
     ``score=(low, high)`` on those layers when a range is given.  Returns the
     :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
-    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``...).
+    ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``,
+    ``tcav_layer_point``, ``tcav_pooling``...).  ``forward_kwargs`` are fixed
+    keyword arguments of every call of the model; ``output`` (a key or a
+    callable) picks the tensor a class-index target reads from a structured
+    output (docs/models-and-inputs.md).
     """
     __tracebackhide__ = True
     return check_concept(
         current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
         n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
 
 
@@ -78,6 +88,10 @@ def assert_concept_insignificant(
     batch_size: int | None = None,
     require: Require = "all",
     score: tuple[float, float] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
@@ -91,6 +105,7 @@ def assert_concept_insignificant(
         current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
         n_steps=n_steps, seed=seed, batch_size=batch_size, require=require, score=score,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
 
 
@@ -113,6 +128,10 @@ def assert_concept_stable(
     seed: int | None = None,
     batch_size: int | None = None,
     baseline_dir: str | os.PathLike[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> StabilityResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
 
@@ -131,4 +150,12 @@ def assert_concept_stable(
         tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
         inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
         method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
+
+
+def _model_knobs(forward_kwargs: Mapping[str, Any] | None, output: Output, layer_point: str | None,
+                 pooling: str | None) -> dict[str, Any]:
+    """How the model is called and read, passed on only when set (the configuration fills in the rest)."""
+    knobs = {"forward_kwargs": forward_kwargs, "output": output, "layer_point": layer_point, "pooling": pooling}
+    return {k: v for k, v in knobs.items() if v is not None}
