@@ -53,7 +53,8 @@ def as_examples(value: Any, label: str) -> Examples:
     """Check a tensor, tuple/list or mapping of tensors and bring it to the CPU as a structure.
 
     Every part must be a tensor with the examples along its first dimension,
-    all of one length; the error names the part that differs.
+    all of one length; the error names the part that differs.  A tuple of one
+    tensor is that tensor (``model(*(x,))`` is ``model(x)``).
     """
     if isinstance(value, torch.Tensor):
         structure: Examples = value.detach().cpu()
@@ -65,6 +66,8 @@ def as_examples(value: Any, label: str) -> Examples:
         if not value:
             raise ConceptDataError(f"{label}: the tuple of inputs is empty")
         structure = tuple(_part(label, f"[{k}]", v) for k, v in enumerate(value))
+        if len(structure) == 1:  # model(*(x,)) is model(x): one set, one fingerprint (TensorDataset(x) items)
+            structure = structure[0]
     else:
         raise ConceptDataError(f"{label}: examples must be a tensor, a tuple of tensors or a mapping of "
                                f"names to tensors, got {type(value).__name__}")

@@ -147,13 +147,13 @@ def _check_layouts(concept: Concept, others: list[Concept], pooling: str) -> Non
                 shape, expected = shape[1:], expected[1:]  # positions may differ
             if shape != expected or mine.dim() != theirs.dim():
                 raise ConceptDataError(
-                    f"part {name} of {s.name!r} has shape {tuple(mine.shape[1:])} but the concept "
-                    f"{concept.name!r}'s has {tuple(theirs.shape[1:])}; every set must match the model's "
+                    f"part {name} of {s.name!r} has shape {tuple(mine.shape[1:])} but in concept "
+                    f"{concept.name!r} it has {tuple(theirs.shape[1:])}; every set must match the model's "
                     "input" + _length_hint(mine, theirs, pooling)
                 )
             if mine.dtype != theirs.dtype:
                 raise ConceptDataError(
-                    f"part {name} of {s.name!r} is {mine.dtype} but the concept {concept.name!r}'s is "
+                    f"part {name} of {s.name!r} is {mine.dtype} but in concept {concept.name!r} it is "
                     f"{theirs.dtype}; convert all sets to the dtype the model takes"
                 )
 
