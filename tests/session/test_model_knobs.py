@@ -68,3 +68,14 @@ concepts:
     with pytest.raises(YamlSpecError, match="forward_kwargs must be a mapping"):
         parse(text.replace("forward_kwargs: {return_dict: true, scale: 2}", "forward_kwargs: [1]"),
               Path("tcav_x.yaml"))
+
+
+def test_the_configurations_choices_are_the_engines():
+    from typing import get_args
+
+    from pytest_tcav import config
+    from pytest_tcav.engine import pooling
+    from pytest_tcav.engine.layers import LayerPoint
+
+    assert config.POOLINGS == pooling.POOLINGS
+    assert config.LAYER_POINTS == get_args(LayerPoint)
