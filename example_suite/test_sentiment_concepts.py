@@ -19,10 +19,8 @@ CAV see each sentence's mean over its real tokens, so padding and sentence
 length do not become the concept.
 """
 
-import inspect
 
 import pytest
-import torch
 
 from pytest_tcav import assert_concept_insignificant, assert_concept_significant
 
@@ -30,24 +28,6 @@ from pytest_tcav import assert_concept_insignificant, assert_concept_significant
 # reviewed things (on bert.encoder.layer.3 the reviewed things also come out
 # significant for "positive": an early layer mixes words with their context).
 LAYERS = ["bert.encoder.layer.4", "bert.encoder.layer.5"]
-
-
-def _engine_takes_tokenized_text() -> bool:
-    """Mapping inputs (model(**batch)) and pooling= are what these tests need from the engine."""
-    from pytest_tcav.engine.examples import as_concept
-    from pytest_tcav.errors import ConceptDataError
-
-    try:
-        as_concept({"input_ids": torch.zeros(2, 3, dtype=torch.long)}, name="probe")
-    except ConceptDataError:
-        return False
-    return "pooling" in inspect.signature(assert_concept_significant).parameters
-
-
-pytestmark = pytest.mark.skipif(
-    not _engine_takes_tokenized_text(),
-    reason="needs mapping inputs and pooling= in the engine (the 'inputs' branch); remove after merging it",
-)
 
 
 @pytest.mark.parametrize(

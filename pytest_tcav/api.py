@@ -10,8 +10,8 @@ a failure shows the user's line on top.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from pytest_tcav.checks.significance import Require, check_concept
 from pytest_tcav.checks.stability import DEFAULT_TOLERANCE, StabilityResult, check_stable
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from pytest_tcav.engine.examples import ConceptLike
+    from pytest_tcav.engine.outputs import Output
     from pytest_tcav.engine.results import TCAVResult
     from pytest_tcav.engine.text import Tokenizer
     from pytest_tcav.session.session import TargetLike
@@ -47,6 +48,10 @@ def assert_concept_significant(
     require: Require = "all",
     score: tuple[float, float] | None = None,
     against: ConceptLike | Sequence[ConceptLike] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
 
@@ -58,7 +63,10 @@ def assert_concept_significant(
     ``random_sets`` then counting its repetitions (docs/statistics.md).  Returns the
     :class:`~pytest_tcav.TCAVResult` so a test can check more.  Knobs left as
     ``None`` take the run's configuration (``tcav_alpha``, ``tcav_random_sets``,
-    ``tcav_tokenizer`` for ``tokenizer``...).
+    ``tcav_layer_point``, ``tcav_pooling``, ``tcav_tokenizer`` for ``tokenizer``...).  ``forward_kwargs`` are fixed
+    keyword arguments of every call of the model; ``output`` (a key or a
+    callable) picks the tensor a class-index target reads from a structured
+    output (docs/models-and-inputs.md).
     """
     __tracebackhide__ = True
     return check_concept(
@@ -66,6 +74,7 @@ def assert_concept_significant(
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
         n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
         against=against,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
 
 
@@ -88,6 +97,10 @@ def assert_concept_insignificant(
     require: Require = "all",
     score: tuple[float, float] | None = None,
     against: ConceptLike | Sequence[ConceptLike] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
@@ -104,6 +117,7 @@ def assert_concept_insignificant(
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
         n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
         against=against,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
 
 
@@ -127,6 +141,10 @@ def assert_concept_stable(
     batch_size: int | None = None,
     tokenizer: Tokenizer | None = None,
     baseline_dir: str | os.PathLike[str] | None = None,
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
+    layer_point: str | None = None,
+    pooling: str | None = None,
 ) -> StabilityResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
 
@@ -145,4 +163,12 @@ def assert_concept_stable(
         tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
         inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
         method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer,
+        **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
+
+
+def _model_knobs(forward_kwargs: Mapping[str, Any] | None, output: Output, layer_point: str | None,
+                 pooling: str | None) -> dict[str, Any]:
+    """How the model is called and read, passed on only when set (the configuration fills in the rest)."""
+    knobs = {"forward_kwargs": forward_kwargs, "output": output, "layer_point": layer_point, "pooling": pooling}
+    return {k: v for k, v in knobs.items() if v is not None}

@@ -62,6 +62,8 @@ CORRECTIONS = ("holm", "bonferroni", "none")
 CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.storage.disk.MODES
 BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.engine.examples.BAD_IMAGE_POLICIES
 REQUIRE_CALIBRATION = ("off", "warn", "fail")  # pytest_tcav.checks.calibration.REQUIRE_MODES
+LAYER_POINTS = ("output", "input")  # pytest_tcav.engine.layers.LayerPoint
+POOLINGS = ("flatten", "mean", "first", "last")  # pytest_tcav.engine.pooling.POOLINGS
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
 _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -136,6 +138,11 @@ OPTIONS: tuple[Option, ...] = (
            "METHOD", cli_help="gradient or integrated_gradients"),
     Option("tcav_n_steps", "integration steps for method integrated_gradients (default: 5)", "N",
            cli_help="integrated-gradients steps"),
+    Option("tcav_layer_point", "what a layer name studies: the layer's output or its input (the first "
+           "argument of its forward) (default: output)", "output|input", cli_help="output or input"),
+    Option("tcav_pooling", "what a CAV sees of a layer with a sequence axis (batch, tokens, features): flatten "
+           "(every position a feature), mean (over real positions, by the attention_mask), first or last "
+           "(the last real position) (default: flatten)", "NAME", cli_help="flatten, mean, first or last"),
     Option("tcav_correction", "multiple-layer correction: holm, bonferroni or none (default: holm)",
            "NAME", cli_help="holm, bonferroni or none"),
     Option("tcav_cache_dir", "disk cache folder for activations, gradients and CAVs (default: "
@@ -175,6 +182,10 @@ class TCAVConfig:
     batch_size: int = 64
     method: str = "gradient"
     n_steps: int = 5
+    #: ``tcav_layer_point``: a layer's "output" or its "input".
+    layer_point: str = "output"
+    #: ``tcav_pooling``: what a CAV sees of a token layer (engine/pooling.py).
+    pooling: str = "flatten"
     correction: str = "holm"
     #: None: no disk cache (outside pytest); a pytest run defaults to ``.pytest_cache/d/tcav``.
     cache_dir: Path | None = None
@@ -336,6 +347,10 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["method"] = _choice(item[0], item[1], METHODS)
     if (item := get("tcav_n_steps")) is not None:
         values["n_steps"] = _int(item[0], item[1], 1)
+    if (item := get("tcav_layer_point")) is not None:
+        values["layer_point"] = _choice(item[0], item[1], LAYER_POINTS)
+    if (item := get("tcav_pooling")) is not None:
+        values["pooling"] = _choice(item[0], item[1], POOLINGS)
     if (item := get("tcav_correction")) is not None:
         values["correction"] = _choice(item[0], item[1], CORRECTIONS)
     if (item := get("tcav_cache_dir")) is not None:

@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import yaml
 
 from pytest_tcav.checks.baseline_names import baseline_path
-from pytest_tcav.config import METHODS, import_callable
+from pytest_tcav.config import LAYER_POINTS, METHODS, POOLINGS, import_callable
 from pytest_tcav.errors import BaselineError, YamlSpecError, shown_path
 
 _LOADER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -43,6 +43,10 @@ TOP_KEYS: dict[str, str] = {
     "method": "gradient or integrated_gradients",
     "n_steps": "integration steps of integrated_gradients",
     "batch_size": "examples per forward/backward pass",
+    "layer_point": "output or input: what a layer name studies (default: tcav_layer_point)",
+    "pooling": "flatten, mean, first or last: what a CAV sees of a token layer (default: tcav_pooling)",
+    "forward_kwargs": "a mapping of fixed keyword arguments passed to every call of the model",
+    "output": "the key, field or index of a structured model output that a class index reads",
     "require": "all or any: the layers an expectation must hold on (default: all)",
     "description": "free text for the reader",
 }
@@ -353,6 +357,23 @@ def parse(text: str, path: Path) -> FileSpec:
             knobs["n_steps"] = r.integer(keys["n_steps"][1], "n_steps", 1)
         if "batch_size" in keys:
             knobs["batch_size"] = r.integer(keys["batch_size"][1], "batch_size", 1)
+        if "layer_point" in keys:
+            knobs["layer_point"] = r.choice(keys["layer_point"][1], "layer_point", LAYER_POINTS)
+        if "pooling" in keys:
+            knobs["pooling"] = r.choice(keys["pooling"][1], "pooling", POOLINGS)
+        if "forward_kwargs" in keys:
+            node = keys["forward_kwargs"][1]
+            if not isinstance(node, yaml.MappingNode):
+                r.fail(node, f"forward_kwargs must be a mapping of keyword arguments, got {r.kind(node)}")
+            r.mapping(node, "forward_kwargs", {k: "" for k in (r.value(k) for k, _ in node.value)
+                                               if isinstance(k, str)})
+            knobs["forward_kwargs"] = dict(r.value(node))
+        if "output" in keys:
+            node = keys["output"][1]
+            value = r.value(node) if isinstance(node, yaml.ScalarNode) else None
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+                r.fail(node, f"output must be a key, field name or index of the model's output, got {r.kind(node)}")
+            knobs["output"] = value
         random_sets: int | tuple[str, ...] | None = None
         if "random_sets" in keys:
             node = keys["random_sets"][1]

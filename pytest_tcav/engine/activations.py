@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
+from pytest_tcav.engine import structure
 from pytest_tcav.engine.layers import LayerPoint, StopForward, capture, check_all_reached
-from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TargetError, TCAVError
+from pytest_tcav.engine.outputs import Output, Target, target_values
+from pytest_tcav.engine.pooling import pool, pool_gradient
+from pytest_tcav.engine.structure import Examples
+from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TCAVError
 
-Target = int | Callable[[torch.Tensor], torch.Tensor]
+__all__ = ["METHODS", "Method", "Target", "concept_activations", "eval_mode", "gauss_legendre", "model_device",
+           "target_gradients", "target_values"]
+
 Method = Literal["gradient", "integrated_gradients"]
 METHODS = ("gradient", "integrated_gradients")
 
@@ -47,11 +53,8 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
 
 
-def _batches(examples: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
-    if batch_size < 1:
-        raise ConfigurationError(f"batch_size must be positive, got {batch_size}")
-    for start in range(0, examples.shape[0], batch_size):
-        yield examples[start : start + batch_size]
+def _batches(examples: Examples, batch_size: int) -> Iterator[Examples]:
+    return structure.batches(examples, batch_size)
 
 
 def _check_finite(what: str, layer: str, tensor: torch.Tensor) -> None:
@@ -74,7 +77,7 @@ def _check_batched(layer: str, value: torch.Tensor, n: int) -> None:
             "TCAV needs activations whose first dimension is the batch. Either the examples are not "
             "batched (a set must be a tensor of shape (examples, *input shape); the model read a batch "
             "of them as one unbatched example), or the layer puts the batch elsewhere (e.g. a "
-            "sequence-first RNN): pick another layer"
+            "sequence-first RNN, nn.MultiheadAttention without batch_first=True): pick another layer"
         )
 
 
@@ -86,8 +89,9 @@ CHANNELS_LAST_ON_CPU = True
 _CHANNELS_LAST_FAILS: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
-def _channels_last_helps(model: nn.Module, examples: torch.Tensor, device: torch.device) -> bool:
-    return (CHANNELS_LAST_ON_CPU and device.type == "cpu" and examples.dim() == 4
+def _channels_last_helps(model: nn.Module, examples: Examples, device: torch.device) -> bool:
+    return (CHANNELS_LAST_ON_CPU and device.type == "cpu" and isinstance(examples, torch.Tensor)
+            and examples.dim() == 4
             and examples.is_floating_point() and model not in _CHANNELS_LAST_FAILS
             and any(isinstance(m, nn.Conv2d) for m in model.modules()))
 
@@ -97,11 +101,11 @@ def _as_channels_last(batch: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_to_layers(model: nn.Module, modules: dict[str, nn.Module], point: LayerPoint,
-                       batch: torch.Tensor) -> dict[str, torch.Tensor]:
+                       batch: Examples, forward_kwargs: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """One no-grad forward that stops once every layer was recorded; returns what was recorded."""
     with capture(modules, point, stop_when_done=True) as seen:
         try:
-            model(batch)
+            structure.call(model, batch, forward_kwargs)
         except StopForward:
             pass
     return seen
@@ -110,17 +114,24 @@ def _forward_to_layers(model: nn.Module, modules: dict[str, nn.Module], point: L
 def concept_activations(
     model: nn.Module,
     modules: dict[str, nn.Module],
-    examples: torch.Tensor,
+    examples: Examples,
     *,
     point: LayerPoint = "output",
     batch_size: int = 64,
     device: torch.device | None = None,
+    pooling: str = "flatten",
+    forward_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Flattened activations (examples x features, float32, CPU) at every layer, one pass per batch."""
+    """Activations as CAVs see them (examples x features, float32, CPU) at every layer, one pass per batch.
+
+    ``pooling`` (:mod:`.pooling`) reduces a ``(batch, positions, features)``
+    activation to one row per example; ``"flatten"`` keeps every value.
+    """
     device = device or model_device(model)
+    settings = (point, batch_size, device, pooling, forward_kwargs)
     if _channels_last_helps(model, examples, device):
         try:
-            return _activations_of_batches(model, modules, examples, point, batch_size, device, True)
+            return _activations_of_batches(model, modules, examples, *settings, True)
         except TCAVError:
             raise  # bad input or a bad layer: the user's error, whatever the memory layout
         except Exception:
@@ -128,52 +139,32 @@ def concept_activations(
             # bad.  The plain path tells which: if it fails too, its error is the user's; if it
             # works, this model takes the plain path from now on, so its values never depend on
             # which checks ran before.
-            result = _activations_of_batches(model, modules, examples, point, batch_size, device, False)
+            result = _activations_of_batches(model, modules, examples, *settings, False)
             _CHANNELS_LAST_FAILS[model] = True
             return result
-    return _activations_of_batches(model, modules, examples, point, batch_size, device, False)
+    return _activations_of_batches(model, modules, examples, *settings, False)
 
 
-def _activations_of_batches(model, modules, examples, point, batch_size, device, channels_last):
+def _activations_of_batches(model, modules, examples, point, batch_size, device, pooling, forward_kwargs,
+                            channels_last):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     with eval_mode(model), torch.no_grad():
         for batch in _batches(examples, batch_size):
-            moved = batch.to(device)
-            seen = _forward_to_layers(model, modules, point, _as_channels_last(moved) if channels_last else moved)
+            n = structure.length(batch)
+            moved = structure.to(batch, device)
+            if channels_last:
+                assert isinstance(moved, torch.Tensor)
+                moved = _as_channels_last(moved)
+            seen = _forward_to_layers(model, modules, point, moved, forward_kwargs)
             check_all_reached(modules, seen)
+            mask = structure.attention_mask(batch)
             for name in modules:
-                _check_batched(name, seen[name], batch.shape[0])
-                parts[name].append(seen[name].detach().reshape(batch.shape[0], -1).float().cpu())
+                _check_batched(name, seen[name], n)
+                parts[name].append(pool(name, seen[name].detach(), pooling, mask).cpu())
     result = {name: torch.cat(chunks) for name, chunks in parts.items()}
     for name, acts in result.items():
         _check_finite("activations", name, acts)
     return result
-
-
-def target_values(output: torch.Tensor, target: Target) -> torch.Tensor:
-    """One scalar per example: the target logit, or what the target callable returns."""
-    if callable(target):
-        values = target(output)
-        if not isinstance(values, torch.Tensor) or values.shape != (output.shape[0],):
-            shape = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
-            raise TargetError(
-                f"the target callable must return one scalar per example, shape ({output.shape[0]},); "
-                f"it returned {shape}"
-            )
-        return values
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
-        raise TargetError(f"target must be a class index or a callable, got {target!r}")
-    if output.dim() != 2:
-        raise TargetError(
-            f"a class-index target needs a model output of shape (batch, classes); got "
-            f"{tuple(output.shape)}: pass a callable target instead"
-        )
-    if not 0 <= int(target) < output.shape[1]:
-        raise TargetError(
-            f"target {int(target)} is out of range for a model with {output.shape[1]} outputs "
-            f"(valid: 0..{output.shape[1] - 1})"
-        )
-    return output[:, int(target)]
 
 
 def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -184,19 +175,14 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
     return 0.5 * (nodes + 1.0), 0.5 * weights
 
 
-def _forward_output(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
-    output = model(batch)
-    if not isinstance(output, torch.Tensor):
-        raise TargetError(
-            f"the model returned {type(output).__name__}; wrap it so forward() returns a tensor"
-        )
-    return output
+def _forward_output(model: nn.Module, batch: Examples, forward_kwargs: Mapping[str, Any] | None) -> Any:
+    return structure.call(model, batch, forward_kwargs)
 
 
 def target_gradients(
     model: nn.Module,
     modules: dict[str, nn.Module],
-    inputs: torch.Tensor,
+    inputs: Examples,
     target: Target,
     *,
     method: Method = "gradient",
@@ -204,24 +190,43 @@ def target_gradients(
     point: LayerPoint = "output",
     batch_size: int = 64,
     device: torch.device | None = None,
+    pooling: str = "flatten",
+    forward_kwargs: Mapping[str, Any] | None = None,
+    output: Output = None,
 ) -> dict[str, torch.Tensor]:
-    """Gradient of the target with respect to each layer's activation (inputs x features)."""
+    """Gradient of the target with respect to each layer's activation as the CAV sees it (inputs x features).
+
+    With a ``pooling`` other than ``"flatten"`` this is the gradient with
+    respect to the pooled representation (:func:`.pooling.pool_gradient`).
+    """
     if method not in METHODS:
         raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
     device = device or model_device(model)
+    run = _Run(point, batch_size, device, pooling, forward_kwargs, target, output)
     with eval_mode(model):
         if method == "gradient":
-            grads = _plain_gradients(model, modules, inputs, target, point, batch_size, device)
+            grads = _plain_gradients(model, modules, inputs, run)
         else:
             grads = {
-                name: _integrated_gradients(
-                    model, name, module, inputs, target, n_steps, point, batch_size, device
-                )
+                name: _integrated_gradients(model, name, module, inputs, n_steps, run)
                 for name, module in modules.items()
             }
     for name, g in grads.items():
         _check_finite("target gradients", name, g)
     return grads
+
+
+class _Run:
+    """The settings of one gradient computation, passed down as one value."""
+
+    def __init__(self, point: LayerPoint, batch_size: int, device: torch.device, pooling: str,
+                 forward_kwargs: Mapping[str, Any] | None, target: Target, output: Output) -> None:
+        self.point, self.batch_size, self.device, self.pooling = point, batch_size, device, pooling
+        self.forward_kwargs, self.target, self.output = forward_kwargs, target, output
+
+    def values(self, model: nn.Module, batch: Examples) -> torch.Tensor:
+        raw = _forward_output(model, batch, self.forward_kwargs)
+        return target_values(raw, self.target, self.output, structure.length(batch))
 
 
 def _differentiable(_name: str, value: torch.Tensor) -> torch.Tensor | None:
@@ -239,21 +244,24 @@ def _differentiable(_name: str, value: torch.Tensor) -> torch.Tensor | None:
     return value.detach().requires_grad_(True).clone()
 
 
-def _plain_gradients(model, modules, inputs, target, point, batch_size, device):
+def _leaf(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().requires_grad_(True) if t.is_floating_point() else t
+
+
+def _plain_gradients(model, modules, inputs, run: _Run):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     names = list(modules)
-    for batch in _batches(inputs, batch_size):
-        x = batch.to(device)
-        if x.is_floating_point():
-            x = x.detach().requires_grad_(True)  # the graph exists even if no parameter needs grad
+    for batch in _batches(inputs, run.batch_size):
+        n = structure.length(batch)
+        # the graph exists even if no parameter needs grad
+        x = structure.map_parts(structure.to(batch, run.device), _leaf)
 
-        def prepare(name: str, value: torch.Tensor, n: int = x.shape[0]) -> torch.Tensor | None:
+        def prepare(name: str, value: torch.Tensor, n: int = n) -> torch.Tensor | None:
             _check_batched(name, value, n)  # in the hook: before the model's own code trips over it
             return _differentiable(name, value)
 
-        with torch.enable_grad(), capture(modules, point, replace=prepare) as seen:
-            output = _forward_output(model, x)
-            values = target_values(output, target)
+        with torch.enable_grad(), capture(modules, run.point, replace=prepare) as seen:
+            values = run.values(model, x)
         check_all_reached(modules, seen)
         acts = [seen[name] for name in names]
         for name, act in zip(names, acts):
@@ -263,14 +271,22 @@ def _plain_gradients(model, modules, inputs, target, point, batch_size, device):
                     "with a floating-point output (e.g. the embedding rather than the token ids)"
                 )
         grads = torch.autograd.grad(values.sum(), acts, allow_unused=True)
+        mask = structure.attention_mask(batch)
         for name, act, grad in zip(names, acts, grads):
             if grad is None:
                 grad = torch.zeros_like(act)
-            parts[name].append(grad.detach().reshape(batch.shape[0], -1).float().cpu())
+            parts[name].append(pool_gradient(name, grad.detach(), run.pooling, mask).cpu())
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
 
-def _integrated_gradients(model, name, module, inputs, target, n_steps, point, batch_size, device):
+def _zero_input(x: Examples) -> Examples:
+    """The integrated gradients' baseline input: every part zero, except the attention mask (same positions)."""
+    if isinstance(x, dict):
+        return {k: v if k == structure.MASK_KEY else torch.zeros_like(v) for k, v in x.items()}
+    return structure.map_parts(x, torch.zeros_like)
+
+
+def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
     """Layer integrated gradients without multiplying by the activation difference.
 
     The baseline activation is the layer's activation on an all-zero input, and
@@ -287,37 +303,45 @@ def _integrated_gradients(model, name, module, inputs, target, n_steps, point, b
     # would then disagree for no reason a user could act on.
     baselines: dict[int, torch.Tensor] = {}
 
-    def layer_activation(x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad(), capture(modules, point, stop_when_done=True) as seen:
+    def layer_activation(x: Examples) -> torch.Tensor:
+        with torch.no_grad(), capture(modules, run.point, stop_when_done=True) as seen:
             try:
-                model(x)
+                structure.call(model, x, run.forward_kwargs)
             except StopForward:
                 pass
         check_all_reached(modules, seen)
-        _check_batched(name, seen[name], x.shape[0])
+        _check_batched(name, seen[name], structure.length(x))
         return seen[name].detach()
 
-    rows_per_batch = max(1, batch_size // n_steps)
+    rows_per_batch = max(1, run.batch_size // n_steps)
     parts: list[torch.Tensor] = []
     for batch in _batches(inputs, rows_per_batch):
-        x = batch.to(device)
-        if x.shape[0] not in baselines:
-            baselines[x.shape[0]] = layer_activation(torch.zeros_like(x))
-        baseline = baselines[x.shape[0]]
+        x = structure.to(batch, run.device)
+        n = structure.length(x)
+        if n not in baselines:
+            baselines[n] = layer_activation(_zero_input(x))
+        baseline = baselines[n]
         act = layer_activation(x)
         steps = torch.cat([baseline + float(a) * (act - baseline) for a in alphas]).requires_grad_(True)
-        expanded = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
+        if isinstance(x, torch.Tensor):
+            expanded: Examples = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
+        else:
+            expanded = structure.concat([x] * n_steps)
 
         def substitute(_name: str, _value: torch.Tensor, steps: torch.Tensor = steps) -> torch.Tensor:
             return steps
 
-        with torch.enable_grad(), capture(modules, point, replace=substitute):
-            output = _forward_output(model, expanded)
-            values = target_values(output, target)
+        with torch.enable_grad(), capture(modules, run.point, replace=substitute):
+            values = run.values(model, expanded)
         (grad,) = torch.autograd.grad(values.sum(), [steps], allow_unused=True)
         if grad is None:
             grad = torch.zeros_like(steps)
-        grad = grad.reshape(n_steps, x.shape[0], -1)
-        w = torch.as_tensor(weights, dtype=grad.dtype, device=grad.device).view(n_steps, 1, 1)
-        parts.append((grad * w).sum(0).float().cpu())
+        if run.pooling == "flatten" or act.dim() <= 2:
+            grad = grad.reshape(n_steps, n, -1)
+            w = torch.as_tensor(weights, dtype=grad.dtype, device=grad.device).view(n_steps, 1, 1)
+            parts.append((grad * w).sum(0).float().cpu())
+            continue
+        grad = grad.reshape(n_steps, *act.shape)
+        w = torch.as_tensor(weights, dtype=grad.dtype, device=grad.device).view(n_steps, *([1] * act.dim()))
+        parts.append(pool_gradient(name, (grad * w).sum(0), run.pooling, structure.attention_mask(batch)).cpu())
     return torch.cat(parts)

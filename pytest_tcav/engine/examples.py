@@ -1,6 +1,7 @@
 """Example sets: concepts, random counterparts and inputs, as tensors with a fingerprint.
 
-Everything the engine consumes is first turned into one CPU tensor of examples.
+Everything the engine consumes is first turned into CPU tensors of examples: one
+tensor, a tuple of tensors or a mapping of them (:mod:`.structure`).
 Concept sets are small (tens to hundreds of examples), so holding them is cheap,
 and a tensor can be fingerprinted by content: the fingerprint, not the name,
 identifies a set in caches and seeds, so renaming a folder changes nothing and
@@ -13,7 +14,7 @@ import functools
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pytest_tcav.engine import fingerprints
+from pytest_tcav.engine import structure
+from pytest_tcav.engine.structure import Examples
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -35,36 +37,43 @@ Transform = Callable[[Any], torch.Tensor]
 class Concept:
     """A named set of examples (a concept, a random counterpart or a set of inputs).
 
-    ``examples`` is a tensor whose first dimension indexes examples.  The name is
-    for people; identity is the content :attr:`fingerprint`.  The hashes are
-    computed on first use and kept on the object, since the same sets are
-    keyed and checked by test after test.
+    ``examples`` is a tensor whose first dimension indexes examples, or a tuple
+    (``model(*parts)``) or mapping (``model(**batch)``) of such tensors, all of
+    one length.  The name is for people; identity is the content
+    :attr:`fingerprint`.  The hashes are computed on first use and kept on the
+    object, since the same sets are keyed and checked by test after test.
     """
 
     name: str
-    examples: torch.Tensor
+    examples: Examples
     source: str = ""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.examples, torch.Tensor):
-            raise ConceptDataError(f"concept {self.name!r}: examples must be a tensor")
-        if self.examples.dim() < 1 or self.examples.shape[0] == 0:
-            raise ConceptDataError(f"concept {self.name!r} has no examples ({self.source or 'tensor'})")
+        if isinstance(self.examples, torch.Tensor):
+            if self.examples.dim() < 1 or self.examples.shape[0] == 0:
+                raise ConceptDataError(f"concept {self.name!r} has no examples ({self.source or 'tensor'})")
+            return  # kept as given: a plain tensor is what it always was
+        if not isinstance(self.examples, (tuple, list, Mapping)):
+            raise ConceptDataError(f"concept {self.name!r}: examples must be a tensor, a tuple of tensors "
+                                   f"or a mapping of names to tensors, got {type(self.examples).__name__}")
+        object.__setattr__(self, "examples", structure.as_examples(self.examples, f"concept {self.name!r}"))
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        return fingerprints.fingerprint_tensor(self.examples)
+        return structure.fingerprint(self.examples)
 
     @functools.cached_property
     def example_digests(self) -> frozenset[bytes]:
         """One content hash per distinct example, to find the examples two sets share."""
-        return fingerprints.example_digests(self.examples)
+        return structure.example_digests(self.examples)
 
     def __len__(self) -> int:
-        return int(self.examples.shape[0])
+        return structure.length(self.examples)
 
     def __repr__(self) -> str:
-        return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
+        if isinstance(self.examples, torch.Tensor):
+            return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
+        return f"Concept({self.name!r}, n={len(self)}, {structure.describe(self.examples)})"
 
 
 def default_image_transform(image: Any) -> torch.Tensor:
@@ -195,20 +204,24 @@ def load_image_folder(
     return Concept(label, torch.stack(tensors), source=str(path))
 
 
-ConceptLike = Concept | torch.Tensor | str | os.PathLike | Dataset | DataLoader | Sequence[torch.Tensor]
+ConceptLike = (Concept | torch.Tensor | str | os.PathLike | Dataset | DataLoader | Sequence[torch.Tensor]
+               | Mapping[str, torch.Tensor])
 
 
-def _from_iterable_batches(batches: Iterable[Any], label: str) -> torch.Tensor:
-    parts: list[torch.Tensor] = []
+def _from_iterable_batches(batches: Iterable[Any], label: str) -> Examples:
+    chunks: list[Examples] = []
     for batch in batches:
-        if isinstance(batch, (tuple, list)) and batch and isinstance(batch[0], torch.Tensor):
-            batch = batch[0]  # (examples, labels) pairs: keep the examples
-        if not isinstance(batch, torch.Tensor):
-            raise ConceptDataError(f"{label}: batches must be tensors, got {type(batch).__name__}")
-        parts.append(batch)
-    if not parts:
+        if not isinstance(batch, (torch.Tensor, tuple, list, Mapping)):
+            raise ConceptDataError(f"{label}: batches must be tensors, tuples or mappings of tensors, "
+                                   f"got {type(batch).__name__}")
+        chunk = structure.as_examples(batch, label)
+        if chunks and structure.layout(chunk) != structure.layout(chunks[0]):
+            raise ConceptDataError(f"{label}: the data loader's batches change structure "
+                                   f"({structure.describe(chunks[0])}, then {structure.describe(chunk)})")
+        chunks.append(chunk)
+    if not chunks:
         raise ConceptDataError(f"{label}: the data loader yielded no examples")
-    return torch.cat(parts)
+    return structure.concat(chunks)
 
 
 def as_concept(
@@ -218,9 +231,15 @@ def as_concept(
     transform: Transform | None = None,
     role: str = "concept",
 ) -> Concept:
-    """Turn a tensor, folder, Dataset, DataLoader or list of tensors into a :class:`Concept`.
+    """Turn a tensor, a tuple or mapping of tensors, a folder, a Dataset or a DataLoader into a :class:`Concept`.
 
-    ``role`` ("concept", "input", "random") names a folder in error messages.
+    The rule for structures: a tensor is ``model(x)``; a tuple or list of
+    tensors is ``model(*parts)``; a mapping (a tokenizer's ``BatchEncoding``)
+    is ``model(**batch)``.  A Dataset's items and a DataLoader's batches
+    follow the same rule, every part included: a ``(x, label)`` item gives
+    the model two arguments, so give a set of inputs alone (e.g.
+    ``TensorDataset(x)``), never one with labels.  ``role`` ("concept",
+    "input", "random") names a folder in error messages.
     """
     if isinstance(value, Concept):
         return value
@@ -231,16 +250,18 @@ def as_concept(
     if isinstance(value, DataLoader):
         return Concept(name or "dataloader", _from_iterable_batches(value, name or "dataloader"))
     if isinstance(value, Dataset):
+        label = name or "dataset"
         items = [value[i] for i in range(len(value))]  # type: ignore[arg-type]
-        items = [it[0] if isinstance(it, (tuple, list)) else it for it in items]
-        if not items or not all(isinstance(it, torch.Tensor) for it in items):
-            raise ConceptDataError(f"{name or 'dataset'}: items must be tensors (or (tensor, label))")
-        return Concept(name or "dataset", torch.stack(items))
-    if isinstance(value, Sequence) and value and all(isinstance(v, torch.Tensor) for v in value):
-        return Concept(name or "tensors", torch.stack([v for v in value if isinstance(v, torch.Tensor)]))
+        if not items:
+            raise ConceptDataError(f"{label}: the dataset is empty")
+        return Concept(label, structure.stack(items, label))
+    if isinstance(value, Mapping):
+        return Concept(name or "mapping", structure.as_examples(value, name or "mapping"))
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return Concept(name or "tensors", structure.as_examples(value, name or "tensors"))
     raise ConceptDataError(
-        f"cannot make a concept from {type(value).__name__}; give a tensor, a folder, a Dataset, "
-        "a DataLoader or a Concept"
+        f"cannot make a concept from {type(value).__name__}; give a tensor, a tuple or mapping of tensors, "
+        "a folder, a Dataset, a DataLoader or a Concept"
     )
 
 
@@ -263,5 +284,5 @@ def sample_random_sets(
     sets = []
     for k in range(n_sets):
         index = torch.randperm(len(pool), generator=gen)[:set_size].sort().values
-        sets.append(Concept(f"{pool.name}[{k}]", pool.examples[index], source=pool.source))
+        sets.append(Concept(f"{pool.name}[{k}]", structure.take(pool.examples, index), source=pool.source))
     return sets

@@ -73,6 +73,27 @@ def example_digests(examples: torch.Tensor) -> frozenset[bytes]:
     return frozenset(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in data)
 
 
+def _row_bytes(tensor: torch.Tensor) -> np.ndarray:
+    rows = tensor.detach().to("cpu").contiguous().reshape(len(tensor), -1)
+    if rows.dtype == torch.bool:
+        rows = rows.to(torch.uint8)
+    return rows.view(torch.uint8).numpy() if rows.shape[1] else np.zeros((len(tensor), 0), np.uint8)
+
+
+def example_digests_of_parts(parts: list[torch.Tensor]) -> frozenset[bytes]:
+    """One hash per distinct example of a structured set: every part's row, with its dtype and shape."""
+    datas = [_row_bytes(t) for t in parts]
+    headers = [f"{t.dtype}{tuple(t.shape[1:])}".encode() for t in parts]
+    digests = set()
+    for k in range(len(parts[0])):
+        h = hashlib.blake2b(digest_size=16)
+        for header, data in zip(headers, datas):
+            h.update(header)
+            h.update(data[k].tobytes())
+        digests.add(h.digest())
+    return frozenset(digests)
+
+
 def _code_text(code: types.CodeType) -> str:
     """Bytecode, names and constants, recursing into nested code (reprs of code objects hold addresses)."""
     consts = [_code_text(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts]
@@ -119,3 +140,26 @@ def model_fingerprint(model: torch.nn.Module) -> str:
             flat = t.reshape(-1)
             h.update(flat.view(torch.uint8).numpy().tobytes() if t.dtype != torch.bool else flat.numpy().tobytes())
     return h.hexdigest()
+
+
+def value_key(value: Any) -> tuple[str, bool]:
+    """A key for a setting such as ``forward_kwargs`` or ``output``, and whether other processes may share it.
+
+    Plain values (numbers, strings, ``None``, tensors by content, and lists,
+    tuples and dicts of them) are keyed by content; anything else (a callable,
+    an object) by identity, which means nothing in another process, so its
+    values stay in memory.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return f"{type(value).__name__}:{value!r}", True
+    if isinstance(value, torch.Tensor):
+        return f"tensor:{fingerprint_tensor(value)}", True
+    if isinstance(value, (list, tuple)):
+        items = [value_key(v) for v in value]
+        return f"{type(value).__name__}[{','.join(k for k, _ in items)}]", all(p for _, p in items)
+    if isinstance(value, dict):
+        entries = [(str(k), value_key(v)) for k, v in value.items()]
+        entries.sort(key=lambda e: e[0])
+        return "{" + ",".join(f"{k!r}:{v}" for k, (v, _) in entries) + "}", all(p for _, (_, p) in entries)
+    name = getattr(value, "__qualname__", type(value).__qualname__)
+    return f"object:{getattr(value, '__module__', '?')}.{name}@{id(value)}", False

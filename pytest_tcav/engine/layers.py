@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
@@ -21,10 +22,22 @@ from pytest_tcav.errors import ConfigurationError, LayerError
 LayerPoint = Literal["output", "input"]
 
 
+def named_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every name a module can be reached by: a module held under two attributes has both names."""
+    return dict(model.named_modules(remove_duplicate=False))
+
+
 def resolve_layers(
-    model: nn.Module, names: Sequence[str], point: LayerPoint = "output"
+    model: nn.Module, names: Sequence[str], point: LayerPoint = "output",
+    reached: Callable[[], list[str]] | None = None,
 ) -> dict[str, nn.Module]:
-    """Map layer names to modules, failing with the closest names for a typo."""
+    """Map layer names to modules; every unknown name is reported at once, with the closest names.
+
+    ``reached``, when given, lists the layers a forward pass runs: only those
+    are suggested (a module that exists but never runs as a module, such as
+    ``nn.MultiheadAttention``'s ``out_proj``, would only fail next).  It is
+    called only when a name is unknown.
+    """
     if point not in ("output", "input"):
         raise ConfigurationError(f"layer point must be 'output' or 'input', got {point!r}")
     if isinstance(names, str):
@@ -33,23 +46,58 @@ def resolve_layers(
         raise ConfigurationError("at least one layer name is needed")
     if len(set(names)) != len(names):
         raise ConfigurationError(f"layer names are repeated: {list(names)}")
-    modules = dict(model.named_modules())
-    resolved: dict[str, nn.Module] = {}
+    modules = named_layers(model)
     for name in names:
         if not isinstance(name, str):
             raise ConfigurationError(f"layer names must be strings, got {name!r}")
-        if name not in modules or name == "":
-            candidates = [n for n in modules if n]
-            close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
-            hint = (
-                f" Did you mean {', '.join(repr(c) for c in close)}?"
-                if close
-                else f" Known layers include: {', '.join(repr(c) for c in candidates[:12])}"
-                + (" ..." if len(candidates) > 12 else "")
-            )
-            raise LayerError(f"model {type(model).__name__} has no layer {name!r}.{hint}")
-        resolved[name] = modules[name]
-    return resolved
+    unknown = [name for name in names if name not in modules or name == ""]
+    if unknown:
+        raise _unknown_layers(model, unknown, [n for n in (reached() if reached else modules) if n],
+                              reached is not None)
+    return {name: modules[name] for name in names}
+
+
+def _unknown_layers(model: nn.Module, unknown: list[str], candidates: list[str], ran: bool) -> LayerError:
+    what = "layers that run in a forward pass" if ran else "layers"
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+        if close:
+            hints.append(f"{'Did you mean' if len(unknown) == 1 else f'For {name!r}, did you mean'} "
+                         f"{', '.join(repr(c) for c in close)}?")
+    if len(hints) < len(unknown):
+        hints.append(f"Known {what} include: {', '.join(repr(c) for c in candidates[:12])}"
+                     + (" ..." if len(candidates) > 12 else ""))
+    listed = ", ".join(repr(n) for n in unknown)
+    plural = "layer" if len(unknown) == 1 else f"{len(unknown)} of the layers:"
+    return LayerError(f"model {type(model).__name__} has no {plural} {listed}. " + " ".join(hints))
+
+
+def reached_layers(model: nn.Module, run: Callable[[], object]) -> list[str]:
+    """The names (aliases included) of the modules that ``run`` calls, in the order they first run."""
+    names: dict[nn.Module, list[str]] = {}
+    for name, module in named_layers(model).items():
+        if name:
+            names.setdefault(module, []).append(name)
+    order: list[str] = []
+    handles = []
+
+    def make_hook(module_names: list[str]) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: object) -> None:
+            for name in module_names:
+                if name not in order:
+                    order.append(name)
+        return hook
+
+    try:
+        for module, module_names in names.items():
+            handles.append(module.register_forward_pre_hook(make_hook(module_names)))
+        with torch.no_grad():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return order
 
 
 class StopForward(Exception):
@@ -68,28 +116,55 @@ def _describe(value: object) -> str:
     return kind
 
 
+def _tensor_index(value: object) -> int | None:
+    """Where the one tensor of a plain tuple or list of one tensor and ``None``s is (attention modules)."""
+    if type(value) not in (tuple, list):
+        return None
+    assert isinstance(value, (tuple, list))
+    found = [k for k, v in enumerate(value) if isinstance(v, torch.Tensor)]
+    if len(found) == 1 and all(v is None for k, v in enumerate(value) if k != found[0]):
+        return found[0]
+    return None
+
+
+def _first_argument(module: nn.Module, args: tuple, kwargs: dict) -> tuple[str | int, object] | None:
+    """``forward``'s first argument, positional or given by keyword (Hugging Face layers use keywords)."""
+    if args:
+        return 0, args[0]
+    if not kwargs:
+        return None
+    try:
+        first = next(iter(inspect.signature(module.forward).parameters))
+    except (StopIteration, TypeError, ValueError):
+        return None
+    return (first, kwargs[first]) if first in kwargs else None
+
+
 def _as_tensor(name: str, value: object, point: LayerPoint, module: nn.Module | None = None) -> torch.Tensor:
     """The one tensor a layer gives, by the documented rule, or a :class:`LayerError` saying what to do.
 
-    Output: a tensor, or a tuple/list holding exactly one tensor (unambiguous).
-    Input: the first positional argument of ``forward``, if it is a tensor.
-    Anything else (an LSTM's ``(output, (h, c))``, a dict of outputs) would
-    need a guess about which tensor is meant, so it fails, naming the layer's
-    submodules that could be used instead.
+    Output: a tensor, or a tuple/list holding exactly one tensor and otherwise
+    only ``None`` (``nn.MultiheadAttention(need_weights=False)``, Hugging Face
+    attention modules).  Input: the first argument of ``forward`` (positional
+    or keyword), if it is a tensor.  Anything else (an LSTM's
+    ``(output, (h, c))``, a dict of outputs) would need a guess about which
+    tensor is meant, so it fails, naming the layer's submodules that could be
+    used instead.
     """
     if isinstance(value, torch.Tensor):
         return value
-    if point == "input" and isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
-        return value[0]
-    if point == "output" and isinstance(value, (tuple, list)) and type(value) in (tuple, list) and len(value) == 1 \
-            and isinstance(value[0], torch.Tensor):
-        return value[0]
+    if point == "output" and (index := _tensor_index(value)) is not None:
+        found = value[index]  # type: ignore[index]
+        assert isinstance(found, torch.Tensor)
+        return found
     children = [f"{name}.{child}" for child, _ in module.named_children()] if module is not None else []
     hint = (f"pick one of its submodules ({', '.join(map(repr, children[:6]))}"
             f"{' ...' if len(children) > 6 else ''}) or " if children else "")
+    weights = (" (for attention weights returned next to the output, call the module with need_weights=False "
+               "or pick its output projection)" if point == "output" and isinstance(value, (tuple, list)) else "")
     raise LayerError(
         f"layer {name!r} {point} is a {_describe(value)}, not a tensor, and TCAV needs exactly one tensor "
-        f"per layer; {hint}wrap the layer in a module whose forward returns the one tensor to study "
+        f"per layer{weights}; {hint}wrap the layer in a module whose forward returns the one tensor to study "
         f"(e.g. an LSTM's output, without its state)"
     )
 
@@ -130,16 +205,21 @@ def capture(
                 tensor = _as_tensor(name, output, "output", module)
                 new = record(tensor)
                 if new is not None and tensor is not output:
-                    return type(output)([new])  # a one-tensor tuple or list keeps its type
+                    rebuilt = list(output)  # the one tensor replaced, the Nones kept, the type too
+                    rebuilt[_tensor_index(output)] = new  # type: ignore[index]
+                    return type(output)(rebuilt)
                 return new
 
             return fwd_hook
 
-        def pre_hook(module, args):
-            tensor = _as_tensor(name, args, "input", module)
+        def pre_hook(module, args, kwargs):
+            first = _first_argument(module, args, kwargs)
+            tensor = _as_tensor(name, args if first is None else first[1], "input", module)
             new = record(tensor)
-            if new is not None:
-                return (new, *args[1:])
+            if new is not None and first is not None:
+                if first[0] == 0:
+                    return (new, *args[1:]), kwargs
+                return args, {**kwargs, first[0]: new}
             return None
 
         return pre_hook
@@ -150,7 +230,7 @@ def capture(
             if point == "output":
                 handles.append(module.register_forward_hook(hook))
             else:
-                handles.append(module.register_forward_pre_hook(hook))
+                handles.append(module.register_forward_pre_hook(hook, with_kwargs=True))
         yield seen
     finally:
         for handle in handles:

@@ -37,7 +37,7 @@ import torch
 
 from pytest_tcav.engine.activations import eval_mode
 from pytest_tcav.engine.cav import CAV
-from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept
+from pytest_tcav.engine.examples import Concept, ConceptLike
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.engine.results import LayerResult, TCAVResult
@@ -117,7 +117,8 @@ def relative_test(
     target_name: str,
     inputs: ConceptLike,
     layers: Sequence[str] | str,
-    repetitions: int,
+    repetitions: Any,
+    random_pool: Any = None,
     direction: Direction,
     alpha: float,
     correction: Correction,
@@ -129,18 +130,22 @@ def relative_test(
     others (averaged into the statistic) and of relabelings (the null).
     """
     layer_names = [layers] if isinstance(layers, str) else list(layers)
-    modules = resolve_layers(engine.model, layer_names, engine.layer_point)
-    concept_set = as_concept(concept, name=concept if isinstance(concept, str) else None,
-                             transform=engine.transform)
-    others = [as_concept(value, name=value if isinstance(value, str) else f"against[{k}]",
-                         transform=engine.transform)
+    modules = resolve_layers(engine.model, layer_names, engine.layer_point,
+                             reached=lambda: engine._reached_layers(inputs))
+    concept_set = engine.example_set(concept, concept if isinstance(concept, str) else None)
+    others = [engine.example_set(value, value if isinstance(value, str) else f"against[{k}]")
               for k, value in enumerate(against_list(against))]
-    input_set = as_concept(inputs, name="inputs", transform=engine.transform, role="input")
-    if isinstance(repetitions, bool) or not isinstance(repetitions, (int, np.integer)) or repetitions < 1:
+    input_set = engine.example_set(inputs, "inputs", role="input")
+    if isinstance(repetitions, bool) or not isinstance(repetitions, (int, np.integer)) or random_pool is not None:
+        raise ConfigurationError(
+            "a relative test (against=...) draws its null from relabelings of the concepts, not from "
+            "random sets: give random_sets as a count (the number of repetitions) and no random_pool"
+        )
+    if repetitions < 1:
         raise ConfigurationError(f"a relative test needs a positive number of repetitions, got {repetitions!r}")
     check_test_feasible(alpha, int(repetitions), len(layer_names), correction, null_test)
     _check_disjoint(concept_set, others)
-    check_sets(concept_set, others, input_set)
+    check_sets(concept_set, others, input_set, engine.pooling)
     names = [s.name for s in others]
     # The union's order is its contents' order, so that ["a", "b"] and ["b", "a"] give the same numbers.
     others = sorted(others, key=lambda s: s.fingerprint)

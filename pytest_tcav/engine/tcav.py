@@ -12,7 +12,7 @@ gradients) is done once.  Arguments and data are checked first
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from pytest_tcav.engine import structure
 from pytest_tcav.engine.activations import (
     Method,
     Target,
@@ -30,8 +31,9 @@ from pytest_tcav.engine.activations import (
 )
 from pytest_tcav.engine.cav import CAV, CAVTrainer
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
-from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key
-from pytest_tcav.engine.layers import LayerPoint, resolve_layers
+from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key, value_key
+from pytest_tcav.engine.layers import LayerPoint, reached_layers, resolve_layers
+from pytest_tcav.engine.outputs import Output, check_output_and_target
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 from pytest_tcav.engine.statistics import (
     Correction,
@@ -45,7 +47,14 @@ from pytest_tcav.engine.statistics import (
 )
 from pytest_tcav.engine.text import Tokenizer, prepare
 from pytest_tcav.engine.trainers import make_trainer
-from pytest_tcav.engine.validate import check_direction, check_engine_arguments, check_sets, running_on
+from pytest_tcav.engine.validate import (
+    check_direction,
+    check_engine_arguments,
+    check_gradient_width,
+    check_sets,
+    check_widths,
+    running_on,
+)
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.storage.memory import MemoryStore
 
@@ -67,7 +76,8 @@ class TCAV:
     """Test concepts on one model.
 
     Parameters that change numbers (``method``, ``n_steps``, ``layer_point``,
-    ``trainer``, ``seed``) are fixed per engine; the statistical choices
+    ``pooling``, ``forward_kwargs``, ``output``, ``trainer``, ``seed``) are
+    fixed per engine; the statistical choices
     (``alpha``, ``direction``, ``correction``, ``null_test``) have defaults here
     and can be overridden per call, since they only change the last step.
 
@@ -93,12 +103,19 @@ class TCAV:
         transform: Transform | None = None,
         store: MemoryStore | None = None,
         tokenizer: Tokenizer | None = None,
+        pooling: str = "flatten",
+        forward_kwargs: Mapping[str, Any] | None = None,
+        output: Output = None,
     ) -> None:
-        check_engine_arguments(model, method, correction, batch_size, n_steps)
+        forward_kwargs = dict(forward_kwargs) if isinstance(forward_kwargs, Mapping) else forward_kwargs
+        check_engine_arguments(model, method, correction, batch_size, n_steps, pooling, forward_kwargs, output)
         self.model = model
         self.method = method
         self.n_steps = n_steps
         self.layer_point = layer_point
+        self.pooling = pooling
+        self.forward_kwargs: dict[str, Any] | None = forward_kwargs or None
+        self.output = output
         self.trainer = make_trainer(trainer)
         self.seed = int(seed)
         self.batch_size = batch_size
@@ -141,27 +158,21 @@ class TCAV:
         correction = self.correction if correction is None else correction
         null_test = self.null_test if null_test is None else null_test
         check_direction(direction)
+        check_output_and_target(target, self.output)
         if against is not None:  # relative TCAV: its own module; no random sets
             from pytest_tcav.engine.relative import relative_test
 
-            if isinstance(random_sets, bool) or not isinstance(random_sets, (int, np.integer)) \
-                    or random_pool is not None:
-                raise ConfigurationError(
-                    "a relative test (against=...) draws its null from relabelings of the concepts, not from "
-                    "random sets: give random_sets as a count (the number of repetitions) and no random_pool"
-                )
             return relative_test(self, concept, against, target=target, target_name=describe_target(target),
-                                 inputs=inputs, layers=layers, repetitions=int(random_sets), direction=direction,
-                                 alpha=alpha, correction=correction, null_test=null_test)
+                                 inputs=inputs, layers=layers, repetitions=random_sets, random_pool=random_pool,
+                                 direction=direction, alpha=alpha, correction=correction, null_test=null_test)
         layer_names = [layers] if isinstance(layers, str) else list(layers)
-        modules = resolve_layers(self.model, layer_names, self.layer_point)
-        concept_set = as_concept(prepare(concept, self.tokenizer), name=concept if isinstance(concept, str) else None,
-                                 transform=self.transform)
-        input_set = as_concept(prepare(inputs, self.tokenizer, role="input"), name="inputs", transform=self.transform,
-                               role="input")
-        randoms = self._random_sets(random_sets, random_pool, concept_set)
+        modules = resolve_layers(self.model, layer_names, self.layer_point,
+                                 reached=lambda: self._reached_layers(inputs))
+        concept_set = self.example_set(concept, concept if isinstance(concept, str) else None)
+        input_set = self.example_set(inputs, "inputs", role="input")
+        randoms = [self._canonical(r) for r in self._random_sets(random_sets, random_pool, concept_set)]
         check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
-        check_sets(concept_set, randoms, input_set)
+        check_sets(concept_set, randoms, input_set, self.pooling)
 
         model_fp = model_fingerprint(self.model)
         with eval_mode(self.model):
@@ -216,6 +227,31 @@ class TCAV:
 
     # -- data ------------------------------------------------------------------------
 
+    def example_set(self, value: ConceptLike, name: str | None, *, role: str = "concept") -> Concept:
+        """One example set as the engine computes on it: text tokenized, data made a Concept, padding trimmed."""
+        return self._canonical(as_concept(prepare(value, self.tokenizer, role=role), name=name,
+                                          transform=self.transform, role=role))
+
+    def _canonical(self, s: Concept) -> Concept:
+        """Under a pooling that ignores padding, a set without its all-padding positions (one content, one key)."""
+        if self.pooling == "flatten":
+            return s
+        trimmed = structure.trim_padding(s.examples)
+        return s if trimmed is s.examples else Concept(s.name, trimmed, source=s.source)
+
+    def _reached_layers(self, inputs: ConceptLike) -> list[str]:
+        """The layers a forward pass on two of the inputs runs (to suggest only those for an unknown name)."""
+        from pytest_tcav.engine.layers import named_layers
+
+        try:
+            sample = as_concept(inputs, name="inputs", transform=self.transform, role="input")
+            batch = structure.to(structure.take(sample.examples, slice(0, 2)),
+                                 self.device or model_device(self.model))
+            with eval_mode(self.model):
+                return reached_layers(self.model, lambda: structure.call(self.model, batch, self.forward_kwargs))
+        except Exception:  # the inputs or the model fail: the test's own checks say why; suggest from all names
+            return list(named_layers(self.model))
+
     def _random_sets(
         self, random_sets: Sequence[ConceptLike] | int, pool: ConceptLike | None, concept: Concept
     ) -> list[Concept]:
@@ -228,19 +264,32 @@ class TCAV:
                     "was given; pass random_pool=... or a list of random sets"
                 )
             pool_set = as_concept(prepare(pool, self.tokenizer, role="random pool"), name="random_pool",
-                                  transform=self.transform, role="random pool")
+                                  transform=self.transform, role="random pool")  # each drawn set is trimmed later
             return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
         sets = []
         for k, value in enumerate(random_sets):
             label = value if isinstance(value, str) else f"random[{k}]"
-            sets.append(as_concept(prepare(value, self.tokenizer, role="random"), name=str(label),
-                                   transform=self.transform, role="random"))
+            sets.append(self.example_set(value, str(label), role="random"))
         return sets
 
     # -- computation -----------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
-        return {"point": self.layer_point}
+        """What every activation, gradient and CAV depends on besides model, layer and data.
+
+        Settings at their defaults stay out of the key, so values computed
+        before these settings existed are found again.
+        """
+        settings: dict[str, Any] = {"point": self.layer_point}
+        if self.pooling != "flatten":
+            settings["pooling"] = self.pooling
+        if self.forward_kwargs:
+            settings["forward_kwargs"] = value_key(self.forward_kwargs)[0]
+        return settings
+
+    def _persist(self) -> bool:
+        """Whether values may go to the disk cache: settings keyed by identity mean nothing elsewhere."""
+        return value_key(self.forward_kwargs)[1]
 
     def _activations(self, model_fp: str, modules: dict[str, nn.Module],
                      sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
@@ -265,12 +314,16 @@ class TCAV:
                 missing = {name: module for name, module in modules.items() if keys[name] in wanted}
                 with running_on(self.model, s):
                     acts = concept_activations(self.model, missing, s.examples, point=self.layer_point,
-                                               batch_size=self.batch_size, device=device)
+                                               batch_size=self.batch_size, device=device, pooling=self.pooling,
+                                               forward_kwargs=self.forward_kwargs)
                 return {keys[name]: {"activations": acts[name]} for name in missing}
 
-            values = self.store.fetch_many("activations", list(keys.values()), compute_missing)
+            values = self.store.fetch_many("activations", list(keys.values()), compute_missing,
+                                           persist=self._persist())
             for name in modules:
                 out[name].append(values[keys[name]]["activations"])
+        for name in modules:
+            check_widths(name, out[name], sets, self.pooling)
         return out
 
     def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept,
@@ -278,6 +331,8 @@ class TCAV:
         device = self.device or model_device(self.model)
         settings = {"method": self.method, "n_steps": self.n_steps if self.method != "gradient" else None,
                     **self._settings()}
+        if self.output is not None:
+            settings["output"] = value_key(self.output)[0]
         keys = {
             name: make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
                                          "target": target_key(target), **settings})
@@ -290,14 +345,16 @@ class TCAV:
             with running_on(self.model, inputs):
                 grads = target_gradients(self.model, missing, inputs.examples, target, method=self.method,
                                          n_steps=self.n_steps, point=self.layer_point,
-                                         batch_size=self.batch_size, device=device)
+                                         batch_size=self.batch_size, device=device, pooling=self.pooling,
+                                         forward_kwargs=self.forward_kwargs, output=self.output)
             return {keys[name]: {"gradients": grads[name]} for name in missing}
 
         # All layers together: one forward/backward gives the missing ones, and concurrent
         # workers lock them together.  A callable target is keyed by identity, which means
         # nothing in another process: its gradients stay in memory.
         values = self.store.fetch_many("gradients", list(keys.values()), compute_missing,
-                                       persist=not callable(target))
+                                       persist=not callable(target) and self._persist()
+                                       and value_key(self.output)[1])
         return {name: values[keys[name]]["gradients"] for name in modules}
 
     def _cav_keys(self, model_fp: str, layer: str, sets: list[Concept],
@@ -355,13 +412,15 @@ class TCAV:
                     for key, cav in zip(keys, cavs)
                 }
 
-            values = self.store.fetch_many("cav", [key for *_, key in canon], train_missing)
+            values = self.store.fetch_many("cav", [key for *_, key in canon], train_missing,
+                                           persist=self._persist())
             cavs = []
             for _first, _second, flip, key in canon:
                 value = values[key]
                 cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
                 cavs.append(cav.flipped() if flip else cav)
             random_cavs = {(i - 1, j - 1): cav for (i, j), cav in zip(random_pairs, cavs[n:])}
+            check_gradient_width(name, grads[name], int(cavs[0].weights.shape[0]), self.pooling)
             out[name] = _LayerData(grads[name], cavs[:n], random_cavs)
         return out
 

@@ -195,7 +195,7 @@ def text_concept(value: Sequence[str] | str | os.PathLike[str], tokenizer: Token
     """Text made into a :class:`Concept` of tokenized examples (a mapping of tensors)."""
     if name is None:
         name = Path(value).stem if isinstance(value, (str, os.PathLike)) else "text"
-    return as_concept(text_examples(value, tokenizer, role=role), name=name, role=role)  # type: ignore[arg-type]
+    return as_concept(text_examples(value, tokenizer, role=role), name=name, role=role)
 
 
 def prepare(value: Any, tokenizer: Tokenizer | None, *, role: str = "concept") -> Any:

@@ -16,9 +16,11 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from pytest_tcav.engine import structure
 from pytest_tcav.engine.activations import METHODS
 from pytest_tcav.engine.cav import MIN_EXAMPLES_PER_SET
 from pytest_tcav.engine.examples import Concept
+from pytest_tcav.engine.pooling import POOLINGS
 from pytest_tcav.engine.statistics import CORRECTIONS, DIRECTIONS
 from pytest_tcav.errors import (
     ConceptDataError,
@@ -30,10 +32,18 @@ from pytest_tcav.errors import (
 )
 
 
-def check_engine_arguments(model: object, method: str, correction: str, batch_size: int, n_steps: int) -> None:
+def check_engine_arguments(model: object, method: str, correction: str, batch_size: int, n_steps: int,
+                           pooling: str = "flatten", forward_kwargs: object = None, output: object = None) -> None:
     """The settings a :class:`~pytest_tcav.engine.tcav.TCAV` is built with, checked before any work."""
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if pooling not in POOLINGS:
+        raise ConfigurationError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if forward_kwargs is not None and not (isinstance(forward_kwargs, dict)
+                                           and all(isinstance(k, str) for k in forward_kwargs)):
+        raise ConfigurationError(f"forward_kwargs must be a dict of keyword arguments, got {forward_kwargs!r}")
+    if output is not None and not isinstance(output, (str, int)) and not callable(output):
+        raise ConfigurationError(f"output must be a key, an index or a callable, got {output!r}")
     if method not in METHODS:
         raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
     if correction not in CORRECTIONS:
@@ -74,6 +84,14 @@ def running_on(model: nn.Module, examples: Concept) -> Iterator[None]:
     except TCAVError:
         raise
     except Exception as exc:
+        if not isinstance(examples.examples, torch.Tensor):
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                call = "model(**batch)" if isinstance(examples.examples, dict) else "model(*parts)"
+                exc.add_note(f"pytest-tcav: raised while running the model on {examples.name!r} ({len(examples)} "
+                             f"examples, {structure.describe(examples.examples)}) as {call}; a tuple or list "
+                             "of tensors is passed as separate arguments (labels too: give inputs alone), a "
+                             "mapping as keyword arguments")
+            raise
         dtype = examples.examples.dtype
         described = (f"{examples.name!r} ({len(examples)} examples of shape "
                      f"{tuple(examples.examples.shape[1:])}, {dtype})")
@@ -94,39 +112,93 @@ def running_on(model: nn.Module, examples: Concept) -> Iterator[None]:
         raise
 
 
-def check_sets(concept: Concept, randoms: list[Concept], inputs: Concept) -> None:
+def _check_layouts(concept: Concept, others: list[Concept], pooling: str) -> None:
+    """Every set has the concept's structure, and each part its shape and dtype.
+
+    With a pooling other than ``"flatten"`` the positions (the second
+    dimension of a part) may differ between sets: the pooled activations do not
+    depend on how many padding positions a set has.
+    """
+    kind, names = structure.layout(concept.examples)
+    for s in others:
+        if structure.layout(s.examples) != (kind, names):
+            raise ConceptDataError(
+                f"{s.name!r} examples are {structure.describe(s.examples)} but concept {concept.name!r} examples "
+                f"are {structure.describe(concept.examples)}; every set must have the same parts as the model's input"
+            )
+        if isinstance(concept.examples, torch.Tensor):
+            assert isinstance(s.examples, torch.Tensor)
+            if tuple(s.examples.shape[1:]) != tuple(concept.examples.shape[1:]):
+                raise ConceptDataError(
+                    f"{s.name!r} examples have shape {tuple(s.examples.shape[1:])} but concept "
+                    f"{concept.name!r} examples have shape {tuple(concept.examples.shape[1:])}; all sets must "
+                    "match the model's input (a set is a tensor of shape (examples, *input shape): stack "
+                    "single images)" + _length_hint(s.examples, concept.examples, pooling)
+                )
+            if s.examples.dtype != concept.examples.dtype:
+                raise ConceptDataError(
+                    f"{s.name!r} examples are {s.examples.dtype} but concept {concept.name!r} examples are "
+                    f"{concept.examples.dtype}; convert all sets to the dtype the model takes"
+                )
+            continue
+        for (name, mine), (_, theirs) in zip(_sorted_parts(s), _sorted_parts(concept)):
+            shape, expected = tuple(mine.shape[1:]), tuple(theirs.shape[1:])
+            if len(shape) >= 1:
+                # Positions may differ: under a pooling they are pooled away; under "flatten" a layer
+                # that keeps them gives sets of different widths, which check_widths reports.
+                shape, expected = shape[1:], expected[1:]
+            if shape != expected or mine.dim() != theirs.dim():
+                raise ConceptDataError(
+                    f"part {name} of {s.name!r} has shape {tuple(mine.shape[1:])} but in concept "
+                    f"{concept.name!r} it has {tuple(theirs.shape[1:])}; every set must match the model's "
+                    "input" + _length_hint(mine, theirs, pooling)
+                )
+            if mine.dtype != theirs.dtype:
+                raise ConceptDataError(
+                    f"part {name} of {s.name!r} is {mine.dtype} but in concept {concept.name!r} it is "
+                    f"{theirs.dtype}; convert all sets to the dtype the model takes"
+                )
+
+
+def _sorted_parts(s: Concept) -> list[tuple[str, torch.Tensor]]:
+    named = structure.parts(s.examples)
+    return sorted(named) if isinstance(s.examples, dict) else named
+
+
+def _length_hint(mine: torch.Tensor, theirs: torch.Tensor, pooling: str) -> str:
+    """Sets padded to different lengths, under ``"flatten"``: say what to do about it."""
+    if pooling == "flatten" and mine.dim() >= 2 and mine.dim() == theirs.dim() \
+            and mine.shape[2:] == theirs.shape[2:] and mine.shape[1] != theirs.shape[1]:
+        return (f". They differ only in length ({mine.shape[1]} vs {theirs.shape[1]} positions): "
+                "pooling='flatten' needs every set padded to one length; pooling='mean', 'first' or "
+                "'last' (tcav_pooling) compares sequences of any length")
+    return ""
+
+
+def check_sets(concept: Concept, randoms: list[Concept], inputs: Concept, pooling: str = "flatten") -> None:
     """Reject sets that cannot give a meaningful test, before the model runs.
 
     The rules (docs/troubleshooting.md): every set has the concept's
-    example shape and dtype; no example holds NaN or infinity; the concept
+    structure, example shape and dtype (positions may differ when a pooling
+    other than ``"flatten"`` is used); no example holds NaN or infinity; the concept
     and each random set have enough examples to hold some out; no two of
     them hold the same examples, in any order (an error); examples the
     concept shares with a random set only warn, since drawing random sets
     from a pool that happens to contain a concept image is legitimate but
     costs power.  Inputs may share examples with anything.
     """
-    shape = tuple(concept.examples.shape[1:])
-    for s in [*randoms, inputs]:
-        if tuple(s.examples.shape[1:]) != shape:
-            raise ConceptDataError(
-                f"{s.name!r} examples have shape {tuple(s.examples.shape[1:])} but concept "
-                f"{concept.name!r} examples have shape {shape}; all sets must match the model's input "
-                "(a set is a tensor of shape (examples, *input shape): stack single images)"
-            )
-        if s.examples.dtype != concept.examples.dtype:
-            raise ConceptDataError(
-                f"{s.name!r} examples are {s.examples.dtype} but concept {concept.name!r} examples are "
-                f"{concept.examples.dtype}; convert all sets to the dtype the model takes"
-            )
+    _check_layouts(concept, [*randoms, inputs], pooling)
     for s in [concept, *randoms, inputs]:
-        if s.examples.is_floating_point() or s.examples.is_complex():
-            finite = torch.isfinite(s.examples.reshape(len(s), -1)).all(1)
-            if not bool(finite.all()):
-                bad = torch.nonzero(~finite).flatten().tolist()
-                raise ConceptDataError(
-                    f"{s.name!r} example(s) {_index_list(bad)} of {len(s)} contain NaN or infinity; "
-                    "fix or drop them (check the preprocessing that produced them)"
-                )
+        for name, part in structure.parts(s.examples):
+            if part.is_floating_point() or part.is_complex():
+                finite = torch.isfinite(part.reshape(len(s), -1)).all(1)
+                if not bool(finite.all()):
+                    bad = torch.nonzero(~finite).flatten().tolist()
+                    where = f" (part {name})" if name else ""
+                    raise ConceptDataError(
+                        f"{s.name!r} example(s) {_index_list(bad)} of {len(s)} contain NaN or infinity{where}; "
+                        "fix or drop them (check the preprocessing that produced them)"
+                    )
     for s in [concept, *randoms]:
         if len(s) < MIN_EXAMPLES_PER_SET:
             raise InsufficientDataError(
@@ -157,3 +229,31 @@ def check_sets(concept: Concept, randoms: list[Concept], inputs: Concept) -> Non
             TCAVDataWarning,
             stacklevel=3,  # the caller of TCAV.test, which calls this directly
         )
+
+
+def check_widths(layer: str, activations: list[torch.Tensor], sets: list[Concept], pooling: str) -> None:
+    """One feature width per layer across sets, or CAVs cannot compare them: say why and what to do."""
+    widths = [int(a.shape[1]) for a in activations]
+    if len(set(widths)) <= 1:
+        return
+    k = next(i for i, w in enumerate(widths) if w != widths[0])
+    hint = ("; with pooling='flatten' every position is a feature, so sets padded to different lengths "
+            "differ: pad every set to one length, or use pooling='mean', 'first' or 'last' (tcav_pooling)"
+            if pooling == "flatten" else "")
+    raise ConceptDataError(
+        f"at layer {layer!r}, {sets[k].name!r} gives {widths[k]} features per example but {sets[0].name!r} "
+        f"gives {widths[0]}{hint}"
+    )
+
+
+def check_gradient_width(layer: str, gradients: torch.Tensor, cav_width: int, pooling: str) -> None:
+    """The inputs' gradients must live where the CAVs do: inputs padded differently from the sets do not."""
+    if int(gradients.shape[1]) == cav_width:
+        return
+    hint = ("; with pooling='flatten' every position is a feature, so inputs padded to another length than "
+            "the concept and random sets differ: pad every set to one length, or use pooling='mean', 'first' "
+            "or 'last' (tcav_pooling)" if pooling == "flatten" else "")
+    raise ConceptDataError(
+        f"at layer {layer!r}, the inputs give {int(gradients.shape[1])} features per example but the concept "
+        f"and random sets give {cav_width}{hint}"
+    )

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, save, status
+from pytest_tcav.engine import structure
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, list_image_files, sample_random_sets
-from pytest_tcav.engine.fingerprints import example_digests
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -56,8 +56,16 @@ def identity_settings(session: TCAVSession, n_random: int, knobs: dict[str, Any]
     method = knobs.get("method") or cfg.method
     n_steps = knobs.get("n_steps") or cfg.n_steps
     seed = cfg.seed if knobs.get("seed") is None else knobs["seed"]
-    return {"method": method, "n_steps": n_steps if method != "gradient" else None, "seed": seed,
-            "random_sets": n_random}
+    settings = {"method": method, "n_steps": n_steps if method != "gradient" else None, "seed": seed,
+                "random_sets": n_random}
+    # Settings at their defaults stay out, so calibrations stored before they existed stay valid.
+    layer_point = knobs.get("layer_point") or cfg.layer_point
+    pooling = knobs.get("pooling") or cfg.pooling
+    if layer_point != "output":
+        settings["layer_point"] = layer_point
+    if pooling != "flatten":
+        settings["pooling"] = pooling
+    return settings
 
 
 def used_random_sets(session: TCAVSession, size: int, random_sets: Any = None,
@@ -150,7 +158,7 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
                 f"{len(explicit)} random folder(s), and the tests use the first {n} (tcav_random_sets); add "
                 f"folders random_{len(explicit)}, random_{len(explicit) + 1}, ... or a pool folder 'random' "
                 f"with {need}, drawn from the same source as the random sets")
-        examples = torch.cat([p.examples for p in parts])
+        examples = structure.concat([p.examples for p in parts])
     else:
         pool = library.pool_name()
         if pool is None:
@@ -160,12 +168,13 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
         used: set[bytes] = set()
         for s in sample_random_sets(pool_set, n, size, session.config.seed):
             used |= s.example_digests
-        keep = [k for k in range(len(pool_set)) if _digest(pool_set.examples[k]) not in used]
+        keep = [k for k in range(len(pool_set))
+                if _digest(structure.take(pool_set.examples, slice(k, k + 1))) not in used]
         if not keep:
             raise ConceptDataError(
                 f"no random data the tests do not use: the {n} random sets drawn from the pool "
                 f"{str(root / pool)!r} ({len(pool_set)} images) use all of it; add {need} to the pool")
-        examples = pool_set.examples[torch.tensor(keep)]
+        examples = structure.take(pool_set.examples, torch.tensor(keep))
         where = f"the images of the pool '{pool}' that the {n} random sets drawn from it leave unused"
     if len(examples) < size:
         raise ConceptDataError(
@@ -174,8 +183,9 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
     return SpareData(Concept("spare", examples, source=where), where)
 
 
-def _digest(example: torch.Tensor) -> bytes:
-    return next(iter(example_digests(example.unsqueeze(0))))
+def _digest(example: structure.Examples) -> bytes:
+    """The content hash of a one-example set."""
+    return next(iter(structure.example_digests(example)))
 
 
 def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Concept]:
@@ -187,7 +197,7 @@ def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Co
         picks = [order[k * size:(k + 1) * size] for k in range(count)]
     else:
         picks = [torch.randperm(total, generator=gen)[:size] for _ in range(count)]
-    return [Concept(f"pseudo_{k}", spare.examples[p.sort().values], source="pseudo-concept")
+    return [Concept(f"pseudo_{k}", structure.take(spare.examples, p.sort().values), source="pseudo-concept")
             for k, p in enumerate(picks)]
 
 

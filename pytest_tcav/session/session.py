@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from pytest_tcav.checks.stability import check_stable
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, model_device
 from pytest_tcav.engine.examples import Concept, ConceptLike
+from pytest_tcav.engine.layers import LayerPoint
+from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
@@ -33,7 +35,7 @@ from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.storage.memory import MemoryStore
 
-TargetLike = int | str | Callable[[torch.Tensor], torch.Tensor]
+TargetLike = int | str | Callable[[Any], torch.Tensor]
 
 
 class _LazyTransform:
@@ -119,9 +121,15 @@ class TCAVSession:
             raise ConfigurationError(f"{self.config.source('tcav_device')}: {exc}") from None
 
     def engine(self, model: nn.Module, *, method: str | None = None, n_steps: int | None = None,
-               seed: int | None = None, batch_size: int | None = None,
-               tokenizer: Tokenizer | None = None) -> TCAV:
+               seed: int | None = None, batch_size: int | None = None, layer_point: str | None = None,
+               pooling: str | None = None, forward_kwargs: Mapping[str, Any] | None = None,
+               output: Output = None, tokenizer: Tokenizer | None = None) -> TCAV:
         """A :class:`TCAV` engine with the run's settings and cache (knobs override settings).
+
+        ``layer_point`` and ``pooling`` default to ``tcav_layer_point`` and
+        ``tcav_pooling``; ``forward_kwargs`` (fixed keyword arguments of every
+        call of the model) and ``output`` (what a class index reads of a
+        structured output) have no ini key: they are Python values.
 
         Engines are cheap; what is expensive lives in the shared store, so a new
         engine per call does not recompute anything and holds no model alive.
@@ -142,6 +150,10 @@ class TCAVSession:
             n_steps=cfg.n_steps if n_steps is None else n_steps,
             seed=cfg.seed if seed is None else seed,
             batch_size=cfg.batch_size if batch_size is None else batch_size,
+            layer_point=_layer_point(cfg.layer_point if layer_point is None else layer_point),
+            pooling=cfg.pooling if pooling is None else pooling,
+            forward_kwargs=forward_kwargs,
+            output=output,
             device=device,
             alpha=cfg.alpha,
             correction=cfg.correction,  # type: ignore[arg-type]
@@ -168,6 +180,10 @@ class TCAVSession:
         n_steps: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        layer_point: str | None = None,
+        pooling: str | None = None,
+        forward_kwargs: Mapping[str, Any] | None = None,
+        output: Output = None,
         tokenizer: Tokenizer | None = None,
         against: ConceptLike | Sequence[ConceptLike] | None = None,
     ) -> TCAVResult:
@@ -181,7 +197,8 @@ class TCAVSession:
         ``tcav_tokenizer``.
         """
         engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
-                             tokenizer=tokenizer)
+                             layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs,
+                             output=output, tokenizer=tokenizer)
         index = self.resolve_target(target)
         others: list[ConceptLike] | None = None
         sets: int | list[ConceptLike]
@@ -395,6 +412,12 @@ class TCAVSession:
     def __repr__(self) -> str:
         return (f"TCAVSession(concepts={self.concepts!r}, inputs={self.inputs!r}, "
                 f"checks={len(self.records)}, cached={sum(self.store.computed.values())})")
+
+
+def _layer_point(value: str) -> LayerPoint:
+    if value not in ("output", "input"):
+        raise ConfigurationError(f"layer_point must be 'output' or 'input', got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def default_store(config: TCAVConfig) -> MemoryStore:

@@ -1,8 +1,7 @@
 """Text examples: reading .txt files and folders, the tokenizer's output checks, and errors that speak of text.
 
-The end-to-end tests (text through a tokenizer into a TCAV result) need the
-engine to take a mapping of tensors as examples (``model(**batch)``), which
-the ``inputs`` branch adds; until then they skip, saying so.
+The end-to-end tests run text through a tokenizer into a TCAV result: the
+engine takes the tokenizer's mapping of tensors as examples (``model(**batch)``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_tcav.engine.examples import as_concept
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text import (
     is_text_list,
@@ -25,21 +23,6 @@ from pytest_tcav.engine.text import (
 )
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from tests.helpers import text_model, tiny_model
-
-
-def mapping_inputs_supported() -> bool:
-    """Whether the engine makes a concept from a mapping of tensors (a tokenizer's output)."""
-    try:
-        as_concept({"input_ids": torch.zeros(2, 3, dtype=torch.long)}, name="probe")
-    except ConceptDataError:
-        return False
-    return True
-
-
-needs_mapping_inputs = pytest.mark.skipif(
-    not mapping_inputs_supported(),
-    reason="the engine does not take a mapping of tensors as examples yet (the 'inputs' branch adds it)",
-)
 
 
 def write(path: Path, text: str | bytes) -> Path:
@@ -192,7 +175,6 @@ def test_the_engine_refuses_text_without_a_tokenizer_with_no_image_advice() -> N
 # -- end to end ---------------------------------------------------------------------------
 
 
-@needs_mapping_inputs
 def test_text_concepts_through_a_tokenizer_find_the_planted_words(tmp_path: Path) -> None:
     """Lists of strings and .txt files alike: the positive words matter for class 1, neutral nouns do not."""
     engine = TCAV(text_model.WordBagNet(), tokenizer=text_model.tokenize)
@@ -208,7 +190,6 @@ def test_text_concepts_through_a_tokenizer_find_the_planted_words(tmp_path: Path
     assert neutral.significant_layers == []
 
 
-@needs_mapping_inputs
 def test_a_text_pool_is_sampled_like_an_image_pool(tmp_path: Path) -> None:
     engine = TCAV(text_model.WordBagNet(), tokenizer=text_model.tokenize)
     pool = write(tmp_path / "random.txt", "\n".join(text_model.sentences(text_model.RANDOM, 60, 5, length=2)))

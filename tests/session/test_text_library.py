@@ -1,9 +1,7 @@
 """Text in the libraries and the session: NAME.txt and .txt folders by name, tcav_tokenizer, random sets by kind.
 
 Routing is tested on its own (which entry, which tokenizer, which role reach
-``text_concept``), since making the tokenized mapping a concept needs the
-engine's mapping inputs (the ``inputs`` branch); the end-to-end runs skip
-until then.
+``text_concept``), and end to end in a pytester project.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from pytest_tcav.config import TCAVConfig, build_config
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary
 from pytest_tcav.session.session import TCAVSession
-from tests.engine.test_text import needs_mapping_inputs
 from tests.helpers import text_model, tiny_model
 
 
@@ -201,7 +198,6 @@ def test_strings_and_a_tokenizer_knob(model):
 '''
 
 
-@needs_mapping_inputs
 def test_a_project_with_txt_files_and_tcav_tokenizer(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(text_model=Path(text_model.__file__).read_text())
     pytester.makeconftest("""

@@ -1,0 +1,91 @@
+"""What a CAV sees of a layer with a sequence axis, and the gradient that goes with it.
+
+A token layer gives ``(batch, positions, features)``.  Flattening it (the
+default, Captum's and the reference implementation's choice) makes every
+position a separate feature, padding included, so two sets padded to
+different lengths cannot even be compared, and a CAV between short phrases and
+long sentences learns the length.  A pooling maps the activation to one
+``features``-wide vector per example; the directional derivative is then the
+derivative of the target when the pooled representation moves along the CAV,
+which is derived in docs/statistics.md:
+
+- ``"mean"``: the mean over real positions (``attention_mask`` 1, all positions
+  without a mask); moving every real position by ``eps * v`` moves the mean by
+  ``eps * v``, so the gradient is the sum of the real positions' gradients;
+- ``"first"``: position 0 (a CLS token); its gradient;
+- ``"last"``: the last real position of each example; its gradient.
+
+Activations without a sequence axis (``(batch, features)``) are the same under
+every pooling.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pytest_tcav.errors import ConceptDataError, LayerError
+
+POOLINGS = ("flatten", "mean", "first", "last")
+
+
+def _mask_for(layer: str, value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if mask.shape[1] != value.shape[1]:
+        raise ConceptDataError(
+            f"layer {layer!r} has {value.shape[1]} positions but the examples' attention_mask has "
+            f"{mask.shape[1]}; pooling over real positions needs a layer with one position per token: "
+            "pick such a layer, or pooling='first' / 'flatten'"
+        )
+    return mask.to(value.device).ne(0)
+
+
+def _last_index(value: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    positions = torch.arange(value.shape[1], device=value.device)
+    if mask is None:
+        return torch.full((value.shape[0],), value.shape[1] - 1, device=value.device, dtype=torch.long)
+    return torch.where(mask, positions, torch.zeros_like(positions)).amax(1)
+
+
+def _check_shape(layer: str, value: torch.Tensor, pooling: str) -> None:
+    if value.dim() > 3:
+        raise LayerError(
+            f"layer {layer!r} gives activations of shape {tuple(value.shape)}; pooling={pooling!r} needs "
+            "(batch, positions, features) or (batch, features): use pooling='flatten' (tcav_pooling) for "
+            "this layer, or pick a token layer"
+        )
+
+
+def pool(layer: str, value: torch.Tensor, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
+    """One row per example (float32): the activation as the CAV sees it."""
+    n = value.shape[0]
+    if pooling == "flatten" or value.dim() <= 2:
+        return value.reshape(n, -1).float()
+    _check_shape(layer, value, pooling)
+    value = value.float()
+    real = _mask_for(layer, value, mask)
+    if pooling == "first":
+        return value[:, 0]
+    if pooling == "last":
+        return value[torch.arange(n, device=value.device), _last_index(value, real)]
+    if real is None:
+        return value.mean(1)
+    weights = real.unsqueeze(-1).to(value.dtype)
+    return (value * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def pool_gradient(layer: str, grad: torch.Tensor, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
+    """The gradient with respect to the pooled representation, as docs/statistics.md derives it."""
+    n = grad.shape[0]
+    if pooling == "flatten" or grad.dim() <= 2:
+        return grad.reshape(n, -1).float()
+    _check_shape(layer, grad, pooling)
+    grad = grad.float()
+    real = _mask_for(layer, grad, mask)
+    if pooling == "first":
+        return grad[:, 0]
+    if pooling == "last":
+        return grad[torch.arange(n, device=grad.device), _last_index(grad, real)]
+    if real is None:
+        return grad.sum(1)
+    return (grad * real.unsqueeze(-1).to(grad.dtype)).sum(1)
