@@ -11,8 +11,10 @@ from one matrix product, instead of one pass over 10^5 features per update.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import random
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -307,8 +309,9 @@ class SklearnSGDTrainer(CAVTrainer):
     def fit(self, x, y, rng):
         import warnings
 
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import SGDClassifier
+        with _global_random_kept():
+            from sklearn.exceptions import ConvergenceWarning
+            from sklearn.linear_model import SGDClassifier
 
         clf = SGDClassifier(loss="hinge", alpha=self.alpha, max_iter=self.max_iter, tol=self.tol,
                             random_state=int(rng.integers(2**31 - 1)))
@@ -317,6 +320,22 @@ class SklearnSGDTrainer(CAVTrainer):
             clf.fit(x.double().numpy(), y)
         sign = 1.0 if clf.classes_[1] > 0 else -1.0
         return torch.as_tensor(sign * clf.coef_[0], dtype=torch.float32), float(sign * clf.intercept_[0])
+
+
+@contextlib.contextmanager
+def _global_random_kept() -> Iterator[None]:
+    """Keep Python's global random state across a first import of scikit-learn.
+
+    scikit-learn imports ``rich`` when it is installed, and ``rich`` draws from
+    the global ``random`` at import time; the engine promises to leave every
+    global generator as it found it, so a test's own seeded draws do not depend
+    on whether a CAV was trained first.
+    """
+    state = random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(state)
 
 
 class LogisticTrainer(CAVTrainer):
@@ -332,7 +351,8 @@ class LogisticTrainer(CAVTrainer):
         return {**super().settings(), "C": self.C, "max_iter": self.max_iter}
 
     def fit(self, x, y, rng):
-        from sklearn.linear_model import LogisticRegression
+        with _global_random_kept():
+            from sklearn.linear_model import LogisticRegression
 
         clf = LogisticRegression(C=self.C, max_iter=self.max_iter)
         clf.fit(x.double().numpy(), y)
