@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_tcav.config import OPTIONS, config_from_pytest
+from pytest_tcav.config import OPTIONS, check_device_available, config_from_pytest
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.plugin import reporting, xdist
 from pytest_tcav.plugin.baselines import BaselineTracker
@@ -102,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
         settings = config_from_pytest(config)
+        check_device_available(settings)  # imports torch only when tcav_device is set
     except ConfigurationError as exc:
         raise pytest.UsageError(f"pytest-tcav: {exc}") from None
     handle = SessionHandle(settings)
