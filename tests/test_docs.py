@@ -131,7 +131,7 @@ def ini_file(document: str) -> str:
     lines = []
     for section in parser.sections():
         lines.append(f"[{section}]")
-        lines.extend(f"{key} = {value}" for key, value in parser.items(section))
+        lines.extend(f"{key} = " + value.replace("\n", "\n    ") for key, value in parser.items(section))
     return "\n".join(lines) + "\n"
 
 
