@@ -23,16 +23,17 @@ from torch import nn
 from pytest_tcav.checks.significance import check_concept
 from pytest_tcav.checks.stability import check_stable
 from pytest_tcav.config import TCAVConfig
-from pytest_tcav.engine.activations import Target, concept_activations, model_device
-from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept
+from pytest_tcav.engine.activations import Target, model_device
+from pytest_tcav.engine.examples import Concept, ConceptLike
 from pytest_tcav.engine.layers import LayerPoint
 from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
-from pytest_tcav.errors import ConceptDataError, ConfigurationError, TargetError
+from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
+from pytest_tcav.session.targets import target_out_of_range
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]
@@ -213,7 +214,7 @@ class TCAVSession:
             input_set = self.resolve_inputs(inputs, target, tokenizer=tokenizer)
         except ConceptDataError:
             # no input folder for a class index: first say if the model has no such class
-            out_of_range = self.target_out_of_range(model, concept, index) if inputs is None else None
+            out_of_range = target_out_of_range(model, concept, index, self.transform) if inputs is None else None
             if out_of_range is not None:
                 raise out_of_range from None
             raise
@@ -285,27 +286,6 @@ class TCAVSession:
         if isinstance(target, str):
             return self.config.class_index(target)
         return target
-
-    def target_out_of_range(self, model: nn.Module, concept: ConceptLike, target: Target) -> TargetError | None:
-        """A class index the model does not have, found by running it on one concept example.
-
-        Without ``inputs=``, a class index's inputs come from its folder in the input library; when that
-        folder is missing because the index is wrong (``target=7`` for a model with 2 classes), the
-        missing folder is the symptom and the index the error.  ``None`` when the index is in range or
-        the model's output tells nothing (not ``(batch, classes)``, or the probe fails).
-        """
-        if callable(target) or isinstance(target, bool):
-            return None
-        try:
-            example = as_concept(concept, transform=self.transform, name="probe").examples[:1]
-            output = concept_activations(model, {"output": model}, example, batch_size=1)["output"]
-            outputs = int(output.shape[1])
-        except Exception:  # noqa: BLE001 - the probe only refines an error already being raised
-            return None
-        if 0 <= int(target) < outputs:
-            return None
-        return TargetError(f"target {int(target)} is out of range for a model with {outputs} outputs (valid: "
-                           f"0..{outputs - 1}); check the class index, or name the class through tcav_classes")
 
     def _missing_folder(self, role: str, path: Path) -> ConceptDataError:
         """A named folder that is not there: say where relative paths start, the usual surprise."""
