@@ -33,7 +33,7 @@ from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
-from pytest_tcav.session.targets import target_out_of_range
+from pytest_tcav.session.targets import index_in_range
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]
@@ -210,14 +210,8 @@ class TCAVSession:
             sets, pool = self.resolve_random_sets(random_sets, random_pool, kind=self.concept_kind(concept),
                                                   tokenizer=tokenizer)
         concept = self.resolve_concept(concept, tokenizer=tokenizer)
-        try:
-            input_set = self.resolve_inputs(inputs, target, tokenizer=tokenizer)
-        except ConceptDataError:
-            # no input folder for a class index: first say if the model has no such class
-            out_of_range = target_out_of_range(model, concept, index, self.transform) if inputs is None else None
-            if out_of_range is not None:
-                raise out_of_range from None
-            raise
+        with index_in_range(model, concept, index if inputs is None else None, self.transform, forward_kwargs):
+            input_set = self.resolve_inputs(inputs, target, tokenizer=tokenizer)  # a missing folder: is it the index?
         result = engine.test(
             concept,
             target=index,

@@ -7,27 +7,45 @@ that folder ``7`` is missing sends the user looking for data; the index is the e
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from torch import nn
 
 from pytest_tcav.engine.activations import Target, concept_activations
 from pytest_tcav.engine.examples import ConceptLike, as_concept
-from pytest_tcav.errors import TargetError
+from pytest_tcav.engine.structure import take
+from pytest_tcav.errors import ConceptDataError, TargetError
 
 
-def target_out_of_range(model: nn.Module, concept: ConceptLike, target: Target, transform: Any = None
-                        ) -> TargetError | None:
+@contextmanager
+def index_in_range(model: nn.Module, concept: ConceptLike, target: Target | None, transform: Any = None,
+                   forward_kwargs: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """Around finding a target's inputs: a :class:`ConceptDataError` there becomes the out-of-range
+    target's :class:`TargetError` when the model has no class ``target`` (``None``: inputs were given)."""
+    try:
+        yield
+    except ConceptDataError:
+        error = target_out_of_range(model, concept, target, transform, forward_kwargs)
+        if error is not None:
+            raise error from None
+        raise
+
+
+def target_out_of_range(model: nn.Module, concept: ConceptLike, target: Target | None, transform: Any = None,
+                        forward_kwargs: Mapping[str, Any] | None = None) -> TargetError | None:
     """The error for a class index the model does not have, found by running it on one concept example.
 
-    ``None`` when the index is in range, or when the model's output tells nothing (the probe fails):
-    the caller then raises the error it had.
+    ``None`` when the index is in range, or when the model's output tells nothing (an output that
+    is not one ``(batch, classes)`` tensor, or a probe that fails): the caller keeps the error it had.
     """
-    if callable(target) or isinstance(target, bool):
+    if target is None or callable(target) or isinstance(target, bool):
         return None
     try:
-        example = as_concept(concept, transform=transform, name="probe").examples[:1]
-        output = concept_activations(model, {"output": model}, example, batch_size=1)["output"]
+        example = take(as_concept(concept, transform=transform, name="probe").examples, slice(0, 1))
+        output = concept_activations(model, {"output": model}, example, batch_size=1,
+                                     forward_kwargs=forward_kwargs)["output"]
         outputs = int(output.shape[1])
     except Exception:  # noqa: BLE001 - the probe only refines an error already being raised
         return None
