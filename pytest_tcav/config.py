@@ -66,6 +66,9 @@ LAYER_POINTS = ("output", "input")  # pytest_tcav.engine.layers.LayerPoint
 POOLINGS = ("flatten", "mean", "first", "last")  # pytest_tcav.engine.pooling.POOLINGS
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
+#: The device types a concept test runs on (torch's names), as the error for any other names them.
+DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")
+_DEVICES_HELP = "cpu, cuda, cuda:N (NVIDIA/ROCm GPU N), mps (Apple silicon) or xpu, xpu:N (Intel GPU)"
 _TRANSFORM_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -338,8 +341,8 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["seed"] = _int(item[0], item[1], 0)
     if (item := get("tcav_device")) is not None:
         device = str(item[0]).strip()
-        if not _DEVICE_PATTERN.match(device):
-            raise ConfigurationError(f"{item[1]}: {device!r} is not a device name such as cpu, cuda or cuda:1")
+        if not _DEVICE_PATTERN.match(device) or device.split(":")[0] not in DEVICE_TYPES:
+            raise ConfigurationError(f"{item[1]}: {device!r} is not a device; use {_DEVICES_HELP}")
         values["device"] = device
     if (item := get("tcav_batch_size")) is not None:
         values["batch_size"] = _int(item[0], item[1], 1)
@@ -405,6 +408,30 @@ def config_from_pytest(config: Any) -> TCAVConfig:
 
 
 _PATH_KEYS = ("tcav_concepts", "tcav_inputs", "tcav_cache_dir")
+
+
+def check_device_available(config: TCAVConfig) -> None:
+    """``tcav_device`` names a device this machine has: said at startup, not by torch in every test.
+
+    Imports torch, so it is called only when the setting is given.
+    """
+    if config.device is None or config.device == "cpu":
+        return
+    import torch
+
+    kind, _, index = config.device.partition(":")
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
+    count = 0
+    if backend is not None and backend.is_available():
+        count = int(backend.device_count()) if hasattr(backend, "device_count") else 1
+    if count > int(index or 0):
+        return
+    have = "none" if count == 0 else f"{kind}:0" + (f" to {kind}:{count - 1}" if count > 1 else "")
+    raise ConfigurationError(
+        f"{config.source('tcav_device')}: {config.device!r} is not available on this machine ({kind} devices: "
+        f"{have}; torch {torch.__version__}); use {'one of those' if count else 'cpu'}, or leave tcav_device "
+        "unset to test on CUDA when present, else the CPU"
+    )
 
 
 def default_cache_dir(config: Any) -> Path:

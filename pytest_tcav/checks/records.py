@@ -9,7 +9,7 @@ report's fields, so the builders below add them in a fixed order.
 
 Every record of a check goes through the same steps: what the test asked
 (:func:`check_record`), what was measured (:func:`with_result`), and how it
-ended (:func:`finished` or :func:`failed_to_run`).  A stability check adds
+ended (:func:`finished`, or :func:`failed_to_run` when it raised first).  A stability check adds
 its baseline (:func:`stability_info`, :func:`with_comparison`, :func:`with_sides`).
 """
 
@@ -88,9 +88,14 @@ def finished(record: dict[str, Any], outcome: str, message: str | None = None) -
     return {**record, "outcome": outcome, "message": message}
 
 
-def failed_to_run(record: dict[str, Any], message: str) -> dict[str, Any]:
-    """The record of a check that raised a :class:`~pytest_tcav.errors.TCAVError` before its verdict."""
-    out = {**record, "outcome": "error", "message": message}
+def failed_to_run(record: dict[str, Any], message: str, error: str | None = None) -> dict[str, Any]:
+    """The record of a check that raised before its verdict: a :class:`~pytest_tcav.errors.TCAVError`
+    about its setup, or any exception from the model.
+
+    ``error`` is the exception's type name (``TypeError``, ``ConceptDataError``),
+    ``message`` its text, its notes included (:func:`pytest_tcav.checks.raised.error_fields`).
+    """
+    out = {**record, "outcome": "error", "error": error, "message": message}
     out.setdefault("results", [])
     return out
 

@@ -5,7 +5,9 @@ frame here hides itself from the traceback), then what was measured on each
 layer, then one sentence saying why the check failed and what to try.  Errors
 in the test's own setup (an unknown layer, a missing concept folder) keep
 their :class:`~pytest_tcav.errors.TCAVError` type but lose the engine's
-internal frames, since the fix is on the user's line, not inside the engine.
+internal frames, since the fix is on the user's line, not inside the engine;
+an exception from inside the model keeps the model's frames only
+(:mod:`pytest_tcav.checks.raised`).  Either way the check is recorded, as an error.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from pytest_tcav.checks import records
+from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
 from pytest_tcav.checks.relative import judge_relative
-from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVError
+from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning
 
 if TYPE_CHECKING:
     from torch import nn
@@ -66,15 +68,17 @@ def check_concept(
         if require not in ("all", "any"):
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
-    except TCAVError as exc:
-        session.record(records.failed_to_run(entry, str(exc)))
-        raise exc.with_traceback(None)  # noqa: B904  (the user's error, without the engine's frames)
+    except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
+        raise raised.recorded(session, entry, exc)  # noqa: B904  (the user's frames, not the engine's)
     judgement = judge(result, expectation, require, score_range)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
-    # A relative check's null is relabelings of its own concepts: the random library's calibration says nothing.
-    gate = None if result.against else calibration_gate(session, model, result, target, layer_names, direction,
-                                                        knobs)
+    try:  # measuring a missing calibration runs the model again
+        # A relative check's null is relabelings of its own concepts: the random library's calibration says nothing.
+        gate = None if result.against else calibration_gate(session, model, result, target, layer_names, direction,
+                                                            knobs)
+    except Exception as exc:
+        raise raised.recorded(session, entry, exc)  # noqa: B904
     if gate is not None and gate.rates:
         entry["calibration"] = rate_fields(gate.rates)
     refused = judgement.passed and gate is not None and gate.state != "ok" and \

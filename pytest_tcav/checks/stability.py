@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tcav.checks import records
+from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
 from pytest_tcav.checks.baseline_names import BASELINE_DIR, SUFFIX, UPDATE_FLAG, baseline_path, obtained_path
 from pytest_tcav.errors import (
     BaselineError,
     ConceptStabilityFailure,
     ConfigurationError,
-    TCAVError,
     shown_path,
 )
 from pytest_tcav.reports.text import format_p, render_table
@@ -318,10 +317,9 @@ def check_stable(
              **records.stability_info(baseline, tolerance, statistic_tolerance)}
     stability_entry = entry["stability"]
 
-    def error(exc: TCAVError, action: str = "error") -> TCAVError:
+    def error(exc: BaseException, action: str = "error") -> BaseException:
         stability_entry["action"] = action
-        session.record(records.failed_to_run(entry, str(exc)))
-        return exc.with_traceback(None)
+        return raised.recorded(session, entry, exc)
 
     try:
         tolerance = _check_tolerance(tolerance, "tolerance", 1.0)
@@ -335,8 +333,8 @@ def check_stable(
         _claim(session, path, entry)
         result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
                                alpha=alpha, **knobs)
-    except TCAVError as exc:
-        raise error(exc)  # noqa: B904  (the user's error, without the engine's frames)
+    except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
+        raise error(exc)  # noqa: B904  (the user's frames, not the engine's)
     entry = records.with_result(entry, result)
     test_id = session.current_nodeid()
     update = bool(getattr(session.config, "update_baselines", False))

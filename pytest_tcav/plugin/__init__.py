@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_tcav.config import OPTIONS, config_from_pytest
+from pytest_tcav.config import OPTIONS, check_device_available, config_from_pytest
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.plugin import reporting, xdist
 from pytest_tcav.plugin.baselines import BaselineTracker
@@ -43,7 +43,7 @@ from pytest_tcav.plugin.stash import HANDLE_KEY, REPORTS_KEY
 from pytest_tcav.plugin.yaml_items import DEFAULT_PATTERNS, PATTERN_INI
 from pytest_tcav.plugin.yaml_items import collect_file as collect_yaml_file
 from pytest_tcav.reports.cache_line import cache_line, merge
-from pytest_tcav.reports.text import summary_lines
+from pytest_tcav.reports.text import error_lines, summary_lines
 from pytest_tcav.session.registry import SessionHandle, activate, deactivate
 
 if TYPE_CHECKING:
@@ -102,6 +102,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
         settings = config_from_pytest(config)
+        check_device_available(settings)  # imports torch only when tcav_device is set
     except ConfigurationError as exc:
         raise pytest.UsageError(f"pytest-tcav: {exc}") from None
     handle = SessionHandle(settings)
@@ -266,13 +267,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     cache = cache_line(merge(own + xdist.parts(config, CACHE_PART)))
     if cache is not None:  # before the checks' table, which runs to the next "=" line
         terminalreporter.write_sep("-", f"tcav cache: {cache}")
-    lines = summary_lines(run_records(config, handle))
+    records = run_records(config, handle)
+    lines = summary_lines(records)
     reports = reporting.summary_lines(config.stash.get(REPORTS_KEY, []))
     if not lines and not reports:
         return
     terminalreporter.write_sep("=", "TCAV concept checks")
+    errors = set(error_lines(records)[1:])
     for number, line in enumerate(lines):
-        failed = number >= 2 and number < len(lines) - 1 and line.rstrip().endswith(("FAILED", "ERROR"))
-        terminalreporter.write_line(line, red=failed, bold=number == 0)
+        failed = number >= 2 and number <= len(records) + 1 and line.rstrip().endswith(("FAILED", "ERROR"))
+        terminalreporter.write_line(line, red=failed or line in errors, bold=number == 0)
     for text, error in reports:  # the report files written, after the table
         terminalreporter.write_line(text, red=error)

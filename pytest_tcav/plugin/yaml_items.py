@@ -126,12 +126,15 @@ class TCAVYamlItem(pytest.Item):
 
         spec, options, kind = self.spec, self.expectation.options, self.expectation.kind
         session = self._session()
-        model = load_model(spec, session)
-        concept = _data(self.concept.name, spec)
-        assert concept is not None  # a concept always has a name
-        random_sets: Any = spec.random_sets
-        if isinstance(random_sets, tuple):
-            random_sets = [_data(name, spec) for name in random_sets]
+        try:  # a model loader that raises: the check is still in the summary, as an error
+            model = load_model(spec, session)
+            concept = _data(self.concept.name, spec)
+            assert concept is not None  # a concept always has a name
+            random_sets: Any = spec.random_sets
+            if isinstance(random_sets, tuple):
+                random_sets = [_data(name, spec) for name in random_sets]
+        except Exception as exc:
+            raise self._recorded(session, exc)  # noqa: B904
         common: dict[str, Any] = dict(target=spec.target, layers=list(spec.layers), inputs=_data(spec.inputs, spec),
                                       random_sets=random_sets, random_pool=_data(spec.random_pool, spec),
                                       **spec.knobs)
@@ -150,6 +153,17 @@ class TCAVYamlItem(pytest.Item):
         check_concept(session, expectation, model, concept,  # type: ignore[arg-type]
                       require=options.get("require", spec.require), score=options.get("score"),
                       direction=options.get("direction"), **common)
+
+    def _recorded(self, session: TCAVSession, exc: BaseException) -> BaseException:
+        """Record the check as an error before it could start (see :mod:`pytest_tcav.checks.raised`)."""
+        from pytest_tcav.checks import raised, records
+
+        kind, options = self.expectation.kind, self.expectation.options
+        expectation = {"direction": "significant", "stable": "stable"}.get(kind, kind)
+        direction = options.get("direction") or ("positive" if expectation == "significant" else "either")
+        entry = records.check_record(self.concept.name, self.spec.target, list(self.spec.layers), expectation,
+                                     direction, options.get("require", self.spec.require))
+        return raised.recorded(session, entry, exc)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """The assertion's own message under the expectation's file and line, without Python frames."""

@@ -32,8 +32,8 @@ from pytest_tcav.reports.text import format_p, shown_concept
 #: Keys of a check that the page shows in its own places; any other key is listed under "More".
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
-    "alpha", "results", "outcome", "message", "xfail", "model_fingerprint", "concept_fingerprint", "settings",
-    "verdict", "status", "before", "after", "stability", "against",
+    "alpha", "results", "outcome", "error", "message", "xfail", "model_fingerprint", "concept_fingerprint",
+    "settings", "verdict", "status", "before", "after", "stability", "against",
 }
 
 
@@ -283,8 +283,9 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
         title = f"{title} (check {int(check['index']) + 1})"
     parts = [f'<section class="check {esc(result)}" id="check-{number_}">',
              f'<h2>{esc(title)}<span class="badge {esc(result)}">{esc(label)}</span></h2>', _claim(check)]
-    if check.get("message"):
-        parts.append(f'<div class="message">{esc(check["message"])}</div>')
+    if check.get("message") or check.get("error"):
+        error = f'<strong>{esc(check["error"])}</strong>: ' if check.get("error") else ""
+        parts.append(f'<div class="message">{error}{esc(check.get("message") or "")}</div>')
     results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
     if mpl is not None and results:
         png, note = _plot_or_note(plots.check_plot, check, mpl)

@@ -21,8 +21,9 @@ from typing import Any
 
 from pytest_tcav.reports.text import verdict
 
-#: The per-check keys, in the order they are written (``message`` only when there is one).
-CHECK_KEYS = ("concept", "target", "expectation", "direction", "verdict", "outcome", "message")
+#: The per-check keys, in the order they are written (``error``, the exception's type, and ``message`` only
+#: when there is one).
+CHECK_KEYS = ("concept", "target", "expectation", "direction", "verdict", "outcome", "error", "message")
 #: The per-layer keys, in the order they are written (``moved`` only for a stability check).
 LAYER_KEYS = ("verdict", "score", "p_value", "p_corrected", "cav_accuracy", "moved")
 
@@ -45,10 +46,11 @@ def properties(record: Mapping[str, Any], index: int) -> list[tuple[str, str]]:
         "direction": record.get("direction"),
         "verdict": verdict(dict(record)),
         "outcome": record.get("outcome"),
+        "error": record.get("error"),
         "message": record.get("message"),
     }
     out = [(f"{prefix}.{key}", _text(check[key])) for key in CHECK_KEYS
-           if key != "message" or check["message"] is not None]
+           if key not in ("error", "message") or check[key] is not None]
     stability = record.get("stability")
     compared = ({c.get("layer"): c for c in stability.get("layers") or [] if isinstance(c, Mapping)}
                 if isinstance(stability, Mapping) else {})

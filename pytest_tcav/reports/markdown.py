@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pytest_tcav.reports.text import format_p, row, sort_records, summary_lines
+from pytest_tcav.reports.text import count_line, error_text, format_p, row, sort_records
 
 TITLE = "TCAV concept checks"
 HEADER = ("test", "concept", "target", "expected", "layers: verdict (corrected p)", "result")
@@ -73,7 +73,7 @@ def _row(record: Mapping[str, Any]) -> list[str]:
     cells = row(dict(record))
     test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[8]
     shown = _RESULTS.get(result, text(result))
-    message = record.get("message")
+    message = error_text(dict(record)) if result == "ERROR" else record.get("message")
     if result in ("FAILED", "ERROR") and message:
         shown += f": {text(message)}"
     return [code(test), code(concept), code(target), text(expected), _layers(record), shown]
@@ -84,7 +84,7 @@ def markdown_summary(records: Iterable[Mapping[str, Any]]) -> str:
     ordered = sort_records([dict(r) for r in records])
     if not ordered:
         return ""
-    lines = [f"## {TITLE}", "", text(summary_lines(ordered)[-1]), "",
+    lines = [f"## {TITLE}", "", text(count_line(ordered)), "",
              "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines.extend("| " + " | ".join(_row(record)) + " |" for record in ordered)
     return "\n".join(lines) + "\n"

@@ -89,19 +89,44 @@ def row(record: dict[str, Any]) -> tuple[str, ...]:
 
 
 def summary_lines(records: Iterable[dict[str, Any]]) -> list[str]:
-    """The table's lines (header, rule, one row per check) and a closing count."""
+    """The table's lines (header, rule, one row per check), a closing count, then what each error raised."""
     ordered = sort_records(records)
     if not ordered:
         return []
-    rows = [HEADER, *(row(r) for r in ordered)]
-    lines = render_table(rows)
-    results = [cells[-1] for cells in rows[1:]]
+    lines = render_table([HEADER, *(row(r) for r in ordered)])
+    lines.append(count_line(ordered))
+    return lines + error_lines(ordered) + calibration_lines(ordered)
+
+
+def count_line(records: Iterable[dict[str, Any]]) -> str:
+    """``N concept check(s): a passed, b failed, ...``: the closing line of the table."""
+    results = [row(r)[-1] for r in records]
     parts = [f"{results.count('passed')} passed"]
     for label, word in (("FAILED", "failed"), ("ERROR", "error(s)"), ("xfailed", "xfailed")):
         if results.count(label):
             parts.append(f"{results.count(label)} {word}")
-    lines.append(f"{len(ordered)} concept check(s): {', '.join(parts)}")
-    return lines + calibration_lines(ordered)
+    return f"{len(results)} concept check(s): {', '.join(parts)}"
+
+
+def error_text(record: dict[str, Any], limit: int = 200) -> str:
+    """An error in one line: ``Type: the first line of its message`` (cut at ``limit`` characters)."""
+    message = str(record.get("message") or "").strip()
+    line = message.splitlines()[0] if message else ""
+    if len(line) > limit:
+        line = line[: limit - 3] + "..."
+    error = record.get("error")
+    if not error:
+        return line or "error"
+    return f"{error}: {line}" if line else str(error)
+
+
+def error_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """For each check that raised before its verdict (sorted as the table): its test and its error."""
+    erred = [r for r in sort_records(records) if r.get("outcome") == "error" and not r.get("xfail")]
+    if not erred:
+        return []
+    return ["raised before a verdict:",
+            *(f"  {r.get('nodeid') or '(outside a test)'}: {error_text(r)}" for r in erred)]
 
 
 def calibration_lines(records: Iterable[dict[str, Any]]) -> list[str]:

@@ -33,6 +33,7 @@ from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
+from pytest_tcav.session.targets import index_in_range
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]
@@ -208,10 +209,13 @@ class TCAVSession:
         else:
             sets, pool = self.resolve_random_sets(random_sets, random_pool, kind=self.concept_kind(concept),
                                                   tokenizer=tokenizer)
+        concept = self.resolve_concept(concept, tokenizer=tokenizer)
+        with index_in_range(model, concept, index if inputs is None else None, self.transform, forward_kwargs):
+            input_set = self.resolve_inputs(inputs, target, tokenizer=tokenizer)  # a missing folder: is it the index?
         result = engine.test(
-            self.resolve_concept(concept, tokenizer=tokenizer),
+            concept,
             target=index,
-            inputs=self.resolve_inputs(inputs, target, tokenizer=tokenizer),
+            inputs=input_set,
             layers=layers,
             random_sets=sets,
             random_pool=pool,

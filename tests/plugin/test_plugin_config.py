@@ -56,7 +56,9 @@ def test_defaults() -> None:
         ("tcav_n_steps", "0", "at least 1"),
         ("tcav_method", "saliency", "gradient, integrated_gradients"),
         ("tcav_correction", "fdr", "holm, bonferroni, none"),
-        ("tcav_device", "GPU 0", "not a device name"),
+        ("tcav_device", "GPU 0", "not a device; use cpu, cuda, cuda:N"),
+        ("tcav_device", "gpu", "'gpu' is not a device; use cpu, cuda, cuda:N .* mps"),
+        ("tcav_device", "cuda:x", "not a device"),
         ("tcav_transform", "mymodule.transform", "package.module:callable"),
         ("tcav_classes", ["zebra"], "name=index"),
         ("tcav_classes", ["zebra=x"], "must be an integer"),
@@ -252,15 +254,41 @@ def test_configured_transform_loads_the_images(pytester: pytest.Pytester) -> Non
     pytester.runpytest().assert_outcomes(passed=1)
 
 
-def test_device_setting_must_match_the_model(pytester: pytest.Pytester) -> None:
+def test_device_setting_must_match_the_model(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU, in this process
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     make_project(pytester)
     pytester.makepyfile(test_it="""
         import pytest
         from pytest_tcav import ConfigurationError
 
         def test_device(tcav, model):
-            assert str(tcav.device) == "meta"
-            with pytest.raises(ConfigurationError, match="model is on cpu but --tcav-device asks for meta"):
+            assert str(tcav.device) == "cuda"
+            with pytest.raises(ConfigurationError, match="model is on cpu but --tcav-device asks for cuda"):
                 tcav.score(model, "horizontal", target=1, layers="relu")
     """)
-    pytester.runpytest("--tcav-device=meta").assert_outcomes(passed=1)
+    pytester.runpytest_inprocess("--tcav-device=cuda").assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(("setting", "gpus", "message"), [
+    (["--tcav-device=cuda"], 0, "--tcav-device: 'cuda' is not available on this machine (cuda devices: none; "),
+    (["-o", "tcav_device=cuda:1"], 1, "tcav_device in pytest.ini: 'cuda:1' is not available on this machine "
+                                      "(cuda devices: cuda:0; "),
+    (["--tcav-device=mps"], 0, "--tcav-device: 'mps' is not available on this machine (mps devices: none"),
+    (["--tcav-device=gpu"], 0, "--tcav-device: 'gpu' is not a device; use cpu, cuda, cuda:N"),
+])
+def test_a_device_this_machine_lacks_is_a_usage_error_at_startup(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, setting: list[str], gpus: int,
+        message: str) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    make_project(pytester, data=False)
+    pytester.makepyfile(test_it="def test_plain():\n    pass\n")
+    result = pytester.runpytest_inprocess(*setting)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert f"ERROR: pytest-tcav: {message}" in result.stderr.str()

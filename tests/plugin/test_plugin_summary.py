@@ -64,8 +64,9 @@ EXPECTED_ROWS = [
 ]
 
 def rows(section: list[str]) -> list[str]:
-    """The summary's rows, with runs of spaces made one."""
-    return [" ".join(line.split()) for line in section[2:-1]]
+    """The summary's rows (up to the count line), with runs of spaces made one."""
+    end = next(k for k, line in enumerate(section) if " concept check(s): " in line)
+    return [" ".join(line.split()) for line in section[2:end]]
 
 
 def matches(row: str, pattern: str) -> bool:
@@ -90,7 +91,9 @@ def test_summary_has_one_row_per_check(project: pytest.Pytester) -> None:
     assert len(rows(section)) == len(EXPECTED_ROWS)
     for row, pattern in zip(rows(section), EXPECTED_ROWS):
         assert matches(row, pattern), (row, pattern)
-    assert section[-1] == "9 concept check(s): 6 passed, 2 failed, 1 error(s)"
+    assert section[-3:] == ["9 concept check(s): 6 passed, 2 failed, 1 error(s)", "raised before a verdict:",
+                            "  test_checks.py::test_error: LayerError: " + section[-1].split(": LayerError: ")[1]]
+    assert "'nope'" in section[-1]
 
 
 def test_no_summary_without_concept_checks(project: pytest.Pytester) -> None:
@@ -120,7 +123,7 @@ def test_xdist_gives_the_same_results_and_summary_as_a_serial_run(
     parallel.assert_outcomes(passed=6, failed=3)
     assert "2 workers" in parallel.stdout.str()
     serial_section = summary_section(serial.stdout.str())
-    assert len(serial_section) == 2 + len(EXPECTED_ROWS) + 1
+    assert len(serial_section) == 2 + len(EXPECTED_ROWS) + 1 + 2  # and the error's two lines
     assert summary_section(parallel.stdout.str()) == serial_section
     # Not only the rounded table: every score and p-value is identical, bit for bit.
     serial_records, parallel_records = dumped(serial_dir), dumped(parallel_dir)
@@ -145,7 +148,10 @@ def test_summary_lines_from_records() -> None:
     assert [line.split()[0] for line in lines[2:4]] == ["a.py::t", "b.py::t"]  # sorted by test id
     assert lines[3].split()[4:] == ["l1,l2", "1.00", "0.50", "2.0e-06", "0.200", "significant", "on", "1/2",
                                     "passed"]
-    assert lines[-1] == "2 concept check(s): 1 passed, 1 error(s)"
+    assert lines[-3:] == ["2 concept check(s): 1 passed, 1 error(s)", "raised before a verdict:", "  a.py::t: error"]
+    records[1].update(error="TypeError", message="bad shape\nmore")
+    assert lines[:-1] == summary_lines(records)[:-1]
+    assert summary_lines(records)[-1] == "  a.py::t: TypeError: bad shape"
     assert summary_lines([]) == []
 
 
