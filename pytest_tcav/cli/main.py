@@ -37,7 +37,7 @@ from pytest_tcav.cli.inifile import PATH_KEYS, find_inifile, read_inifile
 from pytest_tcav.cli.score import InputsOfClass, comma_list, score
 from pytest_tcav.cli.stored import add_report_parser, run_report
 from pytest_tcav.cli.usage import PROG, UsageError
-from pytest_tcav.config import OPTIONS, Option, TCAVConfig, build_config
+from pytest_tcav.config import OPTIONS, Option, TCAVConfig, build_config, check_device_available
 from pytest_tcav.errors import ConfigurationError, TCAVError
 
 #: The settings that are flags of ``score`` too, in the table's order.
@@ -179,7 +179,9 @@ def _settings(args: argparse.Namespace) -> tuple[TCAVConfig, Any]:
             name = args.inputs.strip()
             inputs = InputsOfClass(int(name) if name.isdigit() else name)
     try:
-        return build_config(raw, root=root), inputs
+        config = build_config(raw, root=root)
+        check_device_available(config)  # a device this machine lacks: a usage error now, not torch's later
+        return config, inputs
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from None
 

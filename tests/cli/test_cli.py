@@ -122,6 +122,7 @@ def test_read_inifile_reads_pytest_ini_setup_cfg_and_pyproject(tmp_path: Path) -
     (["score", *TINY[:-4], "--layers", ",", "--random-sets", "5"], "give at least one layer"),
     (["score", *TINY, "--inifile", "missing.ini"], "is not a file"),
     (["score", *TINY[:2], "--target", "1", "--layers", "relu"], "give --concepts DIR"),
+    (["score", *TINY, "--device", "gpu"], "gpu"),
 ])
 def test_usage_errors_exit_2(in_project: Path, argv: list[str], message: str) -> None:
     code, out, err = run_main(*argv)
@@ -237,3 +238,12 @@ def test_python_dash_m_on_the_example_suite_from_the_repository_root(tmp_path: P
     assert "concept 'watermark', target zebra (0)" in tables[1]
     report = json.loads((tmp_path / "r.json").read_text())
     assert [c["concept"] for c in report["checks"]] == ["striped", "watermark"]
+
+
+def test_a_device_this_machine_lacks_exits_2_before_the_model_loads(in_project: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, out, err = run_main("score", *TINY, "--device", "cuda")
+    assert code == 2 and out == "" and "cuda" in err and "Traceback" not in err
