@@ -25,35 +25,10 @@ from types import MappingProxyType
 from typing import Any
 
 from pytest_tcav.errors import ConfigurationError
+from pytest_tcav.values import parse_size, parse_threads  # re-exported: read by the cache and the CLI
 
 #: Default bound on the disk cache's total size.
 DEFAULT_MAX_BYTES = 2 * 1024**3
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str | int | None) -> int | None:
-    """Bytes from ``"2GiB"``, ``"500MB"``, ``"1.5g"``, ``"1048576"``; ``None``/``"none"``/``"0"`` mean unbounded.
-
-    Binary and decimal prefixes are both accepted (``GiB`` = 1024**3,
-    ``GB`` = 1000**3; a bare ``G`` is binary), so a command-line option can
-    take whatever people type.
-    """
-    if text is None:
-        return None
-    if isinstance(text, int):
-        return None if text <= 0 else text
-    if text.strip().lower() in ("none", "unlimited", "0", ""):
-        return None
-    match = _SIZE_RE.match(text)
-    if not match:
-        raise ConfigurationError(f"cannot read cache size {text!r}; write e.g. 2GiB, 500MB or a number of bytes")
-    number, prefix, binary = match.groups()
-    power = "kmgt".find(prefix.lower()) + 1 if prefix else 0
-    base = 1024 if (binary or (prefix and not text.strip().lower().endswith("b"))) else 1000
-    size = int(float(number) * base**power)
-    return None if size <= 0 else size
-
 
 # Kept in step with the engine (tests/plugin/test_plugin_config.py checks it); repeated
 # here so that reading the configuration does not import torch.
@@ -64,6 +39,7 @@ BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.engine.examples.BAD_IMAGE_
 REQUIRE_CALIBRATION = ("off", "warn", "fail")  # pytest_tcav.checks.calibration.REQUIRE_MODES
 LAYER_POINTS = ("output", "input")  # pytest_tcav.engine.layers.LayerPoint
 POOLINGS = ("flatten", "mean", "first", "last")  # pytest_tcav.engine.pooling.POOLINGS
+CACHE_LOCKS = ("fcntl", "soft")  # pytest_tcav.storage.locks.LOCK_KINDS
 
 _DEVICE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(:\d+)?$")
 #: The device types a concept test runs on (torch's names), as the error for any other names them.
@@ -153,6 +129,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
     Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
            "entries are evicted (default: 2GiB)", "SIZE"),
+    Option("tcav_cache_lock", "how workers lock disk-cache entries: fcntl (the operating system's locks) or "
+           "soft (lock files that hold where fcntl locks do not, e.g. on NFS or other network file systems shared "
+           "by several machines) (default: fcntl)", "fcntl|soft"),
+    Option("tcav_threads", "torch intra-op threads: auto (under pytest-xdist, cores / workers unless "
+           "OMP_NUM_THREADS, MKL_NUM_THREADS or torch.set_num_threads says otherwise; else torch's own default) "
+           "or a number (default: auto)", "auto|N"),
     Option("tcav_require_calibration", "what a concept check does when the measured false-positive rate of "
            "the random library (pytest-tcav calibrate) is missing, stale, or above alpha: off, warn or fail "
            "(default: off)", "off|warn|fail"),
@@ -194,6 +176,13 @@ class TCAVConfig:
     cache_dir: Path | None = None
     cache: str = "readwrite"
     cache_size: int | None = DEFAULT_MAX_BYTES
+    #: ``tcav_cache_lock``: the disk cache's entry locks, ``fcntl`` or ``soft`` (``CACHE_LOCKS``).
+    cache_lock: str = "fcntl"
+    #: ``tcav_threads``: torch intra-op threads the session sets when it is built; None: auto.
+    threads: int | None = None
+    #: auto's choice on a pytest-xdist worker whose torch was loaded before the plugin could set
+    #: ``OMP_NUM_THREADS``: (threads, torch's count then); the session sets it unless the count changed since.
+    worker_threads: tuple[int, int] | None = None
     #: What loading a folder does with an undecodable image file (``concepts.BAD_IMAGE_POLICIES``).
     on_bad_image: str = "warn"
     #: ``tcav_require_calibration``: what a check does without a current calibration within alpha.
@@ -365,6 +354,10 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
             values["cache_size"] = parse_size(str(item[0]))
         except ConfigurationError as exc:
             raise ConfigurationError(f"{item[1]}: {exc}") from None
+    if (item := get("tcav_cache_lock")) is not None:
+        values["cache_lock"] = _choice(item[0], item[1], CACHE_LOCKS)
+    if (item := get("tcav_threads")) is not None:
+        values["threads"] = parse_threads(item[0], item[1])
     if (item := get("tcav_on_bad_image")) is not None:
         values["on_bad_image"] = _choice(item[0], item[1], BAD_IMAGE_POLICIES)
     if (item := get("tcav_require_calibration")) is not None:

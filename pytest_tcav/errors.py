@@ -61,6 +61,10 @@ class TCAVCacheWarning(UserWarning):
     """
 
 
+class CacheArchiveError(TCAVError):
+    """An archive of the disk cache (``pytest-tcav cache import``) is unreadable, unsafe or altered."""
+
+
 class TCAVCalibrationWarning(UserWarning):
     """A concept check ran without a current calibration of its random library, or above alpha by it.
 

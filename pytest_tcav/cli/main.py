@@ -1,9 +1,9 @@
 """The ``pytest-tcav`` command line: its arguments, its ini file, its exit status.
 
-Four commands: ``score`` (here and in :mod:`pytest_tcav.cli.score`),
+Five commands: ``score`` (here and in :mod:`pytest_tcav.cli.score`),
 ``calibrate`` (:mod:`pytest_tcav.cli.calibrate`),
-``diff`` (:mod:`pytest_tcav.cli.diff`) and ``report``
-(:mod:`pytest_tcav.cli.stored`).  ``score`` reads the ini file pytest would
+``diff`` (:mod:`pytest_tcav.cli.diff`), ``report``
+(:mod:`pytest_tcav.cli.stored`) and ``cache`` (:mod:`pytest_tcav.cli.cache`).  ``score`` reads the ini file pytest would
 read (:mod:`pytest_tcav.cli.inifile`), unless ``--inifile`` names another or
 ``--no-inifile`` asks for none.
 
@@ -17,7 +17,8 @@ Exit status of ``score``: 0 when every concept was scored, 2 on a usage error
 (a missing or malformed argument or setting), 1 when scoring failed (any
 :class:`~pytest_tcav.errors.TCAVError`: a missing folder, an unknown layer...,
 or a model loader that failed), with a one-line message on stderr.  ``diff``
-exits 0 (no change), 1 (changed) or 2; ``report`` 0, 1 (not written) or 2.
+exits 0 (no change), 1 (changed) or 2; ``report`` 0, 1 (not written) or 2;
+``cache`` 0, 1 (archive refused or not written) or 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from pytest_tcav._version import __version__
+from pytest_tcav.cli.cache import add_cache_parser, run_cache
 from pytest_tcav.cli.calibrate import add_calibrate_parser, run_calibrate
 from pytest_tcav.cli.diff import add_diff_parser, run_diff
 from pytest_tcav.cli.inifile import PATH_KEYS, find_inifile, read_inifile
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_calibrate_parser(commands, _add_settings)
     add_diff_parser(commands)
     add_report_parser(commands)
+    add_cache_parser(commands)
     return parser
 
 
@@ -229,6 +232,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
             return run_diff(args, stdout)
         if args.command == "report":
             return run_report(args, stdout)
+        if args.command == "cache":
+            return run_cache(args, stdout)
         config, inputs = _checked(args)
         if args.command == "calibrate":
             return run_calibrate(args, config, inputs, stdout, stderr)

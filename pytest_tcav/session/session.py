@@ -34,6 +34,7 @@ from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.session.targets import index_in_range
+from pytest_tcav.session.threads import apply_threads
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]
@@ -83,7 +84,7 @@ class TCAVSession:
     def __init__(self, config: TCAVConfig | None = None, *, store: MemoryStore | None = None,
                  nodeid: Callable[[], str | None] = lambda: None,
                  test_path: Callable[[], Path | None] = lambda: None) -> None:
-        self.config = config if config is not None else TCAVConfig()
+        self.config = apply_threads(config if config is not None else TCAVConfig())  # torch's, before any work
         #: Shared by every engine of the session; by default backed by the disk cache of ``tcav_cache_dir``
         #: (unless ``tcav_cache = off``, or outside pytest, where ``cache_dir`` is unset).
         self.store = store if store is not None else default_store(self.config)
@@ -431,7 +432,7 @@ def default_store(config: TCAVConfig) -> MemoryStore:
     from pytest_tcav.storage.disk import DiskStore
 
     return MemoryStore(backend=DiskStore(config.cache_dir, mode=config.cache,  # type: ignore[arg-type]
-                                         max_bytes=config.cache_size))
+                                         max_bytes=config.cache_size, lock=config.cache_lock))
 
 
 def default_device() -> torch.device:

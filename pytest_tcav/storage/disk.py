@@ -32,14 +32,12 @@ import errno
 import math
 import os
 import warnings
-from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from pytest_tcav.config import DEFAULT_MAX_BYTES
 from pytest_tcav.errors import ConfigurationError, TCAVCacheWarning
@@ -52,7 +50,9 @@ from pytest_tcav.storage.entry_format import (
     environment_fingerprint,
     read_entry,
 )
+from pytest_tcav.storage.locks import LOCK_KINDS, new_lock
 from pytest_tcav.storage.memory import Value
+from pytest_tcav.storage.stats import CacheStats
 
 Mode = Literal["off", "read", "write", "readwrite"]
 MODES: tuple[str, ...] = ("off", "read", "write", "readwrite")
@@ -62,38 +62,6 @@ MAX_PINNED = 4096
 
 
 # -- the store -----------------------------------------------------------------------------
-
-
-@dataclass
-class CacheStats:
-    """What a :class:`DiskStore` did, per kind of value (for the run's summary line)."""
-
-    hits: Counter[str] = field(default_factory=Counter)
-    misses: Counter[str] = field(default_factory=Counter)
-    writes: Counter[str] = field(default_factory=Counter)
-    corrupt: Counter[str] = field(default_factory=Counter)
-    stale: Counter[str] = field(default_factory=Counter)
-    evicted: int = 0
-    evicted_bytes: int = 0
-    write_errors: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        """Plain numbers, e.g. to send from an xdist worker to the controller."""
-        return {
-            "hits": dict(self.hits), "misses": dict(self.misses), "writes": dict(self.writes),
-            "corrupt": dict(self.corrupt), "stale": dict(self.stale), "evicted": self.evicted,
-            "evicted_bytes": self.evicted_bytes, "write_errors": self.write_errors,
-        }
-
-    def summary(self) -> str:
-        """One line such as ``12 hits, 3 misses, 3 written, 0 evicted``."""
-        text = (f"{sum(self.hits.values())} hits, {sum(self.misses.values())} misses, "
-                f"{sum(self.writes.values())} written, {self.evicted} evicted")
-        if self.corrupt:
-            text += f", {sum(self.corrupt.values())} corrupt entries recomputed"
-        if self.write_errors:
-            text += ", not persisting (disk error)"
-        return text
 
 
 class DiskStore:
@@ -114,7 +82,8 @@ class DiskStore:
     itself (correct either way, only slower).  ``fsync=False`` skips flushing
     each entry to the device before it is renamed into place: faster on slow
     disks, and still never wrong, since an entry torn by a power loss fails
-    its checksum and is recomputed (with a warning).
+    its checksum and is recomputed (with a warning).  ``lock``: ``"fcntl"`` or
+    ``"soft"`` (:mod:`~pytest_tcav.storage.locks`; soft on network file systems).
 
     Not safe to share one instance between threads; share the directory instead.
     """
@@ -127,6 +96,7 @@ class DiskStore:
         *,
         lock_timeout: float = 900.0,
         fsync: bool = True,
+        lock: str = "fcntl",
     ) -> None:
         if mode not in MODES:
             raise ConfigurationError(f"cache mode must be one of {MODES}, got {mode!r}")
@@ -134,11 +104,14 @@ class DiskStore:
             raise ConfigurationError(f"max_bytes must be a positive number of bytes or None, got {max_bytes!r}")
         if not lock_timeout > 0 or math.isinf(lock_timeout):
             raise ConfigurationError(f"lock_timeout must be a positive, finite number of seconds, got {lock_timeout!r}")
+        if lock not in LOCK_KINDS:
+            raise ConfigurationError(f"lock must be one of {LOCK_KINDS}, got {lock!r}")
         self.root = Path(root)
         self.mode: Mode = mode
         self.max_bytes = max_bytes
         self.lock_timeout = lock_timeout
         self.fsync = fsync
+        self.lock = lock
         self.stats = CacheStats()
         self._environment = environment_fingerprint()
         self._writable = mode in ("readwrite", "write")
@@ -216,7 +189,7 @@ class DiskStore:
         missing = [key for key in wanted if key not in result]
         if not missing:
             return result
-        held: list[FileLock] = []
+        held: list[Any] = []
         try:
             if self._writable:
                 for key in sorted(missing):
@@ -322,7 +295,7 @@ class DiskStore:
 
     # -- writing ----------------------------------------------------------------------
 
-    def _lock(self, path: Path) -> FileLock | None:
+    def _lock(self, path: Path) -> Any:
         """The entry's lock (its directory created first), or None if the disk refuses."""
         try:
             if not self._root_ready:
@@ -332,15 +305,15 @@ class DiskStore:
         except OSError as exc:
             self._write_failed(exc)
             return None
-        return FileLock(str(layout.lock_path(path)))
+        return new_lock(layout.lock_path(path, self.lock), self.lock)
 
-    def _acquire(self, lock: FileLock, path: Path) -> bool:
+    def _acquire(self, lock: Any, path: Path) -> bool:
         """Take the entry's lock; False (and compute unlocked, still correct) on timeout or disk error."""
         try:
             lock.acquire(timeout=self.lock_timeout)
             return True
         except Timeout:
-            self._warn_once(("timeout",), f"waited {self.lock_timeout:g} s for {layout.lock_path(path)}; "
+            self._warn_once(("timeout",), f"waited {self.lock_timeout:g} s for {layout.lock_path(path, self.lock)}; "
                                           "computing without it")
         except OSError as exc:
             self._write_failed(exc)
@@ -426,7 +399,7 @@ class DiskStore:
         by killed processes.  Returns the number of entries evicted.
         """
         bound = self.max_bytes if max_bytes is None else max_bytes
-        outcome = layout.evict(self.root, bound)
+        outcome = layout.evict(self.root, bound, lock=self.lock)
         if outcome is None:
             return 0  # someone else is evicting, or we cannot lock: try after the next writes
         self.stats.evicted += outcome.entries

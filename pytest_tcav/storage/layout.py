@@ -27,10 +27,14 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
+
+from pytest_tcav.storage.locks import new_lock
 
 SUFFIX = ".tcav"
 LOCK_SUFFIX = ".lock"
+#: Soft locks live in files of their own: a ``.lock`` file an fcntl lock left behind would hold a soft lock forever.
+SOFT_LOCK_SUFFIX = ".slock"
 TMP_SUFFIX = ".tmp"
 
 #: Temporary files older than this are leftovers of a killed process.
@@ -42,7 +46,7 @@ LOW_WATER = 0.9
 _KEY_RE = re.compile(r"^[0-9a-f]{32,128}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _HEX_RE = re.compile(r"^[0-9a-f]{2}$")
-_ENTRY_RE = re.compile(r"^([0-9a-f]{32,128})(\.tcav|\.lock|\.[0-9a-z.]+\.tmp)$")
+_ENTRY_RE = re.compile(r"^([0-9a-f]{32,128})(\.tcav|\.lock|\.slock|\.[0-9a-z.]+\.tmp)$")
 
 
 def entry_path(root: Path, kind: str, key: str) -> Path:
@@ -54,9 +58,9 @@ def entry_path(root: Path, kind: str, key: str) -> Path:
     return root / kind / key[:2] / f"{key}{SUFFIX}"
 
 
-def lock_path(path: Path) -> Path:
-    """The lock file beside an entry."""
-    return path.with_suffix(LOCK_SUFFIX)
+def lock_path(path: Path, kind: str = "fcntl") -> Path:
+    """The lock file beside an entry, for locks of ``kind`` (``fcntl`` or ``soft``)."""
+    return path.with_suffix(SOFT_LOCK_SUFFIX if kind == "soft" else LOCK_SUFFIX)
 
 
 def temporary_path(path: Path, key: str) -> Path:
@@ -207,18 +211,19 @@ class Eviction:
     remaining: int
 
 
-def evict(root: Path, bound: int | None) -> Eviction | None:
+def evict(root: Path, bound: int | None, *, lock: str = "fcntl") -> Eviction | None:
     """Bring the total size under ``bound`` (``None``: no bound), oldest use first.
 
     Runs under a cache-wide lock; an entry whose own lock is held (being
     written by some worker) is skipped.  Also removes temporary files left
     by killed processes.  None if another process is evicting (or the lock
-    cannot be taken): try again after the next writes.
+    cannot be taken): try again after the next writes.  ``lock``: the kind of
+    lock the cache's users take (:mod:`~pytest_tcav.storage.locks`).
     """
     if not root.is_dir():
         return Eviction(0, 0, 0)
     try:
-        guard = FileLock(str(root / f"evict{LOCK_SUFFIX}"))
+        guard = new_lock(root / f"evict{SOFT_LOCK_SUFFIX if lock == 'soft' else LOCK_SUFFIX}", lock)
         guard.acquire(timeout=60)
     except (Timeout, OSError):
         return None
@@ -237,7 +242,7 @@ def evict(root: Path, bound: int | None) -> Eviction | None:
             for _mtime, size, path in sorted(entries):
                 if total <= target:
                     break
-                if _evict_entry(path):
+                if _evict_entry(path, lock):
                     total -= size
                     evicted += 1
                     evicted_bytes += size
@@ -246,9 +251,9 @@ def evict(root: Path, bound: int | None) -> Eviction | None:
     return Eviction(evicted, evicted_bytes, total)
 
 
-def _evict_entry(path: Path) -> bool:
-    entry_lock = lock_path(path)
-    lock = FileLock(str(entry_lock))
+def _evict_entry(path: Path, kind: str) -> bool:
+    entry_lock = lock_path(path, kind)
+    lock = new_lock(entry_lock, kind)
     try:
         lock.acquire(timeout=0)
     except (Timeout, OSError):
