@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,7 +35,24 @@ def describe(value: Any) -> str:
     name = getattr(value, "name", None)
     if isinstance(name, str):
         return name
-    return getattr(value, "__qualname__", type(value).__name__)
+    return _data_label(value) or getattr(value, "__qualname__", type(value).__name__)
+
+
+def _data_label(value: Any) -> str | None:
+    """Data given in the test gets the name the engine gives it (``tensor``, ``mapping``...), so a check
+    that raised before a result is listed under the same name as one that did not."""
+    bases = {cls.__name__ for cls in type(value).__mro__}
+    if "Tensor" in bases:
+        return "tensor"
+    if "DataLoader" in bases:
+        return "dataloader"
+    if "Dataset" in bases:
+        return "dataset"
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, (list, tuple)) and value:
+        return "text" if all(isinstance(v, str) for v in value) else "tensors"
+    return None
 
 
 def check_record(concept: Any, target: Any, layers: list[str], expectation: str | None, direction: str,
