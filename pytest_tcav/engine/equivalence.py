@@ -1,0 +1,212 @@
+"""What a "not significant" can claim: the equivalence test, the detectable effect, the CAV-accuracy gate.
+
+Units.  A concept's *effect* is its statistic's distance from the null's mean
+in units of the null's standard deviation (the random sets' spread): ``effect = 1``
+reads "as far from the average random set as one random set typically is".
+Margins (``margin=``) and the detectable effect share that unit.
+
+Equivalence.  Once the concept is given, its effect ``theta`` is a fixed
+number; what varies is the random sets (their mean, which the concept's
+statistic is measured against) and the pair noise of the concept's CAVs.  The
+concept's statistic is the mean of its ``N`` per-set statistics, which given the
+concept are independent draws around ``theta``: its standard error is their
+standard deviation over ``sqrt(N)`` (not the prediction interval's
+``sd(null) * sqrt(1 + 1/N)``, which adds the spread of a *new* random concept).
+The unit itself, the null's standard deviation, is estimated from the same
+``N`` sets, and at the margin its uncertainty weighs as much as the estimate's,
+so the test is a generalized (Weerahandi) p-value over both:
+docs/statistics.md derives it and gives its measured error rate.
+
+All functions are pure and deterministic (quadrature, no sampling), so benchmarks can call them on stored numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import optimize, special
+from scipy import stats as scipy_stats
+
+#: Power at which ``detectable_effect`` is defined.
+POWER = 0.8
+#: Default of ``tcav_max_detectable_effect`` (docs/statistics.md: the measurements behind it).
+DEFAULT_MAX_DETECTABLE_EFFECT = 4.0
+#: Log-odds nodes of the chi-square quantile in the generalized p-value, and their trapezoid weights.
+_STEP = 0.05
+_X = np.arange(-800, 801) * _STEP
+_WEIGHT = special.expit(_X) * special.expit(-_X)
+#: The inputs below which the synthetic measurements did not go (docs/statistics.md#power).
+MIN_SUGGESTED_INPUTS = 10
+
+
+def effect_size(statistic: float, null_mean: float, null_sd: float) -> float:
+    """The concept's distance from the null's mean in null standard deviations (0 when both are 0)."""
+    diff = statistic - null_mean
+    if null_sd <= 0.0 or not math.isfinite(null_sd):
+        return 0.0 if diff == 0.0 else math.copysign(math.inf, diff)
+    return diff / null_sd
+
+
+def spread_ratio(concept_statistics: Sequence[float], null_sd: float) -> float:
+    """``var(concept's per-set statistics) / var(null)``, at least 1.
+
+    Given the concept, the variance of its statistic is ``ratio * var(null) / N``.
+    Its per-set statistics vary with the random sets' effects, as the null does,
+    plus the pair noise of the concept's CAVs; the floor of 1 is the value
+    without pair noise, so an unlucky small sample never claims more precision.
+    """
+    values = np.asarray(concept_statistics, dtype=np.float64)
+    if len(values) < 2 or null_sd <= 0.0:
+        return 1.0
+    ratio = float(values.var(ddof=1)) / (null_sd * null_sd)
+    return max(1.0, ratio) if math.isfinite(ratio) else 1.0
+
+
+def per_layer_alpha(alpha: float, n_layers: int, correction: str) -> float:
+    """The level one layer must reach: Holm's first step and Bonferroni divide by the layers."""
+    return alpha if correction == "none" else alpha / max(1, n_layers)
+
+
+def _power(effect: float, n: int, ratio: float, level: float, direction: str) -> float:
+    """Power of the prediction-interval t-test against a concept whose effect is ``effect``.
+
+    With ``lam = sqrt(ratio / N)``, the test statistic is ``lam * T / sqrt(1 + 1/N)``,
+    ``T`` noncentral t on ``N - 1`` degrees of freedom with noncentrality ``effect / lam``.
+    """
+    df = n - 1
+    lam = math.sqrt(ratio / n)
+    inflate = math.sqrt(1.0 + 1.0 / n)
+    if direction == "either":
+        crit = float(scipy_stats.t.ppf(1.0 - level / 2.0, df)) * inflate / lam
+        nc = abs(effect) / lam
+        # the far tail (below -crit) is tiny once the effect matters; scipy's nct returns NaN there
+        far = float(np.nan_to_num(scipy_stats.nct.cdf(-crit, df, nc), nan=0.0))
+        return float(scipy_stats.nct.sf(crit, df, nc)) + far
+    crit = float(scipy_stats.t.ppf(1.0 - level, df)) * inflate / lam
+    return float(scipy_stats.nct.sf(crit, df, abs(effect) / lam))
+
+
+def detectable_effect(n: int, ratio: float, alpha: float, n_layers: int, correction: str,
+                      direction: str, power: float = POWER) -> float:
+    """The smallest effect the significance test finds with probability ``power``.
+
+    In the direction tested, at the per-layer level the correction leaves
+    (Holm's first step, the conservative one), for ``n`` random sets and a
+    concept whose per-set statistics vary ``ratio`` times as much as the null.
+    It does not fall below the normal quantile of the level however many sets
+    there are: the test asks whether the concept stands out from random sets,
+    and an effect of the size random sets have cannot.
+    """
+    if n < 3:
+        return math.inf
+    level = per_layer_alpha(alpha, n_layers, correction)
+
+    def gap(effect: float) -> float:
+        return _power(effect, n, ratio, level, direction) - power
+
+    high = 1.0
+    while gap(high) < 0.0:
+        high *= 2.0
+        if high > 1e6:
+            return math.inf
+    return float(optimize.brentq(gap, 0.0, high, xtol=1e-6))
+
+
+def suggest_random_sets(limit: float, n: int, ratio: float, alpha: float, n_layers: int, correction: str,
+                        direction: str, most: int = 1000) -> int | None:
+    """The fewest random sets with which ``detectable_effect`` is at most ``limit``; None if none up to ``most``."""
+    if detectable_effect(most, ratio, alpha, n_layers, correction, direction) > limit:
+        return None
+    low, high = max(3, n), most
+    if detectable_effect(low, ratio, alpha, n_layers, correction, direction) <= limit:
+        return low
+    while high - low > 1:
+        mid = (low + high) // 2
+        if detectable_effect(mid, ratio, alpha, n_layers, correction, direction) <= limit:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def suggest_inputs(n_inputs: int) -> int:
+    """Inputs to pair with the suggested random sets: as many as now (at least the measured floor).
+
+    The inputs are shared by the concept and every random set, so they fix the
+    direction the statistic measures rather than add noise between sets; on the
+    synthetic models the null's spread and the spread ratio moved by under 10%
+    from 10 to 160 inputs (docs/statistics.md#power).  More inputs do not buy power.
+    """
+    return max(int(n_inputs), MIN_SUGGESTED_INPUTS)
+
+
+def _upper_p(estimate: float, null_sd: float, se: float, n: int, margin: float) -> float:
+    """Generalized p-value of ``theta >= margin * sigma``: P(theta* >= margin * sigma*).
+
+    ``theta* = estimate - T * se`` (``T`` Student t, ``N - 1`` df) and
+    ``sigma* = sd * sqrt((N - 1) / U)`` (``U`` chi-square, ``N - 1`` df), independent;
+    the expectation over ``U`` is taken on the log-odds of its quantile, ``q = expit(x)``,
+    by the trapezoid rule on ``x`` in [-40, 40]: the weight ``q (1 - q)`` decays like
+    ``exp(-|x|)``, so both tails are covered far below any alpha (a fixed grid of
+    quantiles would cut them off at its first and last cell).
+    """
+    df = n - 1
+    if se <= 0.0:  # theta* = estimate exactly: the probability that sigma* is small enough
+        return float(scipy_stats.chi2.sf(df * (margin * null_sd / estimate) ** 2, df)) if estimate > 0 else 0.0
+    u = np.where(_X < 0, scipy_stats.chi2.ppf(special.expit(_X), df), scipy_stats.chi2.isf(special.expit(-_X), df))
+    with np.errstate(divide="ignore"):
+        bound = margin * null_sd * np.sqrt(df / u)
+    values = scipy_stats.t.cdf((estimate - bound) / se, df) * _WEIGHT
+    return float(min(1.0, max(0.0, np.sum(values) * _STEP)))
+
+
+def equivalence_p(estimate: float, null_sd: float, concept_statistics: Sequence[float], margin: float,
+                  direction: str) -> float:
+    """p-value of "the effect is at least ``margin``" (in null SDs); small: the effect is shown below it.
+
+    ``estimate`` is the concept's statistic minus the null's mean; ``positive``
+    tests ``effect < margin``, ``negative`` ``effect > -margin``, ``either`` both
+    (two one-sided tests: the larger p-value).  A null without spread has no
+    unit, so nothing can be shown (p = 1).
+    """
+    values = np.asarray(concept_statistics, dtype=np.float64)
+    n = len(values)
+    if n < 3 or null_sd <= 0.0 or not math.isfinite(null_sd) or not margin > 0.0:
+        return 1.0
+    se = float(values.std(ddof=1)) / math.sqrt(n)
+    upper = _upper_p(estimate, null_sd, se, n, margin)
+    lower = _upper_p(-estimate, null_sd, se, n, margin)
+    if direction == "positive":
+        return upper
+    if direction == "negative":
+        return lower
+    return max(upper, lower)
+
+
+def cav_gate_p(accuracies: Sequence[float]) -> float:
+    """p-value of "the concept's CAVs do no better than chance": one-sided t-test of mean accuracy > 0.5.
+
+    Given the concept, the random sets are independent draws, so the held-out
+    accuracies of its N CAVs are too; their mean estimates how well the layer
+    tells the concept from a random set.  Without spread the answer is exact:
+    0 above chance, 1 at or below.
+    """
+    acc = np.asarray(accuracies, dtype=np.float64)
+    if len(acc) == 0:
+        return 1.0
+    mean = float(acc.mean())
+    sd = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
+    if sd <= 1e-12:
+        return 0.0 if mean > 0.5 else 1.0
+    t = (mean - 0.5) / (sd / math.sqrt(len(acc)))
+    return float(scipy_stats.t.sf(t, len(acc) - 1))
+
+
+def layer_verdict(significant: bool, cav_p: float, cav_accuracy: float, alpha: float,
+                  min_cav_accuracy: float | None) -> str:
+    """``inconclusive`` when the layer cannot tell the concept from random images, else the test's verdict."""
+    if not cav_p < alpha or (min_cav_accuracy is not None and cav_accuracy < min_cav_accuracy):
+        return "inconclusive"
+    return "significant" if significant else "not significant"
