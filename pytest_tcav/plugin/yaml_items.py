@@ -144,7 +144,7 @@ class TCAVYamlItem(pytest.Item):
         expectation = "significant" if kind == "direction" else kind
         check_concept(session, expectation, model, concept,  # type: ignore[arg-type]
                       require=options.get("require", spec.require), score=options.get("score"),
-                      direction=options.get("direction"), **common)
+                      direction=options.get("direction"), margin=options.get("margin"), **common)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         """The assertion's own message under the expectation's file and line, without Python frames."""

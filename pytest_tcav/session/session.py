@@ -145,6 +145,8 @@ class TCAVSession:
         n_steps: int | None = None,
         seed: int | None = None,
         batch_size: int | None = None,
+        margin: float | None = None,
+        min_cav_accuracy: float | None = None,
     ) -> TCAVResult:
         """Test a concept and return the result, without asserting anything.
 
@@ -163,6 +165,8 @@ class TCAVSession:
             random_pool=pool,
             direction=direction,  # type: ignore[arg-type]
             alpha=alpha,
+            margin=margin,
+            min_cav_accuracy=self.config.min_cav_accuracy if min_cav_accuracy is None else min_cav_accuracy,
         )
         if isinstance(target, str):
             # People named the class; failure messages and reports should too.
