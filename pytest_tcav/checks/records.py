@@ -77,7 +77,7 @@ def result_fields(result: TCAVResult) -> dict[str, Any]:
 def with_result(record: dict[str, Any], result: TCAVResult) -> dict[str, Any]:
     """``record`` with what was measured; the concept and target now by their resolved names."""
     return {**record, "concept": result.concept, "target": result.target, "alpha": result.alpha,
-            **result_fields(result)}
+            "margin": result.margin, **result_fields(result)}
 
 
 def finished(record: dict[str, Any], outcome: str, message: str | None = None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 #: Below this held-out accuracy a CAV barely tells the concept from random examples.
 LOW_CAV_ACCURACY = 0.6
 
-INCONCLUSIVE_TRY = "test another layer or give more or cleaner examples"
+INCONCLUSIVE_TRY = "testing another layer or giving more or cleaner examples"
 
 
 def names(layers: Sequence[LayerResult]) -> str:
