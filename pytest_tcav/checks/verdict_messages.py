@@ -32,7 +32,7 @@ def _inconclusive(layers: list[LayerResult], claim: str) -> str:
     accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in layers)
     ps = ", ".join(f"{r.cav_p_value:.2g}" for r in layers)
     return (f"on {names(layers)} the layer cannot tell the concept from random images, so it can show neither "
-            f"{claim} (mean CAV accuracy {accs}; p {ps} that its CAVs beat chance)")
+            f"{claim} (mean CAV accuracy {accs}; p {ps} that its CAVs beat those of random sets against each other)")
 
 
 def _against_direction(r: LayerResult, direction: str) -> bool:

@@ -77,7 +77,8 @@ def judge_layers(
         null_sd = float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
         cosines = [float(v) for v in scores["concept"].cosine]
         significant = bool(p_corr < alpha)
-        cav_p = cav_gate_p(accs)
+        null_accs = [float(v) for v in scores["null_accuracies"]]
+        cav_p = cav_gate_p(accs, null_accs)
         results.append(
             LayerResult(
                 layer=name,
@@ -98,6 +99,7 @@ def judge_layers(
                 cav_accuracies=[float(a) for a in accs],
                 null_statistics=[float(v) for v in null],
                 null_scores=[float(v) for v in scores["null_scores"]],
+                null_cav_accuracies=null_accs,
                 effect=effect_size(concept_stat, null_mean, null_sd),
                 detectable_effect=detectable_effect(len(null), spread_ratio(cosines, null_sd), alpha,
                                                     len(layer_names), correction, direction),

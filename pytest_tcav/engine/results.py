@@ -41,7 +41,9 @@ class LayerResult:
     effect: float = math.nan
     #: the smallest effect the significance test finds with 80% power at this alpha and correction
     detectable_effect: float = math.nan
-    #: one-sided p-value of "the concept's CAVs do no better than chance" (t-test of their held-out accuracies)
+    #: each random set's mean held-out CAV accuracy against the others (what chance is for the CAV gate)
+    null_cav_accuracies: list[float] = field(default_factory=list)
+    #: one-sided p-value of "the concept's CAVs do no better than random sets' CAVs" (the CAV gate)
     cav_p_value: float = math.nan
     #: "significant", "not significant" or "inconclusive" (the layer cannot tell the concept from random images)
     verdict: str = ""
@@ -59,7 +61,7 @@ class LayerResult:
             if math.isnan(self.effect):
                 object.__setattr__(self, "effect", effect_size(self.statistic, self.null_mean, self.null_sd))
             if math.isnan(self.cav_p_value) and self.cav_accuracies:
-                object.__setattr__(self, "cav_p_value", cav_gate_p(self.cav_accuracies))
+                object.__setattr__(self, "cav_p_value", cav_gate_p(self.cav_accuracies, self.null_cav_accuracies))
         if not self.verdict:
             object.__setattr__(self, "verdict", "significant" if self.significant else "not significant")
 

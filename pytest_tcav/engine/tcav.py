@@ -340,6 +340,12 @@ class TCAV:
                 pair_signs[j, i] = backward_signs[k]
         null = leave_one_out_null(pairwise)
         null_scores = pair_signs.sum(1) / max(n - 1, 1)
+        # each random set's mean held-out CAV accuracy against the others: "chance" for the CAV gate
+        accuracy = np.zeros((n, n))
+        for (i, j), cav in data.random_cavs.items():
+            accuracy[i, j] = accuracy[j, i] = cav.accuracy
+        null_accuracies = accuracy.sum(1) / max(n - 1, 1)
         concept_stat = float(np.mean(concept_scores.cosine))
         outcome = compare_to_null(concept_stat, null, direction, null_test)
-        return {"concept": concept_scores, "null_scores": null_scores}, outcome, null, concept_stat
+        return ({"concept": concept_scores, "null_scores": null_scores, "null_accuracies": null_accuracies},
+                outcome, null, concept_stat)
