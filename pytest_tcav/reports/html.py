@@ -111,7 +111,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Abs
 
 def _verdict_cell(r: Mapping[str, Any]) -> str:
     """The layer's verdict; a record written before verdicts existed has only ``significant``."""
-    verdict = r.get("verdict") or {True: "significant", False: "not significant"}.get(r.get("significant"))
+    significant = r.get("significant")
+    verdict = r.get("verdict") or ("significant" if significant is True else
+                                   "not significant" if significant is False else None)
     css = {"significant": "sig", "not significant": "nonsig", "inconclusive": "inconclusive"}.get(str(verdict))
     return f'<span class="{css}">{esc(verdict)}</span>' if css else "n/a"
 
