@@ -149,7 +149,7 @@ OPTIONS: tuple[Option, ...] = (
            "spread: the check then passes only if the data show the concept's effect below it (default: none, "
            "the plain not-significant check)", "M"),
     Option("tcav_max_detectable_effect", "an insignificance check without a margin warns (TCAVPowerWarning) when "
-           "its detectable effect (80% power, in units of the random sets' spread) exceeds this; none: never "
+           "its detectable effect (80 percent power, in units of the random sets' spread) exceeds this; none: never "
            "(default: 4)", "EFFECT"),
     Option("tcav_min_cav_accuracy", "a layer whose concept CAVs score below this mean held-out accuracy is "
            "inconclusive, besides the test that they beat chance (default: none)", "ACC"),
