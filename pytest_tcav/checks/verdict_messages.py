@@ -32,7 +32,8 @@ def _inconclusive(layers: list[LayerResult], claim: str) -> str:
     accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in layers)
     ps = ", ".join(f"{r.cav_p_value:.2g}" for r in layers)
     return (f"on {names(layers)} the layer cannot tell the concept from random images, so it can show neither "
-            f"{claim} (mean CAV accuracy {accs}; p {ps} that its CAVs beat those of random sets against each other)")
+            f"{claim} (mean CAV accuracy {accs}, no better than the random sets' against each other: p {ps}; "
+            "nor does the concept move the target differently from them in either direction)")
 
 
 def _against_direction(r: LayerResult, direction: str) -> bool:
@@ -70,13 +71,14 @@ def why_not_significant(result: TCAVResult, failing: list[LayerResult],
     if low_accuracy:
         accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low_accuracy)
         why.append(f"the CAV accuracy on {names(low_accuracy)} is only {accs} (below ~{LOW_CAV_ACCURACY}), "
-                   "so the concept is barely linearly separable from the random sets there")
+                   "so the concept is not linearly separable from the random sets there")
         tries.append("a later layer or more distinctive concept examples")
     if wrong_way:
-        moves = "lowers" if result.direction == "positive" else "raises"
-        why.append(f"on {names(wrong_way)} moving towards the concept {moves} the target (effect "
-                   f"{', '.join(f'{r.effect:+.2f}' for r in wrong_way)}), the other way from direction "
-                   f"{result.direction!r}")
+        why.append(f"on {names(wrong_way)} the concept pushes the target the other way (statistic below the "
+                   f"random sets' mean for direction {result.direction!r})"
+                   if result.direction == "positive" else
+                   f"on {names(wrong_way)} the concept pushes the target the other way (statistic above the "
+                   f"random sets' mean for direction {result.direction!r})")
         tries.append("checking the target, or direction='negative' / 'either' if that is expected")
     if corrected_away:
         why.append(f"on {names(corrected_away)} it is significant only before the {result.correction} "
@@ -84,8 +86,8 @@ def why_not_significant(result: TCAVResult, failing: list[LayerResult],
         tries.append("testing fewer layers or adding random sets")
     if rest:
         detect = ", ".join(f"{r.detectable_effect:.2f}" for r in rest)
-        why.append(f"on {names(rest)} its effect ({', '.join(f'{r.effect:+.2f}' for r in rest)}) is within the "
-                   f"spread of the {result.n_random} random sets (detectable effect {detect})")
+        why.append(f"on {names(rest)} its effect is within the spread of the {result.n_random} random sets "
+                   f"(effect {', '.join(f'{r.effect:+.2f}' for r in rest)}; detectable effect {detect})")
         tries.append("more random sets (random_sets=...), more concept examples, or other layers")
     if out_of_range:
         why.append(_out_of_range(out_of_range, score))
@@ -105,13 +107,10 @@ def why_significant(result: TCAVResult, failing: list[LayerResult],
     out_of_range = [r for r in failing if r not in inconclusive and r not in found and r not in unshown]
     why: list[str] = []
     tries: list[str] = []
-    if inconclusive:
-        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
-        tries.append(INCONCLUSIVE_TRY)
     if raises:
         ps = ", ".join(f"{r.p_corrected:.2g}" for r in raises)
-        why.append(f"the model relies on it on {names(raises)}: moving towards the concept raises the target "
-                   f"(corrected p {ps} < alpha {result.alpha})")
+        why.append(f"the model relies on it on {names(raises)} (corrected p {ps} < alpha {result.alpha}): "
+                   "moving towards the concept raises the target")
         tries.append("fixing the model if this is an unwanted shortcut (e.g. retrain with the concept "
                      "randomised), using random sets from the same source as the concept images if they "
                      "differ in more than the concept, or assert_concept_significant if the reliance is expected")
@@ -132,6 +131,9 @@ def why_significant(result: TCAVResult, failing: list[LayerResult],
                    f"at alpha {result.alpha} ({detail})")
         tries.append(f"more random sets than {result.n_random} (the margin's uncertainty shrinks with them), "
                      "or a larger margin if a larger effect is acceptable")
+    if inconclusive:
+        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
+        tries.append(INCONCLUSIVE_TRY)
     if out_of_range:
         why.append(_out_of_range(out_of_range, score))
         tries.append("checking the expected score range")

@@ -214,8 +214,31 @@ def cav_gate_p(accuracies: Sequence[float], null_accuracies: Sequence[float] | N
 
 
 def layer_verdict(significant: bool, cav_p: float, cav_accuracy: float, alpha: float,
-                  min_cav_accuracy: float | None) -> str:
-    """``inconclusive`` when the layer cannot tell the concept from random images, else the test's verdict."""
-    if not cav_p < alpha or (min_cav_accuracy is not None and cav_accuracy < min_cav_accuracy):
+                  min_cav_accuracy: float | None, effect_p: float = 1.0) -> str:
+    """The layer's verdict: a significant effect stands; a "not significant" needs a layer that sees the concept.
+
+    The significance test is calibrated whatever the CAVs' accuracy (its null is
+    built from CAVs of the same quality), so an effect it finds is found at level
+    alpha.  What it cannot vouch for is its silence: on a layer that cannot tell
+    the concept from random images, "not significant" says nothing about the
+    model, and that layer is ``inconclusive``.  Two findings show that the layer
+    tells the concept apart: its CAVs classify held-out examples better than the
+    random sets' CAVs (``cav_p``), or they point somewhere random CAVs do not,
+    an effect in either direction (``effect_p``, two-sided and uncorrected: a
+    concept that significantly *lowers* the target is seen by the layer, even
+    when the check asks whether it raises it).
+    """
+    if significant:
+        return "significant"
+    if min_cav_accuracy is not None and cav_accuracy < min_cav_accuracy:
         return "inconclusive"
-    return "significant" if significant else "not significant"
+    if cav_p < alpha or effect_p < alpha:
+        return "not significant"
+    return "inconclusive"
+
+
+def two_sided_p(t_statistic: float, n: int) -> float:
+    """The significance test's two-sided p-value from its t statistic (N - 1 degrees of freedom)."""
+    if math.isnan(t_statistic) or n < 2:
+        return 1.0
+    return float(min(1.0, 2.0 * scipy_stats.t.sf(abs(t_statistic), n - 1)))

@@ -22,6 +22,7 @@ from pytest_tcav.engine.equivalence import (
     equivalence_p,
     layer_verdict,
     spread_ratio,
+    two_sided_p,
 )
 from pytest_tcav.engine.results import LayerResult
 from pytest_tcav.engine.statistics import Correction, Direction, adjust_p_values
@@ -104,7 +105,8 @@ def judge_layers(
                 detectable_effect=detectable_effect(len(null), spread_ratio(cosines, null_sd), alpha,
                                                     len(layer_names), correction, direction),
                 cav_p_value=cav_p,
-                verdict=layer_verdict(significant, cav_p, float(np.mean(accs)), alpha, min_cav_accuracy),
+                verdict=layer_verdict(significant, cav_p, float(np.mean(accs)), alpha, min_cav_accuracy,
+                                      two_sided_p(float(outcome.statistic), len(null))),
                 equivalence_p=equivalence[k],
                 equivalence_p_corrected=equivalence_corrected[k],
             )

@@ -140,9 +140,14 @@ def test_cav_gate():
     assert cav_gate_p([0.5] * 5) == 1.0
     assert cav_gate_p([0.9, 0.95, 0.85, 1.0]) < 0.01
     assert cav_gate_p([0.4, 0.6, 0.5, 0.45, 0.55]) > 0.4
-    assert layer_verdict(True, 0.5, 0.5, 0.05, None) == "inconclusive"
-    assert layer_verdict(True, 0.001, 0.7, 0.05, 0.8) == "inconclusive"
+    # a found effect stands (the significance test is calibrated whatever the CAVs' accuracy) ...
+    assert layer_verdict(True, 0.5, 0.5, 0.05, None) == "significant"
+    # ... a silence needs a layer that sees the concept
+    assert layer_verdict(False, 0.5, 0.5, 0.05, None) == "inconclusive"
+    assert layer_verdict(False, 0.001, 0.7, 0.05, 0.8) == "inconclusive"
     assert layer_verdict(False, 0.001, 0.9, 0.05, 0.8) == "not significant"
+    # an effect in the other direction shows the layer sees the concept
+    assert layer_verdict(False, 0.5, 0.5, 0.05, None, effect_p=0.001) == "not significant"
 
 
 def test_gate_calls_chance_level_cavs_inconclusive_at_most_rarely_wrong():
