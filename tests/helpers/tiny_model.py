@@ -11,7 +11,8 @@ This one needs no training, and its ground truth is known by construction:
 
 So for class 1 the concept "horizontal stripes" is significant (positive),
 "vertical stripes" is significant negative, and "noisy" (dim smooth noise inside a bright square
-frame: as much horizontal as vertical edge energy, at fixed places the layers see) is neither.
+frame, each image its own transpose: as much horizontal as vertical edge energy, at fixed places
+the layers see) is neither.
 The frame makes "noisy" a concept the layers can tell from the random sets (CAV accuracy near 1)
 but the model ignores; smooth noise alone would be random images, which the CAV gate rightly
 calls inconclusive.
@@ -48,8 +49,13 @@ def stripes(n: int, gen: torch.Generator, *, vertical: bool = False) -> torch.Te
 
 
 def framed(n: int, gen: torch.Generator) -> torch.Tensor:
-    """Dim smooth noise inside a bright square frame: edges of both orientations in equal measure."""
+    """Dim smooth noise inside a bright square frame, symmetric about the diagonal.
+
+    Each image equals its own transpose, so its horizontal-edge and vertical-edge energies
+    are equal: the model's classes (their difference) cannot depend on it.
+    """
     img = noise(n, gen) * 0.3 + 0.35
+    img = (img + img.transpose(2, 3)) / 2
     mask = torch.zeros(SIZE, SIZE)
     mask[2:10, 2] = mask[2:10, 9] = mask[2, 2:10] = mask[9, 2:10] = 1.0
     return img * (1 - mask) + mask
