@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "TargetError": "pytest_tcav.errors",
     "TCAVCacheWarning": "pytest_tcav.errors",
     "TCAVCalibrationWarning": "pytest_tcav.errors",
+    "TCAVPowerWarning": "pytest_tcav.errors",
     "TCAVDataWarning": "pytest_tcav.errors",
     "TCAVError": "pytest_tcav.errors",
     "YamlSpecError": "pytest_tcav.errors",
@@ -117,6 +118,7 @@ if TYPE_CHECKING:
         TCAVCalibrationWarning,
         TCAVDataWarning,
         TCAVError,
+        TCAVPowerWarning,
         YamlSpecError,
     )
     from pytest_tcav.session.library import (

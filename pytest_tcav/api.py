@@ -85,7 +85,7 @@ def assert_concept_insignificant(
     target: TargetLike,
     layers: Sequence[str] | str,
     inputs: ConceptLike | None = None,
-    direction: str = "either",
+    direction: str = "positive",
     alpha: float | None = None,
     random_sets: int | Sequence[ConceptLike] | None = None,
     random_pool: ConceptLike | None = None,
@@ -101,13 +101,19 @@ def assert_concept_insignificant(
     output: Output = None,
     layer_point: str | None = None,
     pooling: str | None = None,
+    margin: float | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
     Passes when the concept is not significant on any layer of ``layers``
     (``require="any"``: not significant on at least one), with its TCAV score
     inside ``score=(low, high)`` when a range is given.  ``direction`` defaults
-    to ``"either"``: pushing the target down is relying on the concept too.
+    to ``"positive"``, as for :func:`assert_concept_significant`: with the same
+    arguments, exactly one of the two passes (inconclusive layers and score
+    ranges aside).  ``margin=m`` (or ini ``tcav_margin``) asks for more: the
+    data must show the effect below ``m`` random-set spreads (an equivalence
+    test, two-sided for ``"either"``).  A layer whose CAVs cannot tell the
+    concept from random images fails either way: it shows nothing.
     With ``against=`` it asserts that ``concept`` and the others (their union)
     are not shown to move the target differently (relative TCAV).
     """
@@ -116,7 +122,7 @@ def assert_concept_insignificant(
         current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
         direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
         n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
-        against=against,
+        against=against, margin=margin,
         **_model_knobs(forward_kwargs, output, layer_point, pooling),
     )
 

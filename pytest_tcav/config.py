@@ -25,7 +25,7 @@ from types import MappingProxyType
 from typing import Any
 
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.values import parse_size, parse_threads  # re-exported: read by the cache and the CLI
+from pytest_tcav.values import check_device, default_cache_dir, parse_size, parse_threads  # parse_*: re-exported
 
 #: Default bound on the disk cache's total size.
 DEFAULT_MAX_BYTES = 2 * 1024**3
@@ -141,6 +141,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_calibrate", "measure the random library's false-positive rate during the run: the first "
            "concept check whose calibration is missing or stale tests K pseudo-concepts (as pytest-tcav "
            "calibrate does) and stores the result (default: 0, off)", "K"),
+    Option("tcav_margin", "equivalence margin of assert_concept_insignificant, in units of the random sets' "
+           "spread: the check then passes only if the data show the concept's effect below it (default: none, "
+           "the plain not-significant check)", "M"),
+    Option("tcav_max_detectable_effect", "an insignificance check without a margin warns (TCAVPowerWarning) when "
+           "its detectable effect (80 percent power, in units of the random sets' spread) exceeds this; none: never "
+           "(default: 4)", "EFFECT"),
+    Option("tcav_min_cav_accuracy", "a layer whose concept CAVs score below this mean held-out accuracy is "
+           "inconclusive, besides the test that they beat chance (default: none)", "ACC"),
     Option("tcav_on_bad_image", "an image file that cannot be decoded: warn (skip it with a warning) "
            "or error (fail the test) (default: warn)", "warn|error"),
 )
@@ -189,6 +197,12 @@ class TCAVConfig:
     require_calibration: str = "off"
     #: ``tcav_calibrate``: pseudo-concepts a check tests when its calibration is missing or stale (0: never).
     calibrate: int = 0
+    #: ``tcav_margin``: the equivalence margin of insignificance checks (None: the plain check).
+    margin: float | None = None
+    #: ``tcav_max_detectable_effect``: above it, an insignificance check without a margin warns (None: never).
+    max_detectable_effect: float | None = 4.0
+    #: ``tcav_min_cav_accuracy``: a layer whose mean CAV accuracy is below it is inconclusive (None: no floor).
+    min_cav_accuracy: float | None = None
     #: ``--tcav-update-baselines``: write baselines instead of failing on a missing or moved one.
     update_baselines: bool = False
     root: Path = field(default_factory=Path.cwd)
@@ -291,6 +305,20 @@ def _choice(text: str, origin: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _positive_or_none(text: Any, origin: str) -> float | None:
+    """A positive number, or None for ``none``/``off`` (the setting switched off)."""
+    word = str(text).strip().lower()
+    if word in ("none", "off", ""):
+        return None
+    try:
+        value = float(word)
+    except ValueError:
+        raise ConfigurationError(f"{origin} must be a positive number or none, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0.0:
+        raise ConfigurationError(f"{origin} must be a positive number or none, got {text!r}")
+    return value
+
+
 def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfig:
     """A validated config from raw values: key -> (value, origin), unset keys absent.
 
@@ -364,6 +392,15 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["require_calibration"] = _choice(item[0], item[1], REQUIRE_CALIBRATION)
     if (item := get("tcav_calibrate")) is not None:
         values["calibrate"] = _int(item[0], item[1], 0)
+    if (item := get("tcav_margin")) is not None:
+        values["margin"] = _positive_or_none(item[0], item[1])
+    if (item := get("tcav_max_detectable_effect")) is not None:
+        values["max_detectable_effect"] = _positive_or_none(item[0], item[1])
+    if (item := get("tcav_min_cav_accuracy")) is not None:
+        accuracy = _positive_or_none(item[0], item[1])
+        if accuracy is not None and accuracy > 1.0:
+            raise ConfigurationError(f"{item[1]} must lie in [0, 1] (a held-out accuracy), got {accuracy}")
+        values["min_cav_accuracy"] = accuracy
     sources = MappingProxyType({key: origin for key, (_value, origin) in raw.items()})
     return TCAVConfig(root=root, sources=sources, **values)
 
@@ -404,33 +441,5 @@ _PATH_KEYS = ("tcav_concepts", "tcav_inputs", "tcav_cache_dir")
 
 
 def check_device_available(config: TCAVConfig) -> None:
-    """``tcav_device`` names a device this machine has: said at startup, not by torch in every test.
-
-    Imports torch, so it is called only when the setting is given.
-    """
-    if config.device is None or config.device == "cpu":
-        return
-    import torch
-
-    kind, _, index = config.device.partition(":")
-    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
-    count = 0
-    if backend is not None and backend.is_available():
-        count = int(backend.device_count()) if hasattr(backend, "device_count") else 1
-    if count > int(index or 0):
-        return
-    have = "none" if count == 0 else f"{kind}:0" + (f" to {kind}:{count - 1}" if count > 1 else "")
-    raise ConfigurationError(
-        f"{config.source('tcav_device')}: {config.device!r} is not available on this machine ({kind} devices: "
-        f"{have}; torch {torch.__version__}); use {'one of those' if count else 'cpu'}, or leave tcav_device "
-        "unset to test on CUDA when present, else the CPU"
-    )
-
-
-def default_cache_dir(config: Any) -> Path:
-    """``d/tcav`` under pytest's cache directory (its ``cache_dir`` ini option, ``.pytest_cache``)."""
-    try:
-        cache_dir = str(config.getini("cache_dir") or ".pytest_cache")
-    except ValueError:  # the cacheprovider plugin is disabled (-p no:cacheprovider)
-        cache_dir = ".pytest_cache"
-    return Path(config.rootpath) / os.path.expanduser(os.path.expandvars(cache_dir)) / "d" / "tcav"
+    """``tcav_device`` names a device this machine has: said at startup, not by torch in every test."""
+    check_device(config.device, config.source("tcav_device"))

@@ -73,6 +73,16 @@ class TCAVCalibrationWarning(UserWarning):
     """
 
 
+class TCAVPowerWarning(UserWarning):
+    """An insignificance check passed that could not have detected an effect of the size asked about.
+
+    Raised when a check without a margin has a detectable effect above
+    ``tcav_max_detectable_effect``; the message says how many random sets and
+    inputs would do.  Turn it into a failure with pytest's
+    ``-W error::pytest_tcav.TCAVPowerWarning``, or state the claim with ``margin=``.
+    """
+
+
 class BaselineError(TCAVError):
     """A baseline is missing, unreadable, not comparable with the check, or has an unsafe name."""
 

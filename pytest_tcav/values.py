@@ -1,4 +1,4 @@
-"""Reading setting values people type: cache sizes (``2GiB``, ``500MB``) and thread counts (``auto``, ``4``).
+"""Reading setting values people type: cache sizes (``2GiB``, ``500MB``), thread counts (``auto``, ``4``), devices.
 
 Apart from :mod:`pytest_tcav.config` so that the table of settings stays one
 module's length; :mod:`~pytest_tcav.config` re-exports both functions.
@@ -6,7 +6,9 @@ module's length; :mod:`~pytest_tcav.config` re-exports both functions.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 from pytest_tcav.errors import ConfigurationError
@@ -45,3 +47,36 @@ def parse_threads(text: Any, origin: str) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise ConfigurationError(f"{origin} must be auto or a number of threads (at least 1), got {text!r}")
     return int(value)
+
+
+def check_device(device: str | None, origin: str) -> None:
+    """``tcav_device`` names a device this machine has: said at startup, not by torch in every test.
+
+    Imports torch, so it is called only when the setting is given.
+    """
+    if device is None or device == "cpu":
+        return
+    import torch
+
+    kind, _, index = device.partition(":")
+    backend = {"cuda": torch.cuda, "xpu": getattr(torch, "xpu", None), "mps": torch.backends.mps}[kind]
+    count = 0
+    if backend is not None and backend.is_available():
+        count = int(backend.device_count()) if hasattr(backend, "device_count") else 1
+    if count > int(index or 0):
+        return
+    have = "none" if count == 0 else f"{kind}:0" + (f" to {kind}:{count - 1}" if count > 1 else "")
+    raise ConfigurationError(
+        f"{origin}: {device!r} is not available on this machine ({kind} devices: "
+        f"{have}; torch {torch.__version__}); use {'one of those' if count else 'cpu'}, or leave tcav_device "
+        "unset to test on CUDA when present, else the CPU"
+    )
+
+
+def default_cache_dir(config: Any) -> Path:
+    """``d/tcav`` under pytest's cache directory (its ``cache_dir`` ini option, ``.pytest_cache``)."""
+    try:
+        cache_dir = str(config.getini("cache_dir") or ".pytest_cache")
+    except ValueError:  # the cacheprovider plugin is disabled (-p no:cacheprovider)
+        cache_dir = ".pytest_cache"
+    return Path(config.rootpath) / os.path.expanduser(os.path.expandvars(cache_dir)) / "d" / "tcav"

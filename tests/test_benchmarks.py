@@ -21,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_common  # noqa: E402
+import calibration_equivalence  # noqa: E402
 import gpu_tutorial_shape  # noqa: E402
 import import_cost  # noqa: E402
 import library_spread  # noqa: E402
@@ -170,3 +171,13 @@ def test_relative_calibration_core() -> None:
                                                  synthetic.stripes, "positive", 1, seed=2)
     assert 0 <= hits <= 1 and per_layer.shape == (3,)
     assert relative_calibration.rate(1, 20).startswith("1/20 = 0.050 [0.001, 0.249]")
+
+
+def test_calibration_equivalence_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quick``: every part runs and prints its rates with intervals (the figures are meaningless)."""
+    assert calibration_equivalence.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for part in ("(a) false equivalence", "(b) pass rate at zero effect", "(c) the CAV gate", "(d) relative TCAV"):
+        assert part in out
+    assert "pooled: " in out and "] [" in out  # a Clopper-Pearson interval, then the assertion's count
+    assert calibration_equivalence.rate(1, 20) == "1/20 = 0.050 [0.001, 0.249]"

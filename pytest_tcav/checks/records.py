@@ -35,7 +35,7 @@ def describe(value: Any) -> str:
     name = getattr(value, "name", None)
     if isinstance(name, str):
         return name
-    return _data_label(value) or getattr(value, "__qualname__", type(value).__name__)
+    return _data_label(value) or str(getattr(value, "__qualname__", type(value).__name__))
 
 
 def _data_label(value: Any) -> str | None:
@@ -95,7 +95,7 @@ def result_fields(result: TCAVResult) -> dict[str, Any]:
 def with_result(record: dict[str, Any], result: TCAVResult) -> dict[str, Any]:
     """``record`` with what was measured; the concept and target now by their resolved names."""
     out = {**record, "concept": result.concept, "target": result.target, "alpha": result.alpha,
-           **result_fields(result)}
+           "margin": result.margin, **result_fields(result)}
     if result.against:  # relative TCAV: what the concept was tested against (absent for the absolute test)
         out["against"] = list(result.against)
     return out

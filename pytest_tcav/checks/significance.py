@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
 from pytest_tcav.checks.relative import judge_relative
-from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning
+from pytest_tcav.checks.verdict_messages import sentence as _sentence
+from pytest_tcav.checks.verdict_messages import underpowered, why_not_significant, why_significant
+from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVPowerWarning
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,9 +34,6 @@ if TYPE_CHECKING:
 #: "score" checks only the TCAV score range, whatever the significance (YAML tests' ``score: [low, high]``).
 Expectation = Literal["significant", "insignificant", "score"]
 Require = Literal["all", "any"]
-
-#: Below this held-out accuracy a CAV barely tells the concept from random examples.
-LOW_CAV_ACCURACY = 0.6
 
 
 def check_concept(
@@ -53,7 +52,10 @@ def check_concept(
     """Run one concept check on ``session``, record it, and raise on failure."""
     __tracebackhide__ = True
     if direction is None:
-        direction = "positive" if expectation == "significant" else "either"
+        direction = "positive"  # both assertions: each is the other's negation (docs/assertions.md)
+    margin = knobs.pop("margin", None)
+    if margin is None and expectation == "insignificant":
+        margin = session.config.margin
     layer_names = [layers] if isinstance(layers, str) else list(layers)
     entry = records.check_record(concept, target, layer_names, expectation, direction, require)
     if knobs.get("against") is not None:
@@ -67,10 +69,18 @@ def check_concept(
             raise ConfigurationError("a score expectation needs score=(low, high)")
         if require not in ("all", "any"):
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
-        result = session.score(model, concept, target=target, layers=layer_names, direction=direction, **knobs)
+        if margin is not None and expectation != "insignificant":
+            raise ConfigurationError("margin= belongs to an insignificance check (the effect shown below it)")
+        result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
+                               margin=margin, **knobs)
     except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
         raise raised.recorded(session, entry, exc)  # noqa: B904  (the user's frames, not the engine's)
     judgement = judge(result, expectation, require, score_range)
+    power = underpowered(result, session.config.max_detectable_effect) \
+        if judgement.passed and expectation == "insignificant" and result.margin is None else None
+    if power is not None:
+        entry["power_warning"] = power
+        warnings.warn(TCAVPowerWarning(power), stacklevel=3)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
     try:  # measuring a missing calibration runs the model again
@@ -147,15 +157,24 @@ def _names(layers: Sequence[LayerResult]) -> str:
     return ", ".join(r.layer for r in layers)
 
 
+def layer_passes(result: TCAVResult, r: LayerResult, expectation: Expectation,
+                 score: tuple[float, float] | None) -> bool:
+    """One layer against the expectation; an inconclusive layer shows neither claim."""
+    if expectation == "score":
+        return _in_range(r, score)
+    if r.inconclusive:
+        return False
+    if expectation == "significant":
+        return r.significant and _in_range(r, score)
+    if result.margin is not None:
+        return result.equivalent(r) and _in_range(r, score)
+    return not r.significant and _in_range(r, score)
+
+
 def judge(result: TCAVResult, expectation: Expectation, require: Require,
           score: tuple[float, float] | None) -> Judgement:
     """Whether a result meets the expectation, and if not, why, in words."""
-    if expectation == "significant":
-        ok = [r.significant and _in_range(r, score) for r in result.layers]
-    elif expectation == "score":
-        ok = [_in_range(r, score) for r in result.layers]
-    else:
-        ok = [not r.significant and _in_range(r, score) for r in result.layers]
+    ok = [layer_passes(result, r, expectation, score) for r in result.layers]
     passed = all(ok) if require == "all" else any(ok)
     if passed:
         return Judgement(True, "", "")
@@ -163,96 +182,32 @@ def judge(result: TCAVResult, expectation: Expectation, require: Require,
     scope = (f"all of {len(result.layers)} layer(s)" if require == "all"
              else f"at least one of {len(result.layers)} layer(s)")
     in_range = f" with a TCAV score in [{score[0]}, {score[1]}]" if score is not None else ""
+    names = _names(failing)
     if result.against and expectation != "score":  # relative TCAV: "X raises the target more than Y"
         headline, reason = judge_relative(result, expectation, failing, scope, score)
     elif expectation == "significant":
         headline = (f"concept {result.concept!r} is not significant ({result.direction}) for target "
-                    f"{result.target}{in_range} on {_names(failing)} (required: {scope})")
-        reason = _why_not_significant(result, failing, score)
+                    f"{result.target}{in_range} on {names} (required: {scope})")
+        reason = why_not_significant(result, failing, score)
     elif expectation == "score":
         assert score is not None
         headline = (f"concept {result.concept!r} has a TCAV score outside [{score[0]}, {score[1]}] for target "
-                    f"{result.target} on {_names(failing)} (required: {scope})")
+                    f"{result.target} on {names} (required: {scope})")
         scores = ", ".join(f"{r.score:.2f}" for r in failing)
-        reason = _sentence([f"its TCAV score on {_names(failing)} is {scores}, outside the expected "
+        reason = _sentence([f"its TCAV score on {names} is {scores}, outside the expected "
                             f"[{score[0]}, {score[1]}] (the fraction of inputs whose target the concept raises, "
                             f"averaged over the {result.n_random} random sets)"],
                            ["checking the expected range, the target and the inputs"])
+    elif result.margin is not None:
+        headline = (f"concept {result.concept!r} is not shown to have an effect below the margin "
+                    f"{result.margin:g} ({result.direction}) for target {result.target} on {names} "
+                    f"(required: {scope})")
+        reason = why_significant(result, failing, score)
     else:
-        headline = (f"concept {result.concept!r} is significant ({result.direction}) for target "
-                    f"{result.target} on {_names(failing)}; expected it not to be (required: {scope})")
-        reason = _why_significant(result, failing, score)
+        found = [r for r in failing if r.significant and not r.inconclusive]
+        what = (f"is significant ({result.direction}) for target {result.target} on {_names(found)}; "
+                "expected it not to be" if found else
+                f"cannot be shown insignificant ({result.direction}) for target {result.target} on {names}")
+        headline = f"concept {result.concept!r} {what} (required: {scope})"
+        reason = why_significant(result, failing, score)
     return Judgement(False, headline, reason)
-
-
-def _against_direction(r: LayerResult, direction: str) -> bool:
-    if direction == "positive":
-        return r.statistic < r.null_mean
-    if direction == "negative":
-        return r.statistic > r.null_mean
-    return False
-
-
-def _why_not_significant(result: TCAVResult, failing: list[LayerResult],
-                         score: tuple[float, float] | None) -> str:
-    """One sentence: the causes seen on the failing layers, then what to try for each."""
-    out_of_range = [r for r in failing if r.significant]
-    weak = [r for r in failing if not r.significant]
-    low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
-    rest = [r for r in weak if r not in low_accuracy]
-    wrong_way = [r for r in rest if _against_direction(r, result.direction)]
-    rest = [r for r in rest if r not in wrong_way]
-    corrected_away = [r for r in rest if r.p_value < result.alpha]
-    rest = [r for r in rest if r not in corrected_away]
-
-    why: list[str] = []
-    tries: list[str] = []
-    if low_accuracy:
-        accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low_accuracy)
-        why.append(f"the CAV accuracy on {_names(low_accuracy)} is only {accs} (below ~{LOW_CAV_ACCURACY}), "
-                   "so the concept is not linearly separable from the random sets there")
-        tries.append("a later layer or more distinctive concept examples")
-    if wrong_way:
-        why.append(f"on {_names(wrong_way)} the concept pushes the target the other way "
-                   f"(statistic below the random sets' mean for direction {result.direction!r})")
-        tries.append("checking the target, or direction='negative' / 'either' if that is expected")
-    if corrected_away:
-        why.append(f"on {_names(corrected_away)} it is significant only before the {result.correction} "
-                   f"correction over {len(result.layers)} layers")
-        tries.append("testing fewer layers or adding random sets")
-    if rest:
-        why.append(f"on {_names(rest)} its effect is within the spread of the {result.n_random} random sets")
-        tries.append("more random sets (random_sets=...), more concept examples, or other layers")
-    if out_of_range:
-        scores = ", ".join(f"{r.score:.2f}" for r in out_of_range)
-        assert score is not None
-        why.append(f"its TCAV score on {_names(out_of_range)} is {scores}, outside the expected "
-                   f"[{score[0]}, {score[1]}]")
-        tries.append("checking the expected score range")
-    return _sentence(why, tries)
-
-
-def _why_significant(result: TCAVResult, failing: list[LayerResult],
-                     score: tuple[float, float] | None) -> str:
-    relied = [r for r in failing if r.significant]
-    out_of_range = [r for r in failing if not r.significant]
-    why: list[str] = []
-    tries: list[str] = []
-    if relied:
-        ps = ", ".join(f"{r.p_corrected:.2g}" for r in relied)
-        why.append(f"the model relies on it on {_names(relied)} (corrected p {ps} < alpha {result.alpha})")
-        tries.append("fixing the model if this is an unwanted shortcut (e.g. retrain with the concept "
-                     "randomised), using random sets from the same source as the concept images if they "
-                     "differ in more than the concept, or assert_concept_significant if the reliance is expected")
-    if out_of_range:
-        scores = ", ".join(f"{r.score:.2f}" for r in out_of_range)
-        assert score is not None
-        why.append(f"its TCAV score on {_names(out_of_range)} is {scores}, outside the expected "
-                   f"[{score[0]}, {score[1]}]")
-        tries.append("checking the expected score range")
-    return _sentence(why, tries)
-
-
-def _sentence(why: list[str], tries: list[str]) -> str:
-    text = "; and ".join(why)
-    return f"Why: {text[0].upper() + text[1:]}; try {'; or '.join(tries)}."

@@ -55,7 +55,7 @@ MODEL_KEYS = {"callable": "'module:callable'", "args": "a list of arguments", "k
 KINDS: dict[str, str] = {
     "significant": "significant, or significant: {direction: ..., require: ..., score: [low, high], against: ...}",
     "insignificant": "insignificant, or insignificant: {direction: ..., require: ..., score: [low, high], "
-                     "against: ...}",
+                     "against: ..., margin: m}",
     "score": "score: [low, high], the TCAV score's range",
     "direction": "direction: positive, negative or either (significant in that direction)",
     "stable": "stable: <baseline name>, or stable: {baseline: ..., tolerance: ..., statistic_tolerance: ...}",
@@ -63,6 +63,9 @@ KINDS: dict[str, str] = {
 VERDICT_OPTIONS = {"direction": "positive, negative or either", "require": "all or any",
                    "score": "[low, high] within [0, 1]",
                    "against": "a concept or a list of concepts to compare with (relative TCAV)"}
+#: An insignificance check may also ask for the effect to be shown below a margin (random-set spreads).
+INSIGNIFICANT_OPTIONS = {**VERDICT_OPTIONS, "margin": "a positive number: the effect shown below it, in units "
+                                                      "of the random sets' spread"}
 STABLE_OPTIONS = {"baseline": "the baseline's name", "tolerance": "the TCAV score tolerance, in [0, 1]",
                   "statistic_tolerance": "the smallest change of the statistic that counts",
                   "direction": "positive, negative or either"}
@@ -278,7 +281,10 @@ def _read_expectation(r: _Reader, node: yaml.Node, concept: str) -> tuple[str, d
     if kind in ("significant", "insignificant"):
         if isinstance(value, yaml.ScalarNode) and r.value(value) is None:
             return kind, {}
-        opts = r.mapping(value, f"the options of {kind!r}", VERDICT_OPTIONS)
+        opts = r.mapping(value, f"the options of {kind!r}",
+                         INSIGNIFICANT_OPTIONS if kind == "insignificant" else VERDICT_OPTIONS)
+        if "margin" in opts:
+            options["margin"] = r.number(opts["margin"][1], "margin", 0.0, float("inf"), open_range=True)
         if "direction" in opts:
             options["direction"] = r.choice(opts["direction"][1], "direction", DIRECTIONS)
         if "require" in opts:

@@ -8,7 +8,7 @@ for bit between runs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from pytest_tcav.reports.text import format_p, render_table
@@ -36,6 +36,38 @@ class LayerResult:
     cav_accuracies: list[float] = field(default_factory=list)
     null_statistics: list[float] = field(default_factory=list)  # one per random set
     null_scores: list[float] = field(default_factory=list)  # sign_count of each random set vs the others
+    # Added with the equivalence test (issue 12); derived when read from an older dict.
+    #: (statistic - null_mean) / null_sd: the effect in units of the random sets' spread (the margin's unit)
+    effect: float = math.nan
+    #: the smallest effect the significance test finds with 80% power at this alpha and correction
+    detectable_effect: float = math.nan
+    #: each random set's mean held-out CAV accuracy against the others (what chance is for the CAV gate)
+    null_cav_accuracies: list[float] = field(default_factory=list)
+    #: one-sided p-value of "the concept's CAVs do no better than random sets' CAVs" (the CAV gate)
+    cav_p_value: float = math.nan
+    #: "significant", "not significant" or "inconclusive" (the layer cannot tell the concept from random images)
+    verdict: str = ""
+    #: p-value of "the effect is at least the margin" (None without a margin), raw and corrected over the layers
+    equivalence_p: float | None = None
+    equivalence_p_corrected: float | None = None
+
+    def __post_init__(self) -> None:
+        # Results written before these fields existed (baselines, stored reports) still load;
+        # what they lack is derived from what they have.  (Imported here: this module is plain
+        # data that the plugin and `pytest-tcav diff` read without numpy or scipy.)
+        if math.isnan(self.effect) or (math.isnan(self.cav_p_value) and self.cav_accuracies):
+            from pytest_tcav.engine.equivalence import cav_gate_p, effect_size
+
+            if math.isnan(self.effect):
+                object.__setattr__(self, "effect", effect_size(self.statistic, self.null_mean, self.null_sd))
+            if math.isnan(self.cav_p_value) and self.cav_accuracies:
+                object.__setattr__(self, "cav_p_value", cav_gate_p(self.cav_accuracies, self.null_cav_accuracies))
+        if not self.verdict:
+            object.__setattr__(self, "verdict", "significant" if self.significant else "not significant")
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.verdict == "inconclusive"
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,30 @@ class TCAVResult:
     #: Relative TCAV: the concepts the concept was tested against (their union is the negative set);
     #: empty for the absolute test against random sets.
     against: list[str] = field(default_factory=list)
+    #: the equivalence margin in null SDs (None: no equivalence test)
+    margin: float | None = None
+    #: layers whose mean CAV accuracy is below this are inconclusive (None: only the chance test)
+    min_cav_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        # An older dict has no detectable effect: it follows from the settings and per-set numbers.
+        if not any(math.isnan(r.detectable_effect) and r.concept_statistics for r in self.layers):
+            return
+        from pytest_tcav.engine.equivalence import detectable_effect, spread_ratio
+
+        filled = []
+        for r in self.layers:
+            if math.isnan(r.detectable_effect) and r.concept_statistics:
+                ratio = spread_ratio(r.concept_statistics, r.null_sd)
+                value = detectable_effect(len(r.concept_statistics), ratio, self.alpha, len(self.layers),
+                                          self.correction, self.direction)
+                r = replace(r, detectable_effect=value)
+            filled.append(r)
+        object.__setattr__(self, "layers", filled)
+
+    def equivalent(self, layer: LayerResult) -> bool:
+        """Whether the data show the layer's effect below the margin (False without a margin)."""
+        return layer.equivalence_p_corrected is not None and layer.equivalence_p_corrected < self.alpha
 
     def layer(self, name: str) -> LayerResult:
         for result in self.layers:
@@ -100,29 +156,42 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def format_table(result: TCAVResult) -> str:
-    """A fixed-width per-layer table for failure messages and the command line."""
-    header = ("layer", "score", "stat", "random mean±sd", "t", "p", "p corr", "CAV acc", "verdict")
-    rows = [header]
+    """A fixed-width per-layer table for failure messages and the command line.
+
+    ``effect`` and ``detect.`` are in units of the random sets' spread: the
+    concept's distance from them, and the smallest distance this configuration
+    finds with 80% power.  With a margin, ``equiv p`` is the corrected p-value of
+    "the effect is at least the margin".
+    """
+    header = ["layer", "score", "stat", "random mean±sd", "t", "p", "p corr", "CAV acc", "effect", "detect."]
+    if result.margin is not None:
+        header.append("equiv p")
+    header.append("verdict")
+    rows = [tuple(header)]
     for r in result.layers:
-        rows.append(
-            (
-                r.layer,
-                _fmt(r.score, 2),
-                _fmt(r.statistic, 4),
-                f"{_fmt(r.null_mean, 4)}±{_fmt(r.null_sd, 4)}",
-                _fmt(r.t_statistic, 2),
-                format_p(r.p_value, 4),
-                format_p(r.p_corrected, 4),
-                _fmt(r.cav_accuracy, 2),
-                "significant" if r.significant else "not significant",
-            )
-        )
+        row = [
+            r.layer,
+            _fmt(r.score, 2),
+            _fmt(r.statistic, 4),
+            f"{_fmt(r.null_mean, 4)}±{_fmt(r.null_sd, 4)}",
+            _fmt(r.t_statistic, 2),
+            format_p(r.p_value, 4),
+            format_p(r.p_corrected, 4),
+            _fmt(r.cav_accuracy, 2),
+            _fmt(r.effect, 2),
+            _fmt(r.detectable_effect, 2),
+        ]
+        if result.margin is not None:
+            row.append(format_p(r.equivalence_p_corrected, 4) if r.equivalence_p_corrected is not None else "n/a")
+        row.append(r.verdict)
+        rows.append(tuple(row))
     lines = render_table(rows)
     versus = (f"against {' + '.join(map(repr, result.against))} ({result.n_random} seeded CAVs vs "
               f"{result.n_random} relabelings)" if result.against else f"{result.n_random} random sets")
+    margin = f", margin {result.margin:g}" if result.margin is not None else ""
     caption = (
         f"concept {result.concept!r}, target {result.target}, direction {result.direction}, "
-        f"alpha {result.alpha} ({result.correction} over {len(result.layers)} layer(s)), "
+        f"alpha {result.alpha} ({result.correction} over {len(result.layers)} layer(s)){margin}, "
         f"{versus}, {result.n_concept_examples} concept examples, "
         f"{result.n_inputs} inputs, method {result.method}, seed {result.seed}"
     )

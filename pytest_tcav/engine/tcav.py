@@ -32,14 +32,14 @@ from pytest_tcav.engine.activations import (
 from pytest_tcav.engine.cav import CAV, CAVTrainer
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key, value_key
+from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
 from pytest_tcav.engine.layers import LayerPoint, reached_layers, resolve_layers
 from pytest_tcav.engine.outputs import Output, check_output_and_target
-from pytest_tcav.engine.results import LayerResult, TCAVResult
+from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.statistics import (
     Correction,
     Direction,
     NullTest,
-    adjust_p_values,
     check_test_feasible,
     compare_to_null,
     leave_one_out_null,
@@ -144,6 +144,8 @@ class TCAV:
         correction: Correction | None = None,
         null_test: NullTest | None = None,
         against: ConceptLike | Sequence[ConceptLike] | None = None,
+        margin: float | None = None,
+        min_cav_accuracy: float | None = None,
     ) -> TCAVResult:
         """Test whether ``concept`` matters for ``target`` on each layer.
 
@@ -153,14 +155,22 @@ class TCAV:
         TCAV instead: whether ``concept`` raises the target more than the others
         (their union) do; ``random_sets`` is then the count N of its repetitions
         (:mod:`pytest_tcav.engine.relative`).
+        ``margin`` (in units of the random sets' spread) adds the equivalence test
+        of "the effect is below the margin"; a layer whose concept CAVs do no
+        better than chance (or, with ``min_cav_accuracy``, score below it on
+        average) gets the verdict ``inconclusive`` (docs/statistics.md).
         """
         alpha = self.alpha if alpha is None else alpha
         correction = self.correction if correction is None else correction
         null_test = self.null_test if null_test is None else null_test
         check_direction(direction)
         check_output_and_target(target, self.output)
+        check_margin(margin, min_cav_accuracy)
         if against is not None:  # relative TCAV: its own module; no random sets
             from pytest_tcav.engine.relative import relative_test
+
+            if margin is not None:
+                raise ConfigurationError("margin= needs random sets for its unit; a relative test (against=) has none")
 
             return relative_test(self, concept, against, target=target, target_name=describe_target(target),
                                  inputs=inputs, layers=layers, repetitions=random_sets, random_pool=random_pool,
@@ -178,36 +188,10 @@ class TCAV:
         with eval_mode(self.model):
             per_layer = self._compute(model_fp, modules, concept_set, randoms, input_set, target)
 
-        raw: list[tuple[Any, ...]] = []
-        for name in layer_names:
-            raw.append(self._layer_statistics(per_layer[name], len(randoms), direction, null_test))
-        corrected = adjust_p_values([r[1].p_value for r in raw], correction)
-        layer_results = []
-        for name, (scores, outcome, null, concept_stat), p_corr in zip(layer_names, raw, corrected):
-            data = per_layer[name]
-            accs = [c.accuracy for c in data.concept_cavs]
-            layer_results.append(
-                LayerResult(
-                    layer=name,
-                    score=float(np.mean(scores["concept"].sign_count)),
-                    magnitude=float(np.mean(scores["concept"].magnitude)),
-                    statistic=concept_stat,
-                    null_mean=float(np.mean(null)),
-                    null_sd=float(np.std(null, ddof=1)) if len(null) > 1 else 0.0,
-                    t_statistic=float(outcome.statistic),
-                    p_value=float(outcome.p_value),
-                    p_value_rank=float(outcome.p_value_rank),
-                    p_corrected=float(p_corr),
-                    cav_accuracy=float(np.mean(accs)),
-                    significant=bool(p_corr < alpha),
-                    concept_scores=[float(v) for v in scores["concept"].sign_count],
-                    concept_statistics=[float(v) for v in scores["concept"].cosine],
-                    concept_magnitudes=[float(v) for v in scores["concept"].magnitude],
-                    cav_accuracies=[float(a) for a in accs],
-                    null_statistics=[float(v) for v in null],
-                    null_scores=[float(v) for v in scores["null_scores"]],
-                )
-            )
+        raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]
+        layer_results = judge_layers(layer_names, raw, [per_layer[n].concept_cavs for n in layer_names],
+                                     direction=direction, alpha=alpha, correction=correction, margin=margin,
+                                     min_cav_accuracy=min_cav_accuracy)
         return TCAVResult(
             concept=concept_set.name,
             target=describe_target(target),
@@ -223,6 +207,8 @@ class TCAV:
             layers=layer_results,
             model_fingerprint=model_fp,
             concept_fingerprint=concept_set.fingerprint,
+            margin=None if margin is None else float(margin),
+            min_cav_accuracy=None if min_cav_accuracy is None else float(min_cav_accuracy),
         )
 
     # -- data ------------------------------------------------------------------------
@@ -442,6 +428,12 @@ class TCAV:
                 pair_signs[j, i] = backward_signs[k]
         null = leave_one_out_null(pairwise)
         null_scores = pair_signs.sum(1) / max(n - 1, 1)
+        # each random set's mean held-out CAV accuracy against the others: "chance" for the CAV gate
+        accuracy = np.zeros((n, n))
+        for (i, j), cav in data.random_cavs.items():
+            accuracy[i, j] = accuracy[j, i] = cav.accuracy
+        null_accuracies = accuracy.sum(1) / max(n - 1, 1)
         concept_stat = float(np.mean(concept_scores.cosine))
         outcome = compare_to_null(concept_stat, null, direction, null_test)
-        return {"concept": concept_scores, "null_scores": null_scores}, outcome, null, concept_stat
+        return ({"concept": concept_scores, "null_scores": null_scores, "null_accuracies": null_accuracies},
+                outcome, null, concept_stat)

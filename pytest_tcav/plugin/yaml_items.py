@@ -152,7 +152,7 @@ class TCAVYamlItem(pytest.Item):
             common["random_sets"] = spec.random_sets if isinstance(spec.random_sets, int) else None
         check_concept(session, expectation, model, concept,  # type: ignore[arg-type]
                       require=options.get("require", spec.require), score=options.get("score"),
-                      direction=options.get("direction"), **common)
+                      direction=options.get("direction"), margin=options.get("margin"), **common)
 
     def _recorded(self, session: TCAVSession, exc: BaseException) -> BaseException:
         """Record the check as an error before it could start (see :mod:`pytest_tcav.checks.raised`)."""

@@ -33,7 +33,8 @@ from pytest_tcav.reports.text import format_p, shown_concept
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "error", "message", "xfail", "model_fingerprint", "concept_fingerprint",
-    "settings", "verdict", "status", "before", "after", "stability", "against",
+    "settings", "verdict", "status", "before", "after", "stability", "against", "margin",
+    "power_warning",
 }
 
 
@@ -109,12 +110,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Abs
     return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _verdict_cell(significant: Any) -> str:
-    if significant is True:
-        return '<span class="sig">significant</span>'
-    if significant is False:
-        return '<span class="nonsig">not significant</span>'
-    return "n/a"
+def _verdict_cell(r: Mapping[str, Any]) -> str:
+    """The layer's verdict; a record written before verdicts existed has only ``significant``."""
+    significant = r.get("significant")
+    verdict = r.get("verdict") or ("significant" if significant is True else
+                                   "not significant" if significant is False else None)
+    css = {"significant": "sig", "not significant": "nonsig", "inconclusive": "inconclusive"}.get(str(verdict))
+    return f'<span class="{css}">{esc(verdict)}</span>' if css else "n/a"
 
 
 def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
@@ -132,10 +134,14 @@ def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
             fmt_p(r.get("p_value")),
             fmt_p(r.get("p_corrected")),
             fmt(r.get("cav_accuracy"), 2),
-            _verdict_cell(r.get("significant")),
+            fmt(r.get("effect"), 2),
+            fmt(r.get("detectable_effect"), 2),
+            fmt_p(r.get("equivalence_p_corrected")) if r.get("equivalence_p_corrected") is not None else "-",
+            _verdict_cell(r),
         ))
     return _table(("layer", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p", "p corrected",
-                   "CAV accuracy", "verdict"), rows, numeric=set(range(1, 9)), css="layers")
+                   "CAV accuracy", "effect", "detectable effect", "equivalence p", "verdict"), rows,
+                  numeric=set(range(1, 12)), css="layers")
 
 
 def distribution_table(r: Mapping[str, Any]) -> str:
@@ -241,6 +247,8 @@ def _claim(check: Mapping[str, Any]) -> str:
         if check.get("score_range"):
             low, high = (check["score_range"] + [None, None])[:2]
             text += f", TCAV score in [{esc(low)}, {esc(high)}]"
+        if check.get("margin") is not None:
+            text += f", effect shown below the margin {fmt(check['margin'], 2)}"
     else:
         text += f", direction {esc(check.get('direction'))}, layers {esc(', '.join(map(str, layers)))}"
     if check.get("verdict"):
@@ -286,6 +294,8 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     if check.get("message") or check.get("error"):
         error = f'<strong>{esc(check["error"])}</strong>: ' if check.get("error") else ""
         parts.append(f'<div class="message">{error}{esc(check.get("message") or "")}</div>')
+    if check.get("power_warning"):
+        parts.append(f'<div class="message">Warning: {esc(check["power_warning"])}</div>')
     results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
     if mpl is not None and results:
         png, note = _plot_or_note(plots.check_plot, check, mpl)
@@ -336,6 +346,8 @@ def overview(checks: Sequence[Mapping[str, Any]]) -> str:
         expected = esc(check.get("expectation") or "-")
         if check.get("direction"):
             expected += f" ({esc(check['direction'])})"
+        if check.get("margin") is not None:
+            expected += f" (margin {fmt(check['margin'], 2)})"
         rows.append((
             f'<a href="#check-{k}">{esc(check.get("test") or _untitled(check))}</a>',
             esc(shown_concept(check)),

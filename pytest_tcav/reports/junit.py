@@ -57,7 +57,7 @@ def properties(record: Mapping[str, Any], index: int) -> list[tuple[str, str]]:
     for result in record.get("results") or []:
         layer = result.get("layer")
         values = {
-            "verdict": "significant" if result.get("significant") else "not significant",
+            "verdict": result.get("verdict") or ("significant" if result.get("significant") else "not significant"),
             "score": result.get("score"),
             "p_value": result.get("p_value"),
             "p_corrected": result.get("p_corrected"),

@@ -58,11 +58,15 @@ def _layers(record: Mapping[str, Any]) -> str:
                 if isinstance(stability, Mapping) else {})
     parts = []
     for result in results:
-        word = "significant" if result.get("significant") else "not significant"
+        word = result.get("verdict") or ("significant" if result.get("significant") else "not significant")
         p = result.get("p_corrected")
         cell = f"{code(result.get('layer'))}: {word}"
         if isinstance(p, (int, float)) and not isinstance(p, bool):
-            cell += f" (p {format_p(float(p))})"
+            cell += f" (p {format_p(float(p))}"
+            effect = result.get("effect")
+            if isinstance(effect, (int, float)) and not isinstance(effect, bool) and effect == effect:
+                cell += f", effect {effect:.2f}"
+            cell += ")"
         if result.get("layer") in compared:
             cell += ", moved" if compared[result.get("layer")].get("moved") else ", unchanged"
         parts.append(cell)
@@ -71,7 +75,7 @@ def _layers(record: Mapping[str, Any]) -> str:
 
 def _row(record: Mapping[str, Any]) -> list[str]:
     cells = row(dict(record))
-    test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[8]
+    test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[-1]
     shown = _RESULTS.get(result, text(result))
     message = error_text(dict(record)) if result == "ERROR" else record.get("message")
     if result in ("FAILED", "ERROR") and message:

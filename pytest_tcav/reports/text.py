@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result")
+HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "effect", "detect.", "verdict",
+          "result")
 
 
 def shown_concept(record: Mapping[str, Any]) -> str:
@@ -57,19 +58,32 @@ def verdict(record: dict[str, Any]) -> str:
             return f"baseline {stability['action']}"
         moved = stability.get("moved") or []
         return f"moved on {len(moved)}/{len(results)}" if moved else "unchanged"
-    hits = sum(1 for r in results if r["significant"])
-    if hits == len(results):
-        return "significant"
-    if hits == 0:
-        return "not significant"
-    return f"significant on {hits}/{len(results)}"
+    # records written before verdicts existed have only ``significant``
+    verdicts = [r.get("verdict") or ("significant" if r["significant"] else "not significant") for r in results]
+    if len(set(verdicts)) == 1:
+        return verdicts[0]
+    counts = [f"{word} on {verdicts.count(word)}/{len(results)}"
+              for word in ("significant", "inconclusive") if verdicts.count(word)]
+    return ", ".join(counts)
+
+
+def _number(value: Any) -> str:
+    """An effect in the summary: two decimals; n/a for a record written before effects existed."""
+    if isinstance(value, str):  # a JSON report writes infinities as strings
+        return value
+    if not isinstance(value, (int, float)) or value != value:
+        return "n/a"
+    return f"{value:.2f}"
 
 
 def row(record: dict[str, Any]) -> tuple[str, ...]:
     results = record.get("results") or []
     expected = record.get("expectation", "?")
-    if record.get("direction") and record["direction"] != ("positive" if expected == "significant" else "either"):
+    default = "either" if expected == "stable" else "positive"  # the assertions' defaults
+    if record.get("direction") and record["direction"] != default:
         expected += f" ({record['direction']})"
+    if record.get("margin") is not None:
+        expected += f" (margin {record['margin']:g})"
     if record.get("require") == "any":
         expected += " (any layer)"
     outcome = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}.get(record.get("outcome", ""), "?")
@@ -83,6 +97,8 @@ def row(record: dict[str, Any]) -> tuple[str, ...]:
         ",".join(record.get("layers", [])),
         " ".join(f"{r['score']:.2f}" for r in results) or "-",
         " ".join(format_p(r["p_corrected"]) for r in results) or "-",
+        " ".join(_number(r.get("effect")) for r in results) or "-",
+        " ".join(_number(r.get("detectable_effect")) for r in results) or "-",
         verdict(record),
         outcome,
     )

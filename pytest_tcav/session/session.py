@@ -32,46 +32,13 @@ from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
+from pytest_tcav.session.lazy import LazyCallable
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.session.targets import index_in_range
 from pytest_tcav.session.threads import apply_threads
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]
-
-
-class _LazyTransform:
-    """The configured transform, imported on the first image it is given."""
-
-    def __init__(self, config: TCAVConfig) -> None:
-        self._config = config
-        self._function: Callable[[Any], Any] | None = None
-        self.name = config.transform  # what error messages call it: the configured 'module:callable'
-
-    def __call__(self, image: Any) -> Any:
-        function = self._function
-        if function is None:
-            function = self._config.load_transform()
-            assert function is not None, "built only when tcav_transform is set"
-            self._function = function
-        return function(image)
-
-
-class _LazyTokenizer:
-    """The configured tokenizer, imported on the first text it is given."""
-
-    def __init__(self, config: TCAVConfig) -> None:
-        self._config = config
-        self._function: Callable[[Any], Any] | None = None
-        self.name = config.tokenizer  # what error messages call it: the configured 'module:callable'
-
-    def __call__(self, texts: list[str]) -> Any:
-        function = self._function
-        if function is None:
-            function = self._config.load_tokenizer()
-            assert function is not None, "built only when tcav_tokenizer is set"
-            self._function = function
-        return function(texts)
 
 
 class TCAVSession:
@@ -95,10 +62,11 @@ class TCAVSession:
         self.baseline_uses: dict[str, tuple[str | None, str]] = {}
         self._nodeid = nodeid
         self._test_path = test_path  # the running test's file: baselines live next to it
-        transform = _LazyTransform(self.config) if self.config.transform else None
+        transform = LazyCallable(self.config.transform, self.config.load_transform) if self.config.transform else None
         self.transform = transform
         #: ``tcav_tokenizer``, imported on first use: what text becomes model inputs with when a call gives none.
-        self.tokenizer: Tokenizer | None = _LazyTokenizer(self.config) if self.config.tokenizer else None
+        self.tokenizer: Tokenizer | None = (LazyCallable(self.config.tokenizer, self.config.load_tokenizer)
+                                           if self.config.tokenizer else None)
         sources = self.config.sources
         self.concepts = ConceptLibrary(self.config.concepts, transform,
                                        origin=sources.get("tcav_concepts", "tcav_concepts"),
@@ -188,6 +156,8 @@ class TCAVSession:
         output: Output = None,
         tokenizer: Tokenizer | None = None,
         against: ConceptLike | Sequence[ConceptLike] | None = None,
+        margin: float | None = None,
+        min_cav_accuracy: float | None = None,
     ) -> TCAVResult:
         """Test a concept and return the result, without asserting anything.
 
@@ -223,6 +193,8 @@ class TCAVSession:
             direction=direction,  # type: ignore[arg-type]
             alpha=alpha,
             against=others,
+            margin=margin,
+            min_cav_accuracy=self.config.min_cav_accuracy if min_cav_accuracy is None else min_cav_accuracy,
         )
         if isinstance(target, str):
             # People named the class; failure messages and reports should too.

@@ -16,13 +16,14 @@ Binomial(n, alpha); the bound asserted is that distribution's 0.999 quantile.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from scipy import stats
 
-from pytest_tcav import TCAV, Concept
+from pytest_tcav import TCAV, Concept, ConceptTestFailure, TCAVPowerWarning, TCAVSession
 from tests.helpers import synthetic
 from tests.helpers.synthetic import LAYERS, N_RANDOM, SET_SIZE
 
@@ -199,3 +200,83 @@ def test_order_of_random_sets_does_not_matter(texture_engine, ground_truth_data)
         for field in ("score", "statistic", "null_mean", "null_sd", "t_statistic", "p_value", "p_corrected"):
             assert math.isclose(getattr(a, field), getattr(b, field), rel_tol=1e-5, abs_tol=1e-9), field
         assert a.significant == b.significant
+
+
+# -- negation symmetry, power, equivalence, inconclusive layers (issue 12) ------------------------
+
+
+def _session(engine: TCAV) -> TCAVSession:
+    """A session (the assertions' code path) sharing the engine's cache: nothing is computed twice."""
+    return TCAVSession(store=engine.store)
+
+
+def test_a_watermark_the_model_ignores_passes_the_default_insignificance_check(texture_engine, ground_truth_data):
+    """The texture model ignores the patch (checked by intervention above).  Drawn on plain backgrounds, the
+    patch is significantly *negative* at the deepest layer (its images lack the texture class 1 has and the
+    random images have): the default check (direction positive) passes, and an "either" check says "lowers"."""
+    data = ground_truth_data
+    session = _session(texture_engine)
+    kwargs = dict(target=1, inputs=data.striped_inputs, random_sets=data.random_sets)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TCAVPowerWarning)  # the default configuration has the power asked for
+        result = session.assert_insignificant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
+    assert result.direction == "positive"
+    assert all(layer.verdict == "not significant" for layer in result.layers)
+    with pytest.raises(ConceptTestFailure) as failure:
+        session.assert_insignificant(texture_engine.model, data.patch, layers=LAYERS, direction="either", **kwargs)
+    print(failure.value)
+    message = str(failure.value).lower()
+    assert f"on {DEEPEST} moving towards the concept lowers the target" in message
+    assert "relies" not in message
+    # negation symmetry on the same arguments: the significance check fails where the insignificance one passed
+    with pytest.raises(ConceptTestFailure):
+        session.assert_significant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
+
+
+def test_random_images_as_a_concept_are_inconclusive(texture_engine, ground_truth_data):
+    data = ground_truth_data
+    pseudo = synthetic.random_images(SET_SIZE, torch.Generator().manual_seed(31))
+    result = texture_engine.test(pseudo, target=1, inputs=data.striped_inputs, layers=LAYERS,
+                                 random_sets=data.random_sets)
+    print(result.table())
+    assert [layer.verdict for layer in result.layers] == ["inconclusive"] * len(LAYERS)
+    session = _session(texture_engine)
+    for check in (session.assert_insignificant, session.assert_significant):
+        with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random images, so it can "
+                                                      "show neither"):
+            check(texture_engine.model, pseudo, target=1, inputs=data.striped_inputs, layers=LAYERS,
+                  random_sets=data.random_sets)
+
+
+@pytest.fixture(scope="module")
+def twenty_random_sets(ground_truth_data) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(77)
+    return ground_truth_data.random_sets + [synthetic.random_images(SET_SIZE, gen) for _ in range(N_RANDOM)]
+
+
+def test_a_margin_of_two_is_shown_for_an_ignored_concept_and_not_for_a_used_one(
+        texture_engine, shortcut_engine, ground_truth_data, twenty_random_sets):
+    data = ground_truth_data
+    shown = _session(texture_engine).assert_insignificant(
+        texture_engine.model, data.patch, target=1, inputs=data.striped_inputs, layers=LAYERS,
+        random_sets=twenty_random_sets, margin=2.0)
+    print(shown.table())
+    assert all(shown.equivalent(layer) for layer in shown.layers)
+    with pytest.raises(ConceptTestFailure, match="not shown to have an effect below the margin 2") as failure:
+        _session(shortcut_engine).assert_insignificant(
+            shortcut_engine.model, data.patch, target=1, inputs=data.patched_inputs, layers=LAYERS,
+            random_sets=twenty_random_sets, margin=2.0)
+    assert "the model relies on it" in str(failure.value).lower()
+
+
+def test_a_small_configuration_cannot_show_a_small_margin(texture_engine, ground_truth_data):
+    data = ground_truth_data
+    session = _session(texture_engine)
+    with pytest.raises(ConceptTestFailure, match="the data do not show its effect below the margin 0.5"):
+        session.assert_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
+                                     layers=LAYERS[:2], random_sets=data.random_sets[:3], margin=0.5)
+    # without a margin the same small configuration passes, but not silently
+    with pytest.warns(TCAVPowerWarning, match=r"could not have detected an effect below .*; with \d+ random sets "
+                                              r"and 40 inputs it would"):
+        session.assert_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
+                                     layers=LAYERS[:2], random_sets=data.random_sets[:3])

@@ -10,7 +10,12 @@ This one needs no training, and its ground truth is known by construction:
   energy, class 0 ("vertical") the opposite.
 
 So for class 1 the concept "horizontal stripes" is significant (positive),
-"vertical stripes" is significant negative, and smooth noise is neither.
+"vertical stripes" is significant negative, and "noisy" (dim smooth noise inside a bright square
+frame, each image its own transpose: as much horizontal as vertical edge energy, at fixed places
+the layers see) is neither.
+The frame makes "noisy" a concept the layers can tell from the random sets (CAV accuracy near 1)
+but the model ignores; smooth noise alone would be random images, which the CAV gate rightly
+calls inconclusive.
 This file is copied into pytester projects, so it imports only torch and PIL.
 """
 
@@ -41,6 +46,19 @@ def stripes(n: int, gen: torch.Generator, *, vertical: bool = False) -> torch.Te
     phase = torch.rand(n, 1, 1, generator=gen) * 2 * math.pi
     mask = (torch.sin(2 * math.pi * coord / period + phase) > 0).float().expand(n, SIZE, SIZE)
     return _colourise(mask, gen)
+
+
+def framed(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Dim smooth noise inside a bright square frame, symmetric about the diagonal.
+
+    Each image equals its own transpose, so its horizontal-edge and vertical-edge energies
+    are equal: the model's classes (their difference) cannot depend on it.
+    """
+    img = noise(n, gen) * 0.3 + 0.35
+    img = (img + img.transpose(2, 3)) / 2
+    mask = torch.zeros(SIZE, SIZE)
+    mask[2:10, 2] = mask[2:10, 9] = mask[2, 2:10] = mask[9, 2:10] = 1.0
+    return img * (1 - mask) + mask
 
 
 def noise(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -87,7 +105,7 @@ def write_library(root: Path, *, n_random: int = 5, per_set: int = 12, n_inputs:
     concepts = root / "concepts"
     save_images(stripes(per_set, gen), concepts / "horizontal")
     save_images(stripes(per_set, gen, vertical=True), concepts / "vertical")
-    save_images(noise(per_set, gen), concepts / "noisy")
+    save_images(framed(per_set, gen), concepts / "noisy")
     if pool:
         save_images(noise(per_set * n_random, gen), concepts / "random")
     else:

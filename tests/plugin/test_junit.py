@@ -99,7 +99,8 @@ def test_properties_in_the_junit_xml_of_serial_and_xdist_runs_are_identical(proj
     ]
     horizontal = dict(cases["test_checks::test_horizontal"])
     assert horizontal["tcav[0].concept"] == "horizontal" and horizontal["tcav[0].target"] == "horizontal (1)"
-    assert horizontal["tcav[0].verdict"] == "significant on 1/2" and horizontal["tcav[0].outcome"] == "passed"
+    assert horizontal["tcav[0].verdict"] == "significant on 1/2, inconclusive on 1/2"
+    assert horizontal["tcav[0].outcome"] == "passed"
     assert horizontal["tcav[0].layer[relu].verdict"] == "significant"
 
     # the numbers are the JSON report's, with full precision

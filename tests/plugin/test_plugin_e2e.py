@@ -12,7 +12,13 @@ import pytest
 import torch
 from torch import nn
 
-from pytest_tcav import Concept, TCAVSession, assert_concept_insignificant, assert_concept_significant
+from pytest_tcav import (
+    Concept,
+    ConceptTestFailure,
+    TCAVSession,
+    assert_concept_insignificant,
+    assert_concept_significant,
+)
 from pytest_tcav.checks.significance import judge
 from tests.helpers import synthetic
 
@@ -53,11 +59,14 @@ def test_striped_lowers_the_dotted_class(tcav: TCAVSession, texture_model: nn.Mo
     )
 
 
-def test_noise_is_not_relied_on(texture_model: nn.Module, textures: dict[str, Concept]) -> None:
-    assert_concept_insignificant(
-        texture_model, textures["noise"], target=1, layers=LAYERS, inputs=textures["striped inputs"],
-        random_pool=textures["random pool"],
-    )
+def test_noise_like_the_random_sets_shows_no_insignificance(texture_model: nn.Module,
+                                                            textures: dict[str, Concept]) -> None:
+    """Noise drawn like the random pool is random images: a layer that cannot tell it apart says nothing."""
+    with pytest.raises(ConceptTestFailure, match="the layer cannot tell the concept from random images"):
+        assert_concept_insignificant(
+            texture_model, textures["noise"], target=1, layers=LAYERS, inputs=textures["striped inputs"],
+            random_pool=textures["random pool"],
+        )
 
 
 def test_noise_would_fail_a_significance_check_for_the_right_reason(

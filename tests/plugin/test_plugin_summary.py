@@ -48,19 +48,22 @@ def test_plain():
 """
 
 EXPECTED_ROWS = [
-    # test, concept, target, expected, layers, score(s), p-value(s), verdict, result; "*": any one word
-    "test_checks.py::test_error horizontal 1 significant nope - - error ERROR",
-    "test_checks.py::test_fails noisy 1 significant relu * * not significant FAILED",
-    "test_checks.py::test_horizontal horizontal 1 significant (any layer) conv,relu * 1.00 * * "
-    "significant on 1/2 passed",
-    "test_checks.py::test_layers[conv] horizontal 0 significant (negative) (any layer) conv * * "
-    "not significant FAILED",
-    "test_checks.py::test_layers[relu] horizontal 0 significant (negative) (any layer) relu 0.00 * "
+    # test, concept, target, expected, layers, score(s), p-value(s), effect(s), detectable effect(s), verdict,
+    # result; "*": any one word
+    "test_checks.py::test_error horizontal 1 significant nope - - - - error ERROR",
+    "test_checks.py::test_fails noisy 1 significant relu * * * * not significant FAILED",
+    # horizontal stripes at a random phase, as signed edges (conv): the layer cannot tell them from noise
+    "test_checks.py::test_horizontal horizontal 1 significant (any layer) conv,relu * 1.00 * * * * * * "
+    "significant on 1/2, inconclusive on 1/2 passed",
+    "test_checks.py::test_layers[conv] horizontal 0 significant (negative) (any layer) conv * * * * "
+    "inconclusive FAILED",
+    "test_checks.py::test_layers[relu] horizontal 0 significant (negative) (any layer) relu 0.00 * * * "
     "significant passed",
-    "test_checks.py::test_noise noisy 1 insignificant conv,relu * * * * not significant passed",
-    "test_checks.py::test_two_checks horizontal 1 significant relu 1.00 * significant passed",
-    "test_checks.py::test_two_checks vertical 1 insignificant (positive) relu 0.00 * not significant passed",
-    "test_checks.py::test_vertical vertical horizontal (1) significant (negative) relu 0.00 * significant passed",
+    "test_checks.py::test_noise noisy 1 insignificant conv,relu * * * * * * * * not significant passed",
+    "test_checks.py::test_two_checks horizontal 1 significant relu 1.00 * * * significant passed",
+    "test_checks.py::test_two_checks vertical 1 insignificant relu 0.00 * * * not significant passed",
+    "test_checks.py::test_vertical vertical horizontal (1) significant (negative) relu 0.00 * * * significant "
+    "passed",
 ]
 
 def rows(section: list[str]) -> list[str]:
@@ -86,7 +89,7 @@ def test_summary_has_one_row_per_check(project: pytest.Pytester) -> None:
     result.assert_outcomes(passed=6, failed=3)
     section = summary_section(result.stdout.str())
     assert section[0].split() == ["test", "concept", "target", "expected", "layers", "score", "p", "(corr.)",
-                                  "verdict", "result"]
+                                  "effect", "detect.", "verdict", "result"]
     assert set(section[1]) == {"-", " "}
     assert len(rows(section)) == len(EXPECTED_ROWS)
     for row, pattern in zip(rows(section), EXPECTED_ROWS):
@@ -146,8 +149,9 @@ def test_summary_lines_from_records() -> None:
     json.dumps(records)  # what crosses from xdist workers is plain JSON
     lines = summary_lines(records)
     assert [line.split()[0] for line in lines[2:4]] == ["a.py::t", "b.py::t"]  # sorted by test id
-    assert lines[3].split()[4:] == ["l1,l2", "1.00", "0.50", "2.0e-06", "0.200", "significant", "on", "1/2",
-                                    "passed"]
+    # records written before effects existed show n/a for them
+    assert lines[3].split()[4:] == ["l1,l2", "1.00", "0.50", "2.0e-06", "0.200", "n/a", "n/a", "n/a", "n/a",
+                                    "significant", "on", "1/2", "passed"]
     assert lines[-3:] == ["2 concept check(s): 1 passed, 1 error(s)", "raised before a verdict:", "  a.py::t: error"]
     records[1].update(error="TypeError", message="bad shape\nmore")
     assert lines[:-1] == summary_lines(records)[:-1]

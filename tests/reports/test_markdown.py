@@ -84,7 +84,7 @@ def test_serial_and_xdist_runs_write_the_same_table_and_append_it_to_the_job_sum
     error, failed, horizontal = rows[0], rows[1], rows[2]
     assert "`no\\|pe`: not measured" in error and "| **error**: " in error
     assert "| **failed**: Why" in failed
-    assert ("| `horizontal` | `horizontal (1)` | significant (any layer) | `conv`: not significant (p " in horizontal
+    assert ("| `horizontal` | `horizontal (1)` | significant (any layer) | `conv`: inconclusive (p " in horizontal
             and "<br>`relu`: significant (p " in horizontal and horizontal.endswith("| passed |"))
     assert rows[4].split(" | ")[3] == "significant (negative)" and rows[5].endswith("| xfailed |")
 

@@ -139,7 +139,8 @@ def test_assert_functions_accept_the_session_knobs() -> None:
     significant = inspect.signature(assert_concept_significant).parameters
     insignificant = inspect.signature(assert_concept_insignificant).parameters
     score = inspect.signature(TCAVSession.score).parameters
-    assert list(significant) == list(insignificant)
-    assert set(score) - {"self"} <= set(significant)
+    assert [*significant, "margin"] == list(insignificant)  # the equivalence margin is the insignificance check's
+    assert set(score) - {"self", "margin", "min_cav_accuracy"} <= set(significant)
     assert set(significant) - set(score) == {"require", "score"}
-    assert significant["direction"].default == "positive" and insignificant["direction"].default == "either"
+    # the same default direction: each assertion is the other's negation
+    assert significant["direction"].default == "positive" and insignificant["direction"].default == "positive"

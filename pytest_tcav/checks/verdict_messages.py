@@ -1,0 +1,166 @@
+"""The sentences of a failed or underpowered concept check: what was found, its likely cause, what to try.
+
+Messages say what was measured, in the direction it was measured: a concept
+whose direction *lowers* the target is not one "the model relies on", and a
+layer that cannot tell the concept from random images shows nothing either way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_tcav.engine.results import LayerResult, TCAVResult
+
+#: Below this held-out accuracy a CAV barely tells the concept from random examples.
+LOW_CAV_ACCURACY = 0.6
+
+INCONCLUSIVE_TRY = "testing another layer or giving more or cleaner examples"
+
+
+def names(layers: Sequence[LayerResult]) -> str:
+    return ", ".join(r.layer for r in layers)
+
+
+def sentence(why: list[str], tries: list[str]) -> str:
+    text = "; and ".join(why)
+    return f"Why: {text[0].upper() + text[1:]}; try {'; or '.join(tries)}."
+
+
+def _inconclusive(layers: list[LayerResult], claim: str) -> str:
+    accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in layers)
+    ps = ", ".join(f"{r.cav_p_value:.2g}" for r in layers)
+    return (f"on {names(layers)} the layer cannot tell the concept from random images, so it can show neither "
+            f"{claim} (mean CAV accuracy {accs}, no better than the random sets' against each other: p {ps}; "
+            "nor does the concept move the target differently from them in either direction)")
+
+
+def _against_direction(r: LayerResult, direction: str) -> bool:
+    if direction == "positive":
+        return r.effect < 0
+    if direction == "negative":
+        return r.effect > 0
+    return False
+
+
+def _out_of_range(layers: list[LayerResult], score: tuple[float, float] | None) -> str:
+    scores = ", ".join(f"{r.score:.2f}" for r in layers)
+    assert score is not None
+    return f"its TCAV score on {names(layers)} is {scores}, outside the expected [{score[0]}, {score[1]}]"
+
+
+def why_not_significant(result: TCAVResult, failing: list[LayerResult],
+                        score: tuple[float, float] | None) -> str:
+    """One sentence: the causes seen on the failing layers, then what to try for each."""
+    inconclusive = [r for r in failing if r.inconclusive]
+    out_of_range = [r for r in failing if r.significant and not r.inconclusive]
+    weak = [r for r in failing if not r.significant and not r.inconclusive]
+    low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
+    rest = [r for r in weak if r not in low_accuracy]
+    wrong_way = [r for r in rest if _against_direction(r, result.direction)]
+    rest = [r for r in rest if r not in wrong_way]
+    corrected_away = [r for r in rest if r.p_value < result.alpha]
+    rest = [r for r in rest if r not in corrected_away]
+
+    why: list[str] = []
+    tries: list[str] = []
+    if inconclusive:
+        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
+        tries.append(INCONCLUSIVE_TRY)
+    if low_accuracy:
+        accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low_accuracy)
+        why.append(f"the CAV accuracy on {names(low_accuracy)} is only {accs} (below ~{LOW_CAV_ACCURACY}), "
+                   "so the concept is not linearly separable from the random sets there")
+        tries.append("a later layer or more distinctive concept examples")
+    if wrong_way:
+        why.append(f"on {names(wrong_way)} the concept pushes the target the other way (statistic below the "
+                   f"random sets' mean for direction {result.direction!r})"
+                   if result.direction == "positive" else
+                   f"on {names(wrong_way)} the concept pushes the target the other way (statistic above the "
+                   f"random sets' mean for direction {result.direction!r})")
+        tries.append("checking the target, or direction='negative' / 'either' if that is expected")
+    if corrected_away:
+        why.append(f"on {names(corrected_away)} it is significant only before the {result.correction} "
+                   f"correction over {len(result.layers)} layers")
+        tries.append("testing fewer layers or adding random sets")
+    if rest:
+        detect = ", ".join(f"{r.detectable_effect:.2f}" for r in rest)
+        why.append(f"on {names(rest)} its effect is within the spread of the {result.n_random} random sets "
+                   f"(effect {', '.join(f'{r.effect:+.2f}' for r in rest)}; detectable effect {detect})")
+        tries.append("more random sets (random_sets=...), more concept examples, or other layers")
+    if out_of_range:
+        why.append(_out_of_range(out_of_range, score))
+        tries.append("checking the expected score range")
+    return sentence(why, tries)
+
+
+def why_significant(result: TCAVResult, failing: list[LayerResult],
+                    score: tuple[float, float] | None) -> str:
+    """Why an insignificance check failed: an effect found (which way), no conclusion, or no equivalence shown."""
+    inconclusive = [r for r in failing if r.inconclusive]
+    found = [r for r in failing if r.significant and not r.inconclusive]
+    raises = [r for r in found if r.effect > 0]
+    lowers = [r for r in found if r.effect <= 0]
+    unshown = [r for r in failing if result.margin is not None and not r.inconclusive and r not in found
+               and not result.equivalent(r)]
+    out_of_range = [r for r in failing if r not in inconclusive and r not in found and r not in unshown]
+    why: list[str] = []
+    tries: list[str] = []
+    if raises:
+        ps = ", ".join(f"{r.p_corrected:.2g}" for r in raises)
+        why.append(f"the model relies on it on {names(raises)} (corrected p {ps} < alpha {result.alpha}): "
+                   "moving towards the concept raises the target")
+        tries.append("fixing the model if this is an unwanted shortcut (e.g. retrain with the concept "
+                     "randomised), using random sets from the same source as the concept images if they "
+                     "differ in more than the concept, or assert_concept_significant if the reliance is expected")
+    if lowers:
+        ps = ", ".join(f"{r.p_corrected:.2g}" for r in lowers)
+        why.append(f"on {names(lowers)} moving towards the concept lowers the target (corrected p {ps} < alpha "
+                   f"{result.alpha}); the usual cause is not a use of the concept but that the concept images "
+                   "lack something of the target class that the random images have (texture, colour, "
+                   "background)")
+        tries.append("random sets drawn from the same source as the concept images (the same backgrounds "
+                     "without the concept), or direction='positive' if the claim is that the concept does not "
+                     "raise the target")
+    if unshown:
+        assert result.margin is not None
+        detail = ", ".join(f"effect {r.effect:+.2f}, equivalence p {r.equivalence_p_corrected:.2g}"
+                           for r in unshown)
+        why.append(f"on {names(unshown)} the data do not show its effect below the margin {result.margin:g} "
+                   f"at alpha {result.alpha} ({detail})")
+        tries.append(f"more random sets than {result.n_random} (the margin's uncertainty shrinks with them), "
+                     "or a larger margin if a larger effect is acceptable")
+    if inconclusive:
+        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
+        tries.append(INCONCLUSIVE_TRY)
+    if out_of_range:
+        why.append(_out_of_range(out_of_range, score))
+        tries.append("checking the expected score range")
+    return sentence(why, tries)
+
+
+def underpowered(result: TCAVResult, limit: float | None) -> str | None:
+    """The warning of an insignificance check that could not have found an effect of ``limit``; None if it could."""
+    if limit is None:
+        return None
+    weak = [r for r in result.layers if not r.inconclusive and r.detectable_effect > limit]
+    if not weak:
+        return None
+    from pytest_tcav.engine.equivalence import spread_ratio, suggest_inputs, suggest_random_sets
+
+    worst = max(r.detectable_effect for r in weak)
+    needed = [suggest_random_sets(limit, result.n_random, spread_ratio(r.concept_statistics, r.null_sd),
+                                  result.alpha, len(result.layers), result.correction, result.direction)
+              for r in weak]
+    head = (f"concept {result.concept!r} for target {result.target}: this check could not have detected an "
+            f"effect below {worst:.2f} (on {names(weak)}; 80% power at alpha {result.alpha}, {result.correction} "
+            f"over {len(result.layers)} layer(s); effects in units of the random sets' spread)")
+    if any(n is None for n in needed):
+        tail = (f"no number of random sets would bring it under tcav_max_detectable_effect = {limit:g} at this "
+                "alpha and number of layers; test fewer layers, or state the claim with margin=")
+    else:
+        n_sets = max(n for n in needed if n is not None)
+        tail = (f"with {n_sets} random sets and {suggest_inputs(result.n_inputs)} inputs it would (limit "
+                f"tcav_max_detectable_effect = {limit:g}); or state the claim with margin=")
+    return f"{head}; {tail}"

@@ -1,0 +1,114 @@
+"""From per-layer statistics to LayerResults: correction, effect, power, equivalence, the verdict.
+
+The last step of :meth:`TCAV.test`, apart from the data and computation that
+produce the statistics, so that the statistical decisions sit in one place
+(with :mod:`.statistics` and :mod:`.equivalence`) and can be read without the
+engine's caching.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from pytest_tcav.engine.cav import CAV
+from pytest_tcav.engine.equivalence import (
+    cav_gate_p,
+    detectable_effect,
+    effect_size,
+    equivalence_p,
+    layer_verdict,
+    spread_ratio,
+    two_sided_p,
+)
+from pytest_tcav.engine.results import LayerResult
+from pytest_tcav.engine.statistics import Correction, Direction, adjust_p_values
+from pytest_tcav.errors import ConfigurationError
+
+
+def check_margin(margin: float | None, min_cav_accuracy: float | None) -> None:
+    """A margin is a positive number of null SDs; a minimum accuracy lies in [0, 1]."""
+    if margin is not None:
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not math.isfinite(margin) \
+                or margin <= 0:
+            raise ConfigurationError(
+                f"margin must be a positive number (in units of the random sets' spread), got {margin!r}"
+            )
+    if min_cav_accuracy is not None:
+        if isinstance(min_cav_accuracy, bool) or not isinstance(min_cav_accuracy, (int, float)) \
+                or not 0.0 <= min_cav_accuracy <= 1.0:
+            raise ConfigurationError(f"min_cav_accuracy must lie in [0, 1], got {min_cav_accuracy!r}")
+
+
+def judge_layers(
+    layer_names: Sequence[str],
+    raw: Sequence[tuple[dict[str, Any], Any, np.ndarray, float]],
+    concept_cavs: Sequence[Sequence[CAV]],
+    *,
+    direction: Direction,
+    alpha: float,
+    correction: Correction,
+    margin: float | None,
+    min_cav_accuracy: float | None,
+) -> list[LayerResult]:
+    """One LayerResult per layer from ``(scores, null comparison, null, concept statistic)``.
+
+    Both the significance p-values and the equivalence p-values are corrected
+    over the layers with the same method, so a check's claim holds at level
+    alpha for the whole call either way.
+    """
+    corrected = adjust_p_values([r[1].p_value for r in raw], correction)
+    equivalence: list[float | None] = [None] * len(raw)
+    equivalence_corrected: list[float | None] = [None] * len(raw)
+    if margin is not None:
+        values = []
+        for scores, _outcome, null, concept_stat in raw:
+            null_sd = float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
+            values.append(equivalence_p(concept_stat - float(np.mean(null)), null_sd,
+                                        scores["concept"].cosine, margin, direction))
+        equivalence = list(values)
+        equivalence_corrected = list(adjust_p_values(values, correction))
+    results = []
+    for k, (name, (scores, outcome, null, concept_stat), p_corr) in enumerate(zip(layer_names, raw, corrected)):
+        accs = [c.accuracy for c in concept_cavs[k]]
+        null_mean = float(np.mean(null))
+        null_sd = float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
+        cosines = [float(v) for v in scores["concept"].cosine]
+        significant = bool(p_corr < alpha)
+        null_accs = [float(v) for v in scores["null_accuracies"]]
+        cav_p = cav_gate_p(accs, null_accs)
+        results.append(
+            LayerResult(
+                layer=name,
+                score=float(np.mean(scores["concept"].sign_count)),
+                magnitude=float(np.mean(scores["concept"].magnitude)),
+                statistic=concept_stat,
+                null_mean=null_mean,
+                null_sd=null_sd,
+                t_statistic=float(outcome.statistic),
+                p_value=float(outcome.p_value),
+                p_value_rank=float(outcome.p_value_rank),
+                p_corrected=float(p_corr),
+                cav_accuracy=float(np.mean(accs)),
+                significant=significant,
+                concept_scores=[float(v) for v in scores["concept"].sign_count],
+                concept_statistics=cosines,
+                concept_magnitudes=[float(v) for v in scores["concept"].magnitude],
+                cav_accuracies=[float(a) for a in accs],
+                null_statistics=[float(v) for v in null],
+                null_scores=[float(v) for v in scores["null_scores"]],
+                null_cav_accuracies=null_accs,
+                effect=effect_size(concept_stat, null_mean, null_sd),
+                detectable_effect=detectable_effect(len(null), spread_ratio(cosines, null_sd), alpha,
+                                                    len(layer_names), correction, direction),
+                cav_p_value=cav_p,
+                verdict=layer_verdict(significant, cav_p, float(np.mean(accs)), alpha, min_cav_accuracy,
+                                      two_sided_p(float(outcome.statistic), len(null))),
+                equivalence_p=equivalence[k],
+                equivalence_p_corrected=equivalence_corrected[k],
+            )
+        )
+    return results
