@@ -31,7 +31,7 @@ def sentence(why: list[str], tries: list[str]) -> str:
 def _inconclusive(layers: list[LayerResult], claim: str) -> str:
     accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in layers)
     ps = ", ".join(f"{r.cav_p_value:.2g}" for r in layers)
-    return (f"on {names(layers)} the layer cannot tell the concept from random images, so it can show neither "
+    return (f"on {names(layers)} the layer cannot tell the concept from random examples, so it can show neither "
             f"{claim} (mean CAV accuracy {accs}, no better than the random sets' against each other: p {ps}; "
             "nor does the concept move the target differently from them in either direction)")
 

@@ -210,7 +210,7 @@ def test_an_inconclusive_layer_fails_both_claims():
     for expectation in ("significant", "insignificant"):
         judgement = judge(gated, expectation, "all", None)
         assert not judgement.passed
-        assert "the layer cannot tell the concept from random images, so it can show neither" in judgement.reason
+        assert "the layer cannot tell the concept from random examples, so it can show neither" in judgement.reason
         assert "another layer or giving more or cleaner examples" in judgement.reason
 
 

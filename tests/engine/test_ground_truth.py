@@ -242,7 +242,7 @@ def test_random_images_as_a_concept_are_inconclusive(texture_engine, ground_trut
     assert [layer.verdict for layer in result.layers] == ["inconclusive"] * len(LAYERS)
     session = _session(texture_engine)
     for check in (session.assert_insignificant, session.assert_significant):
-        with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random images, so it can "
+        with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random examples, so it can "
                                                       "show neither"):
             check(texture_engine.model, pseudo, target=1, inputs=data.striped_inputs, layers=LAYERS,
                   random_sets=data.random_sets)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_tcav import TCAV
+from pytest_tcav import TCAV, ConceptTestFailure
 from pytest_tcav.engine.activations import concept_activations, target_gradients
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.errors import ConceptDataError
@@ -129,7 +129,7 @@ def test_vit_blocks_and_its_attention(tmp_path: Path):
 # -- the ground truth --------------------------------------------------------------------------
 
 
-def test_planted_words_are_significant_and_ordinary_words_are_not_with_mean_pooling():
+def test_planted_words_are_significant_and_ordinary_words_inconclusive_with_mean_pooling():
     model = tm.trained_bert()
     randoms_ = [tm.encode(tm.sentences(20, 2, 4, 400 + k)) for k in range(10)]
     inputs = tm.encode(tm.sentences(30, 3, 8, 500))
@@ -137,6 +137,17 @@ def test_planted_words_are_significant_and_ordinary_words_are_not_with_mean_pool
     planted = tm.encode(tm.with_planted(tm.sentences(20, 2, 4, 600), 601))
     session.assert_significant(model, planted, target=1, inputs=inputs, layers=ENCODER, random_sets=randoms_,
                                pooling="mean")
-    ordinary = tm.encode(tm.sentences(20, 2, 4, 700))
-    session.assert_insignificant(model, ordinary, target=1, inputs=inputs, layers=ENCODER, random_sets=randoms_,
-                                 pooling="mean")
+    # Ordinary words occur equally in both classes, and this small model, trained on the planted words
+    # alone, represents them alike: its encoder layers cannot tell ten particular ordinary words from
+    # random text (CAV accuracy 0.5, as the random sets' against each other).  So the honest verdict is
+    # "inconclusive", never "significant": neither claim can be shown there, and both assertions fail.
+    # (The example suite's pretrained encoder does see its control words: there the insignificance
+    # assertion passes.)
+    ordinary = tm.encode(tm.sentences(20, 2, 4, 700, words=tm.ORDINARY[:10]))
+    result = session.score(model, ordinary, target=1, inputs=inputs, layers=ENCODER, random_sets=randoms_,
+                           pooling="mean")
+    assert [r.verdict for r in result.layers] == ["inconclusive", "inconclusive"]
+    assert all(r.cav_accuracy < 0.55 for r in result.layers)
+    with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random"):
+        session.assert_insignificant(model, ordinary, target=1, inputs=inputs, layers=ENCODER,
+                                     random_sets=randoms_, pooling="mean")

@@ -8,9 +8,10 @@ construction:
   longest text, returning ``{"input_ids", "attention_mask"}`` as a Hugging Face
   tokenizer called with ``padding=True, return_tensors="pt"`` does;
 * ``WordBagNet`` embeds the words (seeded random vectors, small on the first
-  axis, where every word of ``POSITIVE`` carries +3), averages them over the real
+  axis, where every word of ``POSITIVE`` carries +3; every word of ``NEUTRAL``
+  carries +4 on the second axis, which the head ignores), averages them over the real
   tokens (``pooled``, ``[batch, 8]``), and scores class 1 ("positive") as twice
-  that first axis plus a small fixed mix of the others; class 0 is its negative.
+  that first axis; class 0 is its negative.
 
 So for class 1 the concept "positive words" is significant (positive), and
 words that are not in ``POSITIVE`` (``NEUTRAL``, ``RANDOM``) are not.
@@ -51,6 +52,8 @@ class WordBagNet(nn.Module):
         super().__init__()
         gen = torch.Generator().manual_seed(0)
         weights = torch.randn(len(VOCAB), DIM, generator=gen)
+        for word in NEUTRAL:  # a noun axis the layer shows and the head ignores: a concept seen, not used
+            weights[VOCAB[word], 1] += 4.0
         weights[:, 0] *= 0.1  # the class axis: near 0 for every word but the positive ones
         for word in POSITIVE:
             weights[VOCAB[word], 0] += 3.0
@@ -59,8 +62,8 @@ class WordBagNet(nn.Module):
         self.embed.weight.data.copy_(weights)
         self.pooled = nn.Identity()
         self.head = nn.Linear(DIM, 2, bias=False)
-        row = 0.3 * torch.randn(DIM, generator=gen)
-        row[0] = 2.0
+        row = torch.zeros(DIM)
+        row[0] = 2.0  # the class reads the class axis only: no other word moves it beyond chance
         self.head.weight.data.copy_(torch.stack([-row, row]))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

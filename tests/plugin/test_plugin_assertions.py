@@ -187,7 +187,7 @@ def test_failure_puts_the_users_line_on_top_then_table_then_sentence(failing_run
     assert errors[header + 3].startswith("relu") and errors[header + 3].endswith("significant")
     sentence = errors[-1]
     # horizontal stripes at a random phase, as signed edges: the layer cannot tell them from random images
-    assert sentence.startswith("Why: On conv the layer cannot tell the concept from random images, so it can "
+    assert sentence.startswith("Why: On conv the layer cannot tell the concept from random examples, so it can "
                                "show neither that the model uses the concept nor that it does not (mean CAV "
                                "accuracy 0.50")
     assert sentence.endswith("try testing another layer or giving more or cleaner examples.")

@@ -62,7 +62,7 @@ def test_striped_lowers_the_dotted_class(tcav: TCAVSession, texture_model: nn.Mo
 def test_noise_like_the_random_sets_shows_no_insignificance(texture_model: nn.Module,
                                                             textures: dict[str, Concept]) -> None:
     """Noise drawn like the random pool is random images: a layer that cannot tell it apart says nothing."""
-    with pytest.raises(ConceptTestFailure, match="the layer cannot tell the concept from random images"):
+    with pytest.raises(ConceptTestFailure, match="the layer cannot tell the concept from random examples"):
         assert_concept_insignificant(
             texture_model, textures["noise"], target=1, layers=LAYERS, inputs=textures["striped inputs"],
             random_pool=textures["random pool"],

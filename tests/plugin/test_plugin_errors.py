@@ -164,7 +164,7 @@ def test_a_bug_in_the_library_keeps_its_frames(pytester: pytest.Pytester, monkey
     pytester.makeconftest("""
 import pytest
 import tiny_model
-import pytest_tcav.engine.tcav as engine
+import pytest_tcav.engine.layer_verdicts as engine
 
 def broken(*args, **kwargs):
     raise ZeroDivisionError("a bug")
@@ -185,5 +185,5 @@ def test_bug(model):
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "ZeroDivisionError: a bug" in out
-    assert "pytest_tcav/engine/tcav.py" in out  # where the library called it
+    assert "pytest_tcav/engine/layer_verdicts.py" in out  # where the library called it
     assert "test_bug.py::test_bug: ZeroDivisionError: a bug" in out

@@ -58,7 +58,7 @@ concepts:
   horizontal:
     - significant
     - significant: {against: vertical}
-    - significant: {against: [vertical, noisy], require: any}
+    - significant: {against: [vertical, random_0], require: any}
   vertical:
     - insignificant: {against: horizontal, direction: positive}
     - significant: {against: horizontal}
