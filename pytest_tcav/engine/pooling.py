@@ -58,6 +58,21 @@ def _check_shape(layer: str, value: torch.Tensor, pooling: str) -> None:
 
 def pool(layer: str, value: torch.Tensor, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
     """One row per example (float32): the activation as the CAV sees it."""
+    return _reduce(layer, value, pooling, mask, average=True)
+
+
+def pool_gradient(layer: str, grad: torch.Tensor, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
+    """The gradient with respect to the pooled representation, as docs/statistics.md derives it.
+
+    The same positions as :func:`pool`; under ``"mean"`` the real positions'
+    gradients are summed, not averaged: moving every real position along the
+    CAV moves the mean along it by the same step.
+    """
+    return _reduce(layer, grad, pooling, mask, average=False)
+
+
+def _reduce(layer: str, value: torch.Tensor, pooling: str, mask: torch.Tensor | None, *,
+            average: bool) -> torch.Tensor:
     n = value.shape[0]
     if pooling == "flatten" or value.dim() <= 2:
         return value.reshape(n, -1).float()
@@ -69,23 +84,7 @@ def pool(layer: str, value: torch.Tensor, pooling: str, mask: torch.Tensor | Non
     if pooling == "last":
         return value[torch.arange(n, device=value.device), _last_index(value, real)]
     if real is None:
-        return value.mean(1)
+        return value.mean(1) if average else value.sum(1)
     weights = real.unsqueeze(-1).to(value.dtype)
-    return (value * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-
-
-def pool_gradient(layer: str, grad: torch.Tensor, pooling: str, mask: torch.Tensor | None) -> torch.Tensor:
-    """The gradient with respect to the pooled representation, as docs/statistics.md derives it."""
-    n = grad.shape[0]
-    if pooling == "flatten" or grad.dim() <= 2:
-        return grad.reshape(n, -1).float()
-    _check_shape(layer, grad, pooling)
-    grad = grad.float()
-    real = _mask_for(layer, grad, mask)
-    if pooling == "first":
-        return grad[:, 0]
-    if pooling == "last":
-        return grad[torch.arange(n, device=grad.device), _last_index(grad, real)]
-    if real is None:
-        return grad.sum(1)
-    return (grad * real.unsqueeze(-1).to(grad.dtype)).sum(1)
+    total = (value * weights).sum(1)
+    return total / weights.sum(1).clamp_min(1.0) if average else total
