@@ -4,8 +4,8 @@ The model is a small ``BertForSequenceClassification`` trained (seeded, in
 seconds) so that class 1 means "one of the planted words occurs": the planted
 words must come out significant at its encoder layers with ``pooling="mean"``
 and ordinary words, which occur equally in both classes and which the small model
-represents alike, inconclusive (neither claim shown), with no wrapper around the model: it takes the tokenizer's mapping and returns a
-``ModelOutput``.
+represents alike, inconclusive (neither claim shown), with no wrapper around the
+model: it takes the tokenizer's mapping and returns a ``ModelOutput``.
 """
 
 from __future__ import annotations
