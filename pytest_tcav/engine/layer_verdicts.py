@@ -25,7 +25,7 @@ from pytest_tcav.engine.equivalence import (
     two_sided_p,
 )
 from pytest_tcav.engine.results import LayerResult
-from pytest_tcav.engine.statistics import Correction, Direction, adjust_p_values
+from pytest_tcav.engine.statistics import Correction, Direction, NullComparison, PairScores, adjust_p_values
 from pytest_tcav.errors import ConfigurationError
 
 
@@ -66,49 +66,68 @@ def judge_layers(
     if margin is not None:
         values = []
         for scores, _outcome, null, concept_stat in raw:
-            null_sd = float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
-            values.append(equivalence_p(concept_stat - float(np.mean(null)), null_sd,
-                                        scores["concept"].cosine, margin, direction))
+            null_mean, null_sd = null_spread(null)
+            values.append(equivalence_p(concept_stat - null_mean, null_sd, scores["concept"].cosine, margin,
+                                        direction))
         equivalence = list(values)
         equivalence_corrected = list(adjust_p_values(values, correction))
     results = []
     for k, (name, (scores, outcome, null, concept_stat), p_corr) in enumerate(zip(layer_names, raw, corrected)):
         accs = [c.accuracy for c in concept_cavs[k]]
-        null_mean = float(np.mean(null))
-        null_sd = float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
-        cosines = [float(v) for v in scores["concept"].cosine]
-        significant = bool(p_corr < alpha)
+        measured = measured_fields(name, scores["concept"], concept_stat, null, scores["null_scores"], accs,
+                                   outcome, p_corr, alpha)
         null_accs = [float(v) for v in scores["null_accuracies"]]
         cav_p = cav_gate_p(accs, null_accs)
         results.append(
             LayerResult(
-                layer=name,
-                score=float(np.mean(scores["concept"].sign_count)),
-                magnitude=float(np.mean(scores["concept"].magnitude)),
-                statistic=concept_stat,
-                null_mean=null_mean,
-                null_sd=null_sd,
-                t_statistic=float(outcome.statistic),
-                p_value=float(outcome.p_value),
-                p_value_rank=float(outcome.p_value_rank),
-                p_corrected=float(p_corr),
-                cav_accuracy=float(np.mean(accs)),
-                significant=significant,
-                concept_scores=[float(v) for v in scores["concept"].sign_count],
-                concept_statistics=cosines,
-                concept_magnitudes=[float(v) for v in scores["concept"].magnitude],
-                cav_accuracies=[float(a) for a in accs],
-                null_statistics=[float(v) for v in null],
-                null_scores=[float(v) for v in scores["null_scores"]],
+                **measured,
                 null_cav_accuracies=null_accs,
-                effect=effect_size(concept_stat, null_mean, null_sd),
-                detectable_effect=detectable_effect(len(null), spread_ratio(cosines, null_sd), alpha,
-                                                    len(layer_names), correction, direction),
+                effect=effect_size(concept_stat, measured["null_mean"], measured["null_sd"]),
+                detectable_effect=detectable_effect(len(null), spread_ratio(measured["concept_statistics"],
+                                                                            measured["null_sd"]),
+                                                    alpha, len(layer_names), correction, direction),
                 cav_p_value=cav_p,
-                verdict=layer_verdict(significant, cav_p, float(np.mean(accs)), alpha, min_cav_accuracy,
-                                      two_sided_p(float(outcome.statistic), len(null))),
+                verdict=layer_verdict(measured["significant"], cav_p, measured["cav_accuracy"], alpha,
+                                      min_cav_accuracy, two_sided_p(float(outcome.statistic), len(null))),
                 equivalence_p=equivalence[k],
                 equivalence_p_corrected=equivalence_corrected[k],
             )
         )
     return results
+
+
+def null_spread(null: Sequence[float] | np.ndarray) -> tuple[float, float]:
+    """The null statistics' mean and standard deviation (0 for a single value)."""
+    return float(np.mean(null)), float(np.std(null, ddof=1)) if len(null) > 1 else 0.0
+
+
+def measured_fields(name: str, concept: PairScores, statistic: float, null: Sequence[float] | np.ndarray,
+                    null_scores: Sequence[float] | np.ndarray, accuracies: Sequence[float], outcome: NullComparison,
+                    p_corrected: float, alpha: float) -> dict[str, Any]:
+    """The LayerResult fields every test measures the same way, absolute or relative.
+
+    ``concept`` holds the concept's scores against each of its CAVs, ``null``
+    the null statistics and ``null_scores`` their TCAV scores; what follows
+    from them (effect, power, verdict) is the caller's.
+    """
+    null_mean, null_sd = null_spread(null)
+    return {
+        "layer": name,
+        "score": float(np.mean(concept.sign_count)),
+        "magnitude": float(np.mean(concept.magnitude)),
+        "statistic": statistic,
+        "null_mean": null_mean,
+        "null_sd": null_sd,
+        "t_statistic": float(outcome.statistic),
+        "p_value": float(outcome.p_value),
+        "p_value_rank": float(outcome.p_value_rank),
+        "p_corrected": float(p_corrected),
+        "cav_accuracy": float(np.mean(accuracies)),
+        "significant": bool(p_corrected < alpha),
+        "concept_scores": [float(v) for v in concept.sign_count],
+        "concept_statistics": [float(v) for v in concept.cosine],
+        "concept_magnitudes": [float(v) for v in concept.magnitude],
+        "cav_accuracies": [float(a) for a in accuracies],
+        "null_statistics": [float(v) for v in null],
+        "null_scores": [float(v) for v in null_scores],
+    }

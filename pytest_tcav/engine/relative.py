@@ -39,6 +39,7 @@ from pytest_tcav.engine.activations import eval_mode
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.examples import Concept, ConceptLike
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed
+from pytest_tcav.engine.layer_verdicts import measured_fields
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 from pytest_tcav.engine.statistics import (
@@ -166,27 +167,8 @@ def relative_test(
     results = []
     for name, (observed, obs, nul, statistic, outcome), p_corr in zip(layer_names, raw, corrected):
         accuracies = [c.accuracy for c in observed.cavs]
-        null = nul.cosine
-        results.append(LayerResult(
-            layer=name,
-            score=float(np.mean(obs.sign_count)),
-            magnitude=float(np.mean(obs.magnitude)),
-            statistic=statistic,
-            null_mean=float(np.mean(null)),
-            null_sd=float(np.std(null, ddof=1)) if len(null) > 1 else 0.0,
-            t_statistic=float(outcome.statistic),
-            p_value=float(outcome.p_value),
-            p_value_rank=float(outcome.p_value_rank),
-            p_corrected=float(p_corr),
-            cav_accuracy=float(np.mean(accuracies)),
-            significant=bool(p_corr < alpha),
-            concept_scores=[float(v) for v in obs.sign_count],
-            concept_statistics=[float(v) for v in obs.cosine],
-            concept_magnitudes=[float(v) for v in obs.magnitude],
-            cav_accuracies=[float(a) for a in accuracies],
-            null_statistics=[float(v) for v in null],
-            null_scores=[float(v) for v in nul.sign_count],
-        ))
+        results.append(LayerResult(**measured_fields(name, obs, statistic, nul.cosine, nul.sign_count, accuracies,
+                                                     outcome, p_corr, alpha)))
     return TCAVResult(
         concept=concept_set.name,
         target=target_name,
@@ -194,7 +176,7 @@ def relative_test(
         alpha=float(alpha),
         correction=correction,
         null_test=null_test,
-        method=engine.method if engine.method == "gradient" else f"{engine.method}(n_steps={engine.n_steps})",
+        method=engine.method_label,
         n_random=int(repetitions),
         n_concept_examples=len(concept_set),
         n_inputs=len(input_set),

@@ -199,7 +199,7 @@ class TCAV:
             alpha=float(alpha),
             correction=correction,
             null_test=null_test,
-            method=self.method if self.method == "gradient" else f"{self.method}(n_steps={self.n_steps})",
+            method=self.method_label,
             n_random=len(randoms),
             n_concept_examples=len(concept_set),
             n_inputs=len(input_set),
@@ -212,6 +212,11 @@ class TCAV:
         )
 
     # -- data ------------------------------------------------------------------------
+
+    @property
+    def method_label(self) -> str:
+        """The method as results name it: integrated gradients with their number of steps."""
+        return self.method if self.method == "gradient" else f"{self.method}(n_steps={self.n_steps})"
 
     def example_set(self, value: ConceptLike, name: str | None, *, role: str = "concept") -> Concept:
         """One example set as the engine computes on it: text tokenized, data made a Concept, padding trimmed."""
