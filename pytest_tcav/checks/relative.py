@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from pytest_tcav.checks.verdict_messages import LOW_CAV_ACCURACY, against_direction
+
 if TYPE_CHECKING:
     from pytest_tcav.engine.results import LayerResult, TCAVResult
-
-#: Below this held-out accuracy the CAVs barely tell the concept from the others.
-LOW_ACCURACY = 0.6
 
 
 def others(result: TCAVResult) -> str:
@@ -69,10 +68,9 @@ def _out_of_range(failing: list[LayerResult], score: tuple[float, float] | None)
 def _why_not(result: TCAVResult, failing: list[LayerResult], score: tuple[float, float] | None) -> str:
     out_of_range = [r for r in failing if r.significant]
     weak = [r for r in failing if not r.significant]
-    low = [r for r in weak if r.cav_accuracy < LOW_ACCURACY]
+    low = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
     rest = [r for r in weak if r not in low]
-    wrong_way = [r for r in rest if (result.direction == "positive" and r.statistic < r.null_mean)
-                 or (result.direction == "negative" and r.statistic > r.null_mean)]
+    wrong_way = [r for r in rest if against_direction(r, result.direction)]
     rest = [r for r in rest if r not in wrong_way]
     corrected_away = [r for r in rest if r.p_value < result.alpha]
     rest = [r for r in rest if r not in corrected_away]
@@ -81,7 +79,7 @@ def _why_not(result: TCAVResult, failing: list[LayerResult], score: tuple[float,
     if low:
         accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low)
         why.append(f"on {_names(low)} the CAVs tell {result.concept!r} from {others(result)} with accuracy only "
-                   f"{accs} (below ~{LOW_ACCURACY}): the layer barely separates the two")
+                   f"{accs} (below ~{LOW_CAV_ACCURACY}): the layer barely separates the two")
         tries.append("a later layer, or more distinctive examples of each concept")
     if wrong_way:
         opposite = "less" if result.direction == "positive" else "more"

@@ -36,7 +36,8 @@ def _inconclusive(layers: list[LayerResult], claim: str) -> str:
             "nor does the concept move the target differently from them in either direction)")
 
 
-def _against_direction(r: LayerResult, direction: str) -> bool:
+def against_direction(r: LayerResult, direction: str) -> bool:
+    """Whether the layer's effect lies on the other side of the null from what ``direction`` asks."""
     if direction == "positive":
         return r.effect < 0
     if direction == "negative":
@@ -58,7 +59,7 @@ def why_not_significant(result: TCAVResult, failing: list[LayerResult],
     weak = [r for r in failing if not r.significant and not r.inconclusive]
     low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
     rest = [r for r in weak if r not in low_accuracy]
-    wrong_way = [r for r in rest if _against_direction(r, result.direction)]
+    wrong_way = [r for r in rest if against_direction(r, result.direction)]
     rest = [r for r in rest if r not in wrong_way]
     corrected_away = [r for r in rest if r.p_value < result.alpha]
     rest = [r for r in rest if r not in corrected_away]
