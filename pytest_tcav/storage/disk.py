@@ -28,7 +28,6 @@ Design choices, and why:
 
 from __future__ import annotations
 
-import errno
 import math
 import os
 import warnings
@@ -51,7 +50,7 @@ from pytest_tcav.storage.entry_format import (
     read_entry,
 )
 from pytest_tcav.storage.locks import LOCK_KINDS, new_lock
-from pytest_tcav.storage.memory import Value
+from pytest_tcav.storage.memory import StoreBusy, Value
 from pytest_tcav.storage.stats import CacheStats
 
 Mode = Literal["off", "read", "write", "readwrite"]
@@ -164,7 +163,8 @@ class DiskStore:
         return value
 
     def fetch_many(
-        self, kind: str, keys: list[str], compute_many: Callable[[list[str]], dict[str, Value]]
+        self, kind: str, keys: list[str], compute_many: Callable[[list[str]], dict[str, Value]], *,
+        wait: bool = True,
     ) -> dict[str, Value]:
         """Values for many keys, computing all the missing ones in one call of ``compute_many``.
 
@@ -173,7 +173,10 @@ class DiskStore:
         two workers never wait on each other in a cycle), the entries are read
         again, and only what is still missing is computed, so concurrent
         workers never train the same CAV twice.  ``compute_many`` receives
-        the missing keys and must return a value for each.
+        the missing keys and must return a value for each.  ``wait=False``
+        raises :class:`~pytest_tcav.storage.memory.StoreBusy` (holding nothing)
+        when another process holds one of the locks, so that the caller can do
+        other work meanwhile instead of waiting.
         """
         wanted = list(dict.fromkeys(keys))
         paths = {key: self.path(kind, key) for key in wanted}
@@ -194,8 +197,11 @@ class DiskStore:
             if self._writable:
                 for key in sorted(missing):
                     lock = self._lock(paths[key])
-                    if lock is None or not self._acquire(lock, paths[key]):
-                        break
+                    taken = self._take(lock, paths[key], wait) if lock is not None else "failed"
+                    if taken == "busy":
+                        raise StoreBusy(f"{kind} entry {key} is being computed by another process")
+                    if taken == "failed":
+                        break  # compute unlocked: only slower if another worker does the same
                     held.append(lock)
                 if self.mode == "readwrite" and held:
                     for key in missing:
@@ -218,6 +224,12 @@ class DiskStore:
         if missing:
             self._maybe_evict()
         return {key: result[key] for key in wanted}
+
+    def exists(self, kind: str, key: str) -> bool:
+        """Whether an entry's file is there (not read nor checked: a hint for planning work)."""
+        if (kind, key) in self._pinned:
+            return True
+        return self.mode in ("read", "readwrite") and self.path(kind, key).is_file()
 
     def contains(self, kind: str, key: str) -> bool:
         """Whether a sound entry exists; if so it is loaded and held until the matching :meth:`fetch`.
@@ -319,6 +331,23 @@ class DiskStore:
             self._write_failed(exc)
         return False
 
+    def _take(self, lock: Any, path: Path, wait: bool) -> Literal["held", "busy", "failed"]:
+        """Take the entry's lock, waiting for it or not: "busy" only when another process holds it.
+
+        A disk error is not "busy": it stops persisting, and the caller goes on
+        without the lock, as after :meth:`_acquire`'s timeout.
+        """
+        if wait:
+            return "held" if self._acquire(lock, path) else "failed"
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return "busy"
+        except OSError as exc:
+            self._write_failed(exc)
+            return "failed"
+        return "held"
+
     def _write(self, kind: str, key: str, path: Path, value: Value) -> None:
         """Write ``value`` atomically; on a disk error leave nothing behind and stop persisting."""
         if self._writable:
@@ -374,13 +403,7 @@ class DiskStore:
     def _write_failed(self, exc: OSError) -> None:
         self.stats.write_errors += 1
         self._writable = False
-        reason = {
-            errno.ENOSPC: "the disk is full",
-            errno.EROFS: "the file system is read-only",
-            errno.EACCES: "permission denied",
-            errno.EPERM: "operation not permitted",
-            errno.EDQUOT: "disk quota exceeded",
-        }.get(exc.errno or 0, str(exc))
+        reason = layout.describe_write_error(exc)
         self._warn_once(("write",), f"cannot write to the TCAV cache in {self.root} ({reason}); "
                                     "continuing without persisting values for the rest of this run")
 

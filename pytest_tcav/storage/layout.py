@@ -18,6 +18,7 @@ directory pointed at the wrong place cannot wipe anything else.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -269,3 +270,14 @@ def _evict_entry(path: Path, kind: str) -> bool:
             entry_lock.unlink()
         lock.release()
     return True
+
+
+def describe_write_error(exc: OSError) -> str:
+    """Why the disk refused a write, in words for a warning."""
+    return {
+        errno.ENOSPC: "the disk is full",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(exc.errno or 0, str(exc))
