@@ -10,7 +10,7 @@ themselves in :mod:`pytest_tcav.engine.trainers`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,3 +116,27 @@ class CAVTrainer:
             self.train(features[groups[a]], features[groups[b]], seed)
             for (a, b), seed in zip(pairs, seeds)
         ]
+
+    def train_sets(
+        self,
+        load: Callable[[int], torch.Tensor],
+        sizes: Sequence[int],
+        pairs: Sequence[tuple[int, int]],
+        seeds: Sequence[int],
+        *,
+        budget_bytes: int | None = None,
+    ) -> list[CAV]:
+        """CAVs for many pairs of sets, each set's activations given by ``load(a)`` when needed.
+
+        The engine trains through this, so a trainer that can work on a few
+        sets at a time (the default one) keeps memory within ``budget_bytes``.
+        This base version loads the sets of the pairs and calls :meth:`train_many`
+        (memory then grows with the sets; the budget is not kept).
+        """
+        used = sorted({s for pair in pairs for s in pair})
+        position = {a: k for k, a in enumerate(used)}
+        loaded = [load(a) for a in used]
+        offsets = np.cumsum([0] + [len(x) for x in loaded])
+        groups = [torch.arange(int(offsets[k]), int(offsets[k + 1])) for k in range(len(used))]
+        local = [(position[a], position[b]) for a, b in pairs]
+        return self.train_many(torch.cat(loaded).float(), groups, local, seeds)

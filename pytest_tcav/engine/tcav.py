@@ -13,25 +13,22 @@ gradients) is done once.  Arguments and data are checked first
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine import structure
+from pytest_tcav.engine import compute, structure
 from pytest_tcav.engine.activations import (
     Method,
     Target,
-    concept_activations,
     eval_mode,
     model_device,
-    target_gradients,
 )
-from pytest_tcav.engine.cav import CAV, CAVTrainer
+from pytest_tcav.engine.cav import CAVTrainer
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
-from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed, target_key, value_key
+from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
 from pytest_tcav.engine.layers import LayerPoint, reached_layers, resolve_layers
 from pytest_tcav.engine.outputs import Output, check_output_and_target
@@ -50,10 +47,7 @@ from pytest_tcav.engine.trainers import make_trainer
 from pytest_tcav.engine.validate import (
     check_direction,
     check_engine_arguments,
-    check_gradient_width,
     check_sets,
-    check_widths,
-    running_on,
 )
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.storage.memory import MemoryStore
@@ -63,13 +57,6 @@ def describe_target(target: Target) -> str:
     if callable(target):
         return getattr(target, "__qualname__", repr(target))
     return str(int(target))
-
-
-@dataclass
-class _LayerData:
-    gradients: torch.Tensor
-    concept_cavs: list[CAV]
-    random_cavs: dict[tuple[int, int], CAV]  # (i, j), i < j, pointing to random set i
 
 
 class TCAV:
@@ -186,7 +173,7 @@ class TCAV:
 
         model_fp = model_fingerprint(self.model)
         with eval_mode(self.model):
-            per_layer = self._compute(model_fp, modules, concept_set, randoms, input_set, target)
+            per_layer = compute.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
 
         raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]
         layer_results = judge_layers(layer_names, raw, [per_layer[n].concept_cavs for n in layer_names],
@@ -266,178 +253,26 @@ class TCAV:
     # -- computation -----------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
-        """What every activation, gradient and CAV depends on besides model, layer and data.
-
-        Settings at their defaults stay out of the key, so values computed
-        before these settings existed are found again.
-        """
-        settings: dict[str, Any] = {"point": self.layer_point}
-        if self.pooling != "flatten":
-            settings["pooling"] = self.pooling
-        if self.forward_kwargs:
-            settings["forward_kwargs"] = value_key(self.forward_kwargs)[0]
-        return settings
+        return compute.settings(self)
 
     def _persist(self) -> bool:
-        """Whether values may go to the disk cache: settings keyed by identity mean nothing elsewhere."""
-        return value_key(self.forward_kwargs)[1]
+        return compute.persist(self)
 
     def _activations(self, model_fp: str, modules: dict[str, nn.Module],
                      sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
-        """Activations of every set at every layer; a set's missing layers come from one pass.
-
-        The layers of one set are fetched together, so concurrent workers lock
-        them together and never run the same set's pass twice; the pass stops
-        after the deepest layer still missing.
-        """
-        out: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
-        device = self.device or model_device(self.model)
-        for s in sets:
-            keys = {
-                name: make_key("activations", {"model": model_fp, "layer": name, "set": s.fingerprint,
-                                               **self._settings()})
-                for name in modules
-            }
-
-            def compute_missing(todo: list[str], s: Concept = s,
-                                keys: dict[str, str] = keys) -> dict[str, dict[str, torch.Tensor]]:
-                wanted = set(todo)
-                missing = {name: module for name, module in modules.items() if keys[name] in wanted}
-                with running_on(self.model, s):
-                    acts = concept_activations(self.model, missing, s.examples, point=self.layer_point,
-                                               batch_size=self.batch_size, device=device, pooling=self.pooling,
-                                               forward_kwargs=self.forward_kwargs)
-                return {keys[name]: {"activations": acts[name]} for name in missing}
-
-            values = self.store.fetch_many("activations", list(keys.values()), compute_missing,
-                                           persist=self._persist())
-            for name in modules:
-                out[name].append(values[keys[name]]["activations"])
-        for name in modules:
-            check_widths(name, out[name], sets, self.pooling)
-        return out
+        return compute.activations(self, model_fp, modules, sets)
 
     def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept,
                    target: Target) -> dict[str, torch.Tensor]:
-        device = self.device or model_device(self.model)
-        settings = {"method": self.method, "n_steps": self.n_steps if self.method != "gradient" else None,
-                    **self._settings()}
-        if self.output is not None:
-            settings["output"] = value_key(self.output)[0]
-        keys = {
-            name: make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
-                                         "target": target_key(target), **settings})
-            for name in modules
-        }
-
-        def compute_missing(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
-            wanted = set(todo)
-            missing = {name: module for name, module in modules.items() if keys[name] in wanted}
-            with running_on(self.model, inputs):
-                grads = target_gradients(self.model, missing, inputs.examples, target, method=self.method,
-                                         n_steps=self.n_steps, point=self.layer_point,
-                                         batch_size=self.batch_size, device=device, pooling=self.pooling,
-                                         forward_kwargs=self.forward_kwargs, output=self.output)
-            return {keys[name]: {"gradients": grads[name]} for name in missing}
-
-        # All layers together: one forward/backward gives the missing ones, and concurrent
-        # workers lock them together.  A callable target is keyed by identity, which means
-        # nothing in another process: its gradients stay in memory.
-        values = self.store.fetch_many("gradients", list(keys.values()), compute_missing,
-                                       persist=not callable(target) and self._persist()
-                                       and value_key(self.output)[1])
-        return {name: values[keys[name]]["gradients"] for name in modules}
-
-    def _cav_keys(self, model_fp: str, layer: str, sets: list[Concept],
-                  pairs: list[tuple[int, int]]) -> list[tuple[int, int, bool, str]]:
-        """For each (positive, negative) pair: its canonical order, whether it is flipped, its key.
-
-        Each CAV is stored in the canonical orientation of its two fingerprints,
-        so (a, b) and (b, a) share one training and are exact opposites.
-        """
-        trainer_settings = self.trainer.settings()
-        canon = []
-        for a, b in pairs:
-            flip = sets[a].fingerprint > sets[b].fingerprint
-            first, second = (b, a) if flip else (a, b)
-            key = make_key("cav", {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
-                                   "negative": sets[second].fingerprint, "trainer": trainer_settings,
-                                   "seed": self.seed, **self._settings()})
-            canon.append((first, second, flip, key))
-        return canon
-
-    def _train_cavs(self, sets: list[Concept], acts: list[torch.Tensor],
-                    todo: list[tuple[int, int]]) -> list[CAV]:
-        offsets = np.cumsum([0] + [len(a) for a in acts])
-        features = torch.cat(acts)
-        groups = [torch.arange(int(offsets[k]), int(offsets[k + 1])) for k in range(len(acts))]
-        seeds = [pair_seed(self.seed, sets[f].fingerprint, sets[s].fingerprint) for f, s in todo]
-        return self.trainer.train_many(features, groups, todo, seeds)
-
-    def _compute(self, model_fp, modules, concept, randoms, inputs, target) -> dict[str, _LayerData]:
-        """CAVs and gradients per layer; activations are computed or loaded only if a CAV is missing."""
-        sets = [concept, *randoms]
-        grads = self._gradients(model_fp, modules, inputs, target)
-        n = len(randoms)
-        concept_pairs = [(0, 1 + i) for i in range(n)]
-        random_pairs = [(1 + i, 1 + j) for i in range(n) for j in range(i + 1, n)]
-        loaded: dict[str, dict[str, list[torch.Tensor]]] = {}
-
-        def activations(layer: str) -> list[torch.Tensor]:
-            if not loaded:
-                loaded["acts"] = self._activations(model_fp, modules, sets)
-            return loaded["acts"][layer]
-
-        out = {}
-        for name in modules:
-            canon = self._cav_keys(model_fp, name, sets, concept_pairs + random_pairs)
-            pair_of = {key: (first, second) for first, second, _flip, key in canon}
-
-            def train_missing(keys: list[str], name: str = name,
-                              pair_of: dict[str, tuple[int, int]] = pair_of) -> dict[str, dict[str, torch.Tensor]]:
-                cavs = self._train_cavs(sets, activations(name), [pair_of[k] for k in keys])
-                return {
-                    key: {"weights": cav.weights,
-                          "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
-                          "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
-                    for key, cav in zip(keys, cavs)
-                }
-
-            values = self.store.fetch_many("cav", [key for *_, key in canon], train_missing,
-                                           persist=self._persist())
-            cavs = []
-            for _first, _second, flip, key in canon:
-                value = values[key]
-                cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
-                cavs.append(cav.flipped() if flip else cav)
-            random_cavs = {(i - 1, j - 1): cav for (i, j), cav in zip(random_pairs, cavs[n:])}
-            check_gradient_width(name, grads[name], int(cavs[0].weights.shape[0]), self.pooling)
-            out[name] = _LayerData(grads[name], cavs[:n], random_cavs)
-        return out
+        return compute.gradients(self, model_fp, modules, inputs, target)
 
     @staticmethod
-    def _layer_statistics(data: _LayerData, n: int, direction: Direction, null_test: NullTest):
+    def _layer_statistics(data: compute.LayerData, n: int, direction: Direction, null_test: NullTest):
         concept_scores = pair_scores(data.gradients, torch.stack([c.weights for c in data.concept_cavs]))
-        pairwise = np.zeros((n, n))
-        pair_signs = np.zeros((n, n))
-        if data.random_cavs:
-            keys = list(data.random_cavs)
-            weights = torch.stack([data.random_cavs[k].weights for k in keys])
-            forward = pair_scores(data.gradients, weights)
-            backward_signs = forward.negative_count
-            assert backward_signs is not None  # pair_scores always counts them
-            for k, (i, j) in enumerate(keys):
-                pairwise[i, j] = forward.cosine[k]
-                pairwise[j, i] = -forward.cosine[k]
-                pair_signs[i, j] = forward.sign_count[k]
-                pair_signs[j, i] = backward_signs[k]
-        null = leave_one_out_null(pairwise)
-        null_scores = pair_signs.sum(1) / max(n - 1, 1)
+        null = leave_one_out_null(data.pairwise)
+        null_scores = data.pair_signs.sum(1) / max(n - 1, 1)
         # each random set's mean held-out CAV accuracy against the others: "chance" for the CAV gate
-        accuracy = np.zeros((n, n))
-        for (i, j), cav in data.random_cavs.items():
-            accuracy[i, j] = accuracy[j, i] = cav.accuracy
-        null_accuracies = accuracy.sum(1) / max(n - 1, 1)
+        null_accuracies = data.accuracy.sum(1) / max(n - 1, 1)
         concept_stat = float(np.mean(concept_scores.cosine))
         outcome = compare_to_null(concept_stat, null, direction, null_test)
         return ({"concept": concept_scores, "null_scores": null_scores, "null_accuracies": null_accuracies},

@@ -141,8 +141,8 @@ class MemoryStore:
         if missing:
 
             def counted(todo: list[str]) -> dict[str, Value]:
+                values = compute_many(todo)  # may raise StoreBusy: then nothing was computed
                 self.computed[kind] += len(todo)
-                values = compute_many(todo)
                 absent = [key for key in todo if key not in values]
                 if absent:
                     raise RuntimeError(f"compute_many returned no value for {len(absent)} key(s)")

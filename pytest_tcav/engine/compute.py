@@ -1,0 +1,303 @@
+"""The work of one test: gradients, activations and CAVs fetched from the store, in units others can share.
+
+A test needs the inputs' gradients at each layer, and per layer the CAVs of
+the concept against each random set and of the random sets against each
+other; the activations of the sets are needed only for the CAVs not yet in
+the store.  That work is cut into units, each one store request under its
+own locks: the gradients, one set's activations (all layers from one pass),
+and groups of CAVs (a tile of random pairs, or the concept against a tile of
+random sets).  :func:`~pytest_tcav.engine.schedule.run_units` runs them so
+that pytest-xdist workers sharing random sets split the units between them
+instead of waiting on each other's locks.
+
+Memory does not grow with the number of random sets beyond one group: the
+activations are not held by the test (the store keeps them within its bound,
+the disk cache holds the rest), CAVs are trained from activations loaded a
+tile at a time (:mod:`.block_gram`), and a group's random CAVs are reduced to
+their scores against the gradients as soon as they are fetched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from pytest_tcav.engine.activations import Target, concept_activations, model_device, target_gradients
+from pytest_tcav.engine.cav import CAV
+from pytest_tcav.engine.examples import Concept
+from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, value_key
+from pytest_tcav.engine.schedule import run_units
+from pytest_tcav.engine.statistics import pair_scores
+from pytest_tcav.engine.validate import check_gradient_width, check_widths, running_on
+
+#: A pair's canonical (first, second) sets, whether that flips the pair asked for, and the CAV's key.
+CAVKey = tuple[int, int, bool, str]
+
+#: Activations held at once while a group of CAVs is trained (two tiles of sets).
+TRAINING_BUDGET = 256 * 2**20
+#: Random sets per tile of a CAV group: groups small enough to share between workers and to hold.
+MAX_TILE_SETS = 16
+
+
+@dataclass
+class LayerData:
+    """What the statistics need of one layer: the concept's CAVs and the random pairs' scores.
+
+    ``pairwise[i, j]`` is the mean cosine of random set i's CAV against set j
+    (antisymmetric), ``pair_signs[i, j]`` its share of positive products,
+    ``accuracy[i, j]`` the CAV's held-out accuracy (symmetric).
+    """
+
+    gradients: torch.Tensor
+    concept_cavs: list[CAV]
+    pairwise: np.ndarray
+    pair_signs: np.ndarray
+    accuracy: np.ndarray
+    n_random_cavs: int = 0
+
+
+def settings(engine: Any) -> dict[str, Any]:
+    """What every activation, gradient and CAV depends on besides model, layer and data.
+
+    Settings at their defaults stay out of the key, so values computed
+    before these settings existed are found again.
+    """
+    out: dict[str, Any] = {"point": engine.layer_point}
+    if engine.pooling != "flatten":
+        out["pooling"] = engine.pooling
+    if engine.forward_kwargs:
+        out["forward_kwargs"] = value_key(engine.forward_kwargs)[0]
+    return out
+
+
+def persist(engine: Any) -> bool:
+    """Whether values may go to the disk cache: settings keyed by identity mean nothing elsewhere."""
+    return value_key(engine.forward_kwargs)[1]
+
+
+def activation_key(engine: Any, model_fp: str, layer: str, s: Concept) -> str:
+    return make_key("activations", {"model": model_fp, "layer": layer, "set": s.fingerprint, **settings(engine)})
+
+
+def fetch_activations(engine: Any, model_fp: str, modules: dict[str, nn.Module], s: Concept,
+                      layers: list[str], *, wait: bool = True) -> dict[str, torch.Tensor]:
+    """One set's activations at ``layers``; the missing ones come from one pass that stops after the deepest.
+
+    The layers are fetched together, so concurrent workers lock them together
+    and never run the same set's pass twice.
+    """
+    keys = {name: activation_key(engine, model_fp, name, s) for name in layers}
+
+    def compute_missing(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+        wanted = set(todo)
+        missing = {name: modules[name] for name in layers if keys[name] in wanted}
+        with running_on(engine.model, s):
+            acts = concept_activations(engine.model, missing, s.examples, point=engine.layer_point,
+                                       batch_size=engine.batch_size, device=engine.device or model_device(engine.model),
+                                       pooling=engine.pooling, forward_kwargs=engine.forward_kwargs)
+        return {keys[name]: {"activations": acts[name]} for name in missing}
+
+    values = engine.store.fetch_many("activations", list(keys.values()), compute_missing, persist=persist(engine),
+                                     wait=wait)
+    return {name: values[keys[name]]["activations"] for name in layers}
+
+
+def activations(engine: Any, model_fp: str, modules: dict[str, nn.Module],
+                sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
+    """Activations of every set at every layer, all held (for relative TCAV's pooled relabelings)."""
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
+    for s in sets:
+        for name, value in fetch_activations(engine, model_fp, modules, s, list(modules)).items():
+            out[name].append(value)
+    for name in modules:
+        check_widths(name, out[name], sets, engine.pooling)
+    return out
+
+
+def gradients(engine: Any, model_fp: str, modules: dict[str, nn.Module], inputs: Concept, target: Target, *,
+              wait: bool = True) -> dict[str, torch.Tensor]:
+    """The inputs' target gradients at every layer, from one forward/backward for the missing ones."""
+    grad_settings = {"method": engine.method, "n_steps": engine.n_steps if engine.method != "gradient" else None,
+                     **settings(engine)}
+    if engine.output is not None:
+        grad_settings["output"] = value_key(engine.output)[0]
+    keys = {
+        name: make_key("gradients", {"model": model_fp, "layer": name, "inputs": inputs.fingerprint,
+                                     "target": target_key(target), **grad_settings})
+        for name in modules
+    }
+
+    def compute_missing(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+        wanted = set(todo)
+        missing = {name: module for name, module in modules.items() if keys[name] in wanted}
+        with running_on(engine.model, inputs):
+            grads = target_gradients(engine.model, missing, inputs.examples, target, method=engine.method,
+                                     n_steps=engine.n_steps, point=engine.layer_point,
+                                     batch_size=engine.batch_size, device=engine.device or model_device(engine.model),
+                                     pooling=engine.pooling, forward_kwargs=engine.forward_kwargs,
+                                     output=engine.output)
+        return {keys[name]: {"gradients": grads[name]} for name in missing}
+
+    # A callable target is keyed by identity, which means nothing in another process: its gradients stay in memory.
+    values = engine.store.fetch_many("gradients", list(keys.values()), compute_missing,
+                                     persist=not callable(target) and persist(engine) and value_key(engine.output)[1],
+                                     wait=wait)
+    return {name: values[keys[name]]["gradients"] for name in modules}
+
+
+def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int, b: int) -> CAVKey:
+    """A (positive, negative) pair's canonical order, whether it is flipped, and its key.
+
+    Each CAV is stored in the canonical orientation of its two fingerprints,
+    so (a, b) and (b, a) share one training and are exact opposites.
+    """
+    flip = sets[a].fingerprint > sets[b].fingerprint
+    first, second = (b, a) if flip else (a, b)
+    key = make_key("cav", {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
+                           "negative": sets[second].fingerprint, "trainer": engine.trainer.settings(),
+                           "seed": engine.seed, **settings(engine)})
+    return first, second, flip, key
+
+
+def cav_groups(n: int) -> list[list[tuple[int, int]]]:
+    """The pairs of one layer (sets: 0 the concept, 1..n the random sets) in groups, the same in every worker.
+
+    The random sets are cut into tiles; a group is the concept against one
+    tile, or the random pairs between two tiles (or within one).
+    """
+    size = max(1, min(MAX_TILE_SETS, math.ceil(n / 4)))
+    tiles = [list(range(1 + k, 1 + min(n, k + size))) for k in range(0, n, size)]
+    groups = [[(0, j) for j in tile] for tile in tiles]
+    for t, rows in enumerate(tiles):
+        for cols in tiles[t:]:
+            pairs = [(i, j) for i in rows for j in cols if i < j]
+            if pairs:
+                groups.append(pairs)
+    return groups
+
+
+@dataclass
+class TestWork:
+    """One test's units of work and what they produce (see the module's docstring)."""
+
+    engine: Any
+    model_fp: str
+    modules: dict[str, nn.Module]
+    sets: list[Concept]  # the concept, then the random sets
+    inputs: Concept
+    target: Target
+    grads: dict[str, torch.Tensor] = field(default_factory=dict)
+    layers: dict[str, LayerData] = field(default_factory=dict)
+    _widths: dict[str, dict[int, int]] = field(default_factory=dict)
+
+    def run(self) -> dict[str, LayerData]:
+        n = len(self.sets) - 1
+        groups = cav_groups(n)
+        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in group]
+                       for group in groups] for name in self.modules}
+        for name in self.modules:
+            self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
+            self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
+        run_units([self._gradients_unit, *self._activation_units(keys)])
+        run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]])
+        return self.layers
+
+    # -- units ---------------------------------------------------------------------------
+
+    def _gradients_unit(self, wait: bool) -> None:
+        self.grads = gradients(self.engine, self.model_fp, self.modules, self.inputs, self.target, wait=wait)
+
+    def _activation_units(self, keys: dict[str, list[list[CAVKey]]]) -> list[Callable[[bool], None]]:
+        """A unit per set whose activations a missing CAV needs (none when the store has every CAV)."""
+        store = self.engine.store
+        needed: dict[int, list[str]] = {}
+        for name, groups in keys.items():
+            for group in groups:
+                for first, second, _flip, key in group:
+                    if store.exists("cav", key):
+                        continue
+                    for s in (first, second):
+                        if name not in needed.setdefault(s, []) and not store.exists(
+                                "activations", activation_key(self.engine, self.model_fp, name, self.sets[s])):
+                            needed[s].append(name)
+
+        def unit(s: int, layers: list[str]) -> Callable[[bool], None]:
+            def fetch(wait: bool) -> None:
+                fetch_activations(self.engine, self.model_fp, self.modules, self.sets[s], layers, wait=wait)
+            return fetch
+
+        return [unit(s, [n for n in self.modules if n in layers]) for s, layers in sorted(needed.items()) if layers]
+
+    def _group_unit(self, name: str, group: list[CAVKey]) -> Callable[[bool], None]:
+        def fetch(wait: bool) -> None:
+            pair_of = {key: (first, second) for first, second, _flip, key in group}
+
+            def train(todo: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+                return self._train(name, [pair_of[k] for k in todo], todo, wait)
+
+            values = self.engine.store.fetch_many("cav", list(pair_of), train, persist=persist(self.engine),
+                                                  wait=wait)
+            cavs = []
+            for _first, _second, flip, key in group:
+                value = values[key]
+                cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
+                cavs.append(cav.flipped() if flip else cav)
+            self._record(name, group, cavs)
+        return fetch
+
+    # -- training and scores ----------------------------------------------------------------
+
+    def _train(self, name: str, pairs: list[tuple[int, int]], keys: list[str],
+               wait: bool) -> dict[str, dict[str, torch.Tensor]]:
+        def load(a: int) -> torch.Tensor:
+            acts = fetch_activations(self.engine, self.model_fp, self.modules, self.sets[a], [name], wait=wait)[name]
+            self._check_width(name, a, int(acts.shape[1]))
+            return acts
+
+        seeds = [pair_seed(self.engine.seed, self.sets[f].fingerprint, self.sets[s].fingerprint) for f, s in pairs]
+        cavs = self.engine.trainer.train_sets(load, [len(s) for s in self.sets], pairs, seeds,
+                                              budget_bytes=TRAINING_BUDGET)
+        return {key: {"weights": cav.weights, "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
+                      "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
+                for key, cav in zip(keys, cavs)}
+
+    def _check_width(self, name: str, a: int, width: int) -> None:
+        """One feature width per layer across sets (the first set seen is the reference)."""
+        seen = self._widths.setdefault(name, {})
+        seen.setdefault(a, width)
+        ref = 0 if 0 in seen else next(iter(seen))
+        if seen[ref] != width:
+            check_widths(name, [torch.empty(0, seen[ref]), torch.empty(0, width)], [self.sets[ref], self.sets[a]],
+                         self.engine.pooling)
+
+    def _record(self, name: str, group: list[CAVKey], cavs: list[CAV]) -> None:
+        """Keep the concept's CAVs; reduce random pairs' CAVs to their scores at once."""
+        layer = self.layers[name]
+        grads = self.grads[name]
+        check_gradient_width(name, grads, int(cavs[0].weights.shape[0]), self.engine.pooling)
+        layer.gradients = grads
+        randoms: list[tuple[int, int, CAV]] = []
+        for (first, second, flip, _key), cav in zip(group, cavs):
+            a, b = (second, first) if flip else (first, second)
+            if a == 0:
+                layer.concept_cavs[b - 1] = cav
+            else:
+                randoms.append((a - 1, b - 1, cav))
+        if not randoms:
+            return
+        scores = pair_scores(grads, torch.stack([cav.weights for *_, cav in randoms]))
+        backward = scores.negative_count
+        assert backward is not None  # pair_scores always counts them
+        for k, (i, j, cav) in enumerate(randoms):
+            layer.pairwise[i, j] = scores.cosine[k]
+            layer.pairwise[j, i] = -scores.cosine[k]
+            layer.pair_signs[i, j] = scores.sign_count[k]
+            layer.pair_signs[j, i] = backward[k]
+            layer.accuracy[i, j] = layer.accuracy[j, i] = cav.accuracy
+        layer.n_random_cavs += len(randoms)
