@@ -29,6 +29,7 @@ from pytest_tcav.values import check_device, default_cache_dir, parse_size, pars
 
 #: Default bound on the disk cache's total size.
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MEMORY_BYTES = 256 * 1024**2
 
 # Kept in step with the engine (tests/plugin/test_plugin_config.py checks it); repeated
 # here so that reading the configuration does not import torch.
@@ -129,6 +130,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
     Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
            "entries are evicted (default: 2GiB)", "SIZE"),
+    Option("tcav_memory_cache", "memory for values the disk cache also holds (activations, CAVs), e.g. 1GB "
+           "or none; least recently used ones are dropped and read again when needed (default: 256MB)", "SIZE"),
     Option("tcav_cache_lock", "how workers lock disk-cache entries: fcntl (the operating system's locks) or "
            "soft (lock files that hold where fcntl locks do not, e.g. on NFS or other network file systems shared "
            "by several machines) (default: fcntl)", "fcntl|soft"),
@@ -184,6 +187,7 @@ class TCAVConfig:
     cache_dir: Path | None = None
     cache: str = "readwrite"
     cache_size: int | None = DEFAULT_MAX_BYTES
+    memory_cache: int | None = DEFAULT_MEMORY_BYTES
     #: ``tcav_cache_lock``: the disk cache's entry locks, ``fcntl`` or ``soft`` (``CACHE_LOCKS``).
     cache_lock: str = "fcntl"
     #: ``tcav_threads``: torch intra-op threads the session sets when it is built; None: auto.
@@ -377,11 +381,12 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["cache_dir"] = Path(item[0])
     if (item := get("tcav_cache")) is not None:
         values["cache"] = _choice(item[0], item[1], CACHE_MODES)
-    if (item := get("tcav_cache_size")) is not None:
-        try:
-            values["cache_size"] = parse_size(str(item[0]))
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{item[1]}: {exc}") from None
+    for key, name in (("tcav_cache_size", "cache_size"), ("tcav_memory_cache", "memory_cache")):
+        if (item := get(key)) is not None:
+            try:
+                values[name] = parse_size(str(item[0]))
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{item[1]}: {exc}") from None
     if (item := get("tcav_cache_lock")) is not None:
         values["cache_lock"] = _choice(item[0], item[1], CACHE_LOCKS)
     if (item := get("tcav_threads")) is not None:

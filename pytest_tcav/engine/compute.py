@@ -20,6 +20,7 @@ their scores against the gradients as soon as they are fetched.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,21 +166,34 @@ def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int,
     return first, second, flip, key
 
 
-def cav_groups(n: int) -> list[list[tuple[int, int]]]:
+def cav_groups(n: int, shared: bool) -> list[list[tuple[int, int]]]:
     """The pairs of one layer (sets: 0 the concept, 1..n the random sets) in groups, the same in every worker.
 
-    The random sets are cut into tiles; a group is the concept against one
-    tile, or the random pairs between two tiles (or within one).
+    The concept's pairs are one group: no other worker tests this concept.
+    The random pairs are cut by tiles of random sets (the pairs between two
+    tiles, or within one): at most ``MAX_TILE_SETS`` squared pairs, so that a
+    group's CAVs stay small in memory, and, when other processes may share
+    the work (``shared``), into at least six groups they can split.  Each group
+    is one batched SGD, so without sharing fewer groups are faster.
     """
-    size = max(1, min(MAX_TILE_SETS, math.ceil(n / 4)))
+    size = max(1, min(MAX_TILE_SETS, math.ceil(n / 3) if shared else n))
     tiles = [list(range(1 + k, 1 + min(n, k + size))) for k in range(0, n, size)]
-    groups = [[(0, j) for j in tile] for tile in tiles]
+    groups = [[(0, j) for j in range(1, n + 1)]]
     for t, rows in enumerate(tiles):
         for cols in tiles[t:]:
             pairs = [(i, j) for i in rows for j in cols if i < j]
             if pairs:
                 groups.append(pairs)
     return groups
+
+
+def sharing_work() -> bool:
+    """Whether other processes may compute the same values now: pytest-xdist workers (or a wish to share).
+
+    ``TCAV_SHARED_WORK=1`` says so for other schedulers (several processes on one
+    cache); it changes how work is grouped, never a number.
+    """
+    return bool(os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("TCAV_SHARED_WORK") == "1")
 
 
 @dataclass
@@ -198,7 +212,7 @@ class TestWork:
 
     def run(self) -> dict[str, LayerData]:
         n = len(self.sets) - 1
-        groups = cav_groups(n)
+        groups = cav_groups(n, sharing_work())
         keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in group]
                        for group in groups] for name in self.modules}
         for name in self.modules:
@@ -291,7 +305,7 @@ class TestWork:
                 randoms.append((a - 1, b - 1, cav))
         if not randoms:
             return
-        scores = pair_scores(grads, torch.stack([cav.weights for *_, cav in randoms]))
+        scores = pair_scores(grads, torch.stack([cav.weights for *_, cav in randoms]), each=True)
         backward = scores.negative_count
         assert backward is not None  # pair_scores always counts them
         for k, (i, j, cav) in enumerate(randoms):

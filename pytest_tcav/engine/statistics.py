@@ -53,18 +53,34 @@ class PairScores:
     negative_count: np.ndarray | None = None
 
 
-def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScores:
-    """Scores for every CAV (rows of ``cav_weights``) from target gradients (inputs x features)."""
-    import torch  # here, not at the top: the rest of this module serves `pytest-tcav diff`, which needs no torch
+def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor, *, each: bool = False) -> PairScores:
+    """Scores for every CAV (rows of ``cav_weights``) from target gradients (inputs x features).
 
+    ``each=True`` scores CAV by CAV, so that a CAV's scores do not depend on
+    which CAVs are scored with it, bit for bit (a matrix product's and a
+    reduction's rounding can depend on the number of columns): the random
+    pairs are scored in groups that differ between a serial run and
+    pytest-xdist workers.
+    """
     if gradients.dim() != 2 or cav_weights.dim() != 2 or gradients.shape[1] != cav_weights.shape[1]:
         raise ValueError(
             f"gradients {tuple(gradients.shape)} and CAVs {tuple(cav_weights.shape)} do not match"
         )
+    grad_norm = gradients.double().norm(dim=1)
+    if not each:
+        return _scores(gradients, cav_weights, grad_norm)
+    parts = [_scores(gradients, cav_weights[k : k + 1], grad_norm) for k in range(cav_weights.shape[0])]
+    negative = [p.negative_count for p in parts if p.negative_count is not None]
+    return PairScores(np.concatenate([p.sign_count for p in parts]), np.concatenate([p.magnitude for p in parts]),
+                      np.concatenate([p.cosine for p in parts]), np.concatenate(negative) if negative else None)
+
+
+def _scores(gradients: torch.Tensor, cav_weights: torch.Tensor, grad_norm: torch.Tensor) -> PairScores:
+    import torch  # here, not at the top: the rest of this module serves `pytest-tcav diff`, which needs no torch
+
     products = gradients.float() @ cav_weights.float().T  # inputs x CAVs, as Captum computes it
     sign_count = (products > 0).double().mean(0).numpy()
     magnitude = products.double().mean(0).numpy()
-    grad_norm = gradients.double().norm(dim=1)
     cav_norm = cav_weights.double().norm(dim=1)
     denom = grad_norm[:, None] * cav_norm[None, :]
     cosines = torch.where(denom > 0, products.double() / denom.clamp_min(1e-300), torch.zeros_like(denom))

@@ -404,7 +404,8 @@ def default_store(config: TCAVConfig) -> MemoryStore:
     from pytest_tcav.storage.disk import DiskStore
 
     return MemoryStore(backend=DiskStore(config.cache_dir, mode=config.cache,  # type: ignore[arg-type]
-                                         max_bytes=config.cache_size, lock=config.cache_lock))
+                                         max_bytes=config.cache_size, lock=config.cache_lock),
+                       max_bytes=config.memory_cache)
 
 
 def default_device() -> torch.device:
