@@ -16,7 +16,7 @@ import resource
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -87,30 +87,79 @@ def captum_run(model: torch.nn.Module, sets: list[tuple[str, torch.Tensor]], inp
     return time.perf_counter() - start, scores, experimental
 
 
-def floor_run(model: torch.nn.Module, concept_images: torch.Tensor, inputs: torch.Tensor, *,
-              channels_last: bool | None = None, device: torch.device | None = None,
+def floor_run(model: torch.nn.Module, concept_images: Any, inputs: Any, *,
+              layers: Sequence[str] = LAYERS, target: int = TARGET, pooling: str = "flatten",
+              batch_size: int = 64, channels_last: bool | None = None, device: torch.device | None = None,
               sync: Callable[[], None] = lambda: None) -> float:
     """The least model work TCAV needs: one no-grad pass over the concept images, one forward/backward.
 
-    Runs the engine's own passes (batches of 64), without the rest.  ``channels_last=False`` runs the
-    concept pass on plain contiguous batches, as Captum runs the model.
+    Runs the engine's own passes (batches of ``batch_size``), without the rest.  ``channels_last=False``
+    runs the concept pass on plain contiguous batches, as Captum runs the model.  ``concept_images`` is
+    one set of examples (a tensor, or a dict of tensors for token models) or a list of sets: a list is
+    run as if concatenated, in chunks of whole batches whose activations are dropped as they come, so
+    the floor of thousands of images needs neither their concatenation nor all their activations at once.
     """
     from pytest_tcav.engine import activations
     from pytest_tcav.engine.layers import resolve_layers
 
-    modules = resolve_layers(model, LAYERS)
+    modules = resolve_layers(model, list(layers))
     saved = activations.CHANNELS_LAST_ON_CPU
     if channels_last is not None:
         activations.CHANNELS_LAST_ON_CPU = channels_last
+    chunks = concatenated_chunks(concept_images, batch_size * 8) if isinstance(concept_images, list) \
+        else [concept_images]
     try:
         sync()
         start = time.perf_counter()
-        activations.concept_activations(model, modules, concept_images, device=device)
-        activations.target_gradients(model, modules, inputs, TARGET, device=device)
+        for chunk in chunks:
+            activations.concept_activations(model, modules, chunk, batch_size=batch_size, device=device,
+                                            pooling=pooling)
+        activations.target_gradients(model, modules, inputs, target, batch_size=batch_size, device=device,
+                                     pooling=pooling)
         sync()
         return time.perf_counter() - start
     finally:
         activations.CHANNELS_LAST_ON_CPU = saved
+
+
+def concatenated_chunks(sets: Sequence[Any], size: int) -> Iterator[Any]:
+    """The sets' examples as if concatenated, ``size`` at a time (the last chunk may be shorter)."""
+    from pytest_tcav.engine import structure
+
+    pending: list[Any] = []
+    held = 0
+    for examples in sets:
+        start, n = 0, structure.length(examples)
+        while start < n:
+            take = min(size - held, n - start)
+            pending.append(structure.take(examples, slice(start, start + take)))
+            held += take
+            start += take
+            if held == size:
+                yield structure.concat(pending)
+                pending, held = [], 0
+    if pending:
+        yield structure.concat(pending)
+
+
+def examples_bytes(examples: Any) -> int:
+    """Bytes held by a set of examples (a tensor, or a tuple or dict of tensors)."""
+    if isinstance(examples, torch.Tensor):
+        return examples.element_size() * examples.nelement()
+    parts = examples.values() if isinstance(examples, dict) else examples
+    return sum(examples_bytes(part) for part in parts)
+
+
+def current_rss_mb() -> float:
+    """This process's resident set size now, in MiB (``/proc/self/status`` on Linux; else the peak so far)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
 
 
 def peak_rss_mb() -> float:

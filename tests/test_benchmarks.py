@@ -28,6 +28,7 @@ import library_spread  # noqa: E402
 import relative_calibration  # noqa: E402
 import rerun  # noqa: E402
 import significance  # noqa: E402
+import sweep  # noqa: E402
 import vs_captum  # noqa: E402
 
 TINY = dict(images=5, inputs=2, size=32)
@@ -181,3 +182,64 @@ def test_calibration_equivalence_quick(capsys: pytest.CaptureFixture[str]) -> No
         assert part in out
     assert "pooled: " in out and "] [" in out  # a Clopper-Pearson interval, then the assertion's count
     assert calibration_equivalence.rate(1, 20) == "1/20 = 0.050 [0.001, 0.249]"
+
+
+def test_sweep_quick_runs_each_point_in_a_child(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quick``: two ResNet-18 points, each in its own process, every figure of the table present."""
+    assert sweep.main(["--quick", "--threads", "1", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    record = json.loads(lines[-1])
+    assert [json.loads(line)["point"] for line in lines if line.startswith('{"point"')] == record["points"]
+    assert [(p["random_sets"], p["examples"]) for p in record["points"]] == [(3, 5), (4, 5)]
+    for point in record["points"]:
+        assert "error" not in point, point
+        assert point["cavs"] == point["cavs_expected"] == 3 * (point["random_sets"] * (point["random_sets"] + 1) // 2)
+        assert point["activations"] == point["activations_expected"] and point["threads"] == 1
+        assert point["seconds"] > 0 and point["floor_s"] > 0 and point["beyond_floor"] > -1
+        assert point["peak_rss_mib"] >= point["rss_before_test_mib"] > 0 and point["data_mib"] > 0
+    assert record["goals"]["beyond_floor"]["met"] is None  # no point at 50 random sets
+    assert any(line.startswith("| resnet18 | 3 | 5 |") for line in lines)
+    assert "goal: beyond floor <= 25% at 50 random sets: not measured" in "\n".join(lines)
+
+
+@pytest.mark.parametrize("model", ["resnet50", "vit_b_16", "bert_base"])
+def test_sweep_big_models_at_tiny_configs(model: str) -> None:
+    """One point of each bigger model, in this process, at tiny sizes with the full model's layer names."""
+    spec = {"model": model, "random_sets": 3, "examples": 5, "inputs": 2, "size": 32, "tokens": 16,
+            "device": "cpu", "threads": 1, "quick": True}
+    point = sweep.run_point(spec)
+    json.dumps(point)
+    assert point["cavs"] == point["cavs_expected"] == 2 * 6 and point["activations"] == 2 * 4
+    assert point["pooling"] == sweep.WORKLOADS[model].pooling and point["floor_s"] > 0
+    assert set(point["p_values"]) == set(sweep.WORKLOADS[model].layers)
+
+
+def test_sweep_memory_preset_and_its_goals(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--memory`` plans exactly the issue's two points at its shape, and judges each against its bound."""
+    specs = sweep.plan(sweep.parse_args(["--memory", "--size", "64", "--inputs", "5", "--random-sets", "7"]))
+    assert [(s["random_sets"], s["examples"], s["size"], s["inputs"], s["layers"]) for s in specs] == [
+        (20, 30, 224, 20, None), (50, 50, 224, 20, None)]
+    assert sweep.WORKLOADS["resnet18"].layers == ("layer2", "layer3", "layer4")
+    points = [{"model": "resnet18", "random_sets": 20, "examples": 30, "peak_rss_mib": 1900.0, "seconds": 12.0,
+               "floor_s": 10.0, "beyond_floor": 0.2},
+              {"model": "resnet18", "random_sets": 50, "examples": 50, "error": "timed out"}]
+    goals = sweep.goals(points, memory=True)
+    assert [(row["goal_mib"], row["met"]) for row in goals["memory"]] == [(2048, True), (3072, None)]
+    assert goals["beyond_floor"]["met"] is None
+    assert sweep.goals([{**points[0], "random_sets": 50, "beyond_floor": 0.3}], False)["beyond_floor"]["met"] is False
+
+
+def test_sweep_without_a_gpu_says_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert sweep.main(["--device", "cuda", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert "skipped" in record and "points" not in record
+
+
+def test_floor_chunks_are_the_concatenation() -> None:
+    sets = [torch.arange(n * 2.0).view(n, 2) + 100 * n for n in (3, 5, 1, 4)]
+    chunks = list(bench_common.concatenated_chunks(sets, 4))
+    assert [len(c) for c in chunks] == [4, 4, 4, 1] and torch.equal(torch.cat(chunks), torch.cat(sets))
+    tokens = [{"input_ids": torch.full((n, 3), n), "attention_mask": torch.ones(n, 3)} for n in (2, 3)]
+    joined = list(bench_common.concatenated_chunks(tokens, 4))
+    assert [c["input_ids"][:, 0].tolist() for c in joined] == [[2, 2, 3, 3], [3]]
