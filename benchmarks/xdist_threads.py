@@ -1,6 +1,6 @@
 """A concept suite serially and under pytest-xdist: wall times, where the time goes, identical results.
 
-The suite: four concept tests on a torchvision ResNet-18 (random weights from
+The suite: four concept tests (``--concepts``) on a torchvision ResNet-18 (random weights from
 ``resnet18(weights=None)``, seeded, nothing downloaded), each testing its own
 concept against the same ten random sets, inputs and layers, so that most of
 the work (the random sets' activations and the CAVs between them) is shared.
@@ -17,7 +17,8 @@ The runs' JSON reports (``--tcav-json``) must hold the same results, and the
 values computed by all workers together must be those of the serial run (no
 work done twice).
 
-    python benchmarks/xdist_threads.py [--images 20] [--inputs 20] [--size 224] [--workers 2,4] [--quick] [--json]
+    python benchmarks/xdist_threads.py [--images 20] [--inputs 20] [--size 224] [--concepts 4] [--workers 2,4]
+                                        [--quick] [--json]
 
 Torch's threads are left to pytest-tcav (``tcav_threads = auto``); pass
 ``--threads N`` to set ``tcav_threads`` instead.
@@ -41,7 +42,6 @@ from bench_common import machine, print_json
 HERE = Path(__file__).resolve().parent
 LAYERS = ["layer3", "layer4"]
 TARGET = 3
-CONCEPTS = 4
 
 CONFTEST = '''
 import json, os, time
@@ -56,21 +56,24 @@ from pytest_tcav.storage import disk
 
 T_IMPORTED = time.time()
 SIZE = {size}
-WAIT = {{"seconds": 0.0, "locks": 0}}
+WAIT = {{"seconds": 0.0, "locks": 0, "busy": 0}}
 FIRST = {{}}
-_acquire = disk.DiskStore._acquire
+_take = disk.DiskStore._take
 
 
-def _timed_acquire(self, lock, path):
+def _timed_take(self, lock, path, wait):
     start = time.perf_counter()
+    taken = "failed"
     try:
-        return _acquire(self, lock, path)
+        taken = _take(self, lock, path, wait)
+        return taken
     finally:
         WAIT["seconds"] += time.perf_counter() - start
         WAIT["locks"] += 1
+        WAIT["busy"] += taken == "busy"
 
 
-disk.DiskStore._acquire = _timed_acquire
+disk.DiskStore._take = _timed_take
 
 
 def images(seed, count):
@@ -119,7 +122,8 @@ def pytest_sessionfinish(session):
     name = os.environ.get("PYTEST_XDIST_WORKER", "serial")
     record = {{"process_start": _process_start(), "conftest": T_CONFTEST, "imported": T_IMPORTED,
               "first_test": FIRST["start"], "end": time.time(), "lock_wait_s": WAIT["seconds"],
-              "locks": WAIT["locks"], "computed": stats.get("computed", {{}}), "threads": torch.get_num_threads()}}
+              "locks": WAIT["locks"],
+              "busy": WAIT["busy"], "computed": stats.get("computed", {{}}), "threads": torch.get_num_threads()}}
     with open(os.path.join(os.environ["PROBE_DIR"], name + ".json"), "w") as handle:
         json.dump(record, handle)
 '''
@@ -141,12 +145,12 @@ def test_concept(model, random_sets, inputs, k):
 
 
 def write_suite(folder: Path, *, images: int, inputs: int, size: int, random_sets: int,
-                threads: int | None) -> None:
-    """The suite's files: conftest (data, model, probe), the four tests, an ini file."""
+                threads: int | None, concepts: int = 4) -> None:
+    """The suite's files: conftest (data, model, probe), the concept tests, an ini file."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "conftest.py").write_text(CONFTEST.format(size=size, images=images, inputs=inputs,
                                                         random_sets=random_sets))
-    (folder / "test_concepts.py").write_text(TESTS.format(layers=LAYERS, concepts=CONCEPTS, images=images,
+    (folder / "test_concepts.py").write_text(TESTS.format(layers=LAYERS, concepts=concepts, images=images,
                                                           target=TARGET))
     ini = "[pytest]\ntcav_cache_dir = tcav-cache\n"
     if threads:
@@ -154,7 +158,7 @@ def write_suite(folder: Path, *, images: int, inputs: int, size: int, random_set
     (folder / "pytest.ini").write_text(ini)
 
 
-def run_suite(folder: Path, workers: int, *, fresh: bool = True) -> dict[str, Any]:
+def run_suite(folder: Path, workers: int, *, fresh: bool = True, concepts: int = 4) -> dict[str, Any]:
     """One run in a new process (on an empty cache unless ``fresh=False``): wall time, results, each probe."""
     name = "serial" if workers == 0 else f"n{workers}"
     if fresh:
@@ -163,7 +167,10 @@ def run_suite(folder: Path, workers: int, *, fresh: bool = True) -> dict[str, An
     shutil.rmtree(probes, ignore_errors=True)
     probes.mkdir()
     report = folder / f"report-{name}.json"
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--tcav-json={report}"]
+    # hypothesis's pytest plugin (a test dependency of this repository) spends about 1.5 s in every process's
+    # terminal summary; it is no part of a concept suite, so both runs leave it out
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+               f"--tcav-json={report}"]
     if workers:
         command += ["-p", "xdist", "-n", str(workers)]
     env = {**os.environ, "PROBE_DIR": str(probes)}
@@ -186,12 +193,13 @@ def run_suite(folder: Path, workers: int, *, fresh: bool = True) -> dict[str, An
             "tests_s": round(probe["end"] - probe["first_test"], 3),
             "lock_wait_s": round(probe["lock_wait_s"], 3),
             "locks": probe["locks"],
+            "busy": probe.get("busy", 0),
             "computed": probe["computed"],
             "threads": probe["threads"],
         }
     checks = json.loads(report.read_text())["checks"]
-    if len(checks) != CONCEPTS:  # an error before the checks (too few images...), not a verdict
-        raise RuntimeError(f"{name} run made {len(checks)} checks, not {CONCEPTS}:\n{done.stdout[-3000:]}")
+    if len(checks) != concepts:  # an error before the checks (too few images...), not a verdict
+        raise RuntimeError(f"{name} run made {len(checks)} checks, not {concepts}:\n{done.stdout[-3000:]}")
     results = [(c["id"], c.get("outcome"), c.get("results")) for c in checks]
     cache_line = next((line.strip(" -") for line in done.stdout.splitlines() if "tcav cache:" in line), None)
     return {"name": name, "workers": workers, "wall_s": wall, "exit": done.returncode,
@@ -206,7 +214,7 @@ def total_computed(run: dict[str, Any]) -> dict[str, int]:
     return total
 
 
-def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int = 10,
+def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int = 10, concepts: int = 4,
         workers: list[int] | None = None, threads: int | None = None, folder: Path | None = None) -> dict[str, Any]:
     """Serial and parallel runs of the suite; raises if their results differ or work was done twice."""
     if workers is None:
@@ -214,8 +222,9 @@ def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int
     own = folder is None
     folder = Path(tempfile.mkdtemp(prefix="tcav-xdist-")) if folder is None else folder
     try:
-        write_suite(folder, images=images, inputs=inputs, size=size, random_sets=random_sets, threads=threads)
-        runs = [run_suite(folder, 0)] + [run_suite(folder, n) for n in workers]
+        write_suite(folder, images=images, inputs=inputs, size=size, random_sets=random_sets, threads=threads,
+                    concepts=concepts)
+        runs = [run_suite(folder, 0, concepts=concepts)] + [run_suite(folder, n, concepts=concepts) for n in workers]
     finally:
         if own:
             shutil.rmtree(folder, ignore_errors=True)
@@ -231,7 +240,7 @@ def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int
         r["computed"] = total_computed(r)
         r["checks"] = len(r.pop("results"))
     return {"benchmark": "xdist_threads", "images": images, "inputs": inputs, "size": size,
-            "random_sets": random_sets, "layers": LAYERS, "concepts": CONCEPTS, "tcav_threads": threads or "auto",
+            "random_sets": random_sets, "layers": LAYERS, "concepts": concepts, "tcav_threads": threads or "auto",
             "runs": runs, "machine": machine()}
 
 
@@ -246,7 +255,8 @@ def report(r: dict[str, Any]) -> None:
         for name, p in run_["processes"].items():
             print(f"         {name:>6}: {p['threads']} threads, started +{p['started_after_s']:.1f} s, start-up "
                   f"{p['startup_s']:.1f} s (torch {p['torch_import_s']:.1f} s), tests {p['tests_s']:.1f} s, "
-                  f"lock waits {p['lock_wait_s']:.1f} s over {p['locks']} locks")
+                  f"lock waits {p['lock_wait_s']:.1f} s over {p['locks']} locks, "
+                  f"{p.get('busy', 0)} found busy and left for later")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -255,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inputs", type=int, default=20)
     parser.add_argument("--size", type=int, default=224, help="image side in pixels")
     parser.add_argument("--random-sets", type=int, default=10)
+    parser.add_argument("--concepts", type=int, default=4, help="concept tests in the suite")
     parser.add_argument("--workers", default=None, help="comma-separated -n values (default: 2, and 4 on >= 8 cores)")
     parser.add_argument("--threads", type=int, default=None, help="tcav_threads (default: auto)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (5 images, 2 inputs, 32 px): a smoke test")
@@ -264,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         args.images, args.inputs, args.size = 5, 2, 32
     workers = [int(n) for n in args.workers.split(",")] if args.workers else None
     record = run(images=args.images, inputs=args.inputs, size=args.size, random_sets=args.random_sets,
-                 workers=workers, threads=args.threads)
+                 concepts=args.concepts, workers=workers, threads=args.threads)
     report(record)
     if args.json:
         print_json(record)
