@@ -10,9 +10,10 @@ blocks and the weights are computed.  Here they are loaded in tiles of sets
 that fit ``budget_bytes``, row tile against column tile, so that the memory
 held does not grow with the number of sets.
 
-Every block is computed from a fresh copy of each set (one allocation per
-set), so a CAV's bits do not depend on which sets were loaded with it, where
-they came from (a forward pass or the disk cache), or which worker trained it.
+Every block is computed from each set as its own 64-byte aligned allocation
+(copied when it is not), so a CAV's bits do not depend on which sets were
+loaded with it, where they came from (a forward pass or the disk cache), or
+which worker trained it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ class _Tiles:
         first = self._first.pop(a, None)
         if first is not None:
             return first
-        return self._load(a).float().contiguous().clone()
+        x = self._load(a).float().contiguous()
+        # a tensor of its own allocation (torch aligns those to 64 bytes) is used as it is; a view, or a
+        # tensor read from the disk cache at another alignment, is copied: the products' rounding can
+        # depend on alignment, and a CAV must not depend on where its sets came from
+        own = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.nelement() * x.element_size()
+        return x if own and x.data_ptr() % 64 == 0 else x.clone()
 
     def chunks(self) -> list[list[int]]:
         """The sets in tiles: two tiles together fit the budget (one set per tile at least)."""

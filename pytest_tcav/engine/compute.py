@@ -19,6 +19,8 @@ their scores against the gradients as soon as they are fetched.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -196,6 +198,27 @@ def sharing_work() -> bool:
     return bool(os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("TCAV_SHARED_WORK") == "1")
 
 
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return None
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by a unit back to the operating system.
+
+    glibc keeps freed blocks below its (adaptive, up to 32 MB) mmap threshold
+    for reuse, and a set's activations are such blocks: without this, the
+    resident size after a unit stays at its peak, and the next unit's peak
+    comes on top of it.  Measured on the ResNet-18 shape of docs/scaling.md.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 @dataclass
 class TestWork:
     """One test's units of work and what they produce (see the module's docstring)."""
@@ -218,8 +241,9 @@ class TestWork:
         for name in self.modules:
             self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
             self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
-        run_units([self._gradients_unit, *self._activation_units(keys)])
-        run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]])
+        run_units([self._gradients_unit, *self._activation_units(keys)], after=release_freed_memory)
+        run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]],
+                  after=release_freed_memory)
         return self.layers
 
     # -- units ---------------------------------------------------------------------------

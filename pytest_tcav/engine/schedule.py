@@ -20,8 +20,11 @@ from pytest_tcav.storage.memory import StoreBusy
 Unit = Callable[[bool], None]
 
 
-def run_units(units: Sequence[Unit]) -> None:
-    """Run every unit once, in order, except that a busy unit is retried after the others."""
+def run_units(units: Sequence[Unit], *, after: Callable[[], None] = lambda: None) -> None:
+    """Run every unit once, in order, except that a busy unit is retried after the others.
+
+    ``after`` runs after each unit that ran (to give its memory back, say).
+    """
     pending = list(units)
     while pending:
         busy: list[Unit] = []
@@ -30,6 +33,9 @@ def run_units(units: Sequence[Unit]) -> None:
                 unit(False)
             except StoreBusy:
                 busy.append(unit)
+                continue
+            after()
         if len(busy) == len(pending):  # nothing else to do: wait for the first
             busy.pop(0)(True)
+            after()
         pending = busy
