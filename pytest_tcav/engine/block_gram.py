@@ -34,10 +34,9 @@ Loader = Callable[[int], torch.Tensor]
 class _Tiles:
     """Sets loaded a tile at a time, each as its own float32 allocation."""
 
-    def __init__(self, load: Loader, sets: Sequence[int], budget_bytes: int | None) -> None:
+    def __init__(self, load: Loader, budget_bytes: int | None) -> None:
         self._load = load
         self._budget = budget_bytes
-        self.sets = sorted(set(sets))
         self._first: dict[int, torch.Tensor] = {}
 
     def fresh(self, a: int) -> torch.Tensor:
@@ -51,50 +50,57 @@ class _Tiles:
         own = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.nelement() * x.element_size()
         return x if own and x.data_ptr() % 64 == 0 else x.clone()
 
-    def chunks(self) -> list[list[int]]:
-        """The sets in tiles: two tiles together fit the budget (one set per tile at least)."""
-        if self._budget is None or not self.sets:
-            return [self.sets]
-        probe = self.fresh(self.sets[0])
-        self._first[self.sets[0]] = probe  # the size of a set, learnt from the first one, which is kept
+    def chunks(self, sets: list[int]) -> list[list[int]]:
+        """``sets`` in tiles: two tiles together fit the budget (one set per tile at least)."""
+        if self._budget is None or not sets:
+            return [sets]
+        probe = self.fresh(sets[0])
+        self._first[sets[0]] = probe  # the size of a set, learnt from the first one, which is kept
         per_set = max(1, probe.element_size() * probe.nelement())
         size = max(1, int(self._budget // (2 * per_set)))
-        return [self.sets[k : k + size] for k in range(0, len(self.sets), size)]
+        return [sets[k : k + size] for k in range(0, len(sets), size)]
 
-    def sweep(self, want: Callable[[int, int], bool]) -> Any:
-        """Yield ``(a, b, X_a, X_b)`` for every pair of sets ``want`` names, loading each row tile once."""
-        chunks = self.chunks()
+    def sweep(self, wanted: set[tuple[int, int]]) -> Any:
+        """Yield ``(a, b, X_a, X_b)`` for every pair in ``wanted``, loading only tiles that hold one."""
+        chunks = self.chunks(sorted({s for pair in wanted for s in pair}))
+        tile_of = {a: t for t, chunk in enumerate(chunks) for a in chunk}
+        by_tiles: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for a, b in sorted(wanted):
+            ta, tb = tile_of[a], tile_of[b]
+            by_tiles.setdefault((min(ta, tb), max(ta, tb)), []).append((a, b))
         for i, rows in enumerate(chunks):
+            cols_wanted = sorted(j for t, j in by_tiles if t == i)
+            if not cols_wanted:
+                continue
             row = {a: self.fresh(a) for a in rows}
-            for cols in chunks[i:]:
-                col = row if cols is rows else {b: self.fresh(b) for b in cols}
-                for k, a in enumerate(rows):
-                    for b in cols[k:] if cols is rows else cols:  # a diagonal tile: each pair once
-                        if want(a, b):
-                            yield a, b, row[a], col[b]
-                        if b != a and want(b, a):
-                            yield b, a, col[b], row[a]
-                del col
+            for j in cols_wanted:
+                both = row if j == i else row | {b: self.fresh(b) for b in chunks[j]}
+                for a, b in by_tiles[(i, j)]:
+                    yield a, b, both[a], both[b]
+                del both
             del row
 
 
 def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: Sequence[tuple[int, int]],
-                      seeds: Sequence[int], *, budget_bytes: int | None = None) -> list[CAV]:
+                      seeds: Sequence[int], *, budget_bytes: int | None = None,
+                      blocks: dict[tuple[int, int], np.ndarray] | None = None) -> list[CAV]:
     """One CAV per (positive, negative) pair of sets, from one batched kernel SGD.
 
     ``trainer`` carries the SGD's settings (:class:`~pytest_tcav.engine.trainers.HingeSGDTrainer`);
     ``sizes[a]`` is set ``a``'s number of examples; ``budget_bytes`` bounds the
-    activations held at once (``None``: all sets at once).  A CAV does not
-    depend on the budget nor on which other pairs are trained with it, bit for bit.
+    activations held at once (``None``: all sets at once); ``blocks`` keeps the
+    Gram blocks between calls on the same sets (the groups of one layer).  A
+    CAV does not depend on the budget nor on which other pairs are trained
+    with it, bit for bit.
     """
     if not pairs:
         return []
     rngs = [np.random.default_rng(seed) for seed in seeds]
     splits = [balanced_split(sizes[a], sizes[b], trainer.test_fraction, rng) for (a, b), rng in zip(pairs, rngs)]
-    wanted = {(a, b) for a, b in pairs} | {(a, a) for a, _ in pairs} | {(b, b) for _, b in pairs}
-    tiles = _Tiles(load, [s for pair in pairs for s in pair], budget_bytes)
-    blocks: dict[tuple[int, int], np.ndarray] = {}
-    for a, b, x_a, x_b in tiles.sweep(lambda a, b: (a, b) in wanted):
+    blocks = {} if blocks is None else blocks
+    needed = {(a, b) for a, b in pairs} | {(a, a) for a, _ in pairs} | {(b, b) for _, b in pairs}
+    tiles = _Tiles(load, budget_bytes)
+    for a, b, x_a, x_b in tiles.sweep(needed - blocks.keys()):
         blocks[(a, b)] = (x_a @ (x_a if a == b else x_b).T).double().numpy()
 
     def gram(a: int, b: int) -> np.ndarray:
@@ -113,20 +119,32 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
     coef, scale, intercept = kernel_hinge_sgd(kernels, labels, n_valid, rngs, trainer.alpha, trainer.max_iter,
                                               trainer.tol, trainer.n_iter_no_change, trainer.l1_ratio)
     del kernels
-    cavs: list[CAV | None] = [None] * len(pairs)
-    todo: dict[tuple[int, int], list[int]] = {}
-    for k, pair in enumerate(pairs):
-        todo.setdefault(pair, []).append(k)
-    for a, b, x_a, x_b in tiles.sweep(lambda a, b: (a, b) in todo):
-        for k in todo[(a, b)]:
-            split = splits[k]
-            n, n_a = len(split.train), sizes[a]
-            scaled = coef[k, :n] * scale[k]
-            coefficients = np.zeros(n_a + sizes[b])
-            coefficients[split.train] = scaled
-            c = torch.as_tensor(coefficients, dtype=torch.float32)
-            weights = c[:n_a] @ x_a + c[n_a:] @ x_b
-            margins = gram(a, b)[np.ix_(split.test, split.train)] @ scaled + intercept[k]
-            accuracy = float(np.mean(np.where(margins > 0, 1.0, -1.0) == split.labels[split.test]))
-            cavs[k] = CAV(weights, float(intercept[k]), accuracy)
-    return [cav for cav in cavs if cav is not None]
+    # weights = c_a @ X_a + c_b @ X_b: each set loaded once, each term kept until its partner comes
+    # (float addition commutes, so the order the two terms arrive in does not change a bit)
+    coefficients: list[torch.Tensor] = []
+    accuracies: list[float] = []
+    for k, ((a, b), split) in enumerate(zip(pairs, splits)):
+        scaled = coef[k, : len(split.train)] * scale[k]
+        full = np.zeros(sizes[a] + sizes[b])
+        full[split.train] = scaled
+        coefficients.append(torch.as_tensor(full, dtype=torch.float32))
+        margins = gram(a, b)[np.ix_(split.test, split.train)] @ scaled + intercept[k]
+        accuracies.append(float(np.mean(np.where(margins > 0, 1.0, -1.0) == split.labels[split.test])))
+    uses: dict[int, list[tuple[int, bool]]] = {}
+    for k, (a, b) in enumerate(pairs):
+        uses.setdefault(a, []).append((k, True))
+        uses.setdefault(b, []).append((k, False))
+    partial: dict[int, torch.Tensor] = {}
+    weights: list[torch.Tensor | None] = [None] * len(pairs)
+    for s in sorted(uses):
+        x = tiles.fresh(s)
+        for k, first in uses[s]:
+            n_a = sizes[pairs[k][0]]
+            term = coefficients[k][:n_a] @ x if first else coefficients[k][n_a:] @ x
+            other = partial.pop(k, None)
+            if other is None:
+                partial[k] = term
+            else:
+                weights[k] = other + term
+        del x
+    return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]

@@ -125,13 +125,16 @@ class CAVTrainer:
         seeds: Sequence[int],
         *,
         budget_bytes: int | None = None,
+        blocks: dict[Any, Any] | None = None,
     ) -> list[CAV]:
         """CAVs for many pairs of sets, each set's activations given by ``load(a)`` when needed.
 
         The engine trains through this, so a trainer that can work on a few
-        sets at a time (the default one) keeps memory within ``budget_bytes``.
-        This base version loads the sets of the pairs and calls :meth:`train_many`
-        (memory then grows with the sets; the budget is not kept).
+        sets at a time (the default one) keeps memory within ``budget_bytes``,
+        and keeps what it computed on the sets in ``blocks`` for the next call
+        on the same sets.  This base version loads the sets of the pairs and
+        calls :meth:`train_many` (memory then grows with the sets; the budget
+        is not kept, ``blocks`` not used).
         """
         used = sorted({s for pair in pairs for s in pair})
         position = {a: k for k, a in enumerate(used)}

@@ -232,6 +232,9 @@ class TestWork:
     grads: dict[str, torch.Tensor] = field(default_factory=dict)
     layers: dict[str, LayerData] = field(default_factory=dict)
     _widths: dict[str, dict[int, int]] = field(default_factory=dict)
+    #: per layer: what the trainer keeps between the layer's groups (Gram blocks), and the groups still to run
+    _blocks: dict[str, dict[Any, Any]] = field(default_factory=dict)
+    _remaining: dict[str, int] = field(default_factory=dict)
 
     def run(self) -> dict[str, LayerData]:
         n = len(self.sets) - 1
@@ -239,6 +242,7 @@ class TestWork:
         keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in group]
                        for group in groups] for name in self.modules}
         for name in self.modules:
+            self._remaining[name] = len(groups)
             self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
             self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
         run_units([self._gradients_unit, *self._activation_units(keys)], after=release_freed_memory)
@@ -287,6 +291,9 @@ class TestWork:
                 cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
                 cavs.append(cav.flipped() if flip else cav)
             self._record(name, group, cavs)
+            self._remaining[name] -= 1
+            if not self._remaining[name]:
+                self._blocks.pop(name, None)  # the layer is done
         return fetch
 
     # -- training and scores ----------------------------------------------------------------
@@ -300,7 +307,7 @@ class TestWork:
 
         seeds = [pair_seed(self.engine.seed, self.sets[f].fingerprint, self.sets[s].fingerprint) for f, s in pairs]
         cavs = self.engine.trainer.train_sets(load, [len(s) for s in self.sets], pairs, seeds,
-                                              budget_bytes=TRAINING_BUDGET)
+                                              budget_bytes=TRAINING_BUDGET, blocks=self._blocks.setdefault(name, {}))
         return {key: {"weights": cav.weights, "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
                       "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
                 for key, cav in zip(keys, cavs)}

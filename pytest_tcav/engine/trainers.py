@@ -120,9 +120,9 @@ class HingeSGDTrainer(CAVTrainer):
 
         return train_hinge_pairs(self, load, [len(g) for g in groups], pairs, seeds)
 
-    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None):
-        """As :meth:`train_many`, with sets loaded one by one and at most ``budget_bytes`` of them held."""
-        return train_hinge_pairs(self, load, sizes, pairs, seeds, budget_bytes=budget_bytes)
+    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None, blocks=None):
+        """As :meth:`train_many`, with sets loaded as needed and at most ``budget_bytes`` of them held."""
+        return train_hinge_pairs(self, load, sizes, pairs, seeds, budget_bytes=budget_bytes, blocks=blocks)
 
 
 class SklearnSGDTrainer(CAVTrainer):
