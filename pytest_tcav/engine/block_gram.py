@@ -10,8 +10,8 @@ blocks and the weights are computed.  Here they are loaded in tiles of sets
 that fit ``budget_bytes``, row tile against column tile, so that the memory
 held does not grow with the number of sets.
 
-Every block is computed from each set as its own 64-byte aligned allocation
-(copied when it is not), so a CAV's bits do not depend on which sets were
+Every block is computed from each set at a 64-byte aligned address (copied
+when it is not), so a CAV's bits do not depend on which sets were
 loaded with it, where they came from (a forward pass or the disk cache), or
 which worker trained it.
 """
@@ -44,11 +44,10 @@ class _Tiles:
         if first is not None:
             return first
         x = self._load(a).float().contiguous()
-        # a tensor of its own allocation (torch aligns those to 64 bytes) is used as it is; a view, or a
-        # tensor read from the disk cache at another alignment, is copied: the products' rounding can
-        # depend on alignment, and a CAV must not depend on where its sets came from
-        own = x.storage_offset() == 0 and x.untyped_storage().nbytes() == x.nelement() * x.element_size()
-        return x if own and x.data_ptr() % 64 == 0 else x.clone()
+        # used as it is when 64-byte aligned, as torch allocates and the disk cache reads; copied (to such
+        # an allocation) otherwise: the products' rounding can depend on alignment, and a CAV must not
+        # depend on where its sets came from
+        return x if x.data_ptr() % 64 == 0 else x.clone()
 
     def chunks(self, sets: list[int]) -> list[list[int]]:
         """``sets`` in tiles: two tiles together fit the budget (one set per tile at least)."""

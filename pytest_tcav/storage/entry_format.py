@@ -191,14 +191,16 @@ def read_entry(path: Path, kind: str, key: str, environment: str) -> Value:
     """The value in the entry file at ``path`` (see :func:`decode_entry`); ``OSError`` if it cannot be read."""
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        buffer = bytearray(size)
+        # torch's allocator aligns to 64 bytes, as the payload's offsets are: the tensors read are aligned
+        # as freshly computed ones, so products over them round alike (engine/block_gram.py copies them otherwise)
+        buffer = memoryview(torch.empty(size, dtype=torch.uint8).numpy())  # type: ignore[arg-type]
         read = handle.readinto(buffer)
     if read != size:
         raise CorruptEntry(f"short read ({read} of {size} bytes)")
     return decode_entry(buffer, kind, key, environment)
 
 
-def decode_entry(buffer: bytearray, kind: str, key: str, environment: str) -> Value:
+def decode_entry(buffer: bytearray | memoryview, kind: str, key: str, environment: str) -> Value:
     """The tensors of one entry file, after checking everything that can be checked.
 
     Raises :class:`CorruptEntry` for anything malformed and :class:`StaleEntry`
@@ -248,7 +250,8 @@ def decode_entry(buffer: bytearray, kind: str, key: str, environment: str) -> Va
     return value
 
 
-def _decode_tensor(buffer: bytearray, spec: Any, start: int, payload: int, offset: int) -> tuple[str, torch.Tensor]:
+def _decode_tensor(buffer: bytearray | memoryview, spec: Any, start: int, payload: int,
+                   offset: int) -> tuple[str, torch.Tensor]:
     if not isinstance(spec, dict):
         raise CorruptEntry("tensor description is not an object")
     name, dtype_name, shape = spec.get("name"), spec.get("dtype"), spec.get("shape")
