@@ -28,7 +28,7 @@ from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.values import check_device, default_cache_dir, parse_size, parse_threads  # parse_*: re-exported
 
 #: Default bound on the disk cache's total size.
-DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MAX_BYTES = 8 * 1024**3
 DEFAULT_MEMORY_BYTES = 256 * 1024**2
 
 # Kept in step with the engine (tests/plugin/test_plugin_config.py checks it); repeated
@@ -129,7 +129,7 @@ OPTIONS: tuple[Option, ...] = (
            "d/tcav in pytest's cache_dir, .pytest_cache/d/tcav)", "DIR"),
     Option("tcav_cache", "disk cache mode: off, read, write or readwrite (default: readwrite)", "MODE"),
     Option("tcav_cache_size", "disk cache size bound, e.g. 500MB, 2GiB or none; least recently used "
-           "entries are evicted (default: 2GiB)", "SIZE"),
+           "entries are evicted (default: 8GiB)", "SIZE"),
     Option("tcav_memory_cache", "memory for values the disk cache also holds (activations, CAVs), e.g. 1GB "
            "or none; least recently used ones are dropped and read again when needed (default: 256MB)", "SIZE"),
     Option("tcav_cache_lock", "how workers lock disk-cache entries: fcntl (the operating system's locks) or "

@@ -60,8 +60,8 @@ class RecordingTrainer(HingeSGDTrainer):
         super().__init__()
         self.log: dict[tuple[int, int, int], torch.Tensor] = {}
 
-    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None) -> list[CAV]:
-        cavs = super().train_sets(load, sizes, pairs, seeds, budget_bytes=budget_bytes)
+    def train_sets(self, load, sizes, pairs, seeds, **options) -> list[CAV]:
+        cavs = super().train_sets(load, sizes, pairs, seeds, **options)
         for (a, b), cav in zip(pairs, cavs):
             self.log[(int(cav.weights.shape[0]), int(a), int(b))] = cav.weights
         return cavs

@@ -89,7 +89,7 @@ def test_cache_settings_are_validated() -> None:
                            "tcav_cache_dir": ("/tmp/somewhere", "z")}, root=Path("."))
     assert (config.cache, config.cache_size, config.cache_dir) == ("read", 500 * 1000**2, Path("/tmp/somewhere"))
     assert build_config({"tcav_cache_size": ("none", "x")}, root=Path(".")).cache_size is None
-    assert TCAVConfig().cache_size == 2 * 1024**3 and TCAVConfig().cache_dir is None
+    assert TCAVConfig().cache_size == 8 * 1024**3 and TCAVConfig().cache_dir is None
     with pytest.raises(ConfigurationError, match="--tcav-cache must be one of off, read, write, readwrite"):
         build_config({"tcav_cache": ("on", "--tcav-cache")}, root=Path("."))
     with pytest.raises(ConfigurationError, match="--tcav-cache-size: cannot read cache size 'lots'"):
@@ -246,9 +246,9 @@ class CountingTrainer(HingeSGDTrainer):
         super().__init__()
         self.trained = 0
 
-    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None):
+    def train_sets(self, load, sizes, pairs, seeds, **options):
         self.trained += len(pairs)
-        return super().train_sets(load, sizes, pairs, seeds, budget_bytes=budget_bytes)
+        return super().train_sets(load, sizes, pairs, seeds, **options)
 
     def taken(self) -> int:
         """CAVs trained since the last call."""

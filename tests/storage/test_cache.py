@@ -137,7 +137,7 @@ def test_options_are_validated() -> None:
         DiskStore("x", max_bytes=-3)
     with pytest.raises(ConfigurationError, match="lock_timeout"):
         DiskStore("x", lock_timeout=float("inf"))
-    assert DiskStore("x").max_bytes == DEFAULT_MAX_BYTES == 2 * 1024**3
+    assert DiskStore("x").max_bytes == DEFAULT_MAX_BYTES == 8 * 1024**3
 
 
 @pytest.mark.parametrize(
