@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from pytest_tcav.engine.cav import CAV, balanced_split
+from pytest_tcav.engine.freed_memory import release_freed_memory
 from pytest_tcav.engine.kernel_sgd import kernel_hinge_sgd
 
 #: Loads set ``a``'s activations (examples x features) when asked.
@@ -77,6 +78,7 @@ class _Tiles:
                 for a, b in by_tiles[(i, j)]:
                     yield a, b, both[a], both[b]
                 del both
+                release_freed_memory()
             del row
 
 
@@ -146,4 +148,5 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
             else:
                 weights[k] = other + term
         del x
+        release_freed_memory()
     return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]

@@ -19,8 +19,6 @@ their scores against the gradients as soon as they are fetched.
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import math
 import os
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from pytest_tcav.engine.activations import Target, concept_activations, model_de
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.examples import Concept
 from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, value_key
+from pytest_tcav.engine.freed_memory import release_freed_memory
 from pytest_tcav.engine.schedule import run_units
 from pytest_tcav.engine.statistics import pair_scores
 from pytest_tcav.engine.validate import check_gradient_width, check_widths, running_on
@@ -196,27 +195,6 @@ def sharing_work() -> bool:
     cache); it changes how work is grouped, never a number.
     """
     return bool(os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("TCAV_SHARED_WORK") == "1")
-
-
-@functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return None
-
-
-def release_freed_memory() -> None:
-    """Give memory freed by a unit back to the operating system.
-
-    glibc keeps freed blocks below its (adaptive, up to 32 MB) mmap threshold
-    for reuse, and a set's activations are such blocks: without this, the
-    resident size after a unit stays at its peak, and the next unit's peak
-    comes on top of it.  Measured on the ResNet-18 shape of docs/scaling.md.
-    """
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 @dataclass
