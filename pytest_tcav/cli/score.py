@@ -148,15 +148,13 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
     model = load_model(args.model)
     model = model.to(session.device).eval()
 
-    bar = ProgressBar(len(concepts) * len(layers), label="concept-layers", stream=stderr, enabled=args.progress)
-    current: dict[str, Any] = {"concept": "", "done": 0}
+    # concepts, not concept x layer: the engine works in units (a set's activations at every layer, groups of
+    # CAVs) that do not follow layers, and says which one it is on through the store it fetches from
+    bar = ProgressBar(len(concepts), label="concepts", stream=stderr, enabled=args.progress)
+    current: dict[str, Any] = {"concept": ""}
 
     def on_step(kind: str, done: bool) -> None:
-        if kind == "cav" and done:
-            current["done"] += 1
-            bar.update(current["done"], f"{current['concept']}: CAVs")
-        else:
-            bar.set_status(f"{current['concept']}: {kind}")
+        bar.set_status(f"{current['concept']}: {'CAVs' if kind == 'cav' else kind}")
 
     session.store = ObservedStore(session.store, on_step)  # type: ignore[assignment]
     records = []
@@ -165,8 +163,7 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
             current["concept"] = concept
             result = session.score(model, concept, target=target, layers=layers, inputs=inputs,
                                    direction=args.direction, against=against)
-            current["done"] = (index + 1) * len(layers)
-            bar.update(current["done"], f"{concept}: done")
+            bar.update(index + 1, f"{concept}: done")
             records.append(_record(index, result, layers, args.direction))
             with _above_bar(bar, stdout):
                 stdout.write(("\n" if index else "") + result.table() + "\n")

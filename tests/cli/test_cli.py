@@ -54,8 +54,8 @@ def test_score_without_concept_scores_the_whole_library_and_writes_reports(in_pr
     assert names == ["horizontal", "noisy", "vertical"]
     assert "target horizontal (1)" in out
     # --progress on a stream that is not a terminal: one plain line per step, no carriage returns
-    assert "\r" not in err and err.splitlines()[-1].startswith("[########################] 6/6")
-    assert len(err.splitlines()) == 6
+    assert "\r" not in err and err.splitlines()[-1].startswith("[########################] 3/3 concepts")
+    assert len(err.splitlines()) == 3
     report = json.loads((in_project / "out" / "r.json").read_text())
     assert report["generator"]["via"] == "pytest-tcav score" and report["summary"] == {"checks": 3, "scored": 3}
     assert [c["concept"] for c in report["checks"]] == names and report["checks"][0]["test"] is None
