@@ -69,10 +69,10 @@ class RecordingTrainer(HingeSGDTrainer):
         super().__init__()
         self.log: dict[tuple[int, int, int], torch.Tensor] = {}
 
-    def train_many(self, features, groups, pairs, seeds) -> list[CAV]:
-        cavs = super().train_many(features, groups, pairs, seeds)
+    def train_sets(self, load, sizes, pairs, seeds, **options) -> list[CAV]:
+        cavs = super().train_sets(load, sizes, pairs, seeds, **options)
         for (a, b), cav in zip(pairs, cavs):
-            self.log[(int(features.shape[1]), int(a), int(b))] = cav.weights
+            self.log[(int(cav.weights.shape[0]), int(a), int(b))] = cav.weights
         return cavs
 
 
