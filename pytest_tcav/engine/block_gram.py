@@ -147,6 +147,5 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
                 partial[k] = term
             else:
                 weights[k] = other + term
-        del x
-        release_freed_memory()
+        del x  # the next set's block of the same size reuses it
     return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]
