@@ -1,0 +1,48 @@
+"""A test's work in units: grouped for sharing or not, the same numbers bit for bit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pytest_tcav import TCAV
+from pytest_tcav.engine.compute import cav_groups
+from pytest_tcav.storage.disk import DiskStore
+from pytest_tcav.storage.memory import MemoryStore
+from tests.helpers import tiny_model
+
+
+@pytest.mark.parametrize("n", [1, 3, 7, 10, 40])
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("max_pairs", [1, 50, 10_000])
+def test_groups_cover_every_pair_once(n: int, shared: bool, max_pairs: int) -> None:
+    groups = cav_groups(n, shared, max_pairs)
+    pairs = [pair for group in groups for pair in group]
+    expected = [(0, j) for j in range(1, n + 1)] + [(i, j) for i in range(1, n + 1) for j in range(i + 1, n + 1)]
+    assert sorted(pairs) == sorted(expected) and len(pairs) == len(set(pairs))
+    assert groups[0] == [(0, j) for j in range(1, n + 1)]  # the concept's pairs: one group
+    assert all(len(g) <= max_pairs for g in groups[1:])
+    if shared and n >= 3:
+        assert len(groups) - 1 >= 3  # random pairs that two workers can split
+    if not shared and max_pairs >= n * n:
+        assert len(groups) == min(n, 2)  # alone and with memory to spare: one SGD for the random pairs
+
+
+def test_grouping_and_memory_bound_change_no_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = torch.Generator().manual_seed(5)
+    randoms = [tiny_model.noise(12, gen) for _ in range(7)]
+    concept, inputs = tiny_model.stripes(12, gen), tiny_model.stripes(10, gen)
+    model = tiny_model.EdgeNet()
+    kwargs = dict(target=1, inputs=inputs, layers=["conv", "relu"], random_sets=randoms)
+
+    monkeypatch.delenv("TCAV_SHARED_WORK", raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    alone = TCAV(model).test(concept, **kwargs)
+    monkeypatch.setenv("TCAV_SHARED_WORK", "1")
+    tight = MemoryStore(backend=DiskStore(tmp_path), max_bytes=1)  # every value read back from the disk
+    shared = TCAV(model, store=tight).test(concept, **kwargs)
+    assert shared == alone and tight.held_bytes <= 1
+    again = TCAV(model, store=MemoryStore(backend=DiskStore(tmp_path))).test(concept, **kwargs)
+    assert again == alone
