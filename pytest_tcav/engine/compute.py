@@ -43,8 +43,11 @@ CAVKey = tuple[int, int, bool, str]
 
 #: Activations held at once while a group of CAVs is trained (two tiles of sets).
 TRAINING_BUDGET = 256 * 2**20
-#: CAV weights held at once: a group of random pairs' CAVs (before they are written and scored).
-GROUP_BUDGET = 128 * 2**20
+#: Random sets per tile of a CAV group (at most this squared random pairs' CAVs held at once: 100 MB at a
+#: layer of 100,000 features). Sizing groups by the layer's width instead (128 MB of CAV weights) ran no
+#: faster on the ResNet-18 grid of benchmarks/sweep.py and, its weights built in two halves, peaked 470 MiB
+#: higher at 50 x 50 images (3371 against 2903 MiB).
+MAX_TILE_SETS = 16
 
 
 @dataclass
@@ -167,18 +170,17 @@ def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int,
     return first, second, flip, key
 
 
-def cav_groups(n: int, shared: bool, max_pairs: int) -> list[list[tuple[int, int]]]:
+def cav_groups(n: int, shared: bool) -> list[list[tuple[int, int]]]:
     """The pairs of one layer (sets: 0 the concept, 1..n the random sets) in groups, the same in every worker.
 
     The concept's pairs are one group: no other worker tests this concept.
     The random pairs are cut by tiles of random sets (the pairs between two
-    tiles, or within one): at most ``max_pairs`` per group, so that a group's
-    CAVs stay small in memory, and, when other processes may share the work
-    (``shared``), at least six groups they can split.  Each group is one
-    batched SGD, whose cost is mostly per call, so alone the groups are as
-    large as memory allows.
+    tiles, or within one): at most ``MAX_TILE_SETS`` squared pairs, so that a
+    group's CAVs stay small in memory, and, when other processes may share
+    the work (``shared``), at least six groups they can split.  Each group
+    is one batched SGD, so alone the groups are as large as that allows.
     """
-    size = max(1, min(math.isqrt(max(1, max_pairs)), math.ceil(n / 3) if shared else n))
+    size = max(1, min(MAX_TILE_SETS, math.ceil(n / 3) if shared else n))
     tiles = [list(range(1 + k, 1 + min(n, k + size))) for k in range(0, n, size)]
     groups = [[(0, j) for j in range(1, n + 1)]]
     for t, rows in enumerate(tiles):
@@ -217,21 +219,16 @@ class TestWork:
 
     def run(self) -> dict[str, LayerData]:
         n = len(self.sets) - 1
-        every_pair = [pair for group in cav_groups(n, False, n * n) for pair in group]
-        planned = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in every_pair]]
-                   for name in self.modules}
+        groups = cav_groups(n, sharing_work())
+        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in group]
+                       for group in groups] for name in self.modules}
         for name in self.modules:
+            self._remaining[name] = len(groups)
             self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
             self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
-        run_units([self._gradients_unit, *self._activation_units(planned)], after=release_freed_memory)
-        units = []
-        for name in self.modules:  # the gradients' width is the CAVs': it sizes the groups
-            width = max(1, int(self.grads[name].shape[1]))
-            groups = cav_groups(n, sharing_work(), GROUP_BUDGET // (4 * width))
-            self._remaining[name] = len(groups)
-            units += [self._group_unit(name, [cav_key(self.engine, self.model_fp, name, self.sets, a, b)
-                                              for a, b in group]) for group in groups]
-        run_units(units, after=release_freed_memory)
+        run_units([self._gradients_unit, *self._activation_units(keys)], after=release_freed_memory)
+        run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]],
+                  after=release_freed_memory)
         return self.layers
 
     # -- units ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytest_tcav import TCAV
-from pytest_tcav.engine.compute import cav_groups
+from pytest_tcav.engine.compute import MAX_TILE_SETS, cav_groups
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.memory import MemoryStore
 from tests.helpers import tiny_model
@@ -16,18 +16,17 @@ from tests.helpers import tiny_model
 
 @pytest.mark.parametrize("n", [1, 3, 7, 10, 40])
 @pytest.mark.parametrize("shared", [False, True])
-@pytest.mark.parametrize("max_pairs", [1, 50, 10_000])
-def test_groups_cover_every_pair_once(n: int, shared: bool, max_pairs: int) -> None:
-    groups = cav_groups(n, shared, max_pairs)
+def test_groups_cover_every_pair_once(n: int, shared: bool) -> None:
+    groups = cav_groups(n, shared)
     pairs = [pair for group in groups for pair in group]
     expected = [(0, j) for j in range(1, n + 1)] + [(i, j) for i in range(1, n + 1) for j in range(i + 1, n + 1)]
     assert sorted(pairs) == sorted(expected) and len(pairs) == len(set(pairs))
     assert groups[0] == [(0, j) for j in range(1, n + 1)]  # the concept's pairs: one group
-    assert all(len(g) <= max_pairs for g in groups[1:])
+    assert all(len(g) <= MAX_TILE_SETS**2 for g in groups[1:])
     if shared and n >= 3:
         assert len(groups) - 1 >= 3  # random pairs that two workers can split
-    if not shared and max_pairs >= n * n:
-        assert len(groups) == min(n, 2)  # alone and with memory to spare: one SGD for the random pairs
+    if not shared and n <= MAX_TILE_SETS:
+        assert len(groups) == min(n, 2)  # alone: one SGD for the random pairs
 
 
 def test_grouping_and_memory_bound_change_no_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
