@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from pytest_tcav.checks.verdict_messages import LOW_CAV_ACCURACY, against_direction
+from pytest_tcav.checks.verdict_messages import LOW_CAV_ACCURACY, failure_causes
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.results import LayerResult, TCAVResult
@@ -66,14 +66,9 @@ def _out_of_range(failing: list[LayerResult], score: tuple[float, float] | None)
 
 
 def _why_not(result: TCAVResult, failing: list[LayerResult], score: tuple[float, float] | None) -> str:
-    out_of_range = [r for r in failing if r.significant]
-    weak = [r for r in failing if not r.significant]
-    low = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
-    rest = [r for r in weak if r not in low]
-    wrong_way = [r for r in rest if against_direction(r, result.direction)]
-    rest = [r for r in rest if r not in wrong_way]
-    corrected_away = [r for r in rest if r.p_value < result.alpha]
-    rest = [r for r in rest if r not in corrected_away]
+    # a relative test has no CAV gate: no layer of it is inconclusive
+    _inconclusive, out_of_range, low, wrong_way, corrected_away, rest = failure_causes(
+        failing, result.direction, result.alpha)
     why: list[str] = []
     tries: list[str] = []
     if low:

@@ -8,7 +8,7 @@ layer that cannot tell the concept from random images shows nothing either way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.results import LayerResult, TCAVResult
@@ -45,6 +45,31 @@ def against_direction(r: LayerResult, direction: str) -> bool:
     return False
 
 
+class FailureCauses(NamedTuple):
+    """The failing layers of a check by what explains them, each layer in the first group that fits."""
+
+    inconclusive: list[LayerResult]
+    out_of_range: list[LayerResult]  # significant, but the assertion wanted otherwise (or another score)
+    low_accuracy: list[LayerResult]
+    wrong_way: list[LayerResult]
+    corrected_away: list[LayerResult]  # below alpha before the correction over layers
+    rest: list[LayerResult]
+
+
+def failure_causes(failing: Sequence[LayerResult], direction: str, alpha: float) -> FailureCauses:
+    """Sort failing layers by cause; the absolute and the relative messages read the same groups."""
+    inconclusive = [r for r in failing if r.inconclusive]
+    out_of_range = [r for r in failing if r.significant and not r.inconclusive]
+    weak = [r for r in failing if not r.significant and not r.inconclusive]
+    low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
+    rest = [r for r in weak if r not in low_accuracy]
+    wrong_way = [r for r in rest if against_direction(r, direction)]
+    rest = [r for r in rest if r not in wrong_way]
+    corrected_away = [r for r in rest if r.p_value < alpha]
+    rest = [r for r in rest if r not in corrected_away]
+    return FailureCauses(inconclusive, out_of_range, low_accuracy, wrong_way, corrected_away, rest)
+
+
 def _out_of_range(layers: list[LayerResult], score: tuple[float, float] | None) -> str:
     scores = ", ".join(f"{r.score:.2f}" for r in layers)
     assert score is not None
@@ -54,15 +79,8 @@ def _out_of_range(layers: list[LayerResult], score: tuple[float, float] | None) 
 def why_not_significant(result: TCAVResult, failing: list[LayerResult],
                         score: tuple[float, float] | None) -> str:
     """One sentence: the causes seen on the failing layers, then what to try for each."""
-    inconclusive = [r for r in failing if r.inconclusive]
-    out_of_range = [r for r in failing if r.significant and not r.inconclusive]
-    weak = [r for r in failing if not r.significant and not r.inconclusive]
-    low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
-    rest = [r for r in weak if r not in low_accuracy]
-    wrong_way = [r for r in rest if against_direction(r, result.direction)]
-    rest = [r for r in rest if r not in wrong_way]
-    corrected_away = [r for r in rest if r.p_value < result.alpha]
-    rest = [r for r in rest if r not in corrected_away]
+    inconclusive, out_of_range, low_accuracy, wrong_way, corrected_away, rest = failure_causes(
+        failing, result.direction, result.alpha)
 
     why: list[str] = []
     tries: list[str] = []
