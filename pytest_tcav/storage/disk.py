@@ -47,6 +47,7 @@ from pytest_tcav.storage.entry_format import (
     StaleEntry,
     entry_chunks,
     environment_fingerprint,
+    file_identity,
     read_entry,
 )
 from pytest_tcav.storage.locks import LOCK_KINDS, new_lock
@@ -115,6 +116,7 @@ class DiskStore:
         self._environment = environment_fingerprint()
         self._writable = mode in ("readwrite", "write")
         self._pinned: dict[tuple[str, str], Value] = {}
+        self._checked: set[tuple[int, int, int]] = set()  # entry files verified or written by this process
         self._warned: set[tuple[str, ...]] = set()
         self._size = layout.SizeEstimate()
         self._root_ready = False
@@ -282,7 +284,7 @@ class DiskStore:
         stale or corrupt findings were already counted by the first.
         """
         try:
-            value = read_entry(path, kind, key, self._environment)
+            value = read_entry(path, kind, key, self._environment, self._checked)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as exc:
@@ -398,7 +400,10 @@ class DiskStore:
     def _write_file(self, kind: str, key: str, path: Path, value: Value) -> int:
         """Write one entry atomically; returns its size.  Touches no state of the store (runs in threads)."""
         chunks = entry_chunks(kind, key, value, self._environment, self.max_bytes)
-        return layout.write_atomically(path, key, chunks, fsync=self.fsync)
+        written = layout.write_atomically(path, key, chunks, fsync=self.fsync)
+        with suppress(OSError):
+            self._checked.add(file_identity(path))  # its checksum was computed from the value itself
+        return written
 
     def _write_failed(self, exc: OSError) -> None:
         self.stats.write_errors += 1

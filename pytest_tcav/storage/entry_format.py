@@ -187,21 +187,47 @@ def entry_chunks(kind: str, key: str, value: Value, environment: str,
     yield digest.digest()
 
 
-def read_entry(path: Path, kind: str, key: str, environment: str) -> Value:
-    """The value in the entry file at ``path`` (see :func:`decode_entry`); ``OSError`` if it cannot be read."""
+#: A file's identity on disk (device, inode, size): entries are replaced by renaming a new file, never edited.
+FileIdentity = tuple[int, int, int]
+
+
+def read_entry(path: Path, kind: str, key: str, environment: str,
+               checked: set[FileIdentity] | None = None) -> Value:
+    """The value in the entry file at ``path`` (see :func:`decode_entry`); ``OSError`` if it cannot be read.
+
+    ``checked`` holds the identities of files whose checksum this process has
+    already verified (or that it wrote itself): reading such a file again
+    skips the checksum, the largest cost of reading a big entry back (a check
+    of 50 random sets reads activations back from the cache a thousand times).
+    Everything else is still checked, and a file replaced since (a new file
+    renamed into place) has another identity and is verified again.
+    """
     with open(path, "rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
+        stat = os.fstat(handle.fileno())
+        size = stat.st_size
         # torch's allocator aligns to 64 bytes, as the payload's offsets are: the tensors read are aligned
         # as freshly computed ones, so products over them round alike (engine/block_gram.py copies them otherwise)
         buffer = memoryview(torch.empty(size, dtype=torch.uint8).numpy())  # type: ignore[arg-type]
         read = handle.readinto(buffer)
     if read != size:
         raise CorruptEntry(f"short read ({read} of {size} bytes)")
-    return decode_entry(buffer, kind, key, environment)
+    identity = (stat.st_dev, stat.st_ino, size)
+    value = decode_entry(buffer, kind, key, environment, verify=checked is None or identity not in checked)
+    if checked is not None:
+        checked.add(identity)
+    return value
 
 
-def decode_entry(buffer: bytearray | memoryview, kind: str, key: str, environment: str) -> Value:
+def file_identity(path: Path) -> FileIdentity:
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino, stat.st_size)
+
+
+def decode_entry(buffer: bytearray | memoryview, kind: str, key: str, environment: str, *,
+                 verify: bool = True) -> Value:
     """The tensors of one entry file, after checking everything that can be checked.
+
+    ``verify=False`` skips only the checksum (see :func:`read_entry`).
 
     Raises :class:`CorruptEntry` for anything malformed and :class:`StaleEntry`
     for a sound entry of another format version or environment.  The returned
@@ -214,7 +240,7 @@ def decode_entry(buffer: bytearray | memoryview, kind: str, key: str, environmen
     if magic != MAGIC:
         raise CorruptEntry("not a pytest-tcav cache entry (bad magic)")
     view = memoryview(buffer)
-    if hashlib.sha256(view[: size - _DIGEST]).digest() != bytes(view[size - _DIGEST:]):
+    if verify and hashlib.sha256(view[: size - _DIGEST]).digest() != bytes(view[size - _DIGEST:]):
         raise CorruptEntry("checksum mismatch (truncated or altered file)")
     if version != FORMAT_VERSION:
         raise StaleEntry(f"format version {version}, this library reads {FORMAT_VERSION}")

@@ -268,6 +268,39 @@ def test_random_byte_flips_are_always_detected(tmp_path: Path) -> None:
         assert path.read_bytes() == good  # recomputed and rewritten, byte for byte
 
 
+def test_an_entry_this_store_wrote_or_checked_is_not_hashed_again(tmp_path: Path, monkeypatch) -> None:
+    """Re-reading skips the checksum only for the very file already verified (or written) by this store."""
+    from pytest_tcav.storage import entry_format
+
+    hashed: list[int] = []
+    real = hashlib.sha256
+
+    def counting(data: Any = b"") -> Any:
+        hashed.append(len(data))
+        return real(data)
+
+    compute = Counting()
+    writer = DiskStore(tmp_path)
+    writer.fetch("activations", KEY, compute)
+    monkeypatch.setattr(entry_format.hashlib, "sha256", counting)
+    assert same(writer.fetch("activations", KEY, compute), compute.value)
+    assert hashed == []  # its own file, read back
+    reader = DiskStore(tmp_path)
+    reader.fetch("activations", KEY, compute)
+    reader.fetch("activations", KEY, compute)
+    assert len(hashed) == 1  # verified on its first read only
+    # a file renamed into place (as every writer does) is another file: checked again, and found corrupt
+    path = writer.path("activations", KEY)
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 1
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(bytes(data))
+    os.replace(replacement, path)
+    with pytest.warns(TCAVCacheWarning, match="corrupt"):
+        assert same(writer.fetch("activations", KEY, compute), compute.value)
+    assert compute.calls == 2
+
+
 def test_read_mode_reports_a_corrupt_entry_but_leaves_it(tmp_path: Path) -> None:
     compute = Counting()
     DiskStore(tmp_path).fetch("activations", KEY, compute)
