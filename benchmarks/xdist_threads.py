@@ -18,10 +18,16 @@ values computed by all workers together must be those of the serial run (no
 work done twice).
 
     python benchmarks/xdist_threads.py [--images 20] [--inputs 20] [--size 224] [--concepts 4] [--workers 2,4]
-                                        [--quick] [--json]
+                                        [--eager-imports] [--quick] [--json]
 
 Torch's threads are left to pytest-tcav (``tcav_threads = auto``); pass
 ``--threads N`` to set ``tcav_threads`` instead.
+
+The conftest imports torch and torchvision in its fixtures, as docs/scaling.md
+advises for suites run under xdist: xdist's controller imports every
+conftest but runs no test, and workers start only after it has.  With
+``--eager-imports`` they are imported at the conftest's top level instead, and
+the controller spends torch's import time (~3 s here) before any worker starts.
 """
 
 from __future__ import annotations
@@ -46,42 +52,54 @@ TARGET = 3
 CONFTEST = '''
 import json, os, time
 
-T_CONFTEST = time.time()
-
 import pytest
-import torch
-import torchvision
 
-from pytest_tcav.storage import disk
-
-T_IMPORTED = time.time()
-SIZE = {size}
+{eager}SIZE = {size}
 WAIT = {{"seconds": 0.0, "locks": 0, "busy": 0}}
 FIRST = {{}}
-_take = disk.DiskStore._take
+IMPORTS = {{}}
 
 
-def _timed_take(self, lock, path, wait):
-    start = time.perf_counter()
-    taken = "failed"
-    try:
-        taken = _take(self, lock, path, wait)
-        return taken
-    finally:
-        WAIT["seconds"] += time.perf_counter() - start
-        WAIT["locks"] += 1
-        WAIT["busy"] += taken == "busy"
+def _setup():
+    """torch, torchvision and the lock-wait probe, on first use (in a worker, not in xdist's controller)."""
+    if IMPORTS:
+        return
+    start = time.time()
+    import torch
+    import torchvision
 
+    from pytest_tcav.storage import disk
 
-disk.DiskStore._take = _timed_take
+    IMPORTS.update(start=start, end=time.time())
+    take = disk.DiskStore._take
+
+    def timed_take(self, lock, path, wait):
+        begin = time.perf_counter()
+        taken = "failed"
+        try:
+            taken = take(self, lock, path, wait)
+            return taken
+        finally:
+            WAIT["seconds"] += time.perf_counter() - begin
+            WAIT["locks"] += 1
+            WAIT["busy"] += taken == "busy"
+
+    disk.DiskStore._take = timed_take
 
 
 def images(seed, count):
+    _setup()
+    import torch
+
     return torch.rand((count, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.fixture(scope="session")
 def model():
+    _setup()
+    import torch
+    import torchvision
+
     torch.manual_seed(0)
     return torchvision.models.resnet18(weights=None).eval()
 
@@ -117,10 +135,12 @@ def pytest_sessionfinish(session):
         return  # the xdist controller runs no test
     from pytest_tcav.plugin.stash import HANDLE_KEY
 
+    import torch
+
     handle = session.config.stash[HANDLE_KEY]
     stats = handle.get().cache_stats() if handle.built else {{}}
     name = os.environ.get("PYTEST_XDIST_WORKER", "serial")
-    record = {{"process_start": _process_start(), "conftest": T_CONFTEST, "imported": T_IMPORTED,
+    record = {{"process_start": _process_start(), "torch_import_s": IMPORTS["end"] - IMPORTS["start"],
               "first_test": FIRST["start"], "end": time.time(), "lock_wait_s": WAIT["seconds"],
               "locks": WAIT["locks"],
               "busy": WAIT["busy"], "computed": stats.get("computed", {{}}), "threads": torch.get_num_threads()}}
@@ -144,12 +164,16 @@ def test_concept(model, random_sets, inputs, k):
 '''
 
 
+#: ``--eager-imports``: torch imported at the conftest's top level, so xdist's controller imports it too
+EAGER = "import torch\nimport torchvision\n\n"
+
+
 def write_suite(folder: Path, *, images: int, inputs: int, size: int, random_sets: int,
-                threads: int | None, concepts: int = 4) -> None:
+                threads: int | None, concepts: int = 4, eager_imports: bool = False) -> None:
     """The suite's files: conftest (data, model, probe), the concept tests, an ini file."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "conftest.py").write_text(CONFTEST.format(size=size, images=images, inputs=inputs,
-                                                        random_sets=random_sets))
+                                                        random_sets=random_sets, eager=EAGER if eager_imports else ""))
     (folder / "test_concepts.py").write_text(TESTS.format(layers=LAYERS, concepts=concepts, images=images,
                                                           target=TARGET))
     ini = "[pytest]\ntcav_cache_dir = tcav-cache\n"
@@ -189,7 +213,7 @@ def run_suite(folder: Path, workers: int, *, fresh: bool = True, concepts: int =
         processes[path.stem] = {
             "started_after_s": round(max(0.0, started - launched), 3),
             "startup_s": round(probe["first_test"] - started, 3),  # interpreter, pytest, torch, collection
-            "torch_import_s": round(probe["imported"] - probe["conftest"], 3),
+            "torch_import_s": round(probe["torch_import_s"], 3),
             "tests_s": round(probe["end"] - probe["first_test"], 3),
             "lock_wait_s": round(probe["lock_wait_s"], 3),
             "locks": probe["locks"],
@@ -215,7 +239,8 @@ def total_computed(run: dict[str, Any]) -> dict[str, int]:
 
 
 def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int = 10, concepts: int = 4,
-        workers: list[int] | None = None, threads: int | None = None, folder: Path | None = None) -> dict[str, Any]:
+        workers: list[int] | None = None, threads: int | None = None, folder: Path | None = None,
+        eager_imports: bool = False) -> dict[str, Any]:
     """Serial and parallel runs of the suite; raises if their results differ or work was done twice."""
     if workers is None:
         workers = [2] + ([4] if (os.cpu_count() or 1) >= 8 else [])
@@ -223,7 +248,7 @@ def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int
     folder = Path(tempfile.mkdtemp(prefix="tcav-xdist-")) if folder is None else folder
     try:
         write_suite(folder, images=images, inputs=inputs, size=size, random_sets=random_sets, threads=threads,
-                    concepts=concepts)
+                    concepts=concepts, eager_imports=eager_imports)
         runs = [run_suite(folder, 0, concepts=concepts)] + [run_suite(folder, n, concepts=concepts) for n in workers]
     finally:
         if own:
@@ -241,13 +266,15 @@ def run(*, images: int = 20, inputs: int = 20, size: int = 224, random_sets: int
         r["checks"] = len(r.pop("results"))
     return {"benchmark": "xdist_threads", "images": images, "inputs": inputs, "size": size,
             "random_sets": random_sets, "layers": LAYERS, "concepts": concepts, "tcav_threads": threads or "auto",
+            "conftest_imports": "eager" if eager_imports else "lazy",
             "runs": runs, "machine": machine()}
 
 
 def report(r: dict[str, Any]) -> None:
     print(f"suite: {r['concepts']} concept tests, ResNet-18 (random weights) at {r['size']} px, layers "
           f"{', '.join(r['layers'])}, {r['random_sets']} shared random sets of {r['images']} images, "
-          f"{r['inputs']} inputs; fresh cache per run; tcav_threads = {r['tcav_threads']}; "
+          f"{r['inputs']} inputs; fresh cache per run; tcav_threads = {r['tcav_threads']}; torch imported "
+          f"{'at the conftest top' if r['conftest_imports'] == 'eager' else 'in fixtures'}; "
           f"{r['machine']['cores']} cores, load average {r['machine']['load_average']}")
     for run_ in r["runs"]:
         ratio = f"   {run_['ratio_to_serial']:.2f}x serial" if "ratio_to_serial" in run_ else ""
@@ -268,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concepts", type=int, default=4, help="concept tests in the suite")
     parser.add_argument("--workers", default=None, help="comma-separated -n values (default: 2, and 4 on >= 8 cores)")
     parser.add_argument("--threads", type=int, default=None, help="tcav_threads (default: auto)")
+    parser.add_argument("--eager-imports", action="store_true",
+                        help="import torch at the conftest's top level (xdist's controller then imports it too)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (5 images, 2 inputs, 32 px): a smoke test")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line too")
     args = parser.parse_args(argv)
@@ -275,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         args.images, args.inputs, args.size = 5, 2, 32
     workers = [int(n) for n in args.workers.split(",")] if args.workers else None
     record = run(images=args.images, inputs=args.inputs, size=args.size, random_sets=args.random_sets,
-                 concepts=args.concepts, workers=workers, threads=args.threads)
+                 concepts=args.concepts, workers=workers, threads=args.threads, eager_imports=args.eager_imports)
     report(record)
     if args.json:
         print_json(record)
