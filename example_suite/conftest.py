@@ -9,7 +9,10 @@ library, the input library, the engine and its cache (the ``tcav`` fixture);
   work done on the same model);
 * returns the model in eval mode;
 * puts it on ``tcav.device`` (``tcav_device`` / ``--tcav-device``, else CUDA
-  when there is one, else the CPU).
+  when there is one, else the CPU);
+* imports torch and the model's code inside the fixture, not at the top:
+  under pytest-xdist the controller imports every conftest but runs no test,
+  and the workers start only once it has (docs/scaling.md).
 
 In a project with one model this is usually a single fixture called
 ``model``. Here there are three: the image model as it should be, the
@@ -19,20 +22,27 @@ In a project with one model this is usually a single fixture called
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
-from model import load_model  # example_suite/ is on sys.path (pythonpath = . in pytest.ini)
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @pytest.fixture(scope="session")
 def good_model(tcav) -> nn.Module:
     """The texture classifier as it should be: zebra by stripes, leopard by dots, snake by zigzags."""
+    from model import load_model  # example_suite/ is on sys.path (pythonpath = . in pytest.ini)
+
     return load_model("good").to(tcav.device)
 
 
 @pytest.fixture(scope="session")
 def shortcut_model(tcav) -> nn.Module:
     """The retrained classifier: it learnt the watermark in the corner as its "zebra" cue."""
+    from model import load_model
+
     return load_model("shortcut").to(tcav.device)
 
 

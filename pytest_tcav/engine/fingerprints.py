@@ -60,7 +60,7 @@ def fingerprint_tensor(tensor: torch.Tensor) -> str:
     h = hashlib.sha256()
     h.update(str(tuple(t.shape)).encode())
     h.update(str(t.dtype).encode())
-    h.update(t.view(torch.uint8).numpy() if t.numel() else b"")  # hashed in place, not copied
+    h.update(t.view(torch.uint8).numpy().data if t.numel() else b"")  # hashed in place, not copied
     return h.hexdigest()
 
 
@@ -70,7 +70,7 @@ def example_digests(examples: torch.Tensor) -> frozenset[bytes]:
     if rows.dtype == torch.bool:
         rows = rows.to(torch.uint8)
     data = rows.view(torch.uint8).numpy() if rows.shape[1] else np.zeros((len(examples), 0), np.uint8)
-    return frozenset(hashlib.blake2b(row, digest_size=16).digest() for row in data)
+    return frozenset(hashlib.blake2b(row.data, digest_size=16).digest() for row in data)
 
 
 def _row_bytes(tensor: torch.Tensor) -> np.ndarray:
@@ -89,7 +89,7 @@ def example_digests_of_parts(parts: list[torch.Tensor]) -> frozenset[bytes]:
         h = hashlib.blake2b(digest_size=16)
         for header, data in zip(headers, datas):
             h.update(header)
-            h.update(data[k])
+            h.update(data[k].data)
         digests.add(h.digest())
     return frozenset(digests)
 
@@ -138,7 +138,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         if t.numel():
             # reshape(-1): 0-dim buffers (batch norm's num_batches_tracked) cannot be viewed as bytes
             flat = t.reshape(-1)
-            h.update(flat.view(torch.uint8).numpy() if t.dtype != torch.bool else flat.numpy())
+            h.update(flat.view(torch.uint8).numpy().data if t.dtype != torch.bool else flat.numpy().data)
     return h.hexdigest()
 
 
