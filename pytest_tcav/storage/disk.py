@@ -367,16 +367,13 @@ class DiskStore:
         if len(items) == 1:
             self._write(kind, *items[0])
             return
-        from concurrent.futures import ThreadPoolExecutor
-
         def attempt(item: tuple[str, Path, Value]) -> int | BaseException:
             try:
                 return self._write_file(kind, *item)
             except BaseException as exc:  # handed back to the calling thread
                 return exc
 
-        with ThreadPoolExecutor(max_workers=min(16, len(items)), thread_name_prefix="tcav-cache") as pool:
-            outcomes = list(pool.map(attempt, items))
+        outcomes = list(layout.writer_pool().map(attempt, items))
         for outcome in outcomes:
             self._record_write(kind, self._attempt(_reraise, outcome))
 

@@ -24,6 +24,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +68,17 @@ def lock_path(path: Path, kind: str = "fcntl") -> Path:
 def temporary_path(path: Path, key: str) -> Path:
     """A fresh name beside an entry for writing it; unique per process and write."""
     return path.with_name(f"{key}.{os.getpid()}.{uuid.uuid4().hex[:12]}{TMP_SUFFIX}")
+
+
+def writer_pool() -> ThreadPoolExecutor:
+    """Threads that write cache entries, started once per process (starting them per batch cost 2 ms a thread)."""
+    global _WRITERS
+    if _WRITERS is None or _WRITERS[0] != os.getpid():  # a forked child has none of its parent's threads
+        _WRITERS = (os.getpid(), ThreadPoolExecutor(max_workers=16, thread_name_prefix="tcav-cache"))
+    return _WRITERS[1]
+
+
+_WRITERS: tuple[int, ThreadPoolExecutor] | None = None
 
 
 def write_atomically(path: Path, key: str, chunks: Iterable[bytes | memoryview], *, fsync: bool) -> int:

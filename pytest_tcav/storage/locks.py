@@ -15,6 +15,9 @@ only slower, never wrong.
 
 from __future__ import annotations
 
+import functools
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,5 +32,19 @@ def new_lock(path: Path | str, kind: str = "fcntl") -> Any:
     if kind == "soft":
         return SoftFileLock(str(path))
     if kind == "fcntl":
-        return FileLock(str(path))
+        if _shared_directory(str(Path(path).parent)):
+            return FileLock(str(path))  # lock files as writable for the group as the directory is
+        # Lock files only their owner writes, as the umask usually makes them anyway: filelock then skips the
+        # probe it runs in the directory before creating a group-writable lock file (a second file created
+        # and removed per entry: 0.6 s of a 20 x 30 check's 693 entries here)
+        return FileLock(str(path), mode=0o644)
     raise ValueError(f"cache lock must be one of {LOCK_KINDS}, got {kind!r}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _shared_directory(directory: str) -> bool:
+    """Whether others than the owner may write in ``directory`` (a cache shared by a group, say)."""
+    try:
+        return bool(os.stat(directory).st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    except OSError:
+        return True
