@@ -263,3 +263,20 @@ def test_global_random_state_is_untouched(net, images):
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.random.get_state()[1].tolist() == numpy_state[1].tolist()
     assert random.getstate() == python_state
+
+
+def test_the_quick_finiteness_check_is_never_wrong():
+    """A finite sum proves every value finite; one that overflows only sends the check to the exact test."""
+    from pytest_tcav.engine.activations import _check_finite, all_finite
+    from pytest_tcav.errors import NonFiniteError
+
+    assert all_finite(torch.rand(3, 5)) and all_finite(torch.arange(4)) and all_finite(torch.empty(0, 3))
+    huge = torch.full((2, 4), 3e38)  # finite values whose sum overflows
+    assert not all_finite(huge)
+    _check_finite("activations", "layer", huge)  # the exact check finds them finite
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        values = torch.rand(3, 5)
+        values[1, 2] = bad
+        assert not all_finite(values)
+        with pytest.raises(NonFiniteError, match=r"example\(s\) 1 of 3"):
+            _check_finite("activations", "layer", values)
