@@ -84,12 +84,21 @@ class MemoryStore:
         return value
 
     def _keep(self, slot: tuple[str, str], value: Value, *, persisted: bool) -> None:
-        """Remember ``value``; a persisted one only while the bound allows (the oldest go first)."""
+        """Remember ``value``; a persisted one only while the bound allows (the oldest go first).
+
+        A persisted CAV is kept only where it fits without pushing anything
+        out: the check that trains it reduces it to scores at once, while a
+        set's activations are read again by every group of CAVs of its layer
+        (a 20 x 30 check's 630 CAVs would otherwise push its activations out).
+        """
+        size = sum(t.element_size() * t.nelement() for t in value.values())
+        if (persisted and self.max_bytes is not None and slot[0] == "cav" and slot not in self._sizes
+                and self._held_bytes + size > self.max_bytes):
+            return
         self._values[slot] = value
         self._values.move_to_end(slot)
         if not persisted or self.max_bytes is None:
             return
-        size = sum(t.element_size() * t.nelement() for t in value.values())
         self._held_bytes += size - self._sizes.get(slot, 0)
         self._sizes[slot] = size
         for old in list(self._sizes):
