@@ -39,6 +39,21 @@ def test_values_the_disk_holds_stay_within_the_bound(tmp_path: Path) -> None:
     assert store.held_bytes <= 3 * 1024
 
 
+def test_a_cav_is_kept_only_where_it_fits_without_pushing_activations_out(tmp_path: Path) -> None:
+    store = MemoryStore(backend=DiskStore(tmp_path), max_bytes=3 * 1024)
+    for n in range(2):
+        store.fetch("activations", key(n), lambda n=n: value(n))
+    cav = [make_key("cav", {"budget-test": n}) for n in range(2)]
+    store.fetch("cav", cav[0], lambda: {"weights": KIB})  # fits: kept
+    store.fetch("cav", cav[1], lambda: {"weights": KIB + 1})  # would push an activation out: not kept
+    assert store.held_bytes == 3 * 1024
+    assert ("activations", key(0)) in store._values and ("cav", cav[0]) in store._values
+    assert ("cav", cav[1]) not in store._values
+    # still at hand from the disk, never computed again
+    again = store.fetch("cav", cav[1], lambda: pytest.fail("recomputed"))
+    assert torch.equal(again["weights"], KIB + 1)
+
+
 def test_values_that_exist_nowhere_else_are_kept(tmp_path: Path) -> None:
     alone = MemoryStore(max_bytes=1024)
     reading = MemoryStore(backend=DiskStore(tmp_path, mode="read"), max_bytes=1024)
