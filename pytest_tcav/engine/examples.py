@@ -76,6 +76,36 @@ class Concept:
         return f"Concept({self.name!r}, n={len(self)}, {structure.describe(self.examples)})"
 
 
+def warm_hashes(sets: Sequence[Concept]) -> None:
+    """Compute the sets' content hashes (fingerprint, example digests) in threads, all at once.
+
+    A check hashes every example twice before the model runs (its fingerprint
+    for the cache keys, one digest per example for the duplicate checks):
+    0.7 s for 21 sets of 30 images at 224 px here.  hashlib releases the GIL on
+    large buffers, so threads share the cores; ``functools.cached_property``
+    would compute them one after another (it locks, before Python 3.12), so
+    the values are put where it keeps them.
+    """
+    hashes = (("fingerprint", structure.fingerprint), ("example_digests", structure.example_digests))
+    todo = [(s, name, compute) for s in sets for name, compute in hashes if name not in s.__dict__]
+    workers = min(len(todo), os.cpu_count() or 1)
+    if workers < 2:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def attempt(item: tuple[Concept, str, Callable[[Examples], Any]]) -> Any:
+        try:
+            return item[2](item[0].examples)
+        except Exception:  # left to the checks that follow, which say what is wrong in their own words
+            return None
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tcav-hash") as pool:
+        values = list(pool.map(attempt, todo))
+    for (s, name, _), value in zip(todo, values):
+        if value is not None:
+            s.__dict__.setdefault(name, value)
+
+
 def default_image_transform(image: Any) -> torch.Tensor:
     """RGB image to a float tensor in [0, 1], channels first."""
     array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0

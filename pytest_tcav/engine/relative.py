@@ -37,7 +37,7 @@ import torch
 
 from pytest_tcav.engine.activations import eval_mode
 from pytest_tcav.engine.cav import CAV
-from pytest_tcav.engine.examples import Concept, ConceptLike
+from pytest_tcav.engine.examples import Concept, ConceptLike, warm_hashes
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed
 from pytest_tcav.engine.layer_verdicts import measured_fields
 from pytest_tcav.engine.layers import resolve_layers
@@ -145,6 +145,7 @@ def relative_test(
     if repetitions < 1:
         raise ConfigurationError(f"a relative test needs a positive number of repetitions, got {repetitions!r}")
     check_test_feasible(alpha, int(repetitions), len(layer_names), correction, null_test)
+    warm_hashes([concept_set, *others, input_set])
     _check_disjoint(concept_set, others)
     check_sets(concept_set, others, input_set, engine.pooling)
     names = [s.name for s in others]

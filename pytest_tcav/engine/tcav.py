@@ -27,7 +27,7 @@ from pytest_tcav.engine.activations import (
     model_device,
 )
 from pytest_tcav.engine.cav import CAVTrainer
-from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets
+from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets, warm_hashes
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
 from pytest_tcav.engine.layers import LayerPoint, reached_layers, resolve_layers
@@ -169,6 +169,7 @@ class TCAV:
         input_set = self.example_set(inputs, "inputs", role="input")
         randoms = [self._canonical(r) for r in self._random_sets(random_sets, random_pool, concept_set)]
         check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
+        warm_hashes([concept_set, *randoms, input_set])
         check_sets(concept_set, randoms, input_set, self.pooling)
 
         model_fp = model_fingerprint(self.model)

@@ -322,3 +322,17 @@ def test_layer_point_input_reads_a_keyword_argument(method):
 
     acts = concept_activations(model, resolve_layers(model, ["block"], "input"), concept[0], point="input")
     assert torch.equal(acts["block"], concept[0] * 2)
+
+
+def test_hashes_computed_together_are_the_ones_computed_one_by_one():
+    from pytest_tcav.engine.examples import Concept, warm_hashes
+
+    gen = torch.Generator().manual_seed(3)
+    made = [torch.rand(4, 3, 8, 8, generator=gen) for _ in range(3)]
+    tokens = {"input_ids": torch.randint(0, 9, (4, 5), generator=gen), "attention_mask": torch.ones(4, 5)}
+    warmed = [Concept(f"s{k}", x) for k, x in enumerate(made)] + [Concept("t", tokens)]
+    lazy = [Concept(f"s{k}", x) for k, x in enumerate(made)] + [Concept("t", tokens)]
+    warm_hashes(warmed)
+    for a, b in zip(warmed, lazy):
+        assert "fingerprint" in a.__dict__ and "example_digests" in a.__dict__
+        assert a.fingerprint == b.fingerprint and a.example_digests == b.example_digests
