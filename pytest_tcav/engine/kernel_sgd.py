@@ -10,8 +10,9 @@ update depends on the last.  That loop runs compiled (:mod:`.kernel_sgd_compiled
 numba) where numba imports, and otherwise as numpy operations vectorised across
 the problems (:func:`numpy_epoch`, the reference).  Both do the same floating
 point operations in the same order, so they give the same numbers bit for bit
-(tested); the compiled loop is ~30x faster on the CAV groups of a test, where
-the numpy loop pays Python's overhead on every step of the slowest problem.
+(tested).  Compiled, the SGD of a 20 x 30 check's 630 CAVs takes 0.7 s instead
+of 4.5 s: the numpy loop pays Python's overhead on every step of the slowest
+problem of a group, the compiled one only per epoch (drawing the shuffles).
 """
 
 from __future__ import annotations
@@ -134,12 +135,13 @@ def numpy_epoch(rows: np.ndarray, order: np.ndarray, kernels: np.ndarray, labels
     live = np.arange(size)[None, :] < n_valid[rows][:, None]  # (rows, steps): the first n_valid steps
     index = np.where(live, order, 0)
     local = np.arange(n_rows)
-    k = kernels[rows]
+    every = n_rows == len(kernels)  # no problem has stopped: work on the arrays themselves, not on copies
+    k = kernels if every else kernels[rows]
     y_steps = labels[rows[:, None], index]
     diag_steps = k[local[:, None], index, index]
     columns = k[local[:, None, None], np.arange(size)[None, None, :], index[:, :, None]]  # K[p, :, order[p, s]]
-    coef_r, margins_r, scale_r = coef[rows], margins[rows], scale[rows]
-    intercept_r, sqnorm_r, t_r = intercept[rows], sqnorm[rows], t[rows]
+    coef_r, margins_r = (coef, margins) if every else (coef[rows], margins[rows])
+    scale_r, intercept_r, sqnorm_r, t_r = scale[rows], intercept[rows], sqnorm[rows], t[rows]
     # learning rate per step: t advances on live steps only
     t_steps = t_r[:, None] + np.concatenate([np.zeros((n_rows, 1)), np.cumsum(live, axis=1)[:, :-1]], axis=1)
     eta = 1.0 / (alpha * (optimal_init + t_steps - 1.0))
