@@ -184,6 +184,8 @@ def numpy_epoch(rows: np.ndarray, order: np.ndarray, kernels: np.ndarray, labels
     coef_r[np.broadcast_to(local[:, None], live.shape)[live], index[live]] += delta_steps[live]
     objective = np.maximum(0.0, 1.0 - z_steps) + 0.5 * decay * scale_after[:, :-1] ** 2 * sqnorm_path[:, :-1]
     sumloss = np.cumsum(np.where(live, objective, 0.0), axis=1)[:, -1]
-    coef[rows], margins[rows], scale[rows] = coef_r, margins_r, scale_after[:, -1]
-    intercept[rows], sqnorm[rows], t[rows] = intercept_r, sqnorm_path[:, -1], t_steps[:, -1] + live[:, -1]
+    if not every:  # otherwise coef_r and margins_r are coef and margins, updated in place
+        coef[rows], margins[rows] = coef_r, margins_r
+    scale[rows], intercept[rows] = scale_after[:, -1], intercept_r
+    sqnorm[rows], t[rows] = sqnorm_path[:, -1], t_steps[:, -1] + live[:, -1]
     return sumloss / np.maximum(n_valid[rows], 1)

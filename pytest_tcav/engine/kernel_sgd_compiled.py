@@ -47,28 +47,26 @@ def _epoch_rows(rows, order, kernels, labels, n_valid, coef, margins, scale, int
     for r in range(rows.shape[0]):
         p = rows[r]
         n = n_valid[p]
-        # learning rates and the decay's running product, as the reference's cumprod
-        path[0] = scale[p]
         for s in range(n):
             eta[s] = 1.0 / (alpha * (optimal_init + (t[p] + s) - 1.0))
-            factor = 1.0 - eta[s] * decay
-            if not factor > 0.0:
-                factor = 0.0 if factor <= 0.0 else factor  # NaN stays NaN, as np.maximum
-            path[s + 1] = path[s] * factor
-        if path[n] < scale_floor:
+        # the decay's running product, as the reference's cumprod; once more from 1 after folding the scale
+        # into the coefficients where it would pass the floor, and an error if it passes it even then
+        for attempt in range(2):
+            path[0] = scale[p]
+            for s in range(n):
+                factor = 1.0 - eta[s] * decay
+                if not factor > 0.0:
+                    factor = 0.0 if factor <= 0.0 else factor  # NaN stays NaN, as np.maximum
+                path[s + 1] = path[s] * factor
+            if not path[n] < scale_floor:
+                break
+            if attempt:
+                return False
             for j in range(size):
                 coef[p, j] *= scale[p]
                 margins[p, j] *= scale[p]
             sqnorm[p] *= scale[p] * scale[p]
             scale[p] = 1.0
-            path[0] = 1.0
-            for s in range(n):
-                factor = 1.0 - eta[s] * decay
-                if not factor > 0.0:
-                    factor = 0.0 if factor <= 0.0 else factor
-                path[s + 1] = path[s] * factor
-            if path[n] < scale_floor:
-                return False
         b = intercept[p]
         sq = sqnorm[p]
         total = 0.0

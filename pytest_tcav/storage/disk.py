@@ -395,7 +395,8 @@ class DiskStore:
         self._size.add(written)
 
     def _write_file(self, kind: str, key: str, path: Path, value: Value) -> int:
-        """Write one entry atomically; returns its size.  Touches no state of the store (runs in threads)."""
+        """Write one entry atomically; returns its size.  Runs in threads: of the store's state it touches only
+        the set of checked files (``set.add`` is atomic)."""
         chunks = entry_chunks(kind, key, value, self._environment, self.max_bytes)
         written = layout.write_atomically(path, key, chunks, fsync=self.fsync)
         with suppress(OSError):

@@ -91,18 +91,18 @@ class MemoryStore:
         set's activations are read again by every group of CAVs of its layer
         (a 20 x 30 check's 630 CAVs would otherwise push its activations out).
         """
-        size = sum(t.element_size() * t.nelement() for t in value.values())
-        if (persisted and self.max_bytes is not None and slot[0] == "cav" and slot not in self._sizes
-                and self._held_bytes + size > self.max_bytes):
+        bound = self.max_bytes if persisted else None  # None: kept whatever its size
+        size = 0 if bound is None else sum(t.element_size() * t.nelement() for t in value.values())
+        if bound is not None and slot[0] == "cav" and slot not in self._sizes and self._held_bytes + size > bound:
             return
         self._values[slot] = value
         self._values.move_to_end(slot)
-        if not persisted or self.max_bytes is None:
+        if bound is None:
             return
         self._held_bytes += size - self._sizes.get(slot, 0)
         self._sizes[slot] = size
         for old in list(self._sizes):
-            if self._held_bytes <= self.max_bytes:
+            if self._held_bytes <= bound:
                 break
             self._held_bytes -= self._sizes.pop(old)
             del self._values[old]
