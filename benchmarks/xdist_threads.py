@@ -54,15 +54,15 @@ import json, os, time
 
 import pytest
 
-{eager}SIZE = {size}
+SIZE = {size}
 WAIT = {{"seconds": 0.0, "locks": 0, "busy": 0}}
 FIRST = {{}}
 IMPORTS = {{}}
-
+{eager}
 
 def _setup():
     """torch, torchvision and the lock-wait probe, on first use (in a worker, not in xdist's controller)."""
-    if IMPORTS:
+    if "probe" in IMPORTS:
         return
     start = time.time()
     import torch
@@ -70,7 +70,9 @@ def _setup():
 
     from pytest_tcav.storage import disk
 
-    IMPORTS.update(start=start, end=time.time())
+    IMPORTS.setdefault("start", start)
+    IMPORTS.setdefault("end", time.time())
+    IMPORTS["probe"] = True
     take = disk.DiskStore._take
 
     def timed_take(self, lock, path, wait):
@@ -165,7 +167,7 @@ def test_concept(model, random_sets, inputs, k):
 
 
 #: ``--eager-imports``: torch imported at the conftest's top level, so xdist's controller imports it too
-EAGER = "import torch\nimport torchvision\n\n"
+EAGER = "IMPORTS['start'] = time.time()\nimport torch\nimport torchvision\nIMPORTS['end'] = time.time()\n"
 
 
 def write_suite(folder: Path, *, images: int, inputs: int, size: int, random_sets: int,
