@@ -22,6 +22,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import bench_common  # noqa: E402
 import calibration_equivalence  # noqa: E402
+import engine_parts  # noqa: E402
 import gpu_tutorial_shape  # noqa: E402
 import import_cost  # noqa: E402
 import library_spread  # noqa: E402
@@ -243,3 +244,11 @@ def test_floor_chunks_are_the_concatenation() -> None:
     tokens = [{"input_ids": torch.full((n, 3), n), "attention_mask": torch.ones(n, 3)} for n in (2, 3)]
     joined = list(bench_common.concatenated_chunks(tokens, 4))
     assert [c["input_ids"][:, 0].tolist() for c in joined] == [[2, 2, 3, 3], [3]]
+
+
+def test_engine_parts_compares_each_part_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    """Each part's new and old way run on the same data and agree (the SGD's CAVs bit for bit)."""
+    assert engine_parts.main(["--quick", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [p["part"] for p in record["parts"]] == ["sgd", "finite", "hashes", "reread"]
+    assert all(p["equal"] and p["new_s"] > 0 and p["old_s"] > 0 for p in record["parts"])

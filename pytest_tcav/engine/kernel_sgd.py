@@ -11,8 +11,9 @@ numba) where numba imports, and otherwise as numpy operations vectorised across
 the problems (:func:`numpy_epoch`, the reference).  Both do the same floating
 point operations in the same order, so they give the same numbers bit for bit
 (tested).  Compiled, the SGD of a 20 x 30 check's 630 CAVs takes 0.7 s instead
-of 4.5 s: the numpy loop pays Python's overhead on every step of the slowest
-problem of a group, the compiled one only per epoch (drawing the shuffles).
+of 4.5 s (benchmarks/engine_parts.py compares the two ways): the numpy loop
+pays Python's overhead on every step of the slowest problem of a group, the
+compiled one only per epoch (drawing the shuffles).
 """
 
 from __future__ import annotations
