@@ -18,6 +18,10 @@ same data, and the two results are compared where they must be equal:
 * **reread**: reading 63 activation-sized entries back from the disk cache by
   the store that wrote them (no second checksum) against a fresh store
   (each entry verified), and writing them first.
+* **writes**: writing a check's 630 CAV entries (400 KB each, in batches of 35
+  as CAV groups come) with the writer threads kept for the process and lock
+  files only their owner writes, against threads started per batch and
+  group-writable lock files (for which filelock creates a probe file first).
 
     python benchmarks/engine_parts.py [--sets 20] [--examples 30] [--features 100352] [--sgd-features 2000]
                                       [--repeats 3] [--quick] [--json]
@@ -147,6 +151,40 @@ def reread_part(entries: int, examples: int, features: int, repeats: int) -> dic
             "bytes": sum(x.nelement() * 4 for x in data)}
 
 
+def writes_part(entries: int, features: int, batch: int, repeats: int) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pytest_tcav.engine.fingerprints import make_key
+    from pytest_tcav.storage import layout, locks
+    from pytest_tcav.storage.disk import DiskStore
+
+    gen = torch.Generator().manual_seed(3)
+    values = {make_key("cav", {"engine-parts": k}): {"weights": torch.rand(features, generator=gen)}
+              for k in range(entries)}
+    keys = list(values)
+
+    def write_all() -> int:
+        folder = Path(tempfile.mkdtemp(prefix="tcav-parts-"))
+        try:
+            store = DiskStore(folder)
+            for start in range(0, entries, batch):
+                store.fetch_many("cav", keys[start:start + batch], lambda todo: {k: values[k] for k in todo})
+            return store.stats.writes["cav"]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    new, written = best_of(repeats, write_all)
+    kept_pool, private = layout.writer_pool, locks._shared_directory
+    try:  # the former way: a pool per batch, lock files writable by the group
+        layout.writer_pool = lambda: ThreadPoolExecutor(max_workers=16)  # type: ignore[assignment]
+        locks._shared_directory = lambda directory: True  # type: ignore[assignment]
+        old, written_before = best_of(repeats, write_all)
+    finally:
+        layout.writer_pool, locks._shared_directory = kept_pool, private  # type: ignore[assignment]
+    return {"part": "writes", "new": "threads kept, private lock files", "old": "threads per batch, probed locks",
+            "new_s": new, "old_s": old, "equal": written == written_before == entries}
+
+
 def run(*, sets: int = 20, examples: int = 30, features: int = 100352, sgd_features: int = 2000, size: int = 224,
         repeats: int = 3) -> dict[str, Any]:
     parts = [
@@ -154,6 +192,7 @@ def run(*, sets: int = 20, examples: int = 30, features: int = 100352, sgd_featu
         finite_part(examples, features, repeats),
         hashes_part(sets, examples, size, repeats),
         reread_part(3 * (sets + 1), examples, features // 3, repeats),
+        writes_part(3 * (sets + sets * (sets - 1) // 2), features, 35, repeats),
     ]
     for part in parts:
         part["speedup"] = part["old_s"] / part["new_s"] if part["new_s"] > 0 else None

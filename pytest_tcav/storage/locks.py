@@ -36,7 +36,7 @@ def new_lock(path: Path | str, kind: str = "fcntl") -> Any:
             return FileLock(str(path))  # lock files as writable for the group as the directory is
         # Lock files only their owner writes, as the umask usually makes them anyway: filelock then skips the
         # probe it runs in the directory before creating a group-writable lock file (a second file created
-        # and removed per entry: 0.6 s of a 20 x 30 check's 693 entries here)
+        # and removed per entry; benchmarks/engine_parts.py times the writes both ways)
         return FileLock(str(path), mode=0o644)
     raise ValueError(f"cache lock must be one of {LOCK_KINDS}, got {kind!r}")
 
