@@ -98,3 +98,24 @@ def test_the_reference_runs_where_numba_is_missing_or_switched_off(monkeypatch):
     monkeypatch.undo()
     monkeypatch.setenv("TCAV_COMPILED_SGD", "0")
     assert kernel_sgd.default_epoch() is numpy_epoch
+
+
+@pytest.mark.parametrize("shuffle_bytes", [kernel_sgd.SHUFFLE_BYTES, 9 * 7 * 7 * 8, 1])
+def test_shuffles_drawn_in_blocks_are_each_epochs_permutation(monkeypatch, shuffle_bytes):
+    """Epoch e of problem p visits its examples in the e-th ``permutation(n)`` of p's generator, whatever the
+    block of epochs drawn at once (32, 9 or 1 here) and whichever problems have stopped."""
+    monkeypatch.setattr(kernel_sgd, "SHUFFLE_BYTES", shuffle_bytes)
+    n_valid = np.array([7, 1, 4, 6, 0, 5, 7])
+    size = 7
+    shuffles = kernel_sgd.Shuffles([np.random.default_rng(s) for s in range(3, 10)], n_valid, size)
+    references = [np.random.default_rng(s) for s in range(3, 10)]
+    active = np.ones(len(n_valid), dtype=bool)
+    for epoch in range(75):
+        if epoch in (5, 31, 40):
+            active[epoch % len(active)] = False  # a problem stops; the others go on with their own draws
+        rows = np.flatnonzero(active)
+        order = shuffles.order(epoch, rows)
+        assert order.shape == (len(rows), size)
+        for r, p in enumerate(rows):
+            n = n_valid[p]
+            np.testing.assert_array_equal(order[r, :n], references[p].permutation(n))
