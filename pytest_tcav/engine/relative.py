@@ -53,6 +53,7 @@ from pytest_tcav.engine.statistics import (
 )
 from pytest_tcav.engine.validate import check_sets
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
+from pytest_tcav.storage.memory import flushed
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.activations import Target
@@ -153,7 +154,7 @@ def relative_test(
     others = sorted(others, key=lambda s: s.fingerprint)
 
     model_fp = model_fingerprint(engine.model)
-    with eval_mode(engine.model):
+    with eval_mode(engine.model), flushed(engine.store):
         per_layer = _compute(engine, model_fp, modules, concept_set, others, input_set, target, int(repetitions))
 
     raw = []

@@ -50,7 +50,7 @@ from pytest_tcav.engine.validate import (
     check_sets,
 )
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.storage.memory import MemoryStore
+from pytest_tcav.storage.memory import MemoryStore, flushed
 
 
 def describe_target(target: Target) -> str:
@@ -173,7 +173,7 @@ class TCAV:
         check_sets(concept_set, randoms, input_set, self.pooling)
 
         model_fp = model_fingerprint(self.model)
-        with eval_mode(self.model):
+        with eval_mode(self.model), flushed(self.store):
             per_layer = compute.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
 
         raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]

@@ -53,6 +53,7 @@ from pytest_tcav.storage.entry_format import (
 from pytest_tcav.storage.locks import LOCK_KINDS, new_lock
 from pytest_tcav.storage.memory import StoreBusy, Value
 from pytest_tcav.storage.stats import CacheStats
+from pytest_tcav.storage.write_behind import WriteBehind, write_in_threads
 
 Mode = Literal["off", "read", "write", "readwrite"]
 MODES: tuple[str, ...] = ("off", "read", "write", "readwrite")
@@ -120,6 +121,7 @@ class DiskStore:
         self._warned: set[tuple[str, ...]] = set()
         self._size = layout.SizeEstimate()
         self._root_ready = False
+        self._behind = WriteBehind()
 
     def __repr__(self) -> str:
         return f"DiskStore({str(self.root)!r}, mode={self.mode!r}, max_bytes={self.max_bytes!r})"
@@ -134,7 +136,7 @@ class DiskStore:
     def fetch(self, kind: str, key: str, compute: Callable[[], Value]) -> Value:
         """The value under ``(kind, key)``: from disk if a sound entry exists, else ``compute()`` (then stored)."""
         path = self.path(kind, key)
-        pinned = self._pinned.pop((kind, key), None)
+        pinned = self._pinned.pop((kind, key), None) or self._behind.get(kind, key)
         if pinned is not None:
             return pinned
         if self.mode == "off":
@@ -157,7 +159,7 @@ class DiskStore:
                     return value
             self.stats.misses[kind] += 1
             value = compute()
-            self._write(kind, key, path, value)
+            self._write_all(kind, [(key, path, value)])
         finally:
             if acquired:
                 lock.release()
@@ -178,13 +180,15 @@ class DiskStore:
         the missing keys and must return a value for each.  ``wait=False``
         raises :class:`~pytest_tcav.storage.memory.StoreBusy` (holding nothing)
         when another process holds one of the locks, so that the caller can do
-        other work meanwhile instead of waiting.
+        other work meanwhile instead of waiting.  The computed entries are
+        written in the background (:mod:`~pytest_tcav.storage.write_behind`;
+        :meth:`flush` waits for them).
         """
         wanted = list(dict.fromkeys(keys))
         paths = {key: self.path(kind, key) for key in wanted}
         result: dict[str, Value] = {}
         for key in wanted:
-            pinned = self._pinned.pop((kind, key), None)
+            pinned = self._pinned.pop((kind, key), None) or self._behind.get(kind, key)
             if pinned is not None:
                 result[key] = pinned
             elif self.mode in ("read", "readwrite"):
@@ -194,7 +198,7 @@ class DiskStore:
         missing = [key for key in wanted if key not in result]
         if not missing:
             return result
-        held: list[Any] = []
+        held: dict[str, Any] = {}  # key -> its lock, released below unless handed to the background writers
         try:
             if self._writable:
                 for key in sorted(missing):
@@ -204,7 +208,7 @@ class DiskStore:
                         raise StoreBusy(f"{kind} entry {key} is being computed by another process")
                     if taken == "failed":
                         break  # compute unlocked: only slower if another worker does the same
-                    held.append(lock)
+                    held[key] = lock
                 if self.mode == "readwrite" and held:
                     for key in missing:
                         value = self._load(kind, key, paths[key], recheck=True)
@@ -219,9 +223,17 @@ class DiskStore:
                 for key in missing:
                     self.stats.misses[kind] += 1
                     result[key] = computed[key]
-                self._write_all(kind, [(key, paths[key], computed[key]) for key in missing])
+                items = [(key, paths[key], computed[key]) for key in missing]
+                self.flush()  # one batch in the background at a time
+                if (self._writable and all(key in held for key in missing)
+                        and self._behind.start(kind, items, [held[key] for key in missing], self._write_file)):
+                    for key in missing:  # the writers release these locks, each after its entry's rename
+                        del held[key]
+                    missing = []  # the store's counts and eviction come at flush()
+                else:
+                    self._write_all(kind, items)
         finally:
-            for lock in reversed(held):
+            for lock in reversed(list(held.values())):
                 lock.release()
         if missing:
             self._maybe_evict()
@@ -229,7 +241,7 @@ class DiskStore:
 
     def exists(self, kind: str, key: str) -> bool:
         """Whether an entry's file is there (not read nor checked: a hint for planning work)."""
-        if (kind, key) in self._pinned:
+        if (kind, key) in self._pinned or self._behind.get(kind, key) is not None:
             return True
         return self.mode in ("read", "readwrite") and self.path(kind, key).is_file()
 
@@ -241,7 +253,7 @@ class DiskStore:
         because of it is never asked to compute after all.
         """
         path = self.path(kind, key)
-        if (kind, key) in self._pinned:
+        if (kind, key) in self._pinned or self._behind.get(kind, key) is not None:
             return True
         if self.mode in ("off", "write"):
             return False
@@ -270,6 +282,7 @@ class DiskStore:
         cache directory pointed at the wrong place cannot wipe anything else.
         Meant for the start of a run (``--tcav-clear-cache``), before workers start.
         """
+        self.flush()
         self._pinned.clear()
         removed = layout.clear(self.root)
         self._size.forget()
@@ -350,32 +363,10 @@ class DiskStore:
             return "failed"
         return "held"
 
-    def _write(self, kind: str, key: str, path: Path, value: Value) -> None:
-        """Write ``value`` atomically; on a disk error leave nothing behind and stop persisting."""
-        if self._writable:
-            self._record_write(kind, self._attempt(self._write_file, kind, key, path, value))
-
     def _write_all(self, kind: str, items: list[tuple[str, Path, Value]]) -> None:
-        """Write many entries at once, in threads.
-
-        Hashing and file writes release the GIL, and concurrent fsyncs share
-        one journal commit on common file systems (about ten times faster than
-        one fsync after another for hundreds of CAVs).
-        """
-        if not self._writable or not items:
-            return
-        if len(items) == 1:
-            self._write(kind, *items[0])
-            return
-        def attempt(item: tuple[str, Path, Value]) -> int | BaseException:
-            try:
-                return self._write_file(kind, *item)
-            except BaseException as exc:  # handed back to the calling thread
-                return exc
-
-        outcomes = list(layout.writer_pool().map(attempt, items))
-        for outcome in outcomes:
-            self._record_write(kind, self._attempt(_reraise, outcome))
+        """Write entries now (:func:`~pytest_tcav.storage.write_behind.write_in_threads`); disk errors warn."""
+        if self._writable and items:
+            self._record_writes(kind, write_in_threads(kind, items, self._write_file))
 
     def _attempt(self, function: Callable[..., int], *args: Any) -> int | None:
         """Run a write, turning disk errors and oversized values into warnings; None if nothing was written."""
@@ -388,11 +379,13 @@ class DiskStore:
             self._write_failed(exc)
         return None
 
-    def _record_write(self, kind: str, written: int | None) -> None:
-        if written is None:
-            return
-        self.stats.writes[kind] += 1
-        self._size.add(written)
+    def _record_writes(self, kind: str, outcomes: list[int | BaseException]) -> None:
+        """Count the entries written (outcome: the size) and warn of the others (outcome: the error)."""
+        for outcome in outcomes:
+            written = self._attempt(_reraise, outcome)
+            if written is not None:
+                self.stats.writes[kind] += 1
+                self._size.add(written)
 
     def _write_file(self, kind: str, key: str, path: Path, value: Value) -> int:
         """Write one entry atomically; returns its size.  Runs in threads: of the store's state it touches only
@@ -402,6 +395,13 @@ class DiskStore:
         with suppress(OSError):
             self._checked.add(file_identity(path))  # its checksum was computed from the value itself
         return written
+
+    def flush(self) -> None:
+        """Wait for the entries written in the background; count them, and warn of their errors, now."""
+        kind, outcomes = self._behind.settle()
+        self._record_writes(kind, outcomes)
+        if outcomes:
+            self._maybe_evict()
 
     def _write_failed(self, exc: OSError) -> None:
         self.stats.write_errors += 1
@@ -424,6 +424,7 @@ class DiskStore:
         written by some worker) is skipped.  Also removes temporary files left
         by killed processes.  Returns the number of entries evicted.
         """
+        self.flush()
         bound = self.max_bytes if max_bytes is None else max_bytes
         outcome = layout.evict(self.root, bound, lock=self.lock)
         if outcome is None:

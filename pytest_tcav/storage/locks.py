@@ -28,16 +28,20 @@ LOCK_KINDS: tuple[str, ...] = ("fcntl", "soft")
 
 
 def new_lock(path: Path | str, kind: str = "fcntl") -> Any:
-    """A lock on ``path`` of ``kind`` (a ``filelock`` lock: ``acquire(timeout=)``, ``release()``)."""
+    """A lock on ``path`` of ``kind`` (a ``filelock`` lock: ``acquire(timeout=)``, ``release()``).
+
+    Not thread-local: the thread that writes an entry in the background
+    releases the lock its store's thread took (:mod:`~pytest_tcav.storage.write_behind`).
+    """
     if kind == "soft":
-        return SoftFileLock(str(path))
+        return SoftFileLock(str(path), thread_local=False)
     if kind == "fcntl":
         if _shared_directory(str(Path(path).parent)):
-            return FileLock(str(path))  # lock files as writable for the group as the directory is
+            return FileLock(str(path), thread_local=False)  # lock files as writable for the group as the directory is
         # Lock files only their owner writes, as the umask usually makes them anyway: filelock then skips the
         # probe it runs in the directory before creating a group-writable lock file (a second file created
         # and removed per entry; benchmarks/engine_parts.py times the writes both ways)
-        return FileLock(str(path), mode=0o644)
+        return FileLock(str(path), mode=0o644, thread_local=False)
     raise ValueError(f"cache lock must be one of {LOCK_KINDS}, got {kind!r}")
 
 

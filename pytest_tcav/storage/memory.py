@@ -19,8 +19,9 @@ computing them again.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol
 
 import torch
 
@@ -185,7 +186,27 @@ class MemoryStore:
         contains = getattr(self.backend, "contains", None)
         return bool(contains(kind, key)) if contains is not None else False
 
+    def flush(self) -> None:
+        """Wait for the backend's writes in flight (the disk cache writes entries in the background)."""
+        flush = getattr(self.backend, "flush", None)
+        if flush is not None:
+            flush()
+
     def clear(self) -> None:
         self._values.clear()
         self._sizes.clear()
         self._held_bytes = 0
+
+
+@contextmanager
+def flushed(store: Any) -> Iterator[None]:
+    """Run a block, then wait for the store's writes in flight, so that they (and their warnings) end with it.
+
+    A store without ``flush`` (a user's own) has none in flight.
+    """
+    try:
+        yield
+    finally:
+        flush = getattr(store, "flush", None)
+        if flush is not None:
+            flush()

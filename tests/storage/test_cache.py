@@ -807,6 +807,7 @@ def test_fetch_many_survives_disk_errors(tmp_path: Path, monkeypatch: pytest.Mon
         warnings.simplefilter("always")
         got = store.fetch_many("cav", keys, lambda missing: {k: {"v": torch.full((50,), float(i))}
                                                              for i, k in enumerate(missing)})
+        store.flush()  # written in the background: their errors are reported here
     monkeypatch.undo()
     assert [float(got[k]["v"][0]) for k in keys] == [float(i) for i in range(6)]
     assert len(cache_warnings(record)) == 1 and not store.persisting

@@ -106,5 +106,6 @@ def test_a_lock_held_elsewhere_makes_the_fetch_busy_not_wait(tmp_path: Path) -> 
     values = store.fetch_many("activations", keys, lambda todo: {k: value(7) for k in todo}, wait=False)
     assert set(values) == set(keys) and store.computed["activations"] == 2
     assert store.exists("activations", key(1)) and disk.exists("activations", key(2))
+    store.flush()  # the entries were written in the background
     fresh = MemoryStore(backend=DiskStore(tmp_path))
     assert fresh.exists("activations", key(1)) and not fresh.exists("activations", key(3))
