@@ -48,6 +48,8 @@ TRAINING_BUDGET = 256 * 2**20
 #: faster on the ResNet-18 grid of benchmarks/sweep.py and, its weights built in two halves, peaked 470 MiB
 #: higher at 50 x 50 images (3371 against 2903 MiB).
 MAX_TILE_SETS = 16
+#: Free heap bytes above which memory is given back between two sets' forward passes (see ``TestWork.run``).
+BETWEEN_PASSES_TRIM_ABOVE = 256 * 2**20
 
 
 @dataclass
@@ -226,7 +228,12 @@ class TestWork:
             self._remaining[name] = len(groups)
             self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
             self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
-        run_units([self._gradients_unit, *self._activation_units(keys)], after=release_freed_memory)
+        # Between forward passes, the heap's free blocks are the next pass's: trimming them after each pass
+        # (0.1-0.3 GB each) cost 1 s of a 20 x 30 check in trims and page faults; they are given back when
+        # they pile up, and before the CAVs are trained.
+        run_units([self._gradients_unit, *self._activation_units(keys)],
+                  after=lambda: release_freed_memory(above=BETWEEN_PASSES_TRIM_ABOVE))
+        release_freed_memory()
         run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]],
                   after=release_freed_memory)
         return self.layers

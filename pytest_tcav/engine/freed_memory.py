@@ -7,9 +7,13 @@ the next step's peak comes on top of it (measured on the ResNet-18 shapes of
 docs/scaling.md: 2089 MiB peak without, 1752 MiB with).  Elsewhere (macOS,
 musl) this does nothing.
 
-A trim walks the heap and costs milliseconds (0.45 s over the hundred steps
-of a 20 x 30 check), so it runs only when the heap holds more than
-``TRIM_ABOVE`` bytes of free blocks (glibc's ``mallinfo2``, which is cheap).
+A trim walks the heap and costs milliseconds, and the pages it returns are
+faulted in again by whatever allocates next, so it runs only when the heap
+holds more than ``TRIM_ABOVE`` bytes of free blocks (glibc's ``mallinfo2``,
+which is cheap), or more than the caller says: between two sets' forward
+passes the free blocks (0.1-0.3 GB on a ResNet-18 at 224 px) are the next
+pass's working memory, and trimming them after every pass cost a 20 x 30
+check 1 s (``engine/compute.py`` trims there only above 256 MB).
 """
 
 from __future__ import annotations
@@ -52,11 +56,11 @@ def free_heap_bytes() -> int | None:
     return None if info is None else int(info().fordblks)
 
 
-def release_freed_memory() -> None:
-    """Return the heap's free pages to the operating system (glibc's ``malloc_trim``) when there are many."""
+def release_freed_memory(above: int = TRIM_ABOVE) -> None:
+    """Return the heap's free pages to the operating system (glibc's ``malloc_trim``) when more than ``above``."""
     trim = _malloc_trim()
     if trim is None:
         return
     free = free_heap_bytes()
-    if free is None or free > TRIM_ABOVE:
+    if free is None or free > above:
         trim(0)
