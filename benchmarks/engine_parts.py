@@ -10,6 +10,9 @@ same data, and the two results are compared where they must be equal:
   CAVs must be equal bit for bit.  The sets are activation-like (non-negative,
   shifted by set) at ``--sgd-features`` features: the SGD's cost does not
   depend on the width, only on the examples and the epochs.
+* **shuffles**: the same compiled SGD with each CAV's shuffles drawn 32
+  epochs per call of its generator (``kernel_sgd.Shuffles``) against one
+  epoch per call; the CAVs must be equal bit for bit.
 * **finite**: the finiteness check of one set's activations, one sum first
   (``activations.all_finite``) against ``isfinite(...).all(1)``.
 * **hashes**: the fingerprints and example digests of 21 sets of 30 images at
@@ -21,7 +24,9 @@ same data, and the two results are compared where they must be equal:
 * **writes**: writing a check's 630 CAV entries (400 KB each, in batches of 35
   as CAV groups come) with the writer threads kept for the process and lock
   files only their owner writes, against threads started per batch and
-  group-writable lock files (for which filelock creates a probe file first).
+  group-writable lock files (for which filelock creates a probe file first);
+  both ways the batches are written in the background and the time ends when
+  the last one is on disk (``DiskStore.flush``).
 
     python benchmarks/engine_parts.py [--sets 20] [--examples 30] [--features 100352] [--sgd-features 2000]
                                       [--repeats 3] [--quick] [--json]
@@ -91,6 +96,37 @@ def sgd_part(sets: int, examples: int, features: int, repeats: int) -> dict[str,
     same = all(torch.equal(a, b) for a, b in zip(fast_weights, slow_weights))
     return {"part": "sgd", "new": "compiled epochs", "old": "numpy epochs", "new_s": fast, "old_s": slow,
             "equal": same and len(fast_weights) == len(slow_weights), "cavs": len(fast_weights)}
+
+
+def shuffles_part(sets: int, examples: int, features: int, repeats: int) -> dict[str, Any]:
+    """The compiled SGD with each CAV's shuffles drawn 32 epochs per call, and one epoch per call (as before)."""
+    from pytest_tcav.engine import kernel_sgd
+    from pytest_tcav.engine.block_gram import train_hinge_pairs
+    from pytest_tcav.engine.compute import cav_groups
+    from pytest_tcav.engine.trainers import HingeSGDTrainer
+
+    data = activation_sets(sets + 1, examples, features)
+    trainer = HingeSGDTrainer()
+    groups = cav_groups(sets, False)
+
+    def train() -> list[torch.Tensor]:
+        blocks: dict[Any, Any] = {}
+        return [cav.weights for group in groups
+                for cav in train_hinge_pairs(trainer, data.__getitem__, [examples] * (sets + 1), group,
+                                             list(range(len(group))), blocks=blocks)]
+
+    train()  # numba compiles (or loads its cache) once per process: not timed
+    kept = kernel_sgd.SHUFFLE_EPOCHS
+    try:
+        blocks_s, block_weights = best_of(repeats, train)
+        kernel_sgd.SHUFFLE_EPOCHS = 1
+        each_s, each_weights = best_of(repeats, train)
+    finally:
+        kernel_sgd.SHUFFLE_EPOCHS = kept
+    same = len(block_weights) == len(each_weights) and all(
+        torch.equal(a, b) for a, b in zip(block_weights, each_weights))
+    return {"part": "shuffles", "new": f"{kept} epochs per draw", "old": "one epoch per draw", "new_s": blocks_s,
+            "old_s": each_s, "equal": same, "cavs": len(block_weights)}
 
 
 def finite_part(examples: int, features: int, repeats: int) -> dict[str, Any]:
@@ -169,6 +205,7 @@ def writes_part(entries: int, features: int, batch: int, repeats: int) -> dict[s
             store = DiskStore(folder)
             for start in range(0, entries, batch):
                 store.fetch_many("cav", keys[start:start + batch], lambda todo: {k: values[k] for k in todo})
+            store.flush()  # the batches are written in the background: wait for the last one
             return store.stats.writes["cav"]
         finally:
             shutil.rmtree(folder, ignore_errors=True)
@@ -189,6 +226,7 @@ def run(*, sets: int = 20, examples: int = 30, features: int = 100352, sgd_featu
         repeats: int = 3) -> dict[str, Any]:
     parts = [
         sgd_part(sets, examples, sgd_features, repeats),
+        shuffles_part(sets, examples, sgd_features, repeats),
         finite_part(examples, features, repeats),
         hashes_part(sets, examples, size, repeats),
         reread_part(3 * (sets + 1), examples, features // 3, repeats),
