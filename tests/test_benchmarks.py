@@ -250,5 +250,5 @@ def test_engine_parts_compares_each_part_both_ways(capsys: pytest.CaptureFixture
     """Each part's new and old way run on the same data and agree (the SGD's CAVs bit for bit)."""
     assert engine_parts.main(["--quick", "--json"]) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert [p["part"] for p in record["parts"]] == ["sgd", "finite", "hashes", "reread", "writes"]
+    assert [p["part"] for p in record["parts"]] == ["sgd", "shuffles", "finite", "hashes", "reread", "writes"]
     assert all(p["equal"] and p["new_s"] > 0 and p["old_s"] > 0 for p in record["parts"])
