@@ -63,44 +63,8 @@ def activation_sets(n: int, examples: int, features: int, seed: int = 0) -> list
     return [torch.relu(torch.randn(examples, features, generator=gen) + 0.05 * k) for k in range(n)]
 
 
-def sgd_part(sets: int, examples: int, features: int, repeats: int) -> dict[str, Any]:
-    from pytest_tcav.engine.block_gram import train_hinge_pairs
-    from pytest_tcav.engine.compute import cav_groups
-    from pytest_tcav.engine.trainers import HingeSGDTrainer
-
-    data = activation_sets(sets + 1, examples, features)
-    trainer = HingeSGDTrainer()
-    groups = cav_groups(sets, False)
-
-    def train() -> list[torch.Tensor]:
-        blocks: dict[Any, Any] = {}
-        weights = []
-        for group in groups:
-            cavs = train_hinge_pairs(trainer, data.__getitem__, [examples] * (sets + 1), group,
-                                     list(range(len(group))), blocks=blocks)
-            weights += [cav.weights for cav in cavs]
-        return weights
-
-    saved = os.environ.get("TCAV_COMPILED_SGD")
-    try:
-        os.environ["TCAV_COMPILED_SGD"] = "1"
-        train()  # numba compiles (or loads its cache) once per process: not timed
-        fast, fast_weights = best_of(repeats, train)
-        os.environ["TCAV_COMPILED_SGD"] = "0"
-        slow, slow_weights = best_of(repeats, train)
-    finally:
-        if saved is None:
-            os.environ.pop("TCAV_COMPILED_SGD", None)
-        else:
-            os.environ["TCAV_COMPILED_SGD"] = saved
-    same = all(torch.equal(a, b) for a, b in zip(fast_weights, slow_weights))
-    return {"part": "sgd", "new": "compiled epochs", "old": "numpy epochs", "new_s": fast, "old_s": slow,
-            "equal": same and len(fast_weights) == len(slow_weights), "cavs": len(fast_weights)}
-
-
-def shuffles_part(sets: int, examples: int, features: int, repeats: int) -> dict[str, Any]:
-    """The compiled SGD with each CAV's shuffles drawn 32 epochs per call, and one epoch per call (as before)."""
-    from pytest_tcav.engine import kernel_sgd
+def check_trainer(sets: int, examples: int, features: int) -> Callable[[], list[torch.Tensor]]:
+    """Training one layer's CAV groups of a check (the concept group and the tiles of random pairs): their weights."""
     from pytest_tcav.engine.block_gram import train_hinge_pairs
     from pytest_tcav.engine.compute import cav_groups
     from pytest_tcav.engine.trainers import HingeSGDTrainer
@@ -115,6 +79,36 @@ def shuffles_part(sets: int, examples: int, features: int, repeats: int) -> dict
                 for cav in train_hinge_pairs(trainer, data.__getitem__, [examples] * (sets + 1), group,
                                              list(range(len(group))), blocks=blocks)]
 
+    return train
+
+
+def all_equal(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def sgd_part(sets: int, examples: int, features: int, repeats: int) -> dict[str, Any]:
+    train = check_trainer(sets, examples, features)
+    saved = os.environ.get("TCAV_COMPILED_SGD")
+    try:
+        os.environ["TCAV_COMPILED_SGD"] = "1"
+        train()  # numba compiles (or loads its cache) once per process: not timed
+        fast, fast_weights = best_of(repeats, train)
+        os.environ["TCAV_COMPILED_SGD"] = "0"
+        slow, slow_weights = best_of(repeats, train)
+    finally:
+        if saved is None:
+            os.environ.pop("TCAV_COMPILED_SGD", None)
+        else:
+            os.environ["TCAV_COMPILED_SGD"] = saved
+    return {"part": "sgd", "new": "compiled epochs", "old": "numpy epochs", "new_s": fast, "old_s": slow,
+            "equal": all_equal(fast_weights, slow_weights), "cavs": len(fast_weights)}
+
+
+def shuffles_part(sets: int, examples: int, features: int, repeats: int) -> dict[str, Any]:
+    """The compiled SGD with each CAV's shuffles drawn 32 epochs per call, and one epoch per call (as before)."""
+    from pytest_tcav.engine import kernel_sgd
+
+    train = check_trainer(sets, examples, features)
     train()  # numba compiles (or loads its cache) once per process: not timed
     kept = kernel_sgd.SHUFFLE_EPOCHS
     try:
@@ -123,10 +117,8 @@ def shuffles_part(sets: int, examples: int, features: int, repeats: int) -> dict
         each_s, each_weights = best_of(repeats, train)
     finally:
         kernel_sgd.SHUFFLE_EPOCHS = kept
-    same = len(block_weights) == len(each_weights) and all(
-        torch.equal(a, b) for a, b in zip(block_weights, each_weights))
     return {"part": "shuffles", "new": f"{kept} epochs per draw", "old": "one epoch per draw", "new_s": blocks_s,
-            "old_s": each_s, "equal": same, "cavs": len(block_weights)}
+            "old_s": each_s, "equal": all_equal(block_weights, each_weights), "cavs": len(block_weights)}
 
 
 def finite_part(examples: int, features: int, repeats: int) -> dict[str, Any]:
