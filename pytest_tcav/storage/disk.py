@@ -136,7 +136,7 @@ class DiskStore:
     def fetch(self, kind: str, key: str, compute: Callable[[], Value]) -> Value:
         """The value under ``(kind, key)``: from disk if a sound entry exists, else ``compute()`` (then stored)."""
         path = self.path(kind, key)
-        pinned = self._pinned.pop((kind, key), None) or self._behind.get(kind, key)
+        pinned = self._pinned.pop((kind, key), self._behind.get(kind, key))
         if pinned is not None:
             return pinned
         if self.mode == "off":
@@ -188,7 +188,7 @@ class DiskStore:
         paths = {key: self.path(kind, key) for key in wanted}
         result: dict[str, Value] = {}
         for key in wanted:
-            pinned = self._pinned.pop((kind, key), None) or self._behind.get(kind, key)
+            pinned = self._pinned.pop((kind, key), self._behind.get(kind, key))
             if pinned is not None:
                 result[key] = pinned
             elif self.mode in ("read", "readwrite"):

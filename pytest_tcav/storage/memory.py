@@ -93,7 +93,7 @@ class MemoryStore:
         (a 20 x 30 check's 630 CAVs would otherwise push its activations out).
         """
         bound = self.max_bytes if persisted else None  # None: kept whatever its size
-        size = 0 if bound is None else sum(t.element_size() * t.nelement() for t in value.values())
+        size = 0 if bound is None else value_bytes(value)
         if bound is not None and slot[0] == "cav" and slot not in self._sizes and self._held_bytes + size > bound:
             return
         self._values[slot] = value
@@ -188,9 +188,7 @@ class MemoryStore:
 
     def flush(self) -> None:
         """Wait for the backend's writes in flight (the disk cache writes entries in the background)."""
-        flush = getattr(self.backend, "flush", None)
-        if flush is not None:
-            flush()
+        _flush(self.backend)
 
     def clear(self) -> None:
         self._values.clear()
@@ -207,6 +205,15 @@ def flushed(store: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        flush = getattr(store, "flush", None)
-        if flush is not None:
-            flush()
+        _flush(store)
+
+
+def _flush(store: Any) -> None:
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def value_bytes(value: Value) -> int:
+    """The bytes a value's tensors hold."""
+    return sum(t.element_size() * t.nelement() for t in value.values())

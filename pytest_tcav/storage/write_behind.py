@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_tcav.storage.layout import writer_pool
-from pytest_tcav.storage.memory import Value
+from pytest_tcav.storage.memory import Value, value_bytes
 
 #: A batch of entries larger than this is written before the store call returns (the values would be held
 #: meanwhile): the activations of one set at three ResNet-18 layers (20 MB) and the largest CAV group of a
@@ -72,7 +72,7 @@ class WriteBehind:
         """
         if self._live() is not None:
             raise RuntimeError("settle the batch in flight before starting another")
-        if sum(_size(value) for _key, _path, value in items) > self.max_bytes:
+        if sum(value_bytes(value) for _key, _path, value in items) > self.max_bytes:
             return False
 
         def task(item: tuple[str, Path, Value], lock: Any) -> int | BaseException:
@@ -127,7 +127,3 @@ def _outcome(write: Writer, kind: str, item: tuple[str, Path, Value]) -> int | B
         return write(kind, *item)
     except BaseException as exc:  # handed back to the store's thread, which reports or raises it
         return exc
-
-
-def _size(value: Value) -> int:
-    return sum(t.element_size() * t.nelement() for t in value.values())
