@@ -35,7 +35,7 @@ from pytest_tcav.engine.examples import Concept
 from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, value_key
 from pytest_tcav.engine.freed_memory import release_freed_memory
 from pytest_tcav.engine.schedule import run_units
-from pytest_tcav.engine.statistics import pair_scores
+from pytest_tcav.engine.statistics import pair_scores_each
 from pytest_tcav.engine.validate import check_gradient_width, check_widths, running_on
 
 #: A pair's canonical (first, second) sets, whether that flips the pair asked for, and the CAV's key.
@@ -273,11 +273,8 @@ class TestWork:
 
             values = self.engine.store.fetch_many("cav", list(pair_of), train, persist=persist(self.engine),
                                                   wait=wait)
-            cavs = []
-            for _first, _second, flip, key in group:
-                value = values[key]
-                cav = CAV(value["weights"], float(value["intercept"]), float(value["accuracy"]))
-                cavs.append(cav.flipped() if flip else cav)
+            cavs = [CAV(values[key]["weights"], float(values[key]["intercept"]), float(values[key]["accuracy"]))
+                    for *_, key in group]
             self._record(name, group, cavs)
             self._remaining[name] -= 1
             if not self._remaining[name]:
@@ -310,23 +307,29 @@ class TestWork:
                          self.engine.pooling)
 
     def _record(self, name: str, group: list[CAVKey], cavs: list[CAV]) -> None:
-        """Keep the concept's CAVs; reduce random pairs' CAVs to their scores at once."""
+        """Keep the concept's CAVs; reduce random pairs' CAVs to their scores at once.
+
+        ``cavs`` are in their stored (canonical) orientation.  The concept's
+        are turned to point towards the concept; a random pair's is scored as
+        stored and its scores are entered for both orders: the opposite CAV's
+        scores are these negated (cosines) or swapped (signs), bit for bit,
+        without negating a layer-wide vector per CAV.
+        """
         layer = self.layers[name]
         grads = self.grads[name]
         check_gradient_width(name, grads, int(cavs[0].weights.shape[0]), self.engine.pooling)
         layer.gradients = grads
         randoms: list[tuple[int, int, CAV]] = []
         for (first, second, flip, _key), cav in zip(group, cavs):
-            a, b = (second, first) if flip else (first, second)
-            if a == 0:
-                layer.concept_cavs[b - 1] = cav
+            if first == 0 or second == 0:
+                layer.concept_cavs[first + second - 1] = cav.flipped() if flip else cav
             else:
-                randoms.append((a - 1, b - 1, cav))
+                randoms.append((first - 1, second - 1, cav))
         if not randoms:
             return
-        scores = pair_scores(grads, torch.stack([cav.weights for *_, cav in randoms]), each=True)
+        scores = pair_scores_each(grads, [cav.weights for *_, cav in randoms])
         backward = scores.negative_count
-        assert backward is not None  # pair_scores always counts them
+        assert backward is not None  # pair_scores_each always counts them
         for k, (i, j, cav) in enumerate(randoms):
             layer.pairwise[i, j] = scores.cosine[k]
             layer.pairwise[j, i] = -scores.cosine[k]

@@ -53,26 +53,50 @@ class PairScores:
     negative_count: np.ndarray | None = None
 
 
-def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor, *, each: bool = False) -> PairScores:
+def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScores:
     """Scores for every CAV (rows of ``cav_weights``) from target gradients (inputs x features).
 
-    ``each=True`` scores CAV by CAV, so that a CAV's scores do not depend on
-    which CAVs are scored with it, bit for bit (a matrix product's and a
-    reduction's rounding can depend on the number of columns): the random
-    pairs are scored in groups that differ between a serial run and
-    pytest-xdist workers.
+    One matrix product for all CAVs: a CAV's scores can differ in the last bits
+    with the CAVs it is scored with (the product's rounding depends on the
+    number of columns), so this is for CAVs always scored together, such as a
+    concept's; :func:`pair_scores_each` scores CAVs that come in varying groups.
     """
     if gradients.dim() != 2 or cav_weights.dim() != 2 or gradients.shape[1] != cav_weights.shape[1]:
         raise ValueError(
             f"gradients {tuple(gradients.shape)} and CAVs {tuple(cav_weights.shape)} do not match"
         )
     grad_norm = gradients.double().norm(dim=1)
-    if not each:
-        return _scores(gradients, cav_weights, grad_norm)
-    parts = [_scores(gradients, cav_weights[k : k + 1], grad_norm) for k in range(cav_weights.shape[0])]
-    negative = [p.negative_count for p in parts if p.negative_count is not None]
-    return PairScores(np.concatenate([p.sign_count for p in parts]), np.concatenate([p.magnitude for p in parts]),
-                      np.concatenate([p.cosine for p in parts]), np.concatenate(negative) if negative else None)
+    return _scores(gradients, cav_weights, grad_norm)
+
+
+def pair_scores_each(gradients: torch.Tensor, cav_weights: Sequence[torch.Tensor]) -> PairScores:
+    """Scores for every CAV (one weight vector each), each CAV's the same whichever CAVs come with it.
+
+    The random pairs are scored in groups that differ between a serial run
+    and pytest-xdist workers, so a CAV's scores must not depend on its group,
+    bit for bit: each CAV gets its own matrix-vector product and norm (the
+    costly parts, on the whole feature width), and the reductions over the
+    inputs run per CAV along a row of a small numpy array, whose order
+    depends on the number of inputs only.  Nothing the width of the layer is
+    copied per CAV.
+    """
+    import torch  # here, not at the top: the rest of this module serves `pytest-tcav diff`, which needs no torch
+
+    if gradients.dim() != 2 or any(w.dim() != 1 or w.shape[0] != gradients.shape[1] for w in cav_weights):
+        shapes = sorted({tuple(w.shape) for w in cav_weights})
+        raise ValueError(f"gradients {tuple(gradients.shape)} and CAVs of shapes {shapes} do not match")
+    if not cav_weights:
+        empty = np.zeros(0)
+        return PairScores(empty, empty, empty, empty)
+    grads = gradients.float()
+    grad_norm = gradients.double().norm(dim=1).numpy()
+    # CAVs x inputs, float32 as Captum computes them; the norms in float64 without a float64 copy of each CAV
+    products = torch.stack([grads @ w.float() for w in cav_weights]).numpy()
+    cav_norm = np.array([float(torch.linalg.vector_norm(w, dtype=torch.float64)) for w in cav_weights])
+    wide = products.astype(np.float64)
+    denom = cav_norm[:, None] * grad_norm[None, :]
+    cosines = np.where(denom > 0, wide / np.maximum(denom, 1e-300), 0.0).clip(-1.0, 1.0)
+    return PairScores((products > 0).mean(1), wide.mean(1), cosines.mean(1), (products < 0).mean(1))
 
 
 def _scores(gradients: torch.Tensor, cav_weights: torch.Tensor, grad_norm: torch.Tensor) -> PairScores:

@@ -23,6 +23,7 @@ from pytest_tcav.engine.statistics import (
     compare_to_null,
     leave_one_out_null,
     pair_scores,
+    pair_scores_each,
     required_random_sets,
 )
 
@@ -71,6 +72,54 @@ def test_opposite_cavs_have_complementary_sign_counts():
 def test_pair_scores_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match="do not match"):
         pair_scores(torch.zeros(3, 4), torch.zeros(2, 5))
+
+
+def test_pair_scores_each_agrees_with_the_batched_scores():
+    gen = torch.Generator().manual_seed(2)
+    gradients = torch.randn(9, 300, generator=gen)
+    cavs = torch.randn(7, 300, generator=gen)
+    batched, each = pair_scores(gradients, cavs), pair_scores_each(gradients, list(cavs))
+    assert each.sign_count.tolist() == batched.sign_count.tolist()
+    assert each.magnitude == pytest.approx(batched.magnitude, rel=1e-5, abs=1e-6)
+    assert each.cosine == pytest.approx(batched.cosine, rel=1e-5, abs=1e-7)
+    assert each.negative_count is not None and batched.negative_count is not None
+    assert each.negative_count.tolist() == batched.negative_count.tolist()
+
+
+def test_pair_scores_each_does_not_depend_on_the_other_cavs_bit_for_bit():
+    """The random pairs are scored in groups that differ between a serial run and xdist workers."""
+    gen = torch.Generator().manual_seed(3)
+    gradients = torch.randn(20, 5000, generator=gen)
+    cavs = list(torch.randn(37, 5000, generator=gen))
+    together = pair_scores_each(gradients, cavs)
+    for k in (0, 5, 36):
+        alone = pair_scores_each(gradients, [cavs[k]])
+        in_another_group = pair_scores_each(gradients, [cavs[(k + 1) % 37], cavs[k], cavs[(k + 2) % 37]])
+        for field in ("sign_count", "magnitude", "cosine", "negative_count"):
+            value = getattr(together, field)[k]
+            assert getattr(alone, field)[0] == value
+            assert getattr(in_another_group, field)[1] == value
+
+
+def test_pair_scores_each_of_the_opposite_cav_is_negated_and_swapped_exactly():
+    """The engine scores a random pair's CAV in one orientation and enters the other from it."""
+    gen = torch.Generator().manual_seed(4)
+    gradients = torch.randn(13, 900, generator=gen)
+    cav = torch.randn(900, generator=gen)
+    forward, backward = pair_scores_each(gradients, [cav]), pair_scores_each(gradients, [-cav])
+    assert backward.cosine[0] == -forward.cosine[0]
+    assert backward.magnitude[0] == -forward.magnitude[0]
+    assert backward.sign_count[0] == forward.negative_count[0]  # type: ignore[index]
+    assert backward.negative_count[0] == forward.sign_count[0]  # type: ignore[index]
+
+
+def test_pair_scores_each_edge_cases():
+    empty = pair_scores_each(torch.zeros(3, 4), [])
+    assert empty.cosine.shape == (0,)
+    zero = pair_scores_each(torch.zeros(3, 4), [torch.zeros(4)])
+    assert zero.cosine.tolist() == [0.0] and zero.sign_count.tolist() == [0.0]
+    with pytest.raises(ValueError, match="do not match"):
+        pair_scores_each(torch.zeros(3, 4), [torch.zeros(4), torch.zeros(5)])
 
 
 # -- the null ---------------------------------------------------------------------------------
