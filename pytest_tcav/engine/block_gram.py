@@ -82,6 +82,21 @@ class _Tiles:
             del row
 
 
+def _block(x_a: torch.Tensor, x_b: torch.Tensor) -> np.ndarray:
+    """``X_a X_b^T`` in float64, from the float32 product with the set of more examples on the left.
+
+    MKL's float32 product of a few rows (5 to 7, 9 to 11) against twelve or
+    more rounds differently with one thread than with two, so a CAV between
+    a small concept set and larger random sets came out in different bits in
+    a serial run and under pytest-xdist (whose workers run one thread each on
+    two cores).  With the larger operand on the left no such shape occurs
+    (``tests/engine/test_block_gram.py`` checks every shape up to 32 x 32).
+    """
+    if len(x_a) < len(x_b):
+        return (x_b @ x_a.T).double().numpy().T
+    return (x_a @ x_b.T).double().numpy()
+
+
 def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: Sequence[tuple[int, int]],
                       seeds: Sequence[int], *, budget_bytes: int | None = None,
                       blocks: dict[tuple[int, int], np.ndarray] | None = None) -> list[CAV]:
@@ -102,7 +117,7 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
     needed = {(a, b) for a, b in pairs} | {(a, a) for a, _ in pairs} | {(b, b) for _, b in pairs}
     tiles = _Tiles(load, budget_bytes)
     for a, b, x_a, x_b in tiles.sweep(needed - blocks.keys()):
-        blocks[(a, b)] = (x_a @ (x_a if a == b else x_b).T).double().numpy()
+        blocks[(a, b)] = _block(x_a, x_a if a == b else x_b)
 
     def gram(a: int, b: int) -> np.ndarray:
         cross = blocks[(a, b)]

@@ -66,3 +66,33 @@ def test_a_trainer_without_blocks_trains_through_train_many() -> None:
     loaded = trainer.train_sets(lambda a: xs[a], [12] * 4, pairs, [1, 2, 3], budget_bytes=1)
     direct = [trainer.train(xs[a], xs[b], seed) for (a, b), seed in zip(pairs, [1, 2, 3])]
     assert same(loaded, direct)
+
+
+def test_gram_blocks_do_not_depend_on_the_thread_count() -> None:
+    """A serial run and xdist workers (one thread each) must train the same CAVs, for sets of any sizes.
+
+    MKL's product of 5-7 or 9-11 rows against 12 or more rounds differently
+    with one thread than with two; block_gram puts the larger set on the left.
+    """
+    from pytest_tcav.engine.block_gram import _block
+
+    saved = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(5)
+    try:
+        for rows_a in range(1, 33):
+            for rows_b in range(1, 33):
+                a, b = torch.randn(rows_a, 2048, generator=gen), torch.randn(rows_b, 2048, generator=gen)
+                torch.set_num_threads(2)
+                two = _block(a, b)
+                torch.set_num_threads(1)
+                one = _block(a, b)
+                assert (one == two).all(), (rows_a, rows_b)
+        xs = [torch.randn(n, 3000, generator=gen) for n in (10, 30, 30, 7)]
+        pairs = [(0, 1), (2, 0), (1, 2), (3, 1), (0, 3)]
+        cavs = []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            cavs.append(HingeSGDTrainer().train_sets(lambda k: xs[k], [len(x) for x in xs], pairs, [1, 2, 3, 4, 5]))
+        assert same(*cavs)
+    finally:
+        torch.set_num_threads(saved)
