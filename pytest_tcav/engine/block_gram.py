@@ -14,6 +14,16 @@ Every block is computed from each set at a 64-byte aligned address (copied
 when it is not), so a CAV's bits do not depend on which sets were
 loaded with it, where they came from (a forward pass or the disk cache), or
 which worker trained it.
+
+Products of two sets of tens of examples each are small matrix products
+over 10^5 features, which run at a third of a large product's speed.  So the
+engine asks for blocks by *tiles*: the sets cut into fixed runs of at most
+``TILE_ROWS`` examples (:func:`gram_tiles`), and all blocks between two tiles
+come from one product, a slice of ``FEATURE_SLICE`` features at a time (the
+slices of the tile's sets copied side by side, so that no tile is ever held
+whole twice), summed in float64 in a fixed order.  A block's bits then depend
+on the two tiles it lies in, which is why the engine's CAV keys name them;
+they still do not depend on the group, the budget or the worker.
 """
 
 from __future__ import annotations
@@ -30,6 +40,27 @@ from pytest_tcav.engine.kernel_sgd import kernel_hinge_sgd
 
 #: Loads set ``a``'s activations (examples x features) when asked.
 Loader = Callable[[int], torch.Tensor]
+#: Examples per tile of sets whose Gram blocks come from one product (two tiles of a 100,000-feature layer: 128 MB).
+TILE_ROWS = 160
+#: Features per slice of a tile product: the slices of two tiles (2 x 160 x 8192 floats, 10 MB) are copied at once.
+FEATURE_SLICE = 8192
+
+
+def gram_tiles(sizes: Sequence[int], start: int = 0) -> list[list[int]]:
+    """Sets ``start``, ``start + 1``, ... in runs of at most ``TILE_ROWS`` examples (one set at least).
+
+    Depends on the sets' sizes only, so every worker and every group cuts a
+    list of sets the same way.
+    """
+    tiles: list[list[int]] = []
+    rows = 0
+    for a in range(start, len(sizes)):
+        if not tiles or rows + sizes[a] > TILE_ROWS:
+            tiles.append([])
+            rows = 0
+        tiles[-1].append(a)
+        rows += sizes[a]
+    return tiles
 
 
 class _Tiles:
@@ -99,7 +130,8 @@ def _block(x_a: torch.Tensor, x_b: torch.Tensor) -> np.ndarray:
 
 def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: Sequence[tuple[int, int]],
                       seeds: Sequence[int], *, budget_bytes: int | None = None,
-                      blocks: dict[tuple[int, int], np.ndarray] | None = None) -> list[CAV]:
+                      blocks: dict[Any, Any] | None = None,
+                      gram_tiles_of: Sequence[Sequence[int]] | None = None) -> list[CAV]:
     """One CAV per (positive, negative) pair of sets, from one batched kernel SGD.
 
     ``trainer`` carries the SGD's settings (:class:`~pytest_tcav.engine.trainers.HingeSGDTrainer`);
@@ -107,20 +139,25 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
     activations held at once (``None``: all sets at once); ``blocks`` keeps the
     Gram blocks between calls on the same sets (the groups of one layer).  A
     CAV does not depend on the budget nor on which other pairs are trained
-    with it, bit for bit.
+    with it, bit for bit.  ``gram_tiles_of``: the tiles (a partition of the
+    sets) whose blocks come from one product each (see the module's
+    docstring); ``None`` computes each block on its own.
     """
     if not pairs:
         return []
     rngs = [np.random.default_rng(seed) for seed in seeds]
     splits = [balanced_split(sizes[a], sizes[b], trainer.test_fraction, rng) for (a, b), rng in zip(pairs, rngs)]
     blocks = {} if blocks is None else blocks
-    needed = {(a, b) for a, b in pairs} | {(a, a) for a, _ in pairs} | {(b, b) for _, b in pairs}
     tiles = _Tiles(load, budget_bytes)
-    for a, b, x_a, x_b in tiles.sweep(needed - blocks.keys()):
-        blocks[(a, b)] = _block(x_a, x_a if a == b else x_b)
+    if gram_tiles_of is None:
+        needed = {(a, b) for a, b in pairs} | {(a, a) for a, _ in pairs} | {(b, b) for _, b in pairs}
+        for a, b, x_a, x_b in tiles.sweep(needed - blocks.keys()):
+            blocks[(a, b)] = _block(x_a, x_a if a == b else x_b)
+    else:
+        _tile_blocks(load, gram_tiles_of, pairs, blocks)
 
     def gram(a: int, b: int) -> np.ndarray:
-        cross = blocks[(a, b)]
+        cross = blocks[(a, b)] if (a, b) in blocks else blocks[(b, a)].T
         return np.block([[blocks[(a, a)], cross], [cross.T, blocks[(b, b)]]])
 
     size = max(len(split.train) for split in splits)
@@ -167,3 +204,43 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
         # 50 x 50 shape of docs/scaling.md peaked at 3252 MiB instead of 2903 (1.6 s of trims at 50 x 20)
         release_freed_memory()
     return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]
+
+
+def _tile_blocks(load: Loader, tiles: Sequence[Sequence[int]], pairs: Sequence[tuple[int, int]],
+                 blocks: dict[Any, Any]) -> None:
+    """The blocks ``pairs`` need: between two sets, from their tiles' product; a set's own, from its own.
+
+    ``blocks[(a, b)]`` is filled for ``a`` in the first tile and ``b`` in the
+    second (tiles in order; within one tile, ``a`` before ``b``), the other
+    orientation being its transpose, and ``blocks[(a, a)]`` from set ``a``
+    alone, as without tiles: a CAV of the concept needs its random set's own
+    block, and computing it within the random set's tile would cost a whole
+    tile's product where the random pairs are cached.
+    ``blocks[("tiles", i, j)]`` marks a product done, for the next group.
+    """
+    tile_of = {a: t for t, tile in enumerate(tiles) for a in tile}
+    wanted = {(min(tile_of[a], tile_of[b]), max(tile_of[a], tile_of[b])) for a, b in pairs}
+    for i, j in sorted(wanted):
+        if ("tiles", i, j) in blocks:
+            continue
+        xs = {a: load(a).float().contiguous() for a in {*tiles[i], *tiles[j]}}
+        for a, x in xs.items():
+            if (a, a) not in blocks:
+                own = x if x.data_ptr() % 64 == 0 else x.clone()  # aligned, as _Tiles.fresh
+                blocks[(a, a)] = _block(own, own)
+        width = int(next(iter(xs.values())).shape[1])
+        rows_i, rows_j = ([len(xs[a]) for a in tiles[t]] for t in (i, j))
+        product = np.zeros((sum(rows_i), sum(rows_j)))
+        for start in range(0, width, FEATURE_SLICE):
+            left = torch.cat([xs[a][:, start : start + FEATURE_SLICE] for a in tiles[i]])
+            right = left if i == j else torch.cat([xs[b][:, start : start + FEATURE_SLICE] for b in tiles[j]])
+            product += _block(left, right)  # the larger tile on the left, as every block
+            del left, right
+        del xs
+        offsets_i, offsets_j = np.cumsum([0, *rows_i]), np.cumsum([0, *rows_j])
+        for p, a in enumerate(tiles[i]):
+            for q, b in enumerate(tiles[j]):
+                if i != j or p < q:
+                    blocks[(a, b)] = product[offsets_i[p] : offsets_i[p + 1], offsets_j[q] : offsets_j[q + 1]]
+        blocks[("tiles", i, j)] = None
+        release_freed_memory()

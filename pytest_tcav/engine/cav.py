@@ -117,6 +117,18 @@ class CAVTrainer:
             for (a, b), seed in zip(pairs, seeds)
         ]
 
+    def gram_tiles(self, sizes: Sequence[int]) -> list[list[int]] | None:
+        """The tiles of sets whose computations this trainer shares (``None``: each CAV on its own two sets).
+
+        A trainer that computes some quantity for several sets at once (the
+        default one: their Gram blocks, one product per pair of tiles) can
+        make a CAV depend, in its last bits, on the sets it was tiled with;
+        the engine then names the tiles in the CAV's cache key and passes them
+        to :meth:`train_sets` as ``gram_tiles_of``.  ``sizes[a]``: set ``a``'s
+        examples; set 0 is the concept, 1... the random sets.
+        """
+        return None
+
     def train_sets(
         self,
         load: Callable[[int], torch.Tensor],
@@ -126,6 +138,7 @@ class CAVTrainer:
         *,
         budget_bytes: int | None = None,
         blocks: dict[Any, Any] | None = None,
+        gram_tiles_of: Sequence[Sequence[int]] | None = None,
     ) -> list[CAV]:
         """CAVs for many pairs of sets, each set's activations given by ``load(a)`` when needed.
 
@@ -134,7 +147,7 @@ class CAVTrainer:
         and keeps what it computed on the sets in ``blocks`` for the next call
         on the same sets.  This base version loads the sets of the pairs and
         calls :meth:`train_many` (memory then grows with the sets; the budget
-        is not kept, ``blocks`` not used).
+        is not kept, ``blocks`` and ``gram_tiles_of`` not used).
         """
         used = sorted({s for pair in pairs for s in pair})
         position = {a: k for k, a in enumerate(used)}

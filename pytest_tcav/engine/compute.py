@@ -158,18 +158,24 @@ def gradients(engine: Any, model_fp: str, modules: dict[str, nn.Module], inputs:
     return {name: values[keys[name]]["gradients"] for name in modules}
 
 
-def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int, b: int) -> CAVKey:
+def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int, b: int,
+            tiles: list[list[int]] | None = None) -> CAVKey:
     """A (positive, negative) pair's canonical order, whether it is flipped, and its key.
 
     Each CAV is stored in the canonical orientation of its two fingerprints,
-    so (a, b) and (b, a) share one training and are exact opposites.
+    so (a, b) and (b, a) share one training and are exact opposites.  With
+    ``tiles`` (the trainer's :meth:`~pytest_tcav.engine.cav.CAVTrainer.gram_tiles`)
+    the key names the sets of the two sets' tiles, on which the CAV's last bits depend.
     """
     flip = sets[a].fingerprint > sets[b].fingerprint
     first, second = (b, a) if flip else (a, b)
-    key = make_key("cav", {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
-                           "negative": sets[second].fingerprint, "trainer": engine.trainer.settings(),
-                           "seed": engine.seed, **settings(engine)})
-    return first, second, flip, key
+    parts = {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
+             "negative": sets[second].fingerprint, "trainer": engine.trainer.settings(), "seed": engine.seed,
+             **settings(engine)}
+    if tiles is not None:
+        tile_of = {s: tile for tile in tiles for s in tile}
+        parts["tiles"] = [[sets[s].fingerprint for s in tile_of[x]] for x in (first, second)]
+    return first, second, flip, make_key("cav", parts)
 
 
 def cav_groups(n: int, shared: bool) -> list[list[tuple[int, int]]]:
@@ -218,11 +224,14 @@ class TestWork:
     #: per layer: what the trainer keeps between the layer's groups (Gram blocks), and the groups still to run
     _blocks: dict[str, dict[Any, Any]] = field(default_factory=dict)
     _remaining: dict[str, int] = field(default_factory=dict)
+    #: the trainer's tiles of sets (``CAVTrainer.gram_tiles``), named in the CAV keys
+    _tiles: list[list[int]] | None = None
 
     def run(self) -> dict[str, LayerData]:
         n = len(self.sets) - 1
         groups = cav_groups(n, sharing_work())
-        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b) for a, b in group]
+        self._tiles = self.engine.trainer.gram_tiles([len(s) for s in self.sets])
+        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b, self._tiles) for a, b in group]
                        for group in groups] for name in self.modules}
         for name in self.modules:
             self._remaining[name] = len(groups)
@@ -291,8 +300,10 @@ class TestWork:
             return acts
 
         seeds = [pair_seed(self.engine.seed, self.sets[f].fingerprint, self.sets[s].fingerprint) for f, s in pairs]
+        tiled = {} if self._tiles is None else {"gram_tiles_of": self._tiles}
         cavs = self.engine.trainer.train_sets(load, [len(s) for s in self.sets], pairs, seeds,
-                                              budget_bytes=TRAINING_BUDGET, blocks=self._blocks.setdefault(name, {}))
+                                              budget_bytes=TRAINING_BUDGET, blocks=self._blocks.setdefault(name, {}),
+                                              **tiled)
         return {key: {"weights": cav.weights, "intercept": torch.tensor(cav.intercept, dtype=torch.float64),
                       "accuracy": torch.tensor(cav.accuracy, dtype=torch.float64)}
                 for key, cav in zip(keys, cavs)}

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pytest_tcav.engine.block_gram import train_hinge_pairs
+from pytest_tcav.engine.block_gram import gram_tiles, train_hinge_pairs
 from pytest_tcav.engine.cav import CAV, CAVTrainer
 from pytest_tcav.engine.kernel_sgd import kernel_hinge_sgd
 from pytest_tcav.errors import ConfigurationError
@@ -120,9 +120,18 @@ class HingeSGDTrainer(CAVTrainer):
 
         return train_hinge_pairs(self, load, [len(g) for g in groups], pairs, seeds)
 
-    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None, blocks=None):
+    def gram_tiles(self, sizes):
+        """The concept alone, then the random sets in runs of at most ``block_gram.TILE_ROWS`` examples.
+
+        The concept alone: the random sets' blocks, and so the random pairs'
+        CAVs, must not depend on which concept they were computed beside.
+        """
+        return [[0], *gram_tiles(sizes, start=1)] if len(sizes) > 1 else [[0]]
+
+    def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None, blocks=None, gram_tiles_of=None):
         """As :meth:`train_many`, with sets loaded as needed and at most ``budget_bytes`` of them held."""
-        return train_hinge_pairs(self, load, sizes, pairs, seeds, budget_bytes=budget_bytes, blocks=blocks)
+        return train_hinge_pairs(self, load, sizes, pairs, seeds, budget_bytes=budget_bytes, blocks=blocks,
+                                 gram_tiles_of=gram_tiles_of)
 
 
 class SklearnSGDTrainer(CAVTrainer):

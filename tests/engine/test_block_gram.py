@@ -96,3 +96,89 @@ def test_gram_blocks_do_not_depend_on_the_thread_count() -> None:
         assert same(*cavs)
     finally:
         torch.set_num_threads(saved)
+
+
+# -- tiles: the blocks between two runs of sets from one product ------------------------------------------
+
+
+def test_gram_tiles_cut_runs_of_sets_by_examples() -> None:
+    from pytest_tcav.engine.block_gram import TILE_ROWS, gram_tiles
+
+    per_tile = TILE_ROWS // 30
+    assert gram_tiles([30] * 20, start=1) == [list(range(k, min(20, k + per_tile))) for k in range(1, 20, per_tile)]
+    assert all(len(tile) * 30 <= TILE_ROWS for tile in gram_tiles([30] * 20, start=1))
+    assert gram_tiles([TILE_ROWS + 5, 10, 10], start=0) == [[0], [1, 2]]  # a set larger than a tile is one
+    assert gram_tiles([30], start=1) == []
+    assert HingeSGDTrainer().gram_tiles([30] * 4) == [[0], [1, 2, 3]]  # the concept alone
+    assert MeanDifferenceTrainer().gram_tiles([30] * 4) is None
+
+
+def test_tiled_blocks_are_the_products_of_their_sets() -> None:
+    import numpy as np
+
+    from pytest_tcav.engine import block_gram
+
+    xs = sets(n=6, features=block_gram.FEATURE_SLICE * 2 + 77)  # three slices, the last a short one
+    tiles = [[0], [1, 2, 3], [4, 5]]
+    blocks: dict = {}
+    pairs = [(0, 1), (2, 5), (4, 3), (5, 4)]
+    HingeSGDTrainer().train_sets(lambda a: xs[a], [12] * 6, pairs, [1, 2, 3, 4], blocks=blocks, gram_tiles_of=tiles)
+    for a, b in [(0, 1), (0, 0), (2, 5), (2, 4), (3, 3), (3, 4), (4, 5), (5, 5)]:
+        exact = (xs[a].double() @ xs[b].double().T).numpy()
+        np.testing.assert_allclose(blocks[(a, b)], exact, rtol=1e-5, atol=1e-3)
+    assert ("tiles", 1, 2) in blocks and ("tiles", 0, 2) not in blocks  # only the products the pairs need
+    assert (1, 3) not in blocks  # within tile 1 no pair is asked for
+    own = xs[3] @ xs[3].T
+    assert np.array_equal(blocks[(3, 3)], own.double().numpy())  # a set's own block from its own product
+
+
+def test_tiled_cavs_do_not_depend_on_groups_budget_or_sources_bit_for_bit() -> None:
+    xs = sets(n=7)
+    pairs = all_pairs(len(xs))
+    seeds = list(range(200, 200 + len(pairs)))
+    trainer = HingeSGDTrainer()
+    sizes = [len(x) for x in xs]
+    tiles = [[0], [1, 2, 3], [4, 5, 6]]
+    reference = trainer.train_sets(lambda a: xs[a], sizes, pairs, seeds, gram_tiles_of=tiles)
+    one_set = xs[0].element_size() * xs[0].nelement()
+    padded = torch.cat([torch.zeros(1, xs[0].shape[1] + 3)] + [torch.nn.functional.pad(x, (3, 0)) for x in xs])
+
+    def load(a: int) -> torch.Tensor:  # views at odd offsets
+        return padded[1 + 12 * a : 1 + 12 * (a + 1), 3:]
+
+    blocks: dict = {}
+    first = trainer.train_sets(load, sizes, pairs[:5], seeds[:5], budget_bytes=2 * one_set, blocks=blocks,
+                               gram_tiles_of=tiles)
+    second = trainer.train_sets(load, sizes, pairs[5:], seeds[5:], budget_bytes=one_set, blocks=blocks,
+                                gram_tiles_of=tiles)
+    assert same(first + second, reference)
+    alone = [trainer.train_sets(lambda a: xs[a], sizes, [pair], [seed], gram_tiles_of=tiles)[0]
+             for pair, seed in zip(pairs[::4], seeds[::4])]
+    assert same(alone, reference[::4])
+
+
+def test_tiled_cavs_do_not_depend_on_the_thread_count() -> None:
+    """Tiles of many rows against a concept of a few: the products keep the larger operand on the left."""
+    from pytest_tcav.engine.block_gram import _block
+
+    saved = torch.get_num_threads()
+    gen = torch.Generator().manual_seed(6)
+    try:
+        for rows_a in (1, 5, 7, 10, 11, 30, 240, 480):
+            for rows_b in (1, 5, 9, 12, 30, 240):
+                a, b = torch.randn(rows_a, 1024, generator=gen), torch.randn(rows_b, 1024, generator=gen)
+                torch.set_num_threads(2)
+                two = _block(a, b)
+                torch.set_num_threads(1)
+                assert (_block(a, b) == two).all(), (rows_a, rows_b)
+        xs = [torch.randn(7, 3000, generator=gen)] + [torch.randn(12, 3000, generator=gen) for _ in range(5)]
+        tiles = [[0], [1, 2, 3], [4, 5]]
+        pairs = [(0, 1), (0, 4), (2, 1), (5, 3), (4, 5)]
+        cavs = []
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            cavs.append(HingeSGDTrainer().train_sets(lambda k: xs[k], [len(x) for x in xs], pairs, [1, 2, 3, 4, 5],
+                                                     gram_tiles_of=tiles))
+        assert same(*cavs)
+    finally:
+        torch.set_num_threads(saved)
