@@ -75,11 +75,10 @@ class _Tiles:
         first = self._first.pop(a, None)
         if first is not None:
             return first
-        x = self._load(a).float().contiguous()
         # used as it is when 64-byte aligned, as torch allocates and the disk cache reads; copied (to such
         # an allocation) otherwise: the products' rounding can depend on alignment, and a CAV must not
         # depend on where its sets came from
-        return x if x.data_ptr() % 64 == 0 else x.clone()
+        return _aligned(self._load(a).float().contiguous())
 
     def chunks(self, sets: list[int]) -> list[list[int]]:
         """``sets`` in tiles: two tiles together fit the budget (one set per tile at least)."""
@@ -111,6 +110,10 @@ class _Tiles:
                 del both
                 release_freed_memory()
             del row
+
+
+def _aligned(x: torch.Tensor) -> torch.Tensor:
+    return x if x.data_ptr() % 64 == 0 else x.clone()
 
 
 def _block(x_a: torch.Tensor, x_b: torch.Tensor) -> np.ndarray:
@@ -223,19 +226,21 @@ def _tile_blocks(load: Loader, tiles: Sequence[Sequence[int]], pairs: Sequence[t
     for i, j in sorted(wanted):
         if ("tiles", i, j) in blocks:
             continue
-        xs = {a: load(a).float().contiguous() for a in {*tiles[i], *tiles[j]}}
+        # aligned, as _Tiles.fresh: a direct product's rounding can depend on alignment
+        xs = {a: _aligned(load(a).float().contiguous()) for a in {*tiles[i], *tiles[j]}}
         for a, x in xs.items():
             if (a, a) not in blocks:
-                own = x if x.data_ptr() % 64 == 0 else x.clone()  # aligned, as _Tiles.fresh
-                blocks[(a, a)] = _block(own, own)
-        width = int(next(iter(xs.values())).shape[1])
+                blocks[(a, a)] = _block(x, x)
         rows_i, rows_j = ([len(xs[a]) for a in tiles[t]] for t in (i, j))
-        product = np.zeros((sum(rows_i), sum(rows_j)))
-        for start in range(0, width, FEATURE_SLICE):
-            left = torch.cat([xs[a][:, start : start + FEATURE_SLICE] for a in tiles[i]])
-            right = left if i == j else torch.cat([xs[b][:, start : start + FEATURE_SLICE] for b in tiles[j]])
-            product += _block(left, right)  # the larger tile on the left, as every block
-            del left, right
+        if len(tiles[i]) == len(tiles[j]) == 1:  # two sets of over half a tile each: nothing to gain from slices
+            product = _block(xs[tiles[i][0]], xs[tiles[j][0]])
+        else:
+            product = np.zeros((sum(rows_i), sum(rows_j)))
+            for start in range(0, int(next(iter(xs.values())).shape[1]), FEATURE_SLICE):
+                left = torch.cat([xs[a][:, start : start + FEATURE_SLICE] for a in tiles[i]])
+                right = left if i == j else torch.cat([xs[b][:, start : start + FEATURE_SLICE] for b in tiles[j]])
+                product += _block(left, right)  # the larger tile on the left, as every block
+                del left, right
         del xs
         offsets_i, offsets_j = np.cumsum([0, *rows_i]), np.cumsum([0, *rows_j])
         for p, a in enumerate(tiles[i]):

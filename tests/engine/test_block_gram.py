@@ -182,3 +182,13 @@ def test_tiled_cavs_do_not_depend_on_the_thread_count() -> None:
         assert same(*cavs)
     finally:
         torch.set_num_threads(saved)
+
+
+def test_two_tiles_of_one_set_each_give_the_direct_product() -> None:
+    from pytest_tcav.engine.block_gram import _block
+
+    xs = sets(n=3, examples=12, features=20000)
+    blocks: dict = {}
+    HingeSGDTrainer().train_sets(lambda a: xs[a], [12] * 3, [(0, 2), (1, 2)], [1, 2], blocks=blocks,
+                                 gram_tiles_of=[[0], [1], [2]])
+    assert (blocks[(0, 2)] == _block(xs[0], xs[2])).all() and (blocks[(1, 2)] == _block(xs[1], xs[2])).all()
