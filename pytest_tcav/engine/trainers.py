@@ -125,8 +125,15 @@ class HingeSGDTrainer(CAVTrainer):
 
         The concept alone: the random sets' blocks, and so the random pairs'
         CAVs, must not depend on which concept they were computed beside.
+        ``None`` (each block from its own product, sets loaded a budget at a
+        time) where every random set would be a tile of its own: sets of over
+        half a tile gain nothing from tiles, and loading two sets per product
+        cost the 50 x 100 point of ``benchmarks/sweep.py`` 40 s.
         """
-        return [[0], *gram_tiles(sizes, start=1)] if len(sizes) > 1 else [[0]]
+        randoms = gram_tiles(sizes, start=1)
+        if all(len(tile) == 1 for tile in randoms):
+            return None
+        return [[0], *randoms]
 
     def train_sets(self, load, sizes, pairs, seeds, *, budget_bytes=None, blocks=None, gram_tiles_of=None):
         """As :meth:`train_many`, with sets loaded as needed and at most ``budget_bytes`` of them held."""

@@ -110,6 +110,8 @@ def test_gram_tiles_cut_runs_of_sets_by_examples() -> None:
     assert gram_tiles([TILE_ROWS + 5, 10, 10], start=0) == [[0], [1, 2]]  # a set larger than a tile is one
     assert gram_tiles([30], start=1) == []
     assert HingeSGDTrainer().gram_tiles([30] * 4) == [[0], [1, 2, 3]]  # the concept alone
+    assert HingeSGDTrainer().gram_tiles([TILE_ROWS // 2 + 1] * 4) is None  # every random set alone: no tiles
+    assert HingeSGDTrainer().gram_tiles([30, 30]) is None
     assert MeanDifferenceTrainer().gram_tiles([30] * 4) is None
 
 
