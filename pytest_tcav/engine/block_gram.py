@@ -75,10 +75,11 @@ class _Tiles:
         first = self._first.pop(a, None)
         if first is not None:
             return first
+        x = self._load(a).float().contiguous()
         # used as it is when 64-byte aligned, as torch allocates and the disk cache reads; copied (to such
         # an allocation) otherwise: the products' rounding can depend on alignment, and a CAV must not
         # depend on where its sets came from
-        return _aligned(self._load(a).float().contiguous())
+        return x if x.data_ptr() % 64 == 0 else x.clone()
 
     def chunks(self, sets: list[int]) -> list[list[int]]:
         """``sets`` in tiles: two tiles together fit the budget (one set per tile at least)."""
@@ -110,10 +111,6 @@ class _Tiles:
                 del both
                 release_freed_memory()
             del row
-
-
-def _aligned(x: torch.Tensor) -> torch.Tensor:
-    return x if x.data_ptr() % 64 == 0 else x.clone()
 
 
 def _block(x_a: torch.Tensor, x_b: torch.Tensor) -> np.ndarray:
@@ -157,7 +154,7 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
         for a, b, x_a, x_b in tiles.sweep(needed - blocks.keys()):
             blocks[(a, b)] = _block(x_a, x_a if a == b else x_b)
     else:
-        _tile_blocks(load, gram_tiles_of, pairs, blocks)
+        _tile_blocks(tiles, gram_tiles_of, pairs, blocks)
 
     def gram(a: int, b: int) -> np.ndarray:
         cross = blocks[(a, b)] if (a, b) in blocks else blocks[(b, a)].T
@@ -209,7 +206,7 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
     return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]
 
 
-def _tile_blocks(load: Loader, tiles: Sequence[Sequence[int]], pairs: Sequence[tuple[int, int]],
+def _tile_blocks(sets: _Tiles, tiles: Sequence[Sequence[int]], pairs: Sequence[tuple[int, int]],
                  blocks: dict[Any, Any]) -> None:
     """The blocks ``pairs`` need: between two sets, from their tiles' product; a set's own, from its own.
 
@@ -226,13 +223,12 @@ def _tile_blocks(load: Loader, tiles: Sequence[Sequence[int]], pairs: Sequence[t
     for i, j in sorted(wanted):
         if ("tiles", i, j) in blocks:
             continue
-        # aligned, as _Tiles.fresh: a direct product's rounding can depend on alignment
-        xs = {a: _aligned(load(a).float().contiguous()) for a in {*tiles[i], *tiles[j]}}
+        xs = {a: sets.fresh(a) for a in {*tiles[i], *tiles[j]}}
         for a, x in xs.items():
             if (a, a) not in blocks:
                 blocks[(a, a)] = _block(x, x)
         rows_i, rows_j = ([len(xs[a]) for a in tiles[t]] for t in (i, j))
-        if len(tiles[i]) == len(tiles[j]) == 1:  # two sets of over half a tile each: nothing to gain from slices
+        if len(tiles[i]) == len(tiles[j]) == 1:  # the concept's and a set of over half a tile: no slices needed
             product = _block(xs[tiles[i][0]], xs[tiles[j][0]])
         else:
             product = np.zeros((sum(rows_i), sum(rows_j)))

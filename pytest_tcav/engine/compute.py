@@ -159,22 +159,22 @@ def gradients(engine: Any, model_fp: str, modules: dict[str, nn.Module], inputs:
 
 
 def cav_key(engine: Any, model_fp: str, layer: str, sets: list[Concept], a: int, b: int,
-            tiles: list[list[int]] | None = None) -> CAVKey:
+            tile_fingerprints: dict[int, list[str]] | None = None) -> CAVKey:
     """A (positive, negative) pair's canonical order, whether it is flipped, and its key.
 
     Each CAV is stored in the canonical orientation of its two fingerprints,
     so (a, b) and (b, a) share one training and are exact opposites.  With
-    ``tiles`` (the trainer's :meth:`~pytest_tcav.engine.cav.CAVTrainer.gram_tiles`)
-    the key names the sets of the two sets' tiles, on which the CAV's last bits depend.
+    ``tile_fingerprints`` (per set, the fingerprints of its tile's sets: the
+    trainer's :meth:`~pytest_tcav.engine.cav.CAVTrainer.gram_tiles`) the key
+    names the sets of the two sets' tiles, on which the CAV's last bits depend.
     """
     flip = sets[a].fingerprint > sets[b].fingerprint
     first, second = (b, a) if flip else (a, b)
     parts = {"model": model_fp, "layer": layer, "positive": sets[first].fingerprint,
              "negative": sets[second].fingerprint, "trainer": engine.trainer.settings(), "seed": engine.seed,
              **settings(engine)}
-    if tiles is not None:
-        tile_of = {s: tile for tile in tiles for s in tile}
-        parts["tiles"] = [[sets[s].fingerprint for s in tile_of[x]] for x in (first, second)]
+    if tile_fingerprints is not None:
+        parts["tiles"] = [tile_fingerprints[first], tile_fingerprints[second]]
     return first, second, flip, make_key("cav", parts)
 
 
@@ -231,7 +231,9 @@ class TestWork:
         n = len(self.sets) - 1
         groups = cav_groups(n, sharing_work())
         self._tiles = self.engine.trainer.gram_tiles([len(s) for s in self.sets])
-        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b, self._tiles) for a, b in group]
+        tile_fps = None if self._tiles is None else {
+            s: [self.sets[t].fingerprint for t in tile] for tile in self._tiles for s in tile}
+        keys = {name: [[cav_key(self.engine, self.model_fp, name, self.sets, a, b, tile_fps) for a, b in group]
                        for group in groups] for name in self.modules}
         for name in self.modules:
             self._remaining[name] = len(groups)
@@ -333,7 +335,7 @@ class TestWork:
         randoms: list[tuple[int, int, CAV]] = []
         for (first, second, flip, _key), cav in zip(group, cavs):
             if first == 0 or second == 0:
-                layer.concept_cavs[first + second - 1] = cav.flipped() if flip else cav
+                layer.concept_cavs[max(first, second) - 1] = cav.flipped() if flip else cav
             else:
                 randoms.append((first - 1, second - 1, cav))
         if not randoms:
