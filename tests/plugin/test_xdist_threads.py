@@ -10,7 +10,7 @@ import pytest
 
 from pytest_tcav.config import TCAVConfig, build_config, parse_threads
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.plugin import threads
+from pytest_tcav.plugin import xdist_threads as threads
 
 # A test that builds the session (the tcav fixture) and notes the threads torch runs with.
 PROBE = '''
@@ -60,7 +60,7 @@ def test_tcav_threads_setting_is_auto_or_a_count() -> None:
 def test_the_session_sets_explicit_threads_and_auto_only_when_unchanged() -> None:
     import torch
 
-    from pytest_tcav.session.threads import apply_threads
+    from pytest_tcav.session.torch_threads import apply_threads
 
     before = torch.get_num_threads()
     try:

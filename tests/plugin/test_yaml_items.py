@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tcav.checks.yaml_spec import parse
+from pytest_tcav.checks.yaml_schema import parse
 from pytest_tcav.errors import YamlSpecError
 from tests.helpers.plugin_helpers import make_project
 

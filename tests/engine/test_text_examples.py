@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from pytest_tcav.engine.tcav import TCAV
-from pytest_tcav.engine.text import (
+from pytest_tcav.engine.text_examples import (
     is_text_list,
     is_text_path,
     prepare,

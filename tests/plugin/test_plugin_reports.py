@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_tcav import files
+from pytest_tcav import atomic_files
 from pytest_tcav.reports import html as report_html
 from pytest_tcav.reports import json as report_json
 from pytest_tcav.reports import plots as report_plots
@@ -346,7 +346,7 @@ def test_unknown_record_keys_are_kept_and_shown(tmp_path: Path) -> None:
 
 def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "deep" / "r.json"
-    files.atomic_write_text(path, "old")
+    atomic_files.atomic_write_text(path, "old")
     assert path.read_text() == "old" and oct(path.stat().st_mode & 0o777) != oct(0o600)
 
     def broken(src: str, dst: str) -> None:
@@ -354,7 +354,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monk
 
     monkeypatch.setattr(os, "replace", broken)
     with pytest.raises(OSError, match="disk full"):
-        files.atomic_write_text(path, "new")
+        atomic_files.atomic_write_text(path, "new")
     assert path.read_text() == "old" and sorted(p.name for p in path.parent.iterdir()) == ["r.json"]
 
 

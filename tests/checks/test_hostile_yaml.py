@@ -2,7 +2,7 @@
 
 Whatever a ``tcav_*.yaml`` file holds (garbage, YAML that is valid but not a
 test file, a test file with one subtree replaced, hostile tags, aliases,
-control characters), :func:`pytest_tcav.checks.yaml_spec.parse` must return a
+control characters), :func:`pytest_tcav.checks.yaml_schema.parse` must return a
 :class:`FileSpec` or raise :class:`YamlSpecError` whose text is
 ``file:line: message`` with a line inside the file.  Any other exception
 would reach the user as a crash of the collector.  Example counts are
@@ -21,7 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_tcav.checks.yaml_spec import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
+from pytest_tcav.checks.yaml_schema import KINDS, STABLE_OPTIONS, TOP_KEYS, VERDICT_OPTIONS, FileSpec, parse
 from pytest_tcav.errors import YamlSpecError
 
 PATH = Path("tests/tcav_fuzz.yaml")

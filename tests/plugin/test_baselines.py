@@ -18,7 +18,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from pytest_tcav import files
+from pytest_tcav import atomic_files
 from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
 from pytest_tcav.checks.baseline_names import baseline_path
 from pytest_tcav.checks.stability import RESOLUTION, compare, welch_p
@@ -377,7 +377,7 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_file_on_failure(
     def broken_replace(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(files.os, "replace", broken_replace)  # the writer of every user-owned file
+    monkeypatch.setattr(atomic_files.os, "replace", broken_replace)  # the writer of every user-owned file
     with pytest.raises(OSError, match="disk full"):
         atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
