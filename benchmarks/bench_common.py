@@ -124,22 +124,22 @@ def floor_run(model: torch.nn.Module, concept_images: Any, inputs: Any, *,
 
 def concatenated_chunks(sets: Sequence[Any], size: int) -> Iterator[Any]:
     """The sets' examples as if concatenated, ``size`` at a time (the last chunk may be shorter)."""
-    from pytest_tcav.engine import structure
+    from pytest_tcav.engine import batches
 
     pending: list[Any] = []
     held = 0
     for examples in sets:
-        start, n = 0, structure.length(examples)
+        start, n = 0, batches.length(examples)
         while start < n:
             take = min(size - held, n - start)
-            pending.append(structure.take(examples, slice(start, start + take)))
+            pending.append(batches.take(examples, slice(start, start + take)))
             held += take
             start += take
             if held == size:
-                yield structure.concat(pending)
+                yield batches.concat(pending)
                 pending, held = [], 0
     if pending:
-        yield structure.concat(pending)
+        yield batches.concat(pending)
 
 
 def examples_bytes(examples: Any) -> int:

@@ -66,8 +66,8 @@ def activation_sets(n: int, examples: int, features: int, seed: int = 0) -> list
 def check_trainer(sets: int, examples: int, features: int) -> Callable[[], list[torch.Tensor]]:
     """Training one layer's CAV groups of a check (the concept group and the tiles of random pairs): their weights."""
     from pytest_tcav.engine.block_gram import train_hinge_pairs
-    from pytest_tcav.engine.compute import cav_groups
     from pytest_tcav.engine.trainers import HingeSGDTrainer
+    from pytest_tcav.engine.work_units import cav_groups
 
     data = activation_sets(sets + 1, examples, features)
     trainer = HingeSGDTrainer()

@@ -78,7 +78,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one point in this process (the child's work; the smoke tests call it directly)."""
     from pytest_tcav import TCAV
     from pytest_tcav.config import TCAVConfig
-    from pytest_tcav.engine import structure
+    from pytest_tcav.engine import batches
     from pytest_tcav.session.session import default_store
 
     if spec.get("threads"):
@@ -97,7 +97,7 @@ def run_point(spec: dict[str, Any]) -> dict[str, Any]:
     data_bytes = sum(examples_bytes(s) for s in sets) + examples_bytes(inputs)
 
     # Warm-up: kernels, allocator, lazy imports, the trainer's first call; other data, a throwaway store.
-    floor_run(model, structure.take(inputs, slice(0, 2)), structure.take(inputs, slice(0, 2)), layers=layers,
+    floor_run(model, batches.take(inputs, slice(0, 2)), batches.take(inputs, slice(0, 2)), layers=layers,
               target=work.target, pooling=pooling, device=device, sync=sync)
     warm_sets, warm_inputs = make_data(work.name, random_sets=3, examples=5, inputs=2, size=spec["size"],
                                        tokens=spec["tokens"], seed=99)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.outputs import Output
     from pytest_tcav.engine.results import TCAVResult
-    from pytest_tcav.engine.text import Tokenizer
+    from pytest_tcav.engine.text_examples import Tokenizer
     from pytest_tcav.session.session import TargetLike
 
 __all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert_concept_stable"]

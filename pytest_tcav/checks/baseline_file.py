@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
+from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.checks.baseline_names import SUFFIX, UPDATE_FLAG
 from pytest_tcav.errors import BaselineError
-from pytest_tcav.files import atomic_write_text
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.results import TCAVResult
@@ -43,7 +43,7 @@ _YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null", "~"}
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write a baseline file atomically (see :func:`pytest_tcav.files.atomic_write_text`)."""
+    """Write a baseline file atomically (see :func:`pytest_tcav.atomic_files.atomic_write_text`)."""
     atomic_write_text(path, text)
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_tcav.files import atomic_write_text
+from pytest_tcav.atomic_files import atomic_write_text
 
 #: Confidence level of the reported intervals.
 LEVEL = 0.95

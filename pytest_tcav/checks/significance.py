@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
-from pytest_tcav.checks.relative import judge_relative
+from pytest_tcav.checks.verdict_messages import judge_relative, underpowered, why_not_significant, why_significant
 from pytest_tcav.checks.verdict_messages import sentence as _sentence
-from pytest_tcav.checks.verdict_messages import underpowered, why_not_significant, why_significant
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVPowerWarning
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from pytest_tcav.errors import (
     ConfigurationError,
     shown_path,
 )
-from pytest_tcav.reports.text import format_p, render_table
+from pytest_tcav.tables import format_p, render_table
 
 if TYPE_CHECKING:
     from torch import nn

@@ -17,10 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.cli.score import InputsOfClass, ObservedStore, comma_list, load_model
 from pytest_tcav.config import TCAVConfig
-from pytest_tcav.files import atomic_write_text
 
 DEFAULT_PSEUDO_CONCEPTS = 40
 
@@ -139,7 +139,7 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
 def _lines(results: list[Any], targets: list[int | str], config: TCAVConfig, source: str, size: int,
            overlap: bool, stored: list[Path], cache: dict[str, Any]) -> list[str]:
     from pytest_tcav.checks.calibration import implication, percent
-    from pytest_tcav.reports.text import render_table
+    from pytest_tcav.tables import render_table
 
     rows: list[tuple[str, ...]] = [("target", "layer", "significant", "rate", "95% CI", "alpha", "reading")]
     for target, c in zip(targets, results):

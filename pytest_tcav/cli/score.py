@@ -110,7 +110,7 @@ def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[
 
 def _inputs_kind(session: Any, inputs: Any, target: int | str) -> str:
     """``"text"`` or ``"image"``: what the inputs to score on hold (a folder, or the target's library entry)."""
-    from pytest_tcav.engine.text import is_text_path
+    from pytest_tcav.engine.text_examples import is_text_path
 
     if isinstance(inputs, (str, os.PathLike)):
         return "text" if is_text_path(inputs) else "image"

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine import structure
+from pytest_tcav.engine import batches
+from pytest_tcav.engine.batches import Examples
 from pytest_tcav.engine.layers import LayerPoint, StopForward, capture, check_all_reached
 from pytest_tcav.engine.outputs import Output, Target, target_values
 from pytest_tcav.engine.pooling import pool, pool_gradient
-from pytest_tcav.engine.structure import Examples
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TCAVError
 
 __all__ = ["METHODS", "Method", "Target", "concept_activations", "eval_mode", "gauss_legendre", "model_device",
@@ -54,7 +54,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def _batches(examples: Examples, batch_size: int) -> Iterator[Examples]:
-    return structure.batches(examples, batch_size)
+    return batches.batches(examples, batch_size)
 
 
 def _check_finite(what: str, layer: str, tensor: torch.Tensor) -> None:
@@ -120,7 +120,7 @@ def _forward_to_layers(model: nn.Module, modules: dict[str, nn.Module], point: L
     """One no-grad forward that stops once every layer was recorded; returns what was recorded."""
     with capture(modules, point, stop_when_done=True) as seen:
         try:
-            structure.call(model, batch, forward_kwargs)
+            batches.call(model, batch, forward_kwargs)
         except StopForward:
             pass
     return seen
@@ -165,14 +165,14 @@ def _activations_of_batches(model, modules, examples, point, batch_size, device,
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     with eval_mode(model), torch.no_grad():
         for batch in _batches(examples, batch_size):
-            n = structure.length(batch)
-            moved = structure.to(batch, device)
+            n = batches.length(batch)
+            moved = batches.to(batch, device)
             if channels_last:
                 assert isinstance(moved, torch.Tensor)
                 moved = _as_channels_last(moved)
             seen = _forward_to_layers(model, modules, point, moved, forward_kwargs)
             check_all_reached(modules, seen)
-            mask = structure.attention_mask(batch)
+            mask = batches.attention_mask(batch)
             for name in modules:
                 _check_batched(name, seen[name], n)
                 parts[name].append(pool(name, seen[name].detach(), pooling, mask).cpu())
@@ -191,7 +191,7 @@ def gauss_legendre(n_steps: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _forward_output(model: nn.Module, batch: Examples, forward_kwargs: Mapping[str, Any] | None) -> Any:
-    return structure.call(model, batch, forward_kwargs)
+    return batches.call(model, batch, forward_kwargs)
 
 
 def target_gradients(
@@ -241,7 +241,7 @@ class _Run:
 
     def values(self, model: nn.Module, batch: Examples) -> torch.Tensor:
         raw = _forward_output(model, batch, self.forward_kwargs)
-        return target_values(raw, self.target, self.output, structure.length(batch))
+        return target_values(raw, self.target, self.output, batches.length(batch))
 
 
 def _differentiable(_name: str, value: torch.Tensor) -> torch.Tensor | None:
@@ -267,9 +267,9 @@ def _plain_gradients(model, modules, inputs, run: _Run):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     names = list(modules)
     for batch in _batches(inputs, run.batch_size):
-        n = structure.length(batch)
+        n = batches.length(batch)
         # the graph exists even if no parameter needs grad
-        x = structure.map_parts(structure.to(batch, run.device), _leaf)
+        x = batches.map_parts(batches.to(batch, run.device), _leaf)
 
         def prepare(name: str, value: torch.Tensor, n: int = n) -> torch.Tensor | None:
             _check_batched(name, value, n)  # in the hook: before the model's own code trips over it
@@ -286,7 +286,7 @@ def _plain_gradients(model, modules, inputs, run: _Run):
                     "with a floating-point output (e.g. the embedding rather than the token ids)"
                 )
         grads = torch.autograd.grad(values.sum(), acts, allow_unused=True)
-        mask = structure.attention_mask(batch)
+        mask = batches.attention_mask(batch)
         for name, act, grad in zip(names, acts, grads):
             if grad is None:
                 grad = torch.zeros_like(act)
@@ -297,8 +297,8 @@ def _plain_gradients(model, modules, inputs, run: _Run):
 def _zero_input(x: Examples) -> Examples:
     """The integrated gradients' baseline input: every part zero, except the attention mask (same positions)."""
     if isinstance(x, dict):
-        return {k: v if k == structure.MASK_KEY else torch.zeros_like(v) for k, v in x.items()}
-    return structure.map_parts(x, torch.zeros_like)
+        return {k: v if k == batches.MASK_KEY else torch.zeros_like(v) for k, v in x.items()}
+    return batches.map_parts(x, torch.zeros_like)
 
 
 def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
@@ -321,18 +321,18 @@ def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
     def layer_activation(x: Examples) -> torch.Tensor:
         with torch.no_grad(), capture(modules, run.point, stop_when_done=True) as seen:
             try:
-                structure.call(model, x, run.forward_kwargs)
+                batches.call(model, x, run.forward_kwargs)
             except StopForward:
                 pass
         check_all_reached(modules, seen)
-        _check_batched(name, seen[name], structure.length(x))
+        _check_batched(name, seen[name], batches.length(x))
         return seen[name].detach()
 
     rows_per_batch = max(1, run.batch_size // n_steps)
     parts: list[torch.Tensor] = []
     for batch in _batches(inputs, rows_per_batch):
-        x = structure.to(batch, run.device)
-        n = structure.length(x)
+        x = batches.to(batch, run.device)
+        n = batches.length(x)
         if n not in baselines:
             baselines[n] = layer_activation(_zero_input(x))
         baseline = baselines[n]
@@ -341,7 +341,7 @@ def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
         if isinstance(x, torch.Tensor):
             expanded: Examples = x.repeat((n_steps,) + (1,) * (x.dim() - 1))
         else:
-            expanded = structure.concat([x] * n_steps)
+            expanded = batches.concat([x] * n_steps)
 
         def substitute(_name: str, _value: torch.Tensor, steps: torch.Tensor = steps) -> torch.Tensor:
             return steps
@@ -358,5 +358,5 @@ def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
             continue
         grad = grad.reshape(n_steps, *act.shape)
         w = torch.as_tensor(weights, dtype=grad.dtype, device=grad.device).view(n_steps, *([1] * act.dim()))
-        parts.append(pool_gradient(name, (grad * w).sum(0), run.pooling, structure.attention_mask(batch)).cpu())
+        parts.append(pool_gradient(name, (grad * w).sum(0), run.pooling, batches.attention_mask(batch)).cpu())
     return torch.cat(parts)

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pytest_tcav.engine import structure
-from pytest_tcav.engine.structure import Examples
+from pytest_tcav.engine import batches
+from pytest_tcav.engine.batches import Examples
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, TCAVDataWarning, TCAVError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -56,24 +56,24 @@ class Concept:
         if not isinstance(self.examples, (tuple, list, Mapping)):
             raise ConceptDataError(f"concept {self.name!r}: examples must be a tensor, a tuple of tensors "
                                    f"or a mapping of names to tensors, got {type(self.examples).__name__}")
-        object.__setattr__(self, "examples", structure.as_examples(self.examples, f"concept {self.name!r}"))
+        object.__setattr__(self, "examples", batches.as_examples(self.examples, f"concept {self.name!r}"))
 
     @functools.cached_property
     def fingerprint(self) -> str:
-        return structure.fingerprint(self.examples)
+        return batches.fingerprint(self.examples)
 
     @functools.cached_property
     def example_digests(self) -> frozenset[bytes]:
         """One content hash per distinct example, to find the examples two sets share."""
-        return structure.example_digests(self.examples)
+        return batches.example_digests(self.examples)
 
     def __len__(self) -> int:
-        return structure.length(self.examples)
+        return batches.length(self.examples)
 
     def __repr__(self) -> str:
         if isinstance(self.examples, torch.Tensor):
             return f"Concept({self.name!r}, n={len(self)}, shape={tuple(self.examples.shape[1:])})"
-        return f"Concept({self.name!r}, n={len(self)}, {structure.describe(self.examples)})"
+        return f"Concept({self.name!r}, n={len(self)}, {batches.describe(self.examples)})"
 
 
 def warm_hashes(sets: Sequence[Concept]) -> None:
@@ -86,7 +86,7 @@ def warm_hashes(sets: Sequence[Concept]) -> None:
     would compute them one after another (it locks, before Python 3.12), so
     the values are put where it keeps them.
     """
-    hashes = (("fingerprint", structure.fingerprint), ("example_digests", structure.example_digests))
+    hashes = (("fingerprint", batches.fingerprint), ("example_digests", batches.example_digests))
     todo = [(s, name, compute) for s in sets for name, compute in hashes if name not in s.__dict__]
     workers = min(len(todo), os.cpu_count() or 1)
     if workers < 2:
@@ -238,20 +238,20 @@ ConceptLike = (Concept | torch.Tensor | str | os.PathLike | Dataset | DataLoader
                | Mapping[str, torch.Tensor])
 
 
-def _from_iterable_batches(batches: Iterable[Any], label: str) -> Examples:
+def _from_iterable_batches(loader: Iterable[Any], label: str) -> Examples:
     chunks: list[Examples] = []
-    for batch in batches:
+    for batch in loader:
         if not isinstance(batch, (torch.Tensor, tuple, list, Mapping)):
             raise ConceptDataError(f"{label}: batches must be tensors, tuples or mappings of tensors, "
                                    f"got {type(batch).__name__}")
-        chunk = structure.as_examples(batch, label)
-        if chunks and structure.layout(chunk) != structure.layout(chunks[0]):
+        chunk = batches.as_examples(batch, label)
+        if chunks and batches.layout(chunk) != batches.layout(chunks[0]):
             raise ConceptDataError(f"{label}: the data loader's batches change structure "
-                                   f"({structure.describe(chunks[0])}, then {structure.describe(chunk)})")
+                                   f"({batches.describe(chunks[0])}, then {batches.describe(chunk)})")
         chunks.append(chunk)
     if not chunks:
         raise ConceptDataError(f"{label}: the data loader yielded no examples")
-    return structure.concat(chunks)
+    return batches.concat(chunks)
 
 
 def as_concept(
@@ -284,11 +284,11 @@ def as_concept(
         items = [value[i] for i in range(len(value))]  # type: ignore[arg-type]
         if not items:
             raise ConceptDataError(f"{label}: the dataset is empty")
-        return Concept(label, structure.stack(items, label))
+        return Concept(label, batches.stack(items, label))
     if isinstance(value, Mapping):
-        return Concept(name or "mapping", structure.as_examples(value, name or "mapping"))
+        return Concept(name or "mapping", batches.as_examples(value, name or "mapping"))
     if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
-        return Concept(name or "tensors", structure.as_examples(value, name or "tensors"))
+        return Concept(name or "tensors", batches.as_examples(value, name or "tensors"))
     raise ConceptDataError(
         f"cannot make a concept from {type(value).__name__}; give a tensor, a tuple or mapping of tensors, "
         "a folder, a Dataset, a DataLoader or a Concept"
@@ -314,5 +314,5 @@ def sample_random_sets(
     sets = []
     for k in range(n_sets):
         index = torch.randperm(len(pool), generator=gen)[:set_size].sort().values
-        sets.append(Concept(f"{pool.name}[{k}]", structure.take(pool.examples, index), source=pool.source))
+        sets.append(Concept(f"{pool.name}[{k}]", batches.take(pool.examples, index), source=pool.source))
     return sets

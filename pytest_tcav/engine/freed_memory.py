@@ -13,7 +13,7 @@ holds more than ``TRIM_ABOVE`` bytes of free blocks (glibc's ``mallinfo2``,
 which is cheap), or more than the caller says: between two sets' forward
 passes the free blocks (0.1-0.3 GB on a ResNet-18 at 224 px) are the next
 pass's working memory, and trimming them after every pass cost a 20 x 30
-check 1 s (``engine/compute.py`` trims there only above 256 MB).
+check 1 s (``engine/work_units.py`` trims there only above 256 MB).
 """
 
 from __future__ import annotations

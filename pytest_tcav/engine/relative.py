@@ -41,6 +41,7 @@ from pytest_tcav.engine.examples import Concept, ConceptLike, warm_hashes
 from pytest_tcav.engine.fingerprints import make_key, model_fingerprint, pair_seed
 from pytest_tcav.engine.layer_verdicts import measured_fields
 from pytest_tcav.engine.layers import resolve_layers
+from pytest_tcav.engine.preconditions import check_sets
 from pytest_tcav.engine.results import LayerResult, TCAVResult
 from pytest_tcav.engine.statistics import (
     Correction,
@@ -51,7 +52,6 @@ from pytest_tcav.engine.statistics import (
     compare_to_null,
     pair_scores,
 )
-from pytest_tcav.engine.validate import check_sets
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.storage.memory import flushed
 

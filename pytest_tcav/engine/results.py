@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from pytest_tcav.reports.text import format_p, render_table
+from pytest_tcav.tables import format_p, render_table
 
 
 @dataclass(frozen=True)

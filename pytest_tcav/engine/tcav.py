@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine import compute, structure
+from pytest_tcav.engine import batches, work_units
 from pytest_tcav.engine.activations import (
     Method,
     Target,
@@ -32,6 +32,11 @@ from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
 from pytest_tcav.engine.layers import LayerPoint, reached_layers, resolve_layers
 from pytest_tcav.engine.outputs import Output, check_output_and_target
+from pytest_tcav.engine.preconditions import (
+    check_direction,
+    check_engine_arguments,
+    check_sets,
+)
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.statistics import (
     Correction,
@@ -42,13 +47,8 @@ from pytest_tcav.engine.statistics import (
     leave_one_out_null,
     pair_scores,
 )
-from pytest_tcav.engine.text import Tokenizer, prepare
+from pytest_tcav.engine.text_examples import Tokenizer, prepare
 from pytest_tcav.engine.trainers import make_trainer
-from pytest_tcav.engine.validate import (
-    check_direction,
-    check_engine_arguments,
-    check_sets,
-)
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.storage.memory import MemoryStore, flushed
 
@@ -70,7 +70,7 @@ class TCAV:
 
     The model is put in eval mode while it runs and left as it was found.
     ``tokenizer`` turns text sets (a list of strings, a ``.txt`` file, a folder
-    of them) into examples, as :mod:`pytest_tcav.engine.text` describes.
+    of them) into examples, as :mod:`pytest_tcav.engine.text_examples` describes.
     """
 
     def __init__(
@@ -111,7 +111,7 @@ class TCAV:
         self.correction = correction
         self.null_test = null_test
         self.transform = transform
-        #: Text sets (lists of strings, .txt files and folders) become examples through it (engine/text.py).
+        #: Text sets (lists of strings, .txt files and folders) become examples through it (engine/text_examples.py).
         self.tokenizer = tokenizer
         self.store: MemoryStore = store if store is not None else MemoryStore()
 
@@ -174,7 +174,7 @@ class TCAV:
 
         model_fp = model_fingerprint(self.model)
         with eval_mode(self.model), flushed(self.store):
-            per_layer = compute.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
+            per_layer = work_units.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
 
         raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]
         layer_results = judge_layers(layer_names, raw, [per_layer[n].concept_cavs for n in layer_names],
@@ -215,7 +215,7 @@ class TCAV:
         """Under a pooling that ignores padding, a set without its all-padding positions (one content, one key)."""
         if self.pooling == "flatten":
             return s
-        trimmed = structure.trim_padding(s.examples)
+        trimmed = batches.trim_padding(s.examples)
         return s if trimmed is s.examples else Concept(s.name, trimmed, source=s.source)
 
     def _reached_layers(self, inputs: ConceptLike) -> list[str]:
@@ -224,10 +224,10 @@ class TCAV:
 
         try:
             sample = as_concept(inputs, name="inputs", transform=self.transform, role="input")
-            batch = structure.to(structure.take(sample.examples, slice(0, 2)),
+            batch = batches.to(batches.take(sample.examples, slice(0, 2)),
                                  self.device or model_device(self.model))
             with eval_mode(self.model):
-                return reached_layers(self.model, lambda: structure.call(self.model, batch, self.forward_kwargs))
+                return reached_layers(self.model, lambda: batches.call(self.model, batch, self.forward_kwargs))
         except Exception:  # the inputs or the model fail: the test's own checks say why; suggest from all names
             return list(named_layers(self.model))
 
@@ -254,21 +254,21 @@ class TCAV:
     # -- computation -----------------------------------------------------------------
 
     def _settings(self) -> dict[str, Any]:
-        return compute.settings(self)
+        return work_units.settings(self)
 
     def _persist(self) -> bool:
-        return compute.persist(self)
+        return work_units.persist(self)
 
     def _activations(self, model_fp: str, modules: dict[str, nn.Module],
                      sets: list[Concept]) -> dict[str, list[torch.Tensor]]:
-        return compute.activations(self, model_fp, modules, sets)
+        return work_units.activations(self, model_fp, modules, sets)
 
     def _gradients(self, model_fp: str, modules: dict[str, nn.Module], inputs: Concept,
                    target: Target) -> dict[str, torch.Tensor]:
-        return compute.gradients(self, model_fp, modules, inputs, target)
+        return work_units.gradients(self, model_fp, modules, inputs, target)
 
     @staticmethod
-    def _layer_statistics(data: compute.LayerData, n: int, direction: Direction, null_test: NullTest):
+    def _layer_statistics(data: work_units.LayerData, n: int, direction: Direction, null_test: NullTest):
         concept_scores = pair_scores(data.gradients, torch.stack([c.weights for c in data.concept_cavs]))
         null = leave_one_out_null(data.pairwise)
         null_scores = data.pair_signs.sum(1) / max(n - 1, 1)

@@ -37,13 +37,13 @@ import pytest
 
 from pytest_tcav.config import OPTIONS, check_device_available, config_from_pytest
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.plugin import reporting, threads, xdist
+from pytest_tcav.plugin import reporting, xdist, xdist_threads
 from pytest_tcav.plugin.baselines import BaselineTracker
 from pytest_tcav.plugin.stash import HANDLE_KEY, REPORTS_KEY
 from pytest_tcav.plugin.yaml_items import DEFAULT_PATTERNS, PATTERN_INI
 from pytest_tcav.plugin.yaml_items import collect_file as collect_yaml_file
 from pytest_tcav.reports.cache_line import cache_line, merge
-from pytest_tcav.reports.text import error_lines, summary_lines
+from pytest_tcav.reports.terminal import error_lines, summary_lines
 from pytest_tcav.session.registry import SessionHandle, activate, deactivate
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
     """On a pytest-xdist worker, before any conftest imports torch: its threads (:mod:`.threads`)."""
-    threads.prepare(early_config)
+    xdist_threads.prepare(early_config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -107,7 +107,7 @@ def pytest_plugin_registered(plugin: object, plugin_name: str, manager: pytest.P
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
     try:
-        settings = threads.with_plan(config, config_from_pytest(config))
+        settings = xdist_threads.with_plan(config, config_from_pytest(config))
         check_device_available(settings)  # imports torch only when tcav_device is set
     except ConfigurationError as exc:
         raise pytest.UsageError(f"pytest-tcav: {exc}") from None

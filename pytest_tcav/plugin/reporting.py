@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.config import Option
-from pytest_tcav.files import atomic_write_text
 from pytest_tcav.plugin import xdist
 
 #: The part of a pytest-xdist worker's payload with its environment (its device, its torch), sent when

@@ -8,7 +8,7 @@ file is one pytest item (``tcav_zebra.yaml::striped::significant``) with the
 :func:`~pytest_tcav.checks.stability.check_stable`), so it fails with the same message.
 
 The file format, and the parser that checks it, are in
-:mod:`pytest_tcav.checks.yaml_spec` (documented in docs/yaml-tests.md).  It,
+:mod:`pytest_tcav.checks.yaml_schema` (documented in docs/yaml-tests.md).  It,
 yaml and the checks are imported only once a file matches the pattern: the
 plugin imports this module in every pytest run of every project.
 """
@@ -36,7 +36,7 @@ from pytest_tcav.plugin.stash import HANDLE_KEY
 if TYPE_CHECKING:
     from torch import nn
 
-    from pytest_tcav.checks.yaml_spec import ConceptSpec, ExpectationSpec, FileSpec
+    from pytest_tcav.checks.yaml_schema import ConceptSpec, ExpectationSpec, FileSpec
     from pytest_tcav.session.session import TCAVSession
 
 #: The ini key, and its default, of the file names collected as declarative tests.
@@ -51,7 +51,7 @@ def load_model(spec: FileSpec, session: TCAVSession) -> nn.Module:
     """Call the file's model loader (once per session and arguments), on ``tcav.device``, in eval mode."""
     from torch import nn
 
-    from pytest_tcav.checks.yaml_spec import import_loader
+    from pytest_tcav.checks.yaml_schema import import_loader
 
     key = repr((spec.model, spec.model_args, sorted(spec.model_kwargs.items())))
     models = session.loaded_models
@@ -81,7 +81,7 @@ class TCAVYamlFile(pytest.File):
     spec: FileSpec | None = None
 
     def collect(self) -> Iterator[TCAVYamlConcept]:
-        from pytest_tcav.checks.yaml_spec import load_spec
+        from pytest_tcav.checks.yaml_schema import load_spec
 
         self.spec = load_spec(self.path)
         for concept in self.spec.concepts:

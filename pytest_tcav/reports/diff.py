@@ -44,7 +44,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_tcav.reports.json import jsonable, number
-from pytest_tcav.reports.text import format_p, render_table, shown_concept
+from pytest_tcav.reports.terminal import shown_concept
+from pytest_tcav.tables import format_p, render_table
 
 #: ``welch(before, after) -> (p, differs)``: :func:`pytest_tcav.checks.stability.welch_p`.
 Welch = Callable[[Sequence[float], Sequence[float]], "tuple[float, bool]"]

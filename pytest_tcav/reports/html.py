@@ -27,7 +27,8 @@ from typing import Any
 from pytest_tcav.reports import plots
 from pytest_tcav.reports.json import atomic_write_text, number
 from pytest_tcav.reports.plots import finite_values, mean_sd
-from pytest_tcav.reports.text import format_p, shown_concept
+from pytest_tcav.reports.terminal import shown_concept
+from pytest_tcav.tables import format_p
 
 #: Keys of a check that the page shows in its own places; any other key is listed under "More".
 _SHOWN = {

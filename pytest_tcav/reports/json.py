@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_tcav.files import atomic_write_text
-from pytest_tcav.reports.text import sort_records, verdict
+from pytest_tcav.atomic_files import atomic_write_text
+from pytest_tcav.reports.terminal import sort_records, verdict
 
 if TYPE_CHECKING:
     from pytest_tcav.config import TCAVConfig

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pytest_tcav.reports.text import verdict
+from pytest_tcav.reports.terminal import verdict
 
 #: The per-check keys, in the order they are written (``error``, the exception's type, and ``message`` only
 #: when there is one).

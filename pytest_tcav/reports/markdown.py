@@ -18,7 +18,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pytest_tcav.reports.text import count_line, error_text, format_p, row, sort_records
+from pytest_tcav.reports.terminal import count_line, error_text, row, sort_records
+from pytest_tcav.tables import format_p
 
 TITLE = "TCAV concept checks"
 HEADER = ("test", "concept", "target", "expected", "layers: verdict (corrected p)", "result")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, save, status
-from pytest_tcav.engine import structure
+from pytest_tcav.engine import batches
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, list_image_files, sample_random_sets
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
@@ -158,7 +158,7 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
                 f"{len(explicit)} random folder(s), and the tests use the first {n} (tcav_random_sets); add "
                 f"folders random_{len(explicit)}, random_{len(explicit) + 1}, ... or a pool folder 'random' "
                 f"with {need}, drawn from the same source as the random sets")
-        examples = structure.concat([p.examples for p in parts])
+        examples = batches.concat([p.examples for p in parts])
     else:
         pool = library.pool_name()
         if pool is None:
@@ -169,12 +169,12 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
         for s in sample_random_sets(pool_set, n, size, session.config.seed):
             used |= s.example_digests
         keep = [k for k in range(len(pool_set))
-                if _digest(structure.take(pool_set.examples, slice(k, k + 1))) not in used]
+                if _digest(batches.take(pool_set.examples, slice(k, k + 1))) not in used]
         if not keep:
             raise ConceptDataError(
                 f"no random data the tests do not use: the {n} random sets drawn from the pool "
                 f"{str(root / pool)!r} ({len(pool_set)} images) use all of it; add {need} to the pool")
-        examples = structure.take(pool_set.examples, torch.tensor(keep))
+        examples = batches.take(pool_set.examples, torch.tensor(keep))
         where = f"the images of the pool '{pool}' that the {n} random sets drawn from it leave unused"
     if len(examples) < size:
         raise ConceptDataError(
@@ -183,9 +183,9 @@ def spare_data(session: TCAVSession, size: int, count: int, in_use: int | None =
     return SpareData(Concept("spare", examples, source=where), where)
 
 
-def _digest(example: structure.Examples) -> bytes:
+def _digest(example: batches.Examples) -> bytes:
     """The content hash of a one-example set."""
-    return next(iter(structure.example_digests(example)))
+    return next(iter(batches.example_digests(example)))
 
 
 def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Concept]:
@@ -197,7 +197,7 @@ def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Co
         picks = [order[k * size:(k + 1) * size] for k in range(count)]
     else:
         picks = [torch.randperm(total, generator=gen)[:size] for _ in range(count)]
-    return [Concept(f"pseudo_{k}", structure.take(spare.examples, p.sort().values), source="pseudo-concept")
+    return [Concept(f"pseudo_{k}", batches.take(spare.examples, p.sort().values), source="pseudo-concept")
             for k, p in enumerate(picks)]
 
 

@@ -13,7 +13,7 @@ tutorial::
         zebra/    *.png            # ... or by a class name mapped in tcav_classes
 
 An entry may hold text instead of images: a ``NAME.txt`` file or a folder of
-``.txt`` files, one example per line (``pytest_tcav.engine.text``), made into
+``.txt`` files, one example per line (``pytest_tcav.engine.text_examples``), made into
 model inputs by the tokenizer (``tcav_tokenizer`` or ``tokenizer=``)::
 
     concepts/
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_tcav.engine.examples import RANDOM_SET_PATTERN, Concept, load_image_folder
-from pytest_tcav.engine.text import TEXT_SUFFIX, Tokenizer, is_text_path, text_concept
+from pytest_tcav.engine.text_examples import TEXT_SUFFIX, Tokenizer, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
 #: Entry names (folders, or NAME.txt files) that hold one pool of random examples rather than one random set.

@@ -30,12 +30,12 @@ from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.tcav import TCAV
-from pytest_tcav.engine.text import Tokenizer, is_text_list, is_text_path, text_concept
+from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 from pytest_tcav.session.lazy import LazyCallable
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.session.targets import index_in_range
-from pytest_tcav.session.threads import apply_threads
+from pytest_tcav.session.torch_threads import apply_threads
 from pytest_tcav.storage.memory import MemoryStore
 
 TargetLike = int | str | Callable[[Any], torch.Tensor]

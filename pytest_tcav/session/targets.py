@@ -14,8 +14,8 @@ from typing import Any
 from torch import nn
 
 from pytest_tcav.engine.activations import Target, concept_activations
+from pytest_tcav.engine.batches import take
 from pytest_tcav.engine.examples import ConceptLike, as_concept
-from pytest_tcav.engine.structure import take
 from pytest_tcav.errors import ConceptDataError, TargetError
 
 

@@ -2,7 +2,7 @@
 
 ``tcav_threads = N`` sets N in every process.  Under pytest-xdist, ``auto``
 usually reached torch already, through the ``OMP_NUM_THREADS`` the plugin set
-before torch was loaded (:mod:`pytest_tcav.plugin.threads`); ``worker_threads``
+before torch was loaded (:mod:`pytest_tcav.plugin.xdist_threads`); ``worker_threads``
 is the case where torch was loaded first.
 """
 

@@ -34,9 +34,9 @@ from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.examples import Concept
 from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, value_key
 from pytest_tcav.engine.freed_memory import release_freed_memory
+from pytest_tcav.engine.preconditions import check_gradient_width, check_widths, running_on
 from pytest_tcav.engine.schedule import run_units
 from pytest_tcav.engine.statistics import pair_scores_each
-from pytest_tcav.engine.validate import check_gradient_width, check_widths, running_on
 
 #: A pair's canonical (first, second) sets, whether that flips the pair asked for, and the CAV's key.
 CAVKey = tuple[int, int, bool, str]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from pytest_tcav.engine import structure
+from pytest_tcav.engine import batches
 from pytest_tcav.engine.activations import METHODS, all_finite
 from pytest_tcav.engine.cav import MIN_EXAMPLES_PER_SET
 from pytest_tcav.engine.examples import Concept
@@ -88,7 +88,7 @@ def running_on(model: nn.Module, examples: Concept) -> Iterator[None]:
             if hasattr(exc, "add_note"):  # Python 3.11+
                 call = "model(**batch)" if isinstance(examples.examples, dict) else "model(*parts)"
                 exc.add_note(f"pytest-tcav: raised while running the model on {examples.name!r} ({len(examples)} "
-                             f"examples, {structure.describe(examples.examples)}) as {call}; a tuple or list "
+                             f"examples, {batches.describe(examples.examples)}) as {call}; a tuple or list "
                              "of tensors is passed as separate arguments (labels too: give inputs alone), a "
                              "mapping as keyword arguments")
             raise
@@ -119,12 +119,12 @@ def _check_layouts(concept: Concept, others: list[Concept], pooling: str) -> Non
     dimension of a part) may differ between sets: the pooled activations do not
     depend on how many padding positions a set has.
     """
-    kind, names = structure.layout(concept.examples)
+    kind, names = batches.layout(concept.examples)
     for s in others:
-        if structure.layout(s.examples) != (kind, names):
+        if batches.layout(s.examples) != (kind, names):
             raise ConceptDataError(
-                f"{s.name!r} examples are {structure.describe(s.examples)} but concept {concept.name!r} examples "
-                f"are {structure.describe(concept.examples)}; every set must have the same parts as the model's input"
+                f"{s.name!r} examples are {batches.describe(s.examples)} but concept {concept.name!r} examples "
+                f"are {batches.describe(concept.examples)}; every set must have the same parts as the model's input"
             )
         if isinstance(concept.examples, torch.Tensor):
             assert isinstance(s.examples, torch.Tensor)
@@ -161,7 +161,7 @@ def _check_layouts(concept: Concept, others: list[Concept], pooling: str) -> Non
 
 
 def _sorted_parts(s: Concept) -> list[tuple[str, torch.Tensor]]:
-    named = structure.parts(s.examples)
+    named = batches.parts(s.examples)
     return sorted(named) if isinstance(s.examples, dict) else named
 
 
@@ -189,7 +189,7 @@ def check_sets(concept: Concept, randoms: list[Concept], inputs: Concept, poolin
     """
     _check_layouts(concept, [*randoms, inputs], pooling)
     for s in [concept, *randoms, inputs]:
-        for name, part in structure.parts(s.examples):
+        for name, part in batches.parts(s.examples):
             if (part.is_floating_point() or part.is_complex()) and not all_finite(part):
                 finite = torch.isfinite(part.reshape(len(s), -1)).all(1)
                 if not bool(finite.all()):

@@ -8,8 +8,10 @@ test, so a parallel run prints the same table as a serial one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pytest_tcav.tables import format_p, render_table
 
 HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "effect", "detect.", "verdict",
           "result")
@@ -25,25 +27,6 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r.get("nodeid") or "", r.get("seq", 0)))
 
 
-def format_p(value: float, places: int = 3) -> str:
-    """A p-value for people: ``places`` decimals, scientific below ``10**-places`` (where decimals run out).
-
-    The one p-value format of every table and page; failure tables use 4
-    places, so that a p-value near a strict alpha stays readable.
-    """
-    return f"{value:.1e}" if value < 10.0**-places else f"{value:.{places}f}"
-
-
-def render_table(rows: Sequence[Sequence[str]]) -> list[str]:
-    """Fixed-width lines of a plain-text table: the header, a rule of dashes, then the rows.
-
-    Columns are two spaces apart and left-aligned; no line ends in spaces
-    (terminals and CI logs show trailing blanks as noise).
-    """
-    widths = [max(len(cells[i]) for cells in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(cells, widths)).rstrip() for cells in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
-    return lines
 
 
 def verdict(record: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ afterwards wins by coming later: a ``torch.set_num_threads`` in a conftest or
 a fixture.  A user's own ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` is left as
 it is.  Where torch was loaded before the plugin could act (another plugin
 imported it), the session sets the count when it is built, unless the
-count changed since this module looked (:func:`pytest_tcav.session.threads.apply_threads`).
+count changed since this module looked (:func:`pytest_tcav.session.torch_threads.apply_threads`).
 """
 
 from __future__ import annotations
