@@ -1,4 +1,6 @@
-"""The baseline writer's exact bytes: files written by one pytest-tcav version stay the same in the next.
+"""Baseline files: read back, validated, written atomically, and the writer's exact bytes.
+
+The writer's exact bytes: files written by one pytest-tcav version stay the same in the next.
 
 A baseline is reviewed in diffs, so a change of the writer that changes a
 quote, an exponent or the order of keys would show up as a diff of every
@@ -10,13 +12,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from pytest_tcav.checks.baseline_file import Baseline, LayerBaseline
+from pytest_tcav import atomic_files
+from pytest_tcav.checks.baseline_file import Baseline, LayerBaseline, atomic_write
+from pytest_tcav.checks.stability import welch_p
 from pytest_tcav.engine.results import LayerResult, TCAVResult
+from pytest_tcav.errors import BaselineError
+from tests.helpers.results import STATS, layer_result, tcav_result
 
 SETTINGS = {"method": "gradient", "direction": "either", "seed": 0, "random_sets": 2, "alpha": 0.05,
             "correction": "holm", "null_test": "t", "concept_examples": 30, "inputs": 20}
@@ -429,3 +436,88 @@ def test_values_the_writer_cannot_write_are_refused_not_written(name: str, value
         base = replace(base, layers=(layer("l", statistic=value),))
     with pytest.raises(error):
         base.to_yaml()
+
+
+def test_the_file_reads_back_exactly_and_diffs_by_line() -> None:
+    result = tcav_result(layer_result("features.conv2", score=0.95, statistics=STATS),
+                         layer_result("layer4.0", score=1.0, statistics=[1e-5, 2.5e-7, -3.0e-6, 0.0, 1.0]))
+    baseline = Baseline.from_result(result, "striped-zebra", test="tests/test_x.py::test_a[zebra-1]")
+    text = baseline.to_yaml()
+    assert text.startswith("# pytest-tcav baseline 'striped-zebra'")
+    assert "    concept_statistics: [0.21, 0.25, 0.19, 0.23, 0.22]\n" in text
+    assert "    concept_statistics: [1.0e-05, 2.5e-07, -3.0e-06, 0.0, 1.0]\n" in text  # floats, not strings
+    assert 'test: "tests/test_x.py::test_a[zebra-1]"\n' in text and "target: zebra (0)\n" in text
+    again = Baseline.from_yaml(text, name="striped-zebra", origin="x.yaml")
+    assert again == baseline
+    # One number changed: one line of the file changed.
+    moved = tcav_result(layer_result("features.conv2", score=0.95, statistics=STATS),
+                        layer_result("layer4.0", score=0.5, statistics=[1e-5, 2.5e-7, -3.0e-6, 0.0, 1.0]))
+    other = Baseline.from_result(moved, "striped-zebra", test="tests/test_x.py::test_a[zebra-1]").to_yaml()
+    changed = [(a, b) for a, b in zip(text.splitlines(), other.splitlines()) if a != b]
+    assert changed == [("    score: 1.0", "    score: 0.5"), ("    concept_scores: [1.0, 1.0, 1.0, 1.0, 1.0]",
+                                                           "    concept_scores: [0.5, 0.5, 0.5, 0.5, 0.5]")]
+
+
+def test_values_are_rounded_for_diffs_but_keep_the_test_meaningful() -> None:
+    exact = [0.123456789, 0.2345678912, -0.0345678912, 1.23456789e-9, 0.5]
+    baseline = Baseline.from_result(tcav_result(layer_result("l", score=0.123456, statistics=exact)), "b")
+    layer = baseline.layers[0]
+    assert layer.concept_statistics == (0.123457, 0.234568, -0.0345679, 1.23457e-9, 0.5)
+    assert layer.score == 0.1235 and layer.p_value == 0.001
+    # The rounding is far below what the comparison calls a change.
+    assert welch_p(layer.concept_statistics, exact) == (1.0, False)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[1, 2]\n", "the file must be a mapping, got list"),
+        ("{{{\n", "is not valid YAML"),
+        ("!!python/object/apply:os.system ['true']\n", "is not valid YAML"),  # safe_load: no objects
+    ],
+)
+def test_invalid_files_are_refused_with_the_file_named(text: str, message: str) -> None:
+    with pytest.raises(BaselineError, match="b.yaml") as info:
+        Baseline.from_yaml(text, name="b", origin="b.yaml")
+    assert message in str(info.value)
+
+
+def _valid_text() -> str:
+    return Baseline.from_result(tcav_result(layer_result("l", score=0.9, statistics=STATS)), "b").to_yaml()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("format: 1", "format: 2", "format 2 was written by a newer pytest-tcav"),
+        ("    score: 0.9", "    score: high", "'layers.l.score' must be a number, got 'high'"),
+        ("    significant: true", "    significant: 1", "'layers.l.significant' must be true or false"),
+        ("  random_sets: 5", "  random_sets: 6", "'layers.l.concept_statistics' has 5 values but settings"),
+        ("    cav_accuracy: 0.9\n", "", "layers.l lacks 'cav_accuracy'"),
+        ("settings:", "setting:", "unknown key(s) 'setting' in the file"),
+    ],
+)
+def test_validation_says_what_is_wrong_and_what_to_do(old: str, new: str, message: str) -> None:
+    text = _valid_text()
+    assert old in text
+    with pytest.raises(BaselineError) as info:
+        Baseline.from_yaml(text.replace(old, new), name="b", origin="tcav_baselines/b.yaml")
+    assert str(info.value).startswith("baseline tcav_baselines/b.yaml is invalid: ")
+    assert message in str(info.value)
+    assert str(info.value).endswith("re-record it with pytest --tcav-update-baselines")
+
+
+def test_atomic_write_leaves_the_old_file_and_no_temporary_file_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "b.yaml"
+    atomic_write(path, "old\n")
+
+    def broken_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(atomic_files.os, "replace", broken_replace)  # the writer of every user-owned file
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["b.yaml"]

@@ -1,4 +1,4 @@
-"""CAV training: the split, the default hinge-SGD trainer and its equivalence to scikit-learn, other trainers.
+"""CAV training: the default hinge-SGD trainer and its equivalence to scikit-learn, other trainers.
 
 The default trainer reimplements scikit-learn's ``SGDClassifier(loss="hinge",
 alpha=0.01, max_iter=1000, tol=1e-3)`` on Gram matrices.  It cannot match
@@ -15,11 +15,9 @@ import pytest
 import torch
 
 from pytest_tcav import (
-    CAV,
     CAVTrainer,
     ConfigurationError,
     HingeSGDTrainer,
-    InsufficientDataError,
     LogisticTrainer,
     MeanDifferenceTrainer,
     SklearnSGDTrainer,
@@ -41,38 +39,6 @@ def _activation_like(n: int, features: int, shift: float, seed: int) -> tuple[to
     pos = torch.relu(base + shift * direction + torch.randn(n, features, generator=gen))
     neg = torch.relu(base + torch.randn(n, features, generator=gen))
     return pos, neg
-
-
-# -- the split -------------------------------------------------------------------------
-
-
-def test_split_is_balanced_disjoint_and_holds_out_a_third():
-    split = balanced_split(20, 26, 0.33, np.random.default_rng(0))
-    n_test = int(np.ceil(0.33 * 20))
-    assert set(split.train).isdisjoint(split.test)
-    test_labels = split.labels[split.test]
-    train_labels = split.labels[split.train]
-    assert (test_labels == 1).sum() == (test_labels == -1).sum() == n_test
-    assert (train_labels == 1).sum() == (train_labels == -1).sum() == 20 - n_test
-    # indices refer to [positive (20), negative (26)]; the larger set is subsampled
-    assert all(i < 20 for i in split.train[split.labels[split.train] > 0])
-    assert all(20 <= i < 46 for i in split.train[split.labels[split.train] < 0])
-    assert len(split.labels) == 46
-
-
-def test_split_is_seeded():
-    first = balanced_split(30, 30, 0.33, np.random.default_rng(7))
-    again = balanced_split(30, 30, 0.33, np.random.default_rng(7))
-    other = balanced_split(30, 30, 0.33, np.random.default_rng(8))
-    assert np.array_equal(first.train, again.train) and np.array_equal(first.test, again.test)
-    assert not np.array_equal(first.test, other.test)
-
-
-def test_split_needs_enough_examples_and_a_valid_fraction():
-    with pytest.raises(InsufficientDataError, match="at least 5 examples in each set.*got 4 and 30"):
-        balanced_split(4, 30, 0.33, np.random.default_rng(0))
-    with pytest.raises(ConfigurationError, match="test_fraction"):
-        balanced_split(10, 10, 1.0, np.random.default_rng(0))
 
 
 # -- the default trainer ---------------------------------------------------------------------
@@ -115,12 +81,6 @@ def test_swapping_labels_negates_the_classifier_exactly():
     w, b = trainer.fit(x, y, np.random.default_rng(3))
     w_swapped, b_swapped = trainer.fit(x, -y, np.random.default_rng(3))
     assert torch.equal(w_swapped, -w) and b_swapped == -b
-
-
-def test_flipped_cav_is_the_opposite_boundary():
-    cav = CAV(torch.tensor([1.0, -2.0]), 0.5, 0.9)
-    flipped = cav.flipped()
-    assert torch.equal(flipped.weights, -cav.weights) and flipped.intercept == -0.5 and flipped.accuracy == 0.9
 
 
 def test_separable_sets_are_separated():

@@ -1,4 +1,7 @@
-"""Baselines: the workflow users meet (missing, created, checked, moved, updated), the file, the test, xdist.
+"""Baselines: the workflow users meet (missing, created, checked, moved, updated), xdist, the summary.
+
+The file itself is tested in tests/checks/test_baseline_file.py, the comparison in
+tests/checks/test_stability.py.
 
 The pytester projects use the hand-wired EdgeNet of ``tiny_model.py``; the
 "retrained" model is the same network with its output weights negated
@@ -8,22 +11,14 @@ input (TCAV score 1.0 at ``relu``) to pushing it down (0.0).
 
 from __future__ import annotations
 
-import math
 import os
-import random
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from scipy import stats
 
-from pytest_tcav import atomic_files
-from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
-from pytest_tcav.checks.baseline_names import baseline_path
-from pytest_tcav.checks.stability import RESOLUTION, compare, welch_p
-from pytest_tcav.engine.results import LayerResult, TCAVResult
-from pytest_tcav.errors import BaselineError
+from pytest_tcav.checks.baseline_file import load_baseline
 from pytest_tcav.plugin.baselines import summary_lines
 from tests.helpers.plugin_helpers import make_project
 
@@ -261,200 +256,6 @@ def test_xdist_workers_write_their_own_baselines_and_the_summary_adds_up(
     result = pytester.runpytest("-p", "no:xdist")
     result.assert_outcomes(passed=4)
     assert section(result.stdout.str())[0] == "baselines: 4 checked, 0 created, 0 updated"
-
-
-# -- the file, without pytest --------------------------------------------------------------------------
-
-
-def layer_result(name: str, *, score: float, statistics: list[float], significant: bool = True) -> LayerResult:
-    mean = sum(statistics) / len(statistics)
-    return LayerResult(
-        layer=name, score=score, magnitude=0.1, statistic=mean, null_mean=0.0, null_sd=0.05, t_statistic=3.0,
-        p_value=0.001, p_value_rank=0.01, p_corrected=0.002, cav_accuracy=0.9, significant=significant,
-        concept_scores=[score] * len(statistics), concept_statistics=statistics,
-        cav_accuracies=[0.9] * len(statistics), null_statistics=[0.0] * len(statistics),
-        null_scores=[0.5] * len(statistics),
-    )
-
-
-def tcav_result(*layers: LayerResult, model: str = "m" * 64) -> TCAVResult:
-    return TCAVResult(concept="striped", target="zebra (0)", direction="either", alpha=0.05, correction="holm",
-                      null_test="t", method="gradient", n_random=len(layers[0].concept_statistics),
-                      n_concept_examples=30, n_inputs=20, seed=0, layers=list(layers), model_fingerprint=model,
-                      concept_fingerprint="c" * 64)
-
-
-STATS = [0.21, 0.25, 0.19, 0.23, 0.22]
-
-
-def test_the_file_reads_back_exactly_and_diffs_by_line() -> None:
-    result = tcav_result(layer_result("features.conv2", score=0.95, statistics=STATS),
-                         layer_result("layer4.0", score=1.0, statistics=[1e-5, 2.5e-7, -3.0e-6, 0.0, 1.0]))
-    baseline = Baseline.from_result(result, "striped-zebra", test="tests/test_x.py::test_a[zebra-1]")
-    text = baseline.to_yaml()
-    assert text.startswith("# pytest-tcav baseline 'striped-zebra'")
-    assert "    concept_statistics: [0.21, 0.25, 0.19, 0.23, 0.22]\n" in text
-    assert "    concept_statistics: [1.0e-05, 2.5e-07, -3.0e-06, 0.0, 1.0]\n" in text  # floats, not strings
-    assert 'test: "tests/test_x.py::test_a[zebra-1]"\n' in text and "target: zebra (0)\n" in text
-    again = Baseline.from_yaml(text, name="striped-zebra", origin="x.yaml")
-    assert again == baseline
-    # One number changed: one line of the file changed.
-    moved = tcav_result(layer_result("features.conv2", score=0.95, statistics=STATS),
-                        layer_result("layer4.0", score=0.5, statistics=[1e-5, 2.5e-7, -3.0e-6, 0.0, 1.0]))
-    other = Baseline.from_result(moved, "striped-zebra", test="tests/test_x.py::test_a[zebra-1]").to_yaml()
-    changed = [(a, b) for a, b in zip(text.splitlines(), other.splitlines()) if a != b]
-    assert changed == [("    score: 1.0", "    score: 0.5"), ("    concept_scores: [1.0, 1.0, 1.0, 1.0, 1.0]",
-                                                           "    concept_scores: [0.5, 0.5, 0.5, 0.5, 0.5]")]
-
-
-def test_values_are_rounded_for_diffs_but_keep_the_test_meaningful() -> None:
-    exact = [0.123456789, 0.2345678912, -0.0345678912, 1.23456789e-9, 0.5]
-    baseline = Baseline.from_result(tcav_result(layer_result("l", score=0.123456, statistics=exact)), "b")
-    layer = baseline.layers[0]
-    assert layer.concept_statistics == (0.123457, 0.234568, -0.0345679, 1.23457e-9, 0.5)
-    assert layer.score == 0.1235 and layer.p_value == 0.001
-    # The rounding is far below what the comparison calls a change.
-    assert welch_p(layer.concept_statistics, exact) == (1.0, False)
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("[1, 2]\n", "the file must be a mapping, got list"),
-        ("{{{\n", "is not valid YAML"),
-        ("!!python/object/apply:os.system ['true']\n", "is not valid YAML"),  # safe_load: no objects
-    ],
-)
-def test_invalid_files_are_refused_with_the_file_named(text: str, message: str) -> None:
-    with pytest.raises(BaselineError, match="b.yaml") as info:
-        Baseline.from_yaml(text, name="b", origin="b.yaml")
-    assert message in str(info.value)
-
-
-def _valid_text() -> str:
-    return Baseline.from_result(tcav_result(layer_result("l", score=0.9, statistics=STATS)), "b").to_yaml()
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "message"),
-    [
-        ("format: 1", "format: 2", "format 2 was written by a newer pytest-tcav"),
-        ("    score: 0.9", "    score: high", "'layers.l.score' must be a number, got 'high'"),
-        ("    significant: true", "    significant: 1", "'layers.l.significant' must be true or false"),
-        ("  random_sets: 5", "  random_sets: 6", "'layers.l.concept_statistics' has 5 values but settings"),
-        ("    cav_accuracy: 0.9\n", "", "layers.l lacks 'cav_accuracy'"),
-        ("settings:", "setting:", "unknown key(s) 'setting' in the file"),
-    ],
-)
-def test_validation_says_what_is_wrong_and_what_to_do(old: str, new: str, message: str) -> None:
-    text = _valid_text()
-    assert old in text
-    with pytest.raises(BaselineError) as info:
-        Baseline.from_yaml(text.replace(old, new), name="b", origin="tcav_baselines/b.yaml")
-    assert str(info.value).startswith("baseline tcav_baselines/b.yaml is invalid: ")
-    assert message in str(info.value)
-    assert str(info.value).endswith("re-record it with pytest --tcav-update-baselines")
-
-
-@pytest.mark.parametrize("name", ["../x", "..", "a/b", "a\\b", "/etc/passwd", "C:x", ".x", "", "x.obtained",
-                                  "-x", "a" * 121, "é"])
-def test_names_that_could_leave_the_folder_are_refused(name: str, tmp_path: Path) -> None:
-    with pytest.raises(BaselineError, match="refused|non-empty"):
-        baseline_path(tmp_path, name)
-
-
-def test_good_names(tmp_path: Path) -> None:
-    assert baseline_path(tmp_path, "striped-zebra_v2.1") == tmp_path / "striped-zebra_v2.1.yaml"
-    assert baseline_path(tmp_path, "striped.yaml") == tmp_path / "striped.yaml"
-
-
-def test_atomic_write_leaves_the_old_file_and_no_temporary_file_on_failure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    path = tmp_path / "b.yaml"
-    atomic_write(path, "old\n")
-
-    def broken_replace(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(atomic_files.os, "replace", broken_replace)  # the writer of every user-owned file
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, "new\n")
-    assert path.read_text() == "old\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["b.yaml"]
-
-
-# -- the comparison --------------------------------------------------------------------------------------
-
-
-def test_welch_matches_scipy_and_treats_noise_as_no_change() -> None:
-    a, b = [0.21, 0.25, 0.19, 0.23, 0.22], [0.11, 0.16, 0.12, 0.09, 0.15, 0.13]
-    p, differs = welch_p(a, b)
-    assert differs and p == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
-    assert welch_p(a, a) == (1.0, False)
-    assert welch_p(a, [v * (1 + 2e-6) for v in a]) == (1.0, False)  # float noise between machines
-    assert welch_p([0.3] * 5, [0.3] * 5) == (1.0, False)  # no spread, no change: defined, not NaN
-    p, differs = welch_p([0.3] * 5, [0.1] * 5)
-    assert differs and p < 1e-6 and not math.isnan(p)
-
-
-def _welch_p_by_hand(before: list[float], after: list[float]) -> tuple[float, bool]:
-    """welch_p as pytest-tcav computed it before it called scipy's ttest_ind_from_stats: the reference."""
-    a, b = [float(v) for v in before], [float(v) for v in after]
-    na, nb = len(a), len(b)
-    mean_a, mean_b = sum(a) / na, sum(b) / nb
-    floor = RESOLUTION * max([abs(v) for v in a + b] + [1e-12])
-    diff = mean_b - mean_a
-    if abs(diff) <= floor:
-        return 1.0, False
-    var_a = max(sum((v - mean_a) ** 2 for v in a) / (na - 1), floor**2)
-    var_b = max(sum((v - mean_b) ** 2 for v in b) / (nb - 1), floor**2)
-    se2 = var_a / na + var_b / nb
-    dof = se2**2 / ((var_a / na) ** 2 / (na - 1) + (var_b / nb) ** 2 / (nb - 1))
-    return float(min(1.0, 2.0 * stats.t.sf(abs(diff / math.sqrt(se2)), dof))), True
-
-
-def test_welch_gives_the_p_values_of_the_hand_written_test_it_replaced() -> None:
-    rng = random.Random(0)
-    for _ in range(3000):
-        scale = 10 ** rng.uniform(-8, 3)
-        na, nb = rng.randint(2, 12), rng.randint(2, 12)
-        shift = rng.choice([0.0, 1e-7, 1e-3, 0.1, 1.0, 10.0]) * scale
-        spread = rng.choice([0.0, 1e-9, 1e-4, 0.1, 1.0]) * scale
-        a = [rng.gauss(scale, spread) for _ in range(na)]
-        b = [rng.gauss(scale + shift, spread * rng.choice([0.5, 1.0, 3.0])) for _ in range(nb)]
-        if rng.random() < 0.1:
-            b = [v * (1 + rng.uniform(-2e-6, 2e-6)) for v in a]  # rounding noise between machines
-        p, differs = welch_p(a, b)
-        p_ref, differs_ref = _welch_p_by_hand(a, b)
-        assert differs == differs_ref
-        assert p == pytest.approx(p_ref, rel=1e-9, abs=1e-300), (a, b)
-
-
-def test_a_layer_moves_on_the_score_tolerance_or_a_significant_shift_of_the_statistic() -> None:
-    before = Baseline.from_result(tcav_result(layer_result("a", score=0.90, statistics=STATS),
-                                              layer_result("b", score=0.90, statistics=STATS)), "x")
-    shifted = [v - 0.1 for v in STATS]
-    after = tcav_result(layer_result("a", score=0.85, statistics=STATS),  # within the score tolerance
-                        layer_result("b", score=0.85, statistics=shifted))  # the statistic moved
-    rows = compare(before, after, tolerance=0.1)
-    assert [(r.layer, r.score_moved, r.statistic_moved) for r in rows] == [("a", False, False), ("b", False, True)]
-    assert rows[1].p_corrected == pytest.approx(min(1.0, 2 * rows[1].p_value))  # Holm over the 2 layers
-    # A smallest change of the statistic that counts; a score tolerance of 0.04 catches the score.
-    rows = compare(before, after, tolerance=0.04, statistic_tolerance=0.2)
-    assert [(r.score_moved, r.statistic_moved) for r in rows] == [(True, False), (True, False)]
-    # Exactly at the tolerance is not beyond it.
-    rows = compare(before, tcav_result(layer_result("a", score=0.8, statistics=STATS),
-                                       layer_result("b", score=1.0, statistics=STATS)), tolerance=0.1)
-    assert not any(r.moved for r in rows)
-    # Where the concept is significant neither before nor after, its score is noise: only the test counts.
-    quiet = Baseline.from_result(tcav_result(layer_result("a", score=0.2, statistics=STATS, significant=False)), "q")
-    (row,) = compare(quiet, tcav_result(layer_result("a", score=0.8, statistics=STATS, significant=False)),
-                     tolerance=0.1)
-    assert not row.moved
-    (row,) = compare(quiet, tcav_result(layer_result("a", score=0.8, statistics=STATS, significant=True)),
-                     tolerance=0.1)
-    assert row.score_moved
 
 
 def test_summary_lines_from_records() -> None:

@@ -13,7 +13,6 @@ import torch
 from pytest_tcav import TCAV, HingeSGDTrainer, MemoryStore
 from pytest_tcav.config import CACHE_MODES, TCAVConfig, build_config
 from pytest_tcav.errors import ConfigurationError
-from pytest_tcav.reports.cache_line import cache_line, merge
 from pytest_tcav.session.session import TCAVSession, default_device, default_store
 from pytest_tcav.storage.disk import MODES, DiskStore
 from tests.helpers import tiny_model
@@ -304,24 +303,6 @@ def test_no_gpu_means_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw1")
     assert default_device() == torch.device("cpu")
-
-
-# -- the summary line ------------------------------------------------------------------------
-
-
-def test_cache_line_adds_up_the_processes() -> None:
-    disk = {"hits": {"cav": 2}, "misses": {"activations": 3, "cav": 1}, "writes": {"activations": 3, "cav": 1},
-            "corrupt": {}, "stale": {}, "evicted": 0, "evicted_bytes": 0, "write_errors": 0}
-    worker = {"dir": "/c", "mode": "readwrite", "computed": {"activations": 3, "cav": 1}, "reused": {"cav": 4},
-              "disk": disk}
-    merged = merge([worker, worker, {}])
-    assert merged is not None and merged["processes"] == 2
-    assert cache_line(merged) == ("computed 6 activations, 2 CAVs; disk: 4 hits, 8 misses, 8 written, "
-                                  "0 evicted (/c, readwrite)")
-    off = {"dir": None, "mode": "off", "computed": {"gradients": 1}, "reused": {}, "disk": None}
-    assert cache_line(merge([off])) == "computed 1 gradients; disk cache off"
-    assert cache_line(merge([{"computed": {}, "reused": {}, "disk": None}])) is None
-    assert merge([]) is None and cache_line(None) is None
 
 
 def test_the_cache_is_cleared_in_the_controller_only(pytester: pytest.Pytester,

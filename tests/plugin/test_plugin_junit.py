@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tcav.reports.junit import properties
 from tests.helpers.plugin_helpers import make_project
 
 CHECKS = """
@@ -150,23 +149,3 @@ def test_it(checked_after):
     result.assert_outcomes(passed=1)
     props = dict(junit_cases(pytester.path / "out.xml")["test_teardown::test_it"])
     assert props["tcav[0].concept"] == "horizontal" and props["tcav[0].layer[relu].verdict"] == "significant"
-
-
-def test_properties_of_a_stability_check_say_which_layers_moved() -> None:
-    record = {
-        "nodeid": "t.py::test_stable", "concept": "striped", "target": "zebra (0)", "layers": ["a", "b"],
-        "expectation": "stable", "direction": "positive", "outcome": "failed", "message": "moved",
-        "results": [
-            {"layer": "a", "score": 0.5, "p_value": 0.25, "p_corrected": 0.5, "cav_accuracy": 0.75,
-             "significant": False},
-            {"layer": "b", "score": 1.0, "p_value": 1e-6, "p_corrected": 2e-6, "cav_accuracy": 1.0,
-             "significant": True},
-        ],
-        "stability": {"action": "checked", "moved": ["a"],
-                      "layers": [{"layer": "a", "moved": True}, {"layer": "b", "moved": False}]},
-    }
-    props = dict(properties(record, 2))
-    assert props["tcav[2].verdict"] == "moved on 1/2" and props["tcav[2].message"] == "moved"
-    assert props["tcav[2].layer[a].moved"] == "true" and props["tcav[2].layer[b].moved"] == "false"
-    assert props["tcav[2].layer[a].verdict"] == "not significant" and props["tcav[2].layer[b].p_value"] == "1e-06"
-    assert "tcav[2].layer[a].moved" not in dict(properties({**record, "stability": None}, 2))

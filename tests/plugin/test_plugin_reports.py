@@ -1,38 +1,25 @@
-"""The JSON and HTML reports: options, schema, xdist, self-containment, escaping, a real browser."""
+"""The JSON and HTML reports of pytest runs: options, schema, xdist, self-containment, a real browser.
+
+The reports built from hand-made records are tested in tests/reports/ (test_json.py, test_html.py).
+"""
 
 from __future__ import annotations
 
 import base64
-import html
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_tcav import atomic_files
 from pytest_tcav.reports import html as report_html
 from pytest_tcav.reports import json as report_json
-from pytest_tcav.reports import plots as report_plots
 from pytest_tcav.reports.json import SCHEMA, VERSION
 from tests.helpers.plugin_helpers import make_project, summary_section
-
-try:  # loaded up front, or in-process pytester runs would import it again each time
-    import matplotlib.backends.backend_agg  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-
-    PLOTS = True
-except ImportError:  # the report extra is not installed: pages have tables only
-    PLOTS = False
-
-ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_FILE = ROOT / "docs" / "report.schema.json"
-ENV = report_json.environment("cpu")
+from tests.helpers.report_records import PLOTS, stability_record, validate
 
 CHECKS = """
 import pytest
@@ -79,64 +66,6 @@ EXPECTED = [
     ("test_checks.py::test_two_checks#1", "vertical", "passed", "passed"),
     ("test_checks.py::test_xfail#0", "noisy", "failed", "xfailed"),
 ]
-
-
-# -- a small JSON Schema checker (the subset docs/report.schema.json uses) ---------------
-
-
-_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, _TYPES[name])
-
-
-def schema_errors(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "$") -> list[str]:
-    """Violations of ``schema`` by ``value``: type, const, enum, required, properties, items, minimum, $ref."""
-    if "$ref" in schema:
-        target: Any = root
-        for part in schema["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        return schema_errors(value, target, root, where)
-    errors = []
-    types = schema.get("type")
-    if types is not None:
-        names = [types] if isinstance(types, str) else types
-        if not any(_is_type(value, name) for name in names):
-            return [f"{where}: {value!r:.60} is not of type {types}"]
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{where}: {value!r} != {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r} not in {schema['enum']}")
-    if "minimum" in schema and _is_type(value, "number") and value < schema["minimum"]:
-        errors.append(f"{where}: {value} < {schema['minimum']}")
-    if isinstance(value, dict):
-        errors += [f"{where}: missing {key!r}" for key in schema.get("required", []) if key not in value]
-        properties = schema.get("properties", {})
-        for key, item in value.items():
-            if key in properties:
-                errors += schema_errors(item, properties[key], root, f"{where}.{key}")
-            elif isinstance(schema.get("additionalProperties"), dict):
-                errors += schema_errors(item, schema["additionalProperties"], root, f"{where}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for k, item in enumerate(value):
-            errors += schema_errors(item, schema["items"], root, f"{where}[{k}]")
-    return errors
-
-
-def validate(report: dict[str, Any]) -> None:
-    schema = json.loads(SCHEMA_FILE.read_text())
-    errors = schema_errors(report, schema, schema)
-    assert not errors, "\n".join(errors[:20])
-    try:
-        import jsonschema
-    except ImportError:
-        return
-    jsonschema.validate(report, schema)  # the full validator too, where it is installed
 
 
 # -- pytest runs -------------------------------------------------------------------------
@@ -279,118 +208,6 @@ def pytest_configure(config):
     assert report["environment"]["device"] == "cpu"
     assert report["environment"]["workers"] == {"gw0": "cpu", "gw1": "cpu"}
     assert f"TCAV JSON report: {project.path / 'report.json'}" in output
-
-
-# -- report pieces ---------------------------------------------------------------------
-
-
-def layer(name: str, significant: bool = True, **overrides: Any) -> dict[str, Any]:
-    values = {"layer": name, "score": 0.9, "magnitude": 0.1, "statistic": 0.2, "null_mean": 0.0, "null_sd": 0.02,
-              "t_statistic": 9.0, "p_value": 1e-5, "p_value_rank": 0.09, "p_corrected": 2e-5, "cav_accuracy": 0.95,
-              "significant": significant, "concept_scores": [0.8, 0.9, 1.0], "concept_statistics": [0.1, 0.2, 0.3],
-              "concept_magnitudes": [0.1, 0.1, 0.1], "cav_accuracies": [0.9, 0.95, 1.0],
-              "null_statistics": [-0.01, 0.0, 0.01], "null_scores": [0.4, 0.5, 0.6]}
-    values.update(overrides)
-    return values
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    values = {"nodeid": "t.py::test_x", "seq": 3, "concept": "striped", "target": "zebra (0)",
-              "layers": ["a", "b"], "expectation": "significant", "direction": "positive", "require": "all",
-              "score_range": None, "alpha": 0.05, "results": [layer("a"), layer("b", False)],
-              "model_fingerprint": "ab" * 32, "concept_fingerprint": "cd" * 32,
-              "settings": {"method": "gradient", "seed": 0, "n_random": 3}, "outcome": "failed",
-              "message": "Why: it is not."}
-    values.update(overrides)
-    return values
-
-
-def stability_record() -> dict[str, Any]:
-    """A stability check's record as pytest_tcav.checks.stability writes it: layer -> numbers, before and after."""
-    side = {"a": {"score": 1.0, "statistic": 0.3, "p_value": 1e-4, "p_corrected": 2e-4, "cav_accuracy": 0.9,
-                  "significant": True, "concept_scores": [1.0, 1.0, 0.9], "concept_statistics": [0.3, 0.31, 0.29]}}
-    after = {"a": {**side["a"], "score": 0.4, "statistic": 0.05, "significant": False,
-                   "concept_scores": [0.5, 0.4, 0.3], "concept_statistics": [0.04, 0.05, 0.06]}}
-    return record(nodeid="t.py::test_stable", expectation="stable", layers=["a"], results=[layer("a")],
-                  before=side, after=after,
-                  stability={"baseline": "zebra-striped", "path": "baselines/zebra-striped.tcav.yaml",
-                             "action": "checked", "tolerance": 0.1, "model_changed": True, "moved": ["a"],
-                             "layers": [{"layer": "a", "score_before": 1.0, "score_after": 0.4, "p_value": 3e-4,
-                                         "p_corrected": 3e-4, "moved": True}]},
-                  custom={"anything": [1, 2]})
-
-
-def test_non_finite_numbers_become_strings_and_the_json_is_strict() -> None:
-    report = report_json.build_report([record(results=[layer("a", t_statistic=float("inf"),
-                                                             null_sd=float("nan"))])], env=ENV)
-    text = report_json.dumps(report)
-    assert "NaN" not in text.replace('"NaN"', "") and "Infinity" not in text.replace('"Infinity"', "")
-    data = json.loads(text)
-    (check,) = data["checks"]
-    assert check["results"][0]["t_statistic"] == "Infinity" and check["results"][0]["null_sd"] == "NaN"
-    assert report_json.number("Infinity") == float("inf") and report_json.number("-Infinity") == float("-inf")
-    assert check["id"] == "t.py::test_x#0" and "seq" not in check and check["test"] == "t.py::test_x"
-
-
-def test_unknown_record_keys_are_kept_and_shown(tmp_path: Path) -> None:
-    report = report_json.build_report([stability_record()], env=ENV)
-    validate(json.loads(report_json.dumps(report)))
-    (check,) = report["checks"]
-    assert check["custom"] == {"anything": [1, 2]} and check["before"]["a"]["score"] == 1.0
-    page = report_html.render_html(report, mpl=None)
-    assert "Stability: baseline (before) vs this run (after)" in page
-    assert "1.00 → 0.40" in page and "significant → not significant" in page  # before → after per layer
-    assert "zebra-striped" in page and "comparison: moved" in page
-    assert "More" in page and "anything" in page
-
-
-def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "deep" / "r.json"
-    atomic_files.atomic_write_text(path, "old")
-    assert path.read_text() == "old" and oct(path.stat().st_mode & 0o777) != oct(0o600)
-
-    def broken(src: str, dst: str) -> None:
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError, match="disk full"):
-        atomic_files.atomic_write_text(path, "new")
-    assert path.read_text() == "old" and sorted(p.name for p in path.parent.iterdir()) == ["r.json"]
-
-
-def test_user_text_is_escaped() -> None:
-    evil = '<script>alert("x")</script>&'
-    report = report_json.build_report(
-        [record(nodeid=f"t.py::test[{evil}]", concept=evil, target=evil, message=evil,
-                results=[layer(evil)], custom=evil)], env={**ENV, "device": evil})
-    for mpl in (None, True):
-        page = report_html.render_html(report, mpl=mpl)
-        assert "<script" not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page
-
-
-def test_without_matplotlib_the_page_has_tables_and_says_how_to_get_plots(monkeypatch: pytest.MonkeyPatch) -> None:
-    report = report_json.build_report([record(), stability_record()], env=ENV)
-    if PLOTS:
-        with_plots = report_html.render_html(report)
-        assert with_plots.count("data:image/png;base64,") == 3  # two checks and one before/after
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # "import matplotlib" now raises ImportError
-    for name in [n for n in sys.modules if n.startswith("matplotlib.")]:
-        monkeypatch.delitem(sys.modules, name)
-    assert report_plots.load_matplotlib() is None
-    page = report_html.render_html(report)
-    assert "<img" not in page and 'id="no-plots"' in page and html.escape(report_plots.PLOT_HINT) in page
-    assert "pytest-tcav[report]" in page
-    assert page.count('<table class="layers">') == 2 and "p corrected" in page
-    assert page.count('<table class="stability">') == 1
-
-
-def test_a_plot_that_cannot_be_drawn_leaves_the_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(*args: Any) -> str:
-        raise ValueError("bad numbers")
-
-    monkeypatch.setattr(report_plots, "check_plot", broken)
-    page = report_html.render_html(report_json.build_report([record()], env=ENV))
-    assert "could not be drawn (ValueError: bad numbers)" in page and '<table class="layers">' in page
 
 
 # -- a real browser --------------------------------------------------------------------
