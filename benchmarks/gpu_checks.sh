@@ -42,7 +42,7 @@ stage() {  # stage NAME SECONDS COMMAND...
 stage env 10 bash -c "nvidia-smi; $PYTHON -c 'import torch; print(torch.__version__, torch.cuda.is_available(), \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, torch.get_num_threads())'"
 stage a_tests 70 "$PYTHON" -m pytest -q -p no:cacheprovider -rs tests/engine/test_cuda_path.py \
-    tests/session/test_plugin_session.py::test_the_plugin_session_is_the_assertions_session
+    tests/session/test_session.py::test_the_plugin_session_is_the_assertions_session
 stage b_tutorial 100 "$PYTHON" benchmarks/gpu_tutorial_shape.py --repeat 3
 stage c_sweep 110 "$PYTHON" benchmarks/sweep.py --device cuda --random-sets 10,50 --examples 20 \
     --models resnet50,vit_b_16,bert_base --big-points 10x20 --point-timeout 45 --deadline 100 --json

@@ -12,7 +12,7 @@ from pytest_tcav.checks.stability import layer_moved, welch_p
 from pytest_tcav.engine.statistics import adjust_p_values
 from pytest_tcav.reports import diff as report_diff
 from pytest_tcav.reports.json import build_report, write_json
-from tests.cli.test_cli import TINY, run_main
+from tests.cli.test_main import TINY, run_main
 
 SPREAD = [-0.02, -0.01, 0.0, 0.01, 0.02]  # the per-random-set statistics' spread around their mean
 

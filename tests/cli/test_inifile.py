@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_tcav import cli
-from tests.cli.test_cli import TINY, run_main
+from tests.cli.test_main import TINY, run_main
 
 #: One file of each kind, each setting tcav_seed to tell them apart.
 KINDS = {

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_tcav.checks.yaml_spec import parse
+from pytest_tcav.checks.yaml_schema import parse
 from pytest_tcav.config import TCAVConfig, build_config
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, YamlSpecError
 from pytest_tcav.session.session import TCAVSession
-from tests.engine.test_structures import KeywordCaller, TupleOut, TwoInputs, sets
+from tests.engine.test_batches import KeywordCaller, TupleOut, TwoInputs, sets
 
 
 def test_the_ini_keys_set_the_engines_and_knobs_override_them():

@@ -23,7 +23,7 @@ from pytest_tcav.storage import layout, write_behind
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.memory import StoreBusy
 from tests.helpers.synthetic import SmallCNN, noise, stripes
-from tests.storage.test_cache import cache_warnings, files, key
+from tests.storage.test_disk import cache_warnings, files, key
 
 KEYS = [key(f"behind-{n}") for n in range(3)]
 
