@@ -133,3 +133,23 @@ def test_inifile_overrides_the_found_file(nested: Path, tmp_path: Path) -> None:
     assert "4 random sets" in out
     code, _, err = run_main("score", *TINY, "--inifile", str(other), "--no-inifile")
     assert code == 2 and "not allowed with argument" in err
+
+
+def test_read_inifile_reads_pytest_ini_setup_cfg_and_pyproject(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "pytest.ini").write_text("[pytest]\npythonpath = . src\ntcav_concepts = c\n"
+                                               "tcav_classes =\n    zebra=3\n    horse=4\ntcav_alpha = 0.01\n")
+    (tmp_path / "setup.cfg").write_text("[tool:pytest]\ntcav_seed = 4\n")
+    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["lib"]\n'
+                                             'tcav_inputs = "in"\ntcav_classes = ["zebra=3"]\n')
+    raw, path = cli.read_inifile(tmp_path / "a" / "pytest.ini")
+    assert raw["tcav_concepts"] == ((tmp_path / "a" / "c").resolve(), "tcav_concepts in pytest.ini")
+    assert raw["tcav_alpha"][0] == "0.01" and path == [(tmp_path / "a").resolve(), (tmp_path / "a" / "src").resolve()]
+    config = cli.build_config(raw, root=tmp_path)
+    assert dict(config.classes) == {"zebra": 3, "horse": 4} and config.alpha == 0.01
+    assert cli.read_inifile(tmp_path / "setup.cfg")[0] == {"tcav_seed": ("4", "tcav_seed in setup.cfg")}
+    raw, path = cli.read_inifile(tmp_path / "pyproject.toml")
+    assert raw["tcav_inputs"][0] == (tmp_path / "in").resolve() and path == [(tmp_path / "lib").resolve()]
+    (tmp_path / "tox.ini").write_text("[flake8]\n")
+    with pytest.raises(cli.UsageError, match=r"no \[pytest\]"):
+        cli.read_inifile(tmp_path / "tox.ini")

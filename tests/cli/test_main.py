@@ -1,4 +1,6 @@
-"""The command line: ``pytest-tcav score`` / ``python -m pytest_tcav``, its ini file, exit codes, progress bar."""
+"""The command line: ``pytest-tcav score`` / ``python -m pytest_tcav``, exit codes, entry points.
+
+The ini file is tested in test_inifile.py, the progress bar in test_progress.py."""
 
 from __future__ import annotations
 
@@ -15,7 +17,6 @@ import tomllib
 
 import pytest_tcav
 from pytest_tcav import cli
-from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.reports import plots as report_plots
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,26 +90,6 @@ def test_inputs_may_be_a_folder_of_images_or_a_class_of_the_ini_library(
     assert by_folder[1] != from_ini[1]
 
 
-def test_read_inifile_reads_pytest_ini_setup_cfg_and_pyproject(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "pytest.ini").write_text("[pytest]\npythonpath = . src\ntcav_concepts = c\n"
-                                               "tcav_classes =\n    zebra=3\n    horse=4\ntcav_alpha = 0.01\n")
-    (tmp_path / "setup.cfg").write_text("[tool:pytest]\ntcav_seed = 4\n")
-    (tmp_path / "pyproject.toml").write_text('[tool.pytest.ini_options]\npythonpath = ["lib"]\n'
-                                             'tcav_inputs = "in"\ntcav_classes = ["zebra=3"]\n')
-    raw, path = cli.read_inifile(tmp_path / "a" / "pytest.ini")
-    assert raw["tcav_concepts"] == ((tmp_path / "a" / "c").resolve(), "tcav_concepts in pytest.ini")
-    assert raw["tcav_alpha"][0] == "0.01" and path == [(tmp_path / "a").resolve(), (tmp_path / "a" / "src").resolve()]
-    config = cli.build_config(raw, root=tmp_path)
-    assert dict(config.classes) == {"zebra": 3, "horse": 4} and config.alpha == 0.01
-    assert cli.read_inifile(tmp_path / "setup.cfg")[0] == {"tcav_seed": ("4", "tcav_seed in setup.cfg")}
-    raw, path = cli.read_inifile(tmp_path / "pyproject.toml")
-    assert raw["tcav_inputs"][0] == (tmp_path / "in").resolve() and path == [(tmp_path / "lib").resolve()]
-    (tmp_path / "tox.ini").write_text("[flake8]\n")
-    with pytest.raises(cli.UsageError, match=r"no \[pytest\]"):
-        cli.read_inifile(tmp_path / "tox.ini")
-
-
 # -- exit codes ------------------------------------------------------------------------
 
 
@@ -157,48 +138,6 @@ def test_help_documents_the_command_and_exit_codes() -> None:
     assert "Exit status: 0 scored, 1 scoring failed" in text
     code, out, _ = run_main("--version")
     assert code == 0 and out.strip() == f"pytest-tcav {pytest_tcav.__version__}"
-
-
-# -- the progress bar --------------------------------------------------------------------
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_progress_bar_is_silent_off_a_terminal_unless_forced() -> None:
-    stream = io.StringIO()
-    bar = ProgressBar(3, label="steps", stream=stream)
-    assert not bar.enabled
-    for _ in range(3):
-        bar.advance(status="working")
-    bar.close()
-    assert stream.getvalue() == ""
-    forced = io.StringIO()
-    with ProgressBar(4, label="steps", stream=forced, enabled=True, width=8) as bar:
-        bar.set_status("loading")  # no line for a status alone: lines are per step
-        bar.advance(status="a")
-        bar.advance(0)  # no move, no line
-        bar.update(10, status="b")  # clamped to the total
-    assert forced.getvalue() == "[##......] 1/4 steps: a\n[########] 4/4 steps: b\n"
-
-
-def test_progress_bar_redraws_one_line_on_a_terminal_at_a_limited_rate() -> None:
-    now = [0.0]
-    stream = FakeTerminal()
-    bar = ProgressBar(100, stream=stream, width=10, min_interval=0.5, clock=lambda: now[0])
-    assert bar.enabled
-    for step in range(1, 100):
-        now[0] = step * 0.01  # 99 steps in one second: only a few redraws
-        bar.advance()
-    bar.advance()  # the last step is always drawn
-    bar.close()
-    text = stream.getvalue()
-    assert "\n" not in text[:-1] and text.endswith("[##########] 100/100\n")
-    assert 2 <= text.count("\r") <= 5
-    bar.advance()  # after close: nothing
-    assert stream.getvalue() == text
 
 
 # -- entry points ----------------------------------------------------------------------

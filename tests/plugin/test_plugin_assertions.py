@@ -9,12 +9,13 @@ neither, and at ``conv`` (before the ReLU) no concept is linearly separable.
 from __future__ import annotations
 
 import re
+import textwrap
 
 import pytest
 
 from pytest_tcav.checks.significance import judge
 from pytest_tcav.engine.results import LayerResult, TCAVResult
-from tests.helpers.plugin_helpers import make_project
+from tests.helpers.plugin_helpers import INI, make_project
 
 PASSING = """
 import pytest
@@ -287,3 +288,33 @@ def test_one_sentence_covers_every_cause() -> None:
                  "more random sets (random_sets=...)"):
         assert part in reason
     assert reason.count(". ") == 0 and reason.endswith(".")
+
+
+def test_the_assertions_leave_the_global_random_state_alone_in_a_run(pytester: pytest.Pytester) -> None:
+    make_project(pytester, ini=INI.replace("tcav_random_sets = 5", "tcav_random_sets = 4") + "tcav_seed = 3\n")
+    pytester.makepyfile(test_rng=textwrap.dedent("""
+        import random
+
+        import numpy as np
+        import pytest
+        import torch
+        from pytest_tcav import ConceptTestFailure, assert_concept_insignificant, assert_concept_significant
+
+
+        @pytest.mark.parametrize("check", ["passes", "fails", "errors"])
+        def test_rng(model, check):
+            torch.manual_seed(5); np.random.seed(5); random.seed(5)
+            states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+            if check == "passes":
+                assert_concept_significant(model, "horizontal", target=1, layers="relu",
+                                           method="integrated_gradients")
+            elif check == "fails":
+                with pytest.raises(ConceptTestFailure):
+                    assert_concept_insignificant(model, "horizontal", target=1, layers="relu")
+            else:
+                with pytest.raises(Exception, match="no layer"):
+                    assert_concept_significant(model, "horizontal", target=1, layers="rleu")
+            assert torch.equal(torch.get_rng_state(), states[0])
+            assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+    """))
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)

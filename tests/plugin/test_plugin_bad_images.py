@@ -1,8 +1,7 @@
-"""Hardening as a user meets it: real pytest runs (pytester) on a project with the hand-wired EdgeNet.
+"""Broken images as a user meets them: real pytest runs (pytester) on a project with the hand-wired EdgeNet.
 
 ``tcav_on_bad_image`` picks the bad-image rule; a broken image is a warning
-in the run's summary by default and a failing test under ``error``; the
-assertion functions leave the global random state alone inside a real run.
+in the run's summary by default and a failing test under ``error``.
 """
 
 from __future__ import annotations
@@ -82,33 +81,3 @@ def test_an_unknown_policy_is_a_usage_error_naming_its_source(pytester: pytest.P
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     origin = "tcav_on_bad_image in pytest.ini" if where == "ini" else "--tcav-on-bad-image"
     result.stderr.fnmatch_lines([f"ERROR: pytest-tcav: {origin} must be one of warn, error, got 'skip'"])
-
-
-def test_the_assertions_leave_the_global_random_state_alone_in_a_run(pytester: pytest.Pytester) -> None:
-    make_project(pytester, ini=INI.replace("tcav_random_sets = 5", "tcav_random_sets = 4") + "tcav_seed = 3\n")
-    pytester.makepyfile(test_rng=textwrap.dedent("""
-        import random
-
-        import numpy as np
-        import pytest
-        import torch
-        from pytest_tcav import ConceptTestFailure, assert_concept_insignificant, assert_concept_significant
-
-
-        @pytest.mark.parametrize("check", ["passes", "fails", "errors"])
-        def test_rng(model, check):
-            torch.manual_seed(5); np.random.seed(5); random.seed(5)
-            states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
-            if check == "passes":
-                assert_concept_significant(model, "horizontal", target=1, layers="relu",
-                                           method="integrated_gradients")
-            elif check == "fails":
-                with pytest.raises(ConceptTestFailure):
-                    assert_concept_insignificant(model, "horizontal", target=1, layers="relu")
-            else:
-                with pytest.raises(Exception, match="no layer"):
-                    assert_concept_significant(model, "horizontal", target=1, layers="rleu")
-            assert torch.equal(torch.get_rng_state(), states[0])
-            assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
-    """))
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
