@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from pytest_tcav.engine.activations import Target
+    from pytest_tcav.engine.outputs import Target
 
 
 KEY_VERSION = "pytest-tcav-store-1"

@@ -57,7 +57,6 @@ from pytest_tcav.storage.memory import flushed
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.activations import Target
-    from pytest_tcav.engine.tcav import TCAV
 
 
 def against_list(against: ConceptLike | Sequence[ConceptLike]) -> list[ConceptLike]:
@@ -111,7 +110,7 @@ def _check_disjoint(concept: Concept, others: list[Concept]) -> None:
 
 
 def relative_test(
-    engine: TCAV,
+    engine: Any,
     concept: ConceptLike,
     against: ConceptLike | Sequence[ConceptLike],
     *,
@@ -128,6 +127,8 @@ def relative_test(
 ) -> TCAVResult:
     """Test whether ``concept`` raises ``target`` more than ``against`` does, on each layer.
 
+    ``engine`` is the :class:`~pytest_tcav.engine.tcav.TCAV` that calls it (typed ``Any``, as in
+    :mod:`.work_units`, so that this module does not import the one that imports it).
     ``repetitions`` is N: the number of seeded CAVs of the concept against the
     others (averaged into the statistic) and of relabelings (the null).
     """
@@ -196,7 +197,7 @@ class _Side:
     cavs: list[CAV]
 
 
-def _compute(engine: TCAV, model_fp: str, modules: dict[str, Any], concept: Concept, others: list[Concept],
+def _compute(engine: Any, model_fp: str, modules: dict[str, Any], concept: Concept, others: list[Concept],
              inputs: Concept, target: Target, n: int) -> dict[str, tuple[_Side, _Side]]:
     """Per layer: the N seeded CAVs of the concept against the others, and the N relabelings' CAVs."""
     sets = [concept, *others]

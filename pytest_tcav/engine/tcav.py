@@ -37,7 +37,9 @@ from pytest_tcav.engine.preconditions import (
     check_engine_arguments,
     check_sets,
 )
+from pytest_tcav.engine.relative import relative_test
 from pytest_tcav.engine.results import TCAVResult
+from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, settled
 from pytest_tcav.engine.statistics import (
     Correction,
     Direction,
@@ -115,6 +117,43 @@ class TCAV:
         self.tokenizer = tokenizer
         self.store: MemoryStore = store if store is not None else MemoryStore()
 
+    @classmethod
+    def from_knobs(
+        cls,
+        model: nn.Module,
+        knobs: EngineKnobs,
+        *,
+        device: torch.device | str | None = None,
+        alpha: float = 0.05,
+        correction: Correction = "holm",
+        transform: Transform | None = None,
+        store: MemoryStore | None = None,
+        tokenizer: Tokenizer | None = None,
+    ) -> TCAV:
+        """An engine with a settled request's knobs (:func:`~pytest_tcav.engine.spec.settle`).
+
+        The other arguments are what the caller holds, not what a check asks for: the
+        device, the run's alpha and correction, the transform, the store, and the tokenizer
+        that text takes when ``knobs.tokenizer`` is unset.
+        """
+        return cls(
+            model,
+            method=settled(knobs.method, "method"),  # type: ignore[arg-type]
+            n_steps=settled(knobs.n_steps, "n_steps"),
+            seed=settled(knobs.seed, "seed"),
+            batch_size=settled(knobs.batch_size, "batch_size"),
+            layer_point=settled(knobs.layer_point, "layer_point"),  # type: ignore[arg-type]
+            pooling=settled(knobs.pooling, "pooling"),
+            forward_kwargs=knobs.forward_kwargs,
+            output=knobs.output,
+            device=device,
+            alpha=alpha,
+            correction=correction,
+            transform=transform,
+            store=store,
+            tokenizer=knobs.tokenizer if knobs.tokenizer is not None else tokenizer,
+        )
+
     # -- public API -----------------------------------------------------------------
 
     def test(
@@ -147,21 +186,33 @@ class TCAV:
         better than chance (or, with ``min_cav_accuracy``, score below it on
         average) gets the verdict ``inconclusive`` (docs/statistics.md).
         """
-        alpha = self.alpha if alpha is None else alpha
-        correction = self.correction if correction is None else correction
-        null_test = self.null_test if null_test is None else null_test
+        spec = CheckSpec(concept=concept, target=target, layers=layers, inputs=inputs, direction=direction,
+                         against=against, margin=margin, random_sets=random_sets, random_pool=random_pool,
+                         alpha=alpha, min_cav_accuracy=min_cav_accuracy, correction=correction, null_test=null_test)
+        return self.run(spec, CheckData(concept=concept, target=target, inputs=inputs, random_sets=random_sets,
+                                        random_pool=random_pool, against=against))
+
+    def run(self, spec: CheckSpec, data: CheckData) -> TCAVResult:
+        """:meth:`test` on a request and its data: the layers and statistical choices from ``spec``
+        (unset ones: this engine's), the sets and the target from ``data``."""
+        direction: Direction = spec.direction  # type: ignore[assignment]  # checked below
+        margin, min_cav_accuracy = spec.margin, spec.min_cav_accuracy
+        concept, target, inputs, random_sets, random_pool = (data.concept, data.target, data.inputs,
+                                                             data.random_sets, data.random_pool)
+        alpha = self.alpha if spec.alpha is None else spec.alpha
+        correction: Correction = self.correction if spec.correction is None else spec.correction  # type: ignore[assignment]
+        null_test: NullTest = self.null_test if spec.null_test is None else spec.null_test  # type: ignore[assignment]
         check_direction(direction)
         check_output_and_target(target, self.output)
         check_margin(margin, min_cav_accuracy)
-        if against is not None:  # relative TCAV: its own module; no random sets
-            from pytest_tcav.engine.relative import relative_test
-
+        if data.against is not None:  # relative TCAV: its own module; no random sets
             if margin is not None:
                 raise ConfigurationError("margin= needs random sets for its unit; a relative test (against=) has none")
 
-            return relative_test(self, concept, against, target=target, target_name=describe_target(target),
-                                 inputs=inputs, layers=layers, repetitions=random_sets, random_pool=random_pool,
+            return relative_test(self, concept, data.against, target=target, target_name=describe_target(target),
+                                 inputs=inputs, layers=spec.layers, repetitions=random_sets, random_pool=random_pool,
                                  direction=direction, alpha=alpha, correction=correction, null_test=null_test)
+        layers = spec.layers
         layer_names = [layers] if isinstance(layers, str) else list(layers)
         modules = resolve_layers(self.model, layer_names, self.layer_point,
                                  reached=lambda: self._reached_layers(inputs))
