@@ -174,25 +174,36 @@ def capture(
     modules: dict[str, nn.Module],
     point: LayerPoint,
     *,
+    call: int | None = None,
     stop_when_done: bool = False,
     replace: Callable[[str, torch.Tensor], torch.Tensor | None] | None = None,
-) -> Iterator[dict[str, torch.Tensor]]:
+) -> Iterator[Seen]:
     """Record the activation of each layer during forward passes inside the block.
 
+    ``call`` is which call of a module that runs several times in one forward
+    pass is studied (``layer_call``: 0 the first, 1 the second...); the others
+    run untouched.  None studies modules that run once, and refuses one that runs
+    again (a ReLU shared by a residual block, a layer shared across depths): which
+    of its calls is meant is the user's choice, never a silent one.
     ``replace`` lets a caller substitute the activation (integrated gradients
     scales it); ``stop_when_done`` ends the pass early by raising
     :class:`StopForward` once every layer was recorded, which callers catch.
     """
-    seen: dict[str, torch.Tensor] = {}
+    seen = Seen()
     handles = []
 
     def make_hook(name: str):
         def record(value: torch.Tensor) -> torch.Tensor | None:
-            if name in seen:
+            count = seen.calls.get(name, 0)
+            seen.calls[name] = count + 1
+            if call is None and count:
                 raise LayerError(
-                    f"layer {name!r} ran twice in one forward pass; pick a module that is "
-                    "called once per example"
+                    f"layer {name!r} ran twice in one forward pass (its module is called more than once, "
+                    "e.g. an activation shared within a block); pick a module that is called once per example, "
+                    "or say which call to study with layer_call=N (0: the first call, 1: the second, ...)"
                 )
+            if call is not None and count != call:
+                return None  # another call of the module: it runs untouched
             new = replace(name, value) if replace is not None else None
             seen[name] = new if new is not None else value
             if stop_when_done and len(seen) == len(modules):
@@ -237,7 +248,23 @@ def capture(
             handle.remove()
 
 
+class Seen(dict[str, torch.Tensor]):
+    """The activations :func:`capture` recorded, by layer name, and how often each layer's module ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+
 def check_all_reached(modules: dict[str, nn.Module], seen: dict[str, torch.Tensor]) -> None:
+    calls = getattr(seen, "calls", {})
+    short = [name for name in modules if name not in seen and calls.get(name)]
+    if short:
+        ran = ", ".join(f"{name!r} {calls[name]} time(s)" for name in short)
+        raise LayerError(
+            f"layer_call asks for a call that did not happen: in one forward pass {ran} ran; layer_call counts "
+            "from 0 (0: the first call)"
+        )
     missing = [name for name in modules if name not in seen]
     if missing:
         raise LayerError(

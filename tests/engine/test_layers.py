@@ -105,6 +105,57 @@ def test_a_layer_called_twice_is_rejected():
             net(torch.rand(2, 3))
 
 
+class SharedReLU(nn.Module):
+    """One ReLU module called twice per forward pass, as in torchvision's ResNet blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b, self.head = nn.Linear(3, 4), nn.Linear(4, 4), nn.Linear(4, 2)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        return self.head(self.relu(self.b(self.relu(self.a(x)))))
+
+
+@pytest.mark.parametrize("call", [0, 1])
+def test_layer_call_picks_one_call_of_a_module_run_twice(call: int) -> None:
+    net, x = SharedReLU(), torch.rand(5, 3)
+    modules = resolve_layers(net, ["relu"])
+    with capture(modules, "output", call=call) as seen, torch.no_grad():
+        net(x)
+    check_all_reached(modules, seen)
+    first = torch.relu(net.a(x))
+    expected = first if call == 0 else torch.relu(net.b(first))
+    assert torch.equal(seen["relu"], expected.detach())
+    assert seen.calls == {"relu": 2}
+
+
+def test_layer_call_replaces_only_the_call_it_names() -> None:
+    net, x = SharedReLU(), torch.rand(5, 3)
+    modules = resolve_layers(net, ["relu"])
+    with capture(modules, "output", call=0, replace=lambda _name, value: torch.zeros_like(value)), torch.no_grad():
+        out = net(x)
+    # the first call's output zeroed, the second call (on b's output) untouched
+    assert torch.equal(out, net.head(torch.relu(net.b(torch.zeros(5, 4)))))
+
+
+def test_layer_call_beyond_the_calls_says_how_many_ran() -> None:
+    net = SharedReLU()
+    modules = resolve_layers(net, ["relu"])
+    with capture(modules, "output", call=2) as seen, torch.no_grad():
+        net(torch.rand(5, 3))
+    with pytest.raises(LayerError, match=r"'relu' 2 time\(s\) ran; layer_call counts from 0"):
+        check_all_reached(modules, seen)
+
+
+def test_a_module_run_twice_without_layer_call_names_the_knob() -> None:
+    net = SharedReLU()
+    with pytest.raises(LayerError, match="layer_call=N"):
+        with capture(resolve_layers(net, ["relu"]), "output"), torch.no_grad():
+            net(torch.rand(2, 3))
+
+
 def test_a_layer_whose_output_is_not_a_tensor_is_rejected():
     class Pair(nn.Module):
         def forward(self, x):
