@@ -45,6 +45,7 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
+@pytest.mark.slow  # over a second
 def test_tutorial_shape_against_captum() -> None:
     pytest.importorskip("captum")
     record = vs_captum.run(**TINY)
@@ -55,6 +56,7 @@ def test_tutorial_shape_against_captum() -> None:
     vs_captum.report(record)
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.filterwarnings("ignore:Precision loss occurred:RuntimeWarning")  # scipy, on tiny identical scores
 def test_significance_shape_against_captums_recipe() -> None:
     pytest.importorskip("captum")
@@ -72,6 +74,7 @@ def test_significance_shape_without_captum() -> None:
     significance.report(record)
 
 
+@pytest.mark.slow  # over a second
 def test_rerun_children(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The rerun's children, in this process: the second run of ours computes nothing."""
     first = rerun.child("ours", str(tmp_path / "cache"), **TINY)
@@ -85,6 +88,7 @@ def test_rerun_children(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
         assert rerun.child("captum", str(tmp_path / "captum"), **TINY)["seconds"] > 0
 
 
+@pytest.mark.slow  # over a second
 def test_gpu_script_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert gpu_tutorial_shape.main(["--device", "cpu", "--images", "5", "--inputs", "2", "--size", "32",
                                     "--repeat", "1"]) == 0
@@ -103,6 +107,7 @@ def test_gpu_script_without_a_gpu_says_so(monkeypatch: pytest.MonkeyPatch) -> No
     assert "skipped" in record and "ours_first_s" not in record
 
 
+@pytest.mark.slow  # over a second
 def test_gpu_script_records_a_failing_stage(monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     def broken(*args, **kwargs):
@@ -125,6 +130,7 @@ def test_gpu_script_gives_cuda_an_index(monkeypatch: pytest.MonkeyPatch) -> None
     assert gpu_tutorial_shape.resolve_device("cpu") == torch.device("cpu")
 
 
+@pytest.mark.slow  # over a second
 def test_import_cost() -> None:
     record = import_cost.run(repeat=1)
     json.dumps(record)
@@ -134,6 +140,7 @@ def test_import_cost() -> None:
     import_cost.report(record)
 
 
+@pytest.mark.slow  # trains a model
 def test_library_spread_core(texture_model: torch.nn.Module, tmp_path: Path,
                              capsys: pytest.CaptureFixture[str]) -> None:
     """Two libraries, three pseudo-concepts, N = 3 and 5: every record the report and the diagnostics read."""
@@ -161,6 +168,7 @@ def test_gaussian_reference_is_calibrated_on_average() -> None:
     assert np.percentile(large, 90) - np.percentile(large, 10) < np.percentile(small, 90) - np.percentile(small, 10)
 
 
+@pytest.mark.slow  # over a second
 def test_relative_calibration_core() -> None:
     """Two exchangeable pairs and one planted draw on an untrained SmallCNN (no training: seconds)."""
     from tests.helpers import synthetic
@@ -175,6 +183,7 @@ def test_relative_calibration_core() -> None:
     assert relative_calibration.rate(1, 20).startswith("1/20 = 0.050 [0.001, 0.249]")
 
 
+@pytest.mark.slow  # over a second
 def test_calibration_equivalence_quick(capsys: pytest.CaptureFixture[str]) -> None:
     """``--quick``: every part runs and prints its rates with intervals (the figures are meaningless)."""
     assert calibration_equivalence.main(["--quick"]) == 0
@@ -185,6 +194,7 @@ def test_calibration_equivalence_quick(capsys: pytest.CaptureFixture[str]) -> No
     assert calibration_equivalence.rate(1, 20) == "1/20 = 0.050 [0.001, 0.249]"
 
 
+@pytest.mark.slow  # over a second
 def test_sweep_quick_runs_each_point_in_a_child(capsys: pytest.CaptureFixture[str]) -> None:
     """``--quick``: two ResNet-18 points, each in its own process, every figure of the table present."""
     assert sweep.main(["--quick", "--threads", "1", "--json"]) == 0
@@ -203,6 +213,7 @@ def test_sweep_quick_runs_each_point_in_a_child(capsys: pytest.CaptureFixture[st
     assert "goal: beyond floor <= 25% at 50 random sets: not measured" in "\n".join(lines)
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.parametrize("model", ["resnet50", "vit_b_16", "bert_base"])
 def test_sweep_big_models_at_tiny_configs(model: str) -> None:
     """One point of each bigger model, in this process, at tiny sizes with the full model's layer names."""
@@ -246,6 +257,7 @@ def test_floor_chunks_are_the_concatenation() -> None:
     assert [c["input_ids"][:, 0].tolist() for c in joined] == [[2, 2, 3, 3], [3]]
 
 
+@pytest.mark.slow  # over a second
 def test_engine_parts_compares_each_part_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
     """Each part's new and old way run on the same data and agree (the SGD's CAVs bit for bit)."""
     assert engine_parts.main(["--quick", "--json"]) == 0

@@ -20,6 +20,8 @@ sys.path.insert(0, str(BENCHMARKS))
 import cache_carry  # noqa: E402
 import xdist_threads  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here runs pytest processes of a benchmark (about a minute)
+
 TINY = dict(images=5, inputs=2, size=32, random_sets=4)
 
 

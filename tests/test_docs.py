@@ -142,6 +142,7 @@ def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.parametrize("document", DOCUMENTS)
 def test_every_python_block_runs(document: str, tmp_path: Path) -> None:
     blocks = [b for b in python_blocks(document) if b.skip_reason is None]

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SUITE = ROOT / "example_suite"
 
@@ -42,6 +44,7 @@ EXPECTED_YAML_ITEMS = [
 ]
 
 
+@pytest.mark.slow  # over a second
 def test_suite_collects_from_the_repository_root_with_its_own_ini() -> None:
     # One subprocess (about 3 s: conftest imports torch); "-m tcav" keeps only
     # concept tests, so seeing all of them also checks the automatic marker.

@@ -60,6 +60,7 @@ def _baseline_text(tmp_path: Path) -> str:
     return Baseline.from_result(result, "killed").to_yaml()
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.parametrize("mode", ["inside the write", "random moment"])
 def test_a_baseline_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_path: Path, mode: str) -> None:
     from pytest_tcav.checks.baseline_file import load_baseline

@@ -131,6 +131,7 @@ def healthy(libraries: dict[str, Path], texture_model: torch.nn.Module) -> tuple
     return session, _calibrate(session, texture_model)
 
 
+@pytest.mark.slow  # trains a model
 def test_a_healthy_library_measures_a_rate_near_alpha(healthy: tuple[TCAVSession, calib.Calibration]) -> None:
     session, result = healthy
     rate = result.layers[0]
@@ -142,6 +143,7 @@ def test_a_healthy_library_measures_a_rate_near_alpha(healthy: tuple[TCAVSession
     assert session.store.computed["activations"] == K + N_RANDOM
 
 
+@pytest.mark.slow  # trains a model
 def test_an_unlucky_library_measures_a_rate_far_above_alpha(
         libraries: dict[str, Path], texture_model: torch.nn.Module) -> None:
     result = _calibrate(_session(libraries["unlucky"]), texture_model)
@@ -150,6 +152,7 @@ def test_an_unlucky_library_measures_a_rate_far_above_alpha(
     assert rate.reading == "above alpha"
 
 
+@pytest.mark.slow  # trains a model
 def test_a_changed_model_or_random_set_makes_the_calibration_stale(
         healthy: tuple[TCAVSession, calib.Calibration], texture_model: torch.nn.Module,
         libraries: dict[str, Path], tmp_path: Path) -> None:

@@ -83,6 +83,7 @@ def test_the_valid_document_is_valid() -> None:
     assert spec is not None and [c.name for c in spec.concepts] == ["horizontal", "vertical", "noisy"]
 
 
+@pytest.mark.slow  # over a second
 @FUZZ
 @given(text=st.text(max_size=300))
 def test_arbitrary_text(text: str) -> None:
@@ -124,6 +125,7 @@ def test_a_valid_file_with_one_subtree_replaced(where: tuple[Any, ...], value: A
     check(_dump(_replaced(VALID, where, value)))
 
 
+@pytest.mark.slow  # over a second
 @FUZZ
 @given(where=st.sampled_from(ALL_PATHS), key=keys, value=trees)
 def test_a_valid_file_with_one_key_added(where: tuple[Any, ...], key: Any, value: Any) -> None:

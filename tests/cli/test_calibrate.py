@@ -37,6 +37,7 @@ def _project(root: Path, n_random: int, monkeypatch: pytest.MonkeyPatch) -> Path
     return root
 
 
+@pytest.mark.slow  # over a second
 def test_calibrate_reports_rates_stores_them_and_reuses_the_null(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     root = _project(tmp_path, 8, monkeypatch)  # random_5..random_7 are spare: 36 images, 3 disjoint sets of 12

@@ -97,6 +97,7 @@ def load():
 '''
 
 
+@pytest.mark.slow  # over a second
 def test_score_reports_of_a_model_and_its_retrained_version(in_project: Path) -> None:
     (in_project / "swapped.py").write_text(SWAPPED)
     # relu only: there the framed noise's statistic is null, so the swapped model (which negates every

@@ -47,6 +47,7 @@ def test_score_prints_the_failure_table_per_concept(in_project: Path) -> None:
     assert relu.split()[1] == "1.00" and relu.endswith("significant")
 
 
+@pytest.mark.slow  # over a second
 def test_score_without_concept_scores_the_whole_library_and_writes_reports(in_project: Path) -> None:
     code, out, err = run_main("score", *TINY, "--classes", "horizontal=1", "--target", "horizontal",
                               "--json", "out/r.json", "--html", "out/r.html", "--progress")
@@ -160,6 +161,7 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # over a second
 def test_python_dash_m_on_the_example_suite_from_the_repository_root(tmp_path: Path) -> None:
     # One subprocess (the interpreter, torch, the example model): the README's exploration command.
     command = [sys.executable, "-m", "pytest_tcav", "score", "--inifile", "example_suite/pytest.ini",

@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+import pytest
+
 from pytest_tcav import cli
 
 TINY = ["--model", "tiny_model:EdgeNet", "--concepts", "data/concepts", "--inputs", "data/inputs",
@@ -18,6 +20,7 @@ def run_main(*argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+@pytest.mark.slow  # over a second
 def test_score_against_prints_relative_tables_and_reports_them(in_project: Path) -> None:
     code, out, err = run_main("score", *TINY, "--concept", "horizontal,vertical", "--against", "noisy",
                               "--json", "out/relative.json", "--html", "out/relative.html")

@@ -99,6 +99,7 @@ def test_activations_equal_a_plain_forward(net, images):
 # -- gradients ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over a second
 def test_gradients_equal_autograd_at_each_layer(net, images):
     modules = resolve_layers(net, ["a", "b", "c"])
     grads = target_gradients(net, modules, images, 2, batch_size=4)
@@ -113,6 +114,7 @@ def test_gradients_at_layer_inputs(net, images):
     assert torch.allclose(grads["c"], expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow  # over a second
 def test_callable_target(net, images):
     def margin(out: torch.Tensor) -> torch.Tensor:
         return out[:, 1] - out[:, 0]
@@ -249,6 +251,7 @@ def test_model_is_evaluated_in_eval_mode(images):
     assert probe.modes == [False, False] and probe.training
 
 
+@pytest.mark.slow  # over a second
 def test_global_random_state_is_untouched(net, images):
     torch.manual_seed(123)
     np.random.seed(123)

@@ -354,6 +354,7 @@ def test_a_dict_output_fails_naming_its_keys_and_the_submodules_to_pick() -> Non
         TCAV(Model()).test(sets[0], target=1, inputs=sets[1], layers=["block"], random_sets=sets[2:])
 
 
+@pytest.mark.slow  # over a second
 def test_a_one_tensor_tuple_output_is_used_as_its_tensor(data: dict[str, Any]) -> None:
     class Boxed(nn.Module):
         def __init__(self, conv: nn.Module) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pytest_tcav.engine.trainers import HingeSGDTrainer, MeanDifferenceTrainer
@@ -21,6 +22,7 @@ def same(a, b) -> bool:
                for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.slow  # over a second
 def test_budget_groups_and_sources_do_not_change_a_bit() -> None:
     xs = sets()
     pairs = all_pairs(len(xs))
@@ -68,6 +70,7 @@ def test_a_trainer_without_blocks_trains_through_train_many() -> None:
     assert same(loaded, direct)
 
 
+@pytest.mark.slow  # over a second
 def test_gram_blocks_do_not_depend_on_the_thread_count() -> None:
     """A serial run and xdist workers (one thread each) must train the same CAVs, for sets of any sizes.
 
@@ -134,6 +137,7 @@ def test_tiled_blocks_are_the_products_of_their_sets() -> None:
     assert np.array_equal(blocks[(3, 3)], own.double().numpy())  # a set's own block from its own product
 
 
+@pytest.mark.slow  # over a second
 def test_tiled_cavs_do_not_depend_on_groups_budget_or_sources_bit_for_bit() -> None:
     xs = sets(n=7)
     pairs = all_pairs(len(xs))

@@ -43,6 +43,8 @@ captum_concept = pytest.importorskip("captum.concept")
 from captum.attr import LayerGradientXActivation, LayerIntegratedGradients  # noqa: E402
 from captum.concept._utils.classifier import Classifier  # noqa: E402
 
+pytestmark = pytest.mark.slow  # every test here runs Captum's TCAV too (5-50 s each)
+
 LAYERS = ["inception4c", "inception4d", "inception4e"]
 TARGET = 3
 SIZE = 64

@@ -34,8 +34,9 @@ from tests.helpers.synthetic import LAYERS
 
 DEVICE = os.environ.get("TCAV_TEST_DEVICE", "cuda")
 
-pytestmark = pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
-                                reason="needs a CUDA GPU (TCAV_TEST_DEVICE=cpu runs it on the CPU)")
+pytestmark = [pytest.mark.slow,  # every test here trains a model (and runs it on the GPU)
+              pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(),
+                                 reason="needs a CUDA GPU (TCAV_TEST_DEVICE=cpu runs it on the CPU)")]
 
 ACTIVATION_TOLERANCE = 1e-2  # relative to the activations' norm
 GRADIENT_TOLERANCE = 0.05  # relative to the gradients' norm

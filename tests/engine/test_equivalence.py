@@ -38,6 +38,7 @@ def _simulate(n: int, effect: float, pair_noise: float, rng: np.random.Generator
     return float(concept.mean() - null.mean()), float(null.std(ddof=1)), concept
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.parametrize(("n", "margin", "pair_noise"), [(10, 1.0, 1.5), (5, 2.0, 1.0), (20, 0.5, 0.0)])
 def test_false_equivalence_at_the_margin_is_at_most_alpha(n, margin, pair_noise):
     """A concept whose effect sits exactly at the margin is shown below it at most alpha of the time."""
@@ -50,6 +51,7 @@ def test_false_equivalence_at_the_margin_is_at_most_alpha(n, margin, pair_noise)
     assert shown <= bound
 
 
+@pytest.mark.slow  # over a second
 def test_equivalence_is_shown_at_zero_effect_with_enough_sets_and_not_with_few():
     rng = np.random.default_rng(1)
     many = [equivalence_p(*_simulate(40, 0.0, 1.0, rng), 2.0, "either") < 0.05 for _ in range(100)]
@@ -58,6 +60,7 @@ def test_equivalence_is_shown_at_zero_effect_with_enough_sets_and_not_with_few()
     assert np.mean(few) <= 0.05
 
 
+@pytest.mark.slow  # over a second
 @settings(max_examples=60, deadline=None)
 @given(estimate=st.floats(-3, 3), sd=st.floats(0.05, 3), spread=st.floats(0.05, 5), n=st.integers(3, 60),
        m1=st.floats(0.05, 5), m2=st.floats(0.05, 5), direction=st.sampled_from(["positive", "negative", "either"]))
@@ -68,6 +71,7 @@ def test_equivalence_p_never_rises_with_the_margin(estimate, sd, spread, n, m1, 
                                                                                  direction) + 1e-12
 
 
+@pytest.mark.slow  # over a second
 @settings(max_examples=60, deadline=None)
 @given(fraction=st.floats(-0.5, 0.5), spread=st.floats(0.1, 3), n=st.integers(3, 40), extra=st.integers(1, 40),
        margin=st.floats(0.2, 4), direction=st.sampled_from(["positive", "negative", "either"]))
@@ -188,6 +192,7 @@ def test_a_result_written_before_verdicts_loads_with_them_derived():
     assert TCAVResult.from_dict(new) == loaded
 
 
+@pytest.mark.slow  # over a second
 @settings(max_examples=200, deadline=None)
 @given(ps=st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4),
        require=st.sampled_from(["all", "any"]), direction=st.sampled_from(["positive", "negative", "either"]))

@@ -27,6 +27,8 @@ from pytest_tcav import TCAV, Concept, ConceptTestFailure, TCAVPowerWarning, TCA
 from tests.helpers import synthetic
 from tests.helpers.synthetic import LAYERS, N_RANDOM, SET_SIZE
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 DEEPEST = LAYERS[-1]
 
 

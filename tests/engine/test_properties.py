@@ -92,6 +92,7 @@ def test_the_reference_verdicts_are_far_from_alpha(method: str) -> None:
 # -- invariances of the engine ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over a second
 @ENGINE
 @given(order=st.permutations(range(N_INPUTS)), strength=strengths)
 def test_permuting_the_inputs_changes_nothing(order: list[int], strength: str) -> None:
@@ -100,6 +101,7 @@ def test_permuting_the_inputs_changes_nothing(order: list[int], strength: str) -
     assert_equivalent(got.layers, reference(strength))
 
 
+@pytest.mark.slow  # over a second
 @ENGINE
 @given(names=st.lists(st.text(max_size=20), min_size=7, max_size=7), strength=strengths)
 def test_names_of_the_sets_change_nothing(names: list[str], strength: str) -> None:
@@ -110,6 +112,7 @@ def test_names_of_the_sets_change_nothing(names: list[str], strength: str) -> No
     assert got.layers == list(reference(strength))  # bit for bit: seeds and caches follow content, never names
 
 
+@pytest.mark.slow  # over a second
 @ENGINE
 @given(batch_size=st.integers(1, 2 * N_INPUTS), method=st.sampled_from(["gradient", "integrated_gradients"]),
        strength=strengths)
@@ -121,6 +124,7 @@ def test_the_batch_size_changes_only_the_last_bits(batch_size: int, method: str,
     assert_equivalent(got.layers, reference(strength, method), score_slack=1.0 / N_INPUTS)
 
 
+@pytest.mark.slow  # over a second
 @ENGINE
 @given(seed=st.integers(0, 2**31 - 1))
 def test_sign_count_of_two_sets_is_symmetric_through_the_engine(seed: int) -> None:

@@ -49,6 +49,7 @@ def test_against_takes_one_concept_or_a_list_never_an_empty_one() -> None:
         against_list([])
 
 
+@pytest.mark.slow  # trains a model
 def test_old_result_dicts_without_against_still_load(texture_engine, ground_truth_data) -> None:
     data = ground_truth_data
     result = texture_engine.test(data.striped, target=1, inputs=data.striped_inputs, layers=DEEPEST,
@@ -61,6 +62,7 @@ def test_old_result_dicts_without_against_still_load(texture_engine, ground_trut
 # -- ground truth ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a model
 def test_striped_raises_the_striped_class_more_than_dotted_and_not_the_reverse(texture_engine, ground_truth_data):
     data = ground_truth_data
     kwargs = dict(target=1, inputs=data.striped_inputs, layers=LAYERS, random_sets=10)
@@ -79,6 +81,7 @@ def test_striped_raises_the_striped_class_more_than_dotted_and_not_the_reverse(t
     assert negative.layer(DEEPEST).significant
 
 
+@pytest.mark.slow  # trains a model
 def test_with_a_list_the_negative_set_is_the_union_in_any_order(texture_model, texture_engine, ground_truth_data):
     data = ground_truth_data
     kwargs = dict(target=1, inputs=data.striped_inputs, layers=DEEPEST, random_sets=5)
@@ -93,6 +96,7 @@ def test_with_a_list_the_negative_set_is_the_union_in_any_order(texture_model, t
     assert single.layer(DEEPEST).statistic != union.layer(DEEPEST).statistic  # the patch is in the union
 
 
+@pytest.mark.slow  # trains a model
 def test_an_exchangeable_pair_is_not_significant(texture_engine) -> None:
     gen = torch.Generator().manual_seed(99)
     first, second = synthetic.stripes(30, gen), synthetic.stripes(30, gen)
@@ -105,6 +109,7 @@ def test_an_exchangeable_pair_is_not_significant(texture_engine) -> None:
 # -- caching, determinism, errors ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains a model
 def test_relative_cavs_are_cached_and_bit_for_bit_deterministic(texture_model, ground_truth_data) -> None:
     data = ground_truth_data
     kwargs = dict(target=1, inputs=data.striped_inputs, layers=LAYERS, random_sets=6, against=data.dotted)
@@ -120,6 +125,7 @@ def test_relative_cavs_are_cached_and_bit_for_bit_deterministic(texture_model, g
     assert other_seed.layer(DEEPEST).null_statistics != first.layer(DEEPEST).null_statistics
 
 
+@pytest.mark.slow  # trains a model
 def test_bad_relative_arguments_are_named(texture_engine, ground_truth_data) -> None:
     data = ground_truth_data
     kwargs = dict(target=1, inputs=data.striped_inputs, layers=DEEPEST)

@@ -101,6 +101,7 @@ def test_tokenizer_output_is_a_mapping_of_cpu_tensors_one_row_per_text() -> None
     assert parts["attention_mask"].sum(1).tolist() == [2, 2, 4]
 
 
+@pytest.mark.slow  # loads transformers
 def test_a_hugging_face_tokenizer_passes_the_checks(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     vocab = write(tmp_path / "vocab.txt", "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "the", "movie", "was",

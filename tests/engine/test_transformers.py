@@ -22,6 +22,8 @@ from pytest_tcav.errors import ConceptDataError
 from pytest_tcav.session.session import TCAVSession
 from tests.helpers import token_models as tm
 
+pytestmark = pytest.mark.slow  # every test here loads transformers
+
 pytest.importorskip("transformers")
 
 ATTENTION = ["bert.encoder.layer.0.attention.self", "bert.encoder.layer.0.attention.output"]

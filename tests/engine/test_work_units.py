@@ -29,6 +29,7 @@ def test_groups_cover_every_pair_once(n: int, shared: bool) -> None:
         assert len(groups) == min(n, 2)  # alone: one SGD for the random pairs
 
 
+@pytest.mark.slow  # over a second
 def test_grouping_and_memory_bound_change_no_number(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(5)
     randoms = [tiny_model.noise(12, gen) for _ in range(7)]

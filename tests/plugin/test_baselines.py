@@ -76,6 +76,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.mark.slow  # runs pytest
 def test_the_baseline_workflow(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = project.path / "tcav_baselines"
     horizontal = folder / "horizontal-1.yaml"
@@ -173,6 +174,7 @@ def test_the_baseline_workflow(project: pytest.Pytester, monkeypatch: pytest.Mon
     assert not obtained.exists()
 
 
+@pytest.mark.slow  # runs pytest
 def test_unused_conflicting_and_refused_baselines(project: pytest.Pytester) -> None:
     project.makepyfile(test_stable_more="""
         import pytest
@@ -227,6 +229,7 @@ def test_stable(model, concept, target):
 """
 
 
+@pytest.mark.slow  # runs pytest
 def test_xdist_workers_write_their_own_baselines_and_the_summary_adds_up(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,6 +88,7 @@ def test_integrated_gradients(model):
 """
 
 
+@pytest.mark.slow  # runs pytest
 def test_passing_assertions(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makepyfile(test_passing=PASSING)
@@ -168,10 +169,12 @@ def failure_text(result: pytest.RunResult, test: str) -> str:
     return text[start:min(stops)]
 
 
+@pytest.mark.slow  # runs pytest
 def test_failures_are_counted(failing_run: pytest.RunResult) -> None:
     failing_run.assert_outcomes(failed=10)
 
 
+@pytest.mark.slow  # runs pytest
 def test_failure_puts_the_users_line_on_top_then_table_then_sentence(failing_run: pytest.RunResult) -> None:
     text = failure_text(failing_run, "test_not_separable")
     lines = text.splitlines()
@@ -196,6 +199,7 @@ def test_failure_puts_the_users_line_on_top_then_table_then_sentence(failing_run
     assert re.search(r"test_failing.py:\d+: ConceptTestFailure", text)
 
 
+@pytest.mark.slow  # runs pytest
 @pytest.mark.parametrize(
     ("test", "headline", "why"),
     [
@@ -217,6 +221,7 @@ def test_failure_messages(failing_run: pytest.RunResult, test: str, headline: st
     assert errors[-1].startswith(why)
 
 
+@pytest.mark.slow  # runs pytest
 @pytest.mark.parametrize(
     ("test", "error"),
     [
@@ -290,6 +295,7 @@ def test_one_sentence_covers_every_cause() -> None:
     assert reason.count(". ") == 0 and reason.endswith(".")
 
 
+@pytest.mark.slow  # runs pytest
 def test_the_assertions_leave_the_global_random_state_alone_in_a_run(pytester: pytest.Pytester) -> None:
     make_project(pytester, ini=INI.replace("tcav_random_sets = 5", "tcav_random_sets = 4") + "tcav_seed = 3\n")
     pytester.makepyfile(test_rng=textwrap.dedent("""

@@ -39,6 +39,7 @@ def test_the_policy_constants_match() -> None:
     assert CONFIGURED == BAD_IMAGE_POLICIES
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_broken_image_is_skipped_with_one_warning_by_default(pytester: pytest.Pytester) -> None:
     _break_an_image(make_project(pytester))
     pytester.makepyfile(test_checks=CHECK)
@@ -49,6 +50,7 @@ def test_a_broken_image_is_skipped_with_one_warning_by_default(pytester: pytest.
     assert "000.png (OSError)" in output
 
 
+@pytest.mark.slow  # runs pytest
 def test_on_bad_image_error_fails_the_tests_that_use_the_folder(pytester: pytest.Pytester) -> None:
     _break_an_image(make_project(pytester, ini=INI + "tcav_on_bad_image = error\n"))
     pytester.makepyfile(test_checks=CHECK + textwrap.dedent("""
@@ -64,6 +66,7 @@ def test_on_bad_image_error_fails_the_tests_that_use_the_folder(pytester: pytest
     ])
 
 
+@pytest.mark.slow  # runs pytest
 def test_warnings_as_errors_is_the_other_way_to_be_strict(pytester: pytest.Pytester) -> None:
     _break_an_image(make_project(pytester))
     pytester.makepyfile(test_checks=CHECK)
@@ -72,6 +75,7 @@ def test_warnings_as_errors_is_the_other_way_to_be_strict(pytester: pytest.Pytes
     result.stdout.fnmatch_lines(["E *pytest_tcav.errors.TCAVDataWarning: skipped 1 unreadable file(s) *"])
 
 
+@pytest.mark.slow  # runs pytest
 @pytest.mark.parametrize(("where", "args"), [("ini", []), ("command line", ["--tcav-on-bad-image=skip"])])
 def test_an_unknown_policy_is_a_usage_error_naming_its_source(pytester: pytest.Pytester, where: str,
                                                                 args: list[str]) -> None:

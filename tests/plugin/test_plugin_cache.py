@@ -103,6 +103,7 @@ def test_default_store_follows_the_settings(tmp_path: Path) -> None:
     assert (backend.root, backend.mode, backend.max_bytes) == (tmp_path, "read", 1000)
 
 
+@pytest.mark.slow  # runs pytest
 def test_options_reach_the_session(pytester: pytest.Pytester) -> None:
     make_project(pytester, data=False, ini="""
         [pytest]
@@ -129,6 +130,7 @@ def test_options_reach_the_session(pytester: pytest.Pytester) -> None:
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.slow  # runs pytest
 def test_default_location_is_in_pytests_cache_dir(pytester: pytest.Pytester) -> None:
     make_project(pytester, data=False, ini="[pytest]\ncache_dir = .my_cache\n")
     pytester.makepyfile(test_x="""
@@ -139,6 +141,7 @@ def test_default_location_is_in_pytests_cache_dir(pytester: pytest.Pytester) -> 
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(failed=1)  # falls back to .pytest_cache
 
 
+@pytest.mark.slow  # runs pytest
 @pytest.mark.parametrize(("args", "message"), [
     (["--tcav-cache=on"], "--tcav-cache must be one of off, read, write, readwrite, got 'on'"),
     (["--tcav-cache-size=lots"], "--tcav-cache-size: cannot read cache size 'lots'"),
@@ -153,6 +156,7 @@ def test_bad_cache_options_are_usage_errors(pytester: pytest.Pytester, args: lis
 # -- reruns ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_rerun_computes_nothing_and_the_cache_options_work(project: pytest.Pytester) -> None:
     cache = project.path / ".pytest_cache" / "d" / "tcav"
     first = project.runpytest()
@@ -207,6 +211,7 @@ def run_counted(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, name:
     return result, total, {"files": [f.name for f in files], "records": records}
 
 
+@pytest.mark.slow  # runs pytest
 def test_xdist_workers_compute_each_shared_value_once(project: pytest.Pytester,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     project.path.joinpath("conftest.py").write_text(project.path.joinpath("conftest.py").read_text()
@@ -255,6 +260,7 @@ class CountingTrainer(HingeSGDTrainer):
         return count
 
 
+@pytest.mark.slow  # over a second
 def test_a_second_concept_trains_only_its_own_cavs(tmp_path: Path) -> None:
     gen = torch.Generator().manual_seed(3)
     randoms = [tiny_model.noise(12, gen) for _ in range(6)]
@@ -305,6 +311,7 @@ def test_no_gpu_means_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     assert default_device() == torch.device("cpu")
 
 
+@pytest.mark.slow  # runs pytest
 def test_the_cache_is_cleared_in_the_controller_only(pytester: pytest.Pytester,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_tcav import plugin

@@ -10,6 +10,8 @@ import pytest
 from pytest_tcav import cli
 from tests.helpers.plugin_helpers import INI, make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 CHECKS = """
 from pytest_tcav import assert_concept_significant
 

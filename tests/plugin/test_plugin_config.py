@@ -11,6 +11,8 @@ import pytest
 from pytest_tcav.config import OPTIONS
 from tests.helpers.plugin_helpers import make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 SHOW_CONFIG = """
 import json
 

@@ -22,6 +22,8 @@ from pytest_tcav import (
 from pytest_tcav.checks.significance import judge
 from tests.helpers import synthetic
 
+pytestmark = pytest.mark.slow  # every test here trains a model
+
 LAYERS = ["conv2", "conv3"]
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import make_project, summary_section
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 CHECKS = """
 import torch
 from pytest_tcav import assert_concept_significant, assert_concept_stable

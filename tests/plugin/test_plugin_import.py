@@ -16,6 +16,7 @@ def test_importing_the_plugin_loads_no_heavy_module() -> None:
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_run_without_concept_tests_loads_no_heavy_module(pytester: pytest.Pytester) -> None:
     # A whole run (collection, the baseline account, the terminal summary), not just the import.
     pytester.makepyfile(test_plain=f"""

@@ -11,6 +11,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 CHECKS = """
 import pytest
 from pytest_tcav import assert_concept_insignificant, assert_concept_significant

@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 TESTS = """
 import pytest
 import pytest_tcav

@@ -15,6 +15,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 RELATIVE = """
 import pytest
 

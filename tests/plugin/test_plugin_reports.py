@@ -97,6 +97,7 @@ def serial_run(request: pytest.FixtureRequest) -> tuple[str, Path, Path]:
     return _SERIAL_RUNS["run"]
 
 
+@pytest.mark.slow  # runs pytest (serial_run)
 def test_json_report_of_a_run_is_valid_and_holds_every_check(serial_run: tuple[str, Path, Path]) -> None:
     output, json_path, html_path = serial_run
     report = json.loads(json_path.read_text())
@@ -130,6 +131,7 @@ def test_json_report_of_a_run_is_valid_and_holds_every_check(serial_run: tuple[s
     assert not list(json_path.parent.glob(".*.tmp"))  # written through a temporary file, renamed
 
 
+@pytest.mark.slow  # runs pytest (serial_run)
 def test_html_report_of_a_run_is_self_contained(serial_run: tuple[str, Path, Path]) -> None:
     _, json_path, html_path = serial_run
     page = html_path.read_text()
@@ -147,6 +149,7 @@ def test_html_report_of_a_run_is_self_contained(serial_run: tuple[str, Path, Pat
     assert "Per-random-set numbers" in page and ('id="no-plots"' in page) is not PLOTS
 
 
+@pytest.mark.slow  # runs pytest
 def test_report_options_in_help_and_ini_paths_relative_to_the_ini_file(pytester: pytest.Pytester) -> None:
     help_text = pytester.runpytest("--help").stdout.str()
     assert "--tcav-json=PATH" in help_text and "--tcav-html=PATH" in help_text
@@ -163,6 +166,7 @@ def test_report_options_in_help_and_ini_paths_relative_to_the_ini_file(pytester:
     assert f"TCAV JSON report: {pytester.path / 'reports' / 'tcav.json'}" in result.stdout.str()
 
 
+@pytest.mark.slow  # runs pytest
 def test_an_unwritable_report_is_said_in_the_summary_not_an_internal_error(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makepyfile(test_one="def test_ok():\n    pass\n")
@@ -173,6 +177,7 @@ def test_an_unwritable_report_is_said_in_the_summary_not_an_internal_error(pytes
     assert "TCAV JSON report NOT written to" in result.stdout.str()
 
 
+@pytest.mark.slow  # runs pytest
 def test_xdist_controller_writes_the_report_once_with_every_workers_checks(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -229,6 +234,7 @@ def run_chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.Complete
     return subprocess.run(command, capture_output=True, text=True, timeout=90)
 
 
+@pytest.mark.slow  # runs pytest (serial_run)
 def test_the_html_report_renders_in_headless_chromium(
     serial_run: tuple[str, Path, Path], tmp_path: Path
 ) -> None:

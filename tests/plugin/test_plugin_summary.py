@@ -10,6 +10,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import RECORD_DUMPING_CHECKS, make_project, summary_section
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 CHECKS = RECORD_DUMPING_CHECKS + """
 
 def test_horizontal(model):

@@ -17,6 +17,8 @@ import pytest
 
 from tests.helpers import token_models as tm
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 pytest.importorskip("transformers")
 
 WORDS = '''

@@ -101,6 +101,7 @@ def _seen(pytester: pytest.Pytester, *args: str) -> dict[str, dict[str, object]]
     return {path.stem: json.loads(path.read_text()) for path in out.iterdir()}
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_worker_gets_cores_divided_by_workers(probe: pytest.Pytester) -> None:
     expected = max(1, threads.usable_cores() // 2)
     seen = _seen(probe, "-n", "2")
@@ -109,21 +110,25 @@ def test_a_worker_gets_cores_divided_by_workers(probe: pytest.Pytester) -> None:
         assert worker == {"threads": expected, "omp": str(expected)}
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_serial_run_leaves_torch_alone(probe: pytest.Pytester) -> None:
     seen = _seen(probe)
     assert seen["serial"]["omp"] is None
 
 
+@pytest.mark.slow  # runs pytest
 def test_the_users_environment_variable_wins(probe: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert {w["omp"] for w in _seen(probe, "-n", "2").values()} == {"3"}  # left as the user set it
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_conftests_set_num_threads_wins(probe: pytest.Pytester) -> None:
     probe.makeconftest("import torch\ntorch.set_num_threads(3)\n")
     assert {w["threads"] for w in _seen(probe, "-n", "2").values()} == {3}
 
 
+@pytest.mark.slow  # runs pytest
 def test_tcav_threads_wins_over_auto(probe: pytest.Pytester) -> None:
     probe.makeini("[pytest]\ntcav_threads = 3\n")
     seen = _seen(probe, "-n", "2")
@@ -131,6 +136,7 @@ def test_tcav_threads_wins_over_auto(probe: pytest.Pytester) -> None:
     assert {w["omp"] for w in seen.values()} == {None}  # set by the session, not through the environment
 
 
+@pytest.mark.slow  # runs pytest
 def test_torch_loaded_before_the_plugin_gets_auto_threads_from_the_session(probe: pytest.Pytester) -> None:
     # A plugin loaded with -p imports torch before pytest-tcav can set OMP_NUM_THREADS.
     probe.makepyfile(torch_first="import torch\n")

@@ -15,6 +15,8 @@ import pytest
 
 from tests.helpers.plugin_helpers import make_project
 
+pytestmark = pytest.mark.slow  # every test here runs pytest
+
 EDGES = """
 description: what the hand-wired edge detector must rely on for class 1
 model: tiny_model:EdgeNet

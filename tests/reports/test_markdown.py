@@ -52,6 +52,7 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.mark.slow  # runs pytest
 def test_serial_and_xdist_runs_write_the_same_table_and_append_it_to_the_job_summary_once(
     project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +90,7 @@ def test_serial_and_xdist_runs_write_the_same_table_and_append_it_to_the_job_sum
     assert rows[4].split(" | ")[3] == "significant (negative)" and rows[5].endswith("| xfailed |")
 
 
+@pytest.mark.slow  # runs pytest
 def test_switched_off_in_the_ini_file_the_job_summary_is_left_alone(project: pytest.Pytester,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     summary = project.path / "step-summary.md"
@@ -103,6 +105,7 @@ def test_switched_off_in_the_ini_file_the_job_summary_is_left_alone(project: pyt
     assert (project.path / "reports" / "tcav.md").read_text().startswith("## TCAV concept checks\n")
 
 
+@pytest.mark.slow  # runs pytest
 def test_nothing_is_written_when_no_concept_check_ran(project: pytest.Pytester,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     summary = project.path / "step-summary.md"
@@ -114,6 +117,7 @@ def test_nothing_is_written_when_no_concept_check_ran(project: pytest.Pytester,
     assert "TCAV" not in result.stdout.str()
 
 
+@pytest.mark.slow  # runs pytest
 def test_an_unwritable_summary_is_said_in_red_not_an_internal_error(project: pytest.Pytester,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(project.mkdir("a-folder")))
@@ -123,6 +127,7 @@ def test_an_unwritable_summary_is_said_in_red_not_an_internal_error(project: pyt
     assert "TCAV GitHub job summary NOT written to" in result.stdout.str()
 
 
+@pytest.mark.slow  # runs pytest
 def test_option_and_ini_key_in_help(pytester: pytest.Pytester) -> None:
     help_text = pytester.runpytest("--help").stdout.str()
     assert "--tcav-markdown=PATH" in help_text and "tcav_markdown (string)" in help_text

@@ -72,6 +72,7 @@ def test_the_plugin_session_is_the_assertions_session(tcav: TCAVSession) -> None
     assert tcav.device == torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@pytest.mark.slow  # runs pytest
 def test_work_is_shared_between_tests(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makepyfile(test_shared="""
@@ -105,6 +106,7 @@ def test_work_is_shared_between_tests(pytester: pytest.Pytester) -> None:
     pytester.runpytest().assert_outcomes(passed=4)
 
 
+@pytest.mark.slow  # runs pytest
 def test_assertions_outside_pytest(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(tiny_model=(__import__("pathlib").Path(tiny_model.__file__).read_text()))
     script = pytester.makepyfile(script=textwrap.dedent("""

@@ -198,6 +198,7 @@ def test_strings_and_a_tokenizer_knob(model):
 '''
 
 
+@pytest.mark.slow  # runs pytest
 def test_a_project_with_txt_files_and_tcav_tokenizer(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(text_model=Path(text_model.__file__).read_text())
     pytester.makeconftest("""

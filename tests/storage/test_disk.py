@@ -617,6 +617,7 @@ def _worker(root: str, keys: list[str], counter: str, barrier: Any, results: Any
     results.put({k: v["v"].tolist() for k, v in got.items()})
 
 
+@pytest.mark.slow  # over a second
 @pytest.mark.parametrize("order", ["same", "rotated"])
 @pytest.mark.parametrize("batched", [False, True], ids=["fetch", "fetch_many"])
 def test_concurrent_processes_compute_each_value_once(tmp_path: Path, batched: bool, order: str) -> None:
@@ -865,6 +866,7 @@ def test_callable_target_gradients_never_reach_the_disk(tmp_path: Path, workload
     assert not list((tmp_path / "cache").glob("gradients/*/*.tcav"))
 
 
+@pytest.mark.slow  # over a second
 def test_model_fingerprint_is_the_same_in_another_process() -> None:
     """Keys must not hold memory addresses (a code object's repr does), or a new process never hits."""
     import subprocess

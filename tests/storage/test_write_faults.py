@@ -128,6 +128,7 @@ def _check_after_kill(root: Path) -> tuple[int, int]:
     return len(entries), len(temporaries)
 
 
+@pytest.mark.slow  # over a second
 def test_a_writer_killed_inside_a_write_leaves_only_sound_entries(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     process = _writer(tmp_path, root, die_at=4)
@@ -142,6 +143,7 @@ def test_a_writer_killed_inside_a_write_leaves_only_sound_entries(tmp_path: Path
     assert _temporaries(root) == []
 
 
+@pytest.mark.slow  # over a second
 def test_a_writer_killed_at_a_random_moment_leaves_only_sound_entries(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     process = _writer(tmp_path, root, die_at=-1)
@@ -153,6 +155,7 @@ def test_a_writer_killed_at_a_random_moment_leaves_only_sound_entries(tmp_path: 
     assert 3 <= entries <= N_ENTRIES
 
 
+@pytest.mark.slow  # over a second
 def test_a_worker_killed_while_computing_does_not_block_the_others(tmp_path: Path) -> None:
     """The entry lock is an OS lock: it dies with its holder, so the next worker neither waits nor warns."""
     root = tmp_path / "cache"
@@ -218,6 +221,7 @@ def test_vertical(model):
 """
 
 
+@pytest.mark.slow  # runs pytest
 def test_an_unwritable_cache_directory_runs_without_cache_and_warns_once(pytester: pytest.Pytester) -> None:
     """Real, not simulated: the cache folder's parent is a file, so nothing can be created there."""
     from tests.helpers.plugin_helpers import INI, make_project
