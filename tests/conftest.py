@@ -33,7 +33,7 @@ class GroundTruthData:
 
 @pytest.fixture(scope="session")
 def texture_model() -> nn.Module:
-    """Class 1 = striped, class 0 = dotted (tests/synthetic.py)."""
+    """Class 1 = striped, class 0 = dotted (tests/helpers/synthetic.py)."""
     return synthetic.texture_model()
 
 

@@ -1,7 +1,7 @@
 """The package's shape, checked: layers import only downwards, no cycles, a light plugin.
 
 docs/architecture.md describes the layers; these tests keep the description
-true (tests/test_plugin_import.py checks that the plugin imports light).
+true (tests/plugin/test_plugin_import.py checks that the plugin imports light).
 Imports are read from the source, function-local imports and ``if
 TYPE_CHECKING:`` blocks included: a cycle cannot hide inside a function body,
 and an annotation that names a higher layer's type ties the layers together

@@ -14,7 +14,7 @@ What must hold whatever the data:
 * p-values are probabilities and never NaN, for ties, constant nulls and
   values from 1e-300 to 1e100; the t and rank tests agree on the direction.
 
-tests/test_statistics.py holds the hand-computed cases; these are the laws.
+tests/engine/test_statistics.py holds the hand-computed cases; these are the laws.
 Example counts stay small (every engine example runs a model) and the whole
 file runs in well under a minute.
 """

@@ -119,7 +119,7 @@ def test_xdist_gives_the_same_results_and_summary_as_a_serial_run(
     serial_dir, parallel_dir = project.mkdir("serial"), project.mkdir("parallel")
     monkeypatch.setenv("TINY_TORCH_THREADS", "1")
     monkeypatch.setenv("DUMP_DIR", str(serial_dir))
-    # Without the disk cache, so that the workers compute everything again (tests/test_plugin_cache.py
+    # Without the disk cache, so that the workers compute everything again (tests/plugin/test_plugin_cache.py
     # runs both with fresh caches and counts what each process computes).
     serial = project.runpytest_subprocess("--tcav-cache=off")
     monkeypatch.setenv("DUMP_DIR", str(parallel_dir))
