@@ -1,10 +1,11 @@
 """The assertions a concept test calls: ``assert_concept_significant`` and its siblings.
 
-Each is a thin call into :mod:`pytest_tcav.checks` with the session that is
-current now (the pytest run's, or a default one outside pytest; see
-:mod:`pytest_tcav.session.registry`), so that a test can import and call them
-without asking for a fixture.  Every frame hides itself from the traceback, so
-a failure shows the user's line on top.
+Each builds the check's request (:class:`~pytest_tcav.engine.spec.CheckSpec`) from
+its arguments, settles it with the configuration of the session that is current now
+(the pytest run's, or a default one outside pytest; see
+:mod:`pytest_tcav.session.registry`), and hands both to :mod:`pytest_tcav.checks`, so
+that a test can import and call them without asking for a fixture.  Every frame
+hides itself from the traceback, so a failure shows the user's line on top.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pytest_tcav.checks.significance import Require, check_concept
-from pytest_tcav.checks.stability import DEFAULT_TOLERANCE, StabilityResult, check_stable
+from pytest_tcav.checks.significance import check_concept
+from pytest_tcav.checks.stability import StabilityResult, check_stable
+from pytest_tcav.engine.spec import DEFAULT_TOLERANCE, CheckSpec, EngineKnobs, Require, StabilitySpec, settle
 from pytest_tcav.session.registry import current_session
 
 if TYPE_CHECKING:
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
     from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.outputs import Output
     from pytest_tcav.engine.results import TCAVResult
+    from pytest_tcav.engine.spec import TargetLike
     from pytest_tcav.engine.text_examples import Tokenizer
-    from pytest_tcav.session.session import TargetLike
 
 __all__ = ["assert_concept_insignificant", "assert_concept_significant", "assert_concept_stable"]
 
@@ -69,13 +71,15 @@ def assert_concept_significant(
     output (docs/models-and-inputs.md).
     """
     __tracebackhide__ = True
-    return check_concept(
-        current_session(), "significant", model, concept, target=target, layers=layers, inputs=inputs,
-        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
-        against=against,
-        **_model_knobs(forward_kwargs, output, layer_point, pooling),
+    session = current_session()
+    spec = CheckSpec(
+        concept=concept, target=target, layers=layers, inputs=inputs, expectation="significant",
+        direction=direction, require=require, score=score, against=against, random_sets=random_sets,
+        random_pool=random_pool, alpha=alpha,
+        engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
+                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
     )
+    return check_concept(session, model, settle(spec, session.config))
 
 
 def assert_concept_insignificant(
@@ -118,13 +122,15 @@ def assert_concept_insignificant(
     are not shown to move the target differently (relative TCAV).
     """
     __tracebackhide__ = True
-    return check_concept(
-        current_session(), "insignificant", model, concept, target=target, layers=layers, inputs=inputs,
-        direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool, method=method,
-        n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer, require=require, score=score,
-        against=against, margin=margin,
-        **_model_knobs(forward_kwargs, output, layer_point, pooling),
+    session = current_session()
+    spec = CheckSpec(
+        concept=concept, target=target, layers=layers, inputs=inputs, expectation="insignificant",
+        direction=direction, require=require, score=score, against=against, margin=margin, random_sets=random_sets,
+        random_pool=random_pool, alpha=alpha,
+        engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
+                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
     )
+    return check_concept(session, model, settle(spec, session.config))
 
 
 def assert_concept_stable(
@@ -164,17 +170,13 @@ def assert_concept_stable(
     :class:`StabilityResult` (``.result`` is this run's ``TCAVResult``).
     """
     __tracebackhide__ = True
-    return check_stable(
-        current_session(), model, concept, target=target, layers=layers, baseline=baseline,
-        tolerance=tolerance, statistic_tolerance=statistic_tolerance, baseline_dir=baseline_dir,
-        inputs=inputs, direction=direction, alpha=alpha, random_sets=random_sets, random_pool=random_pool,
-        method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, tokenizer=tokenizer,
-        **_model_knobs(forward_kwargs, output, layer_point, pooling),
+    session = current_session()
+    spec = CheckSpec(
+        concept=concept, target=target, layers=layers, inputs=inputs, expectation="stable", direction=direction,
+        random_sets=random_sets, random_pool=random_pool, alpha=alpha,
+        engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
+                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
+        stability=StabilitySpec(baseline=baseline, tolerance=tolerance, statistic_tolerance=statistic_tolerance,
+                                baseline_dir=baseline_dir),
     )
-
-
-def _model_knobs(forward_kwargs: Mapping[str, Any] | None, output: Output, layer_point: str | None,
-                 pooling: str | None) -> dict[str, Any]:
-    """How the model is called and read, passed on only when set (the configuration fills in the rest)."""
-    knobs = {"forward_kwargs": forward_kwargs, "output": output, "layer_point": layer_point, "pooling": pooling}
-    return {k: v for k, v in knobs.items() if v is not None}
+    return check_stable(session, model, settle(spec, session.config))

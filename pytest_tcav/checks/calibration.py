@@ -6,8 +6,10 @@ every check of a suite shares that library's luck: its null is estimated from
 Calibration measures it: ``K`` pseudo-concepts (random images the tests do not
 use, of the concept size) are tested exactly as concepts are, and the share
 found significant is the library's false-positive rate.  This module is the
-arithmetic on those verdicts, and the file they are kept in; drawing and
-running the pseudo-concepts is :mod:`pytest_tcav.session.calibration`.
+arithmetic on those verdicts, and the file they are kept in (``pytest-tcav
+calibrate`` and the checks both read and write it); drawing and running the
+pseudo-concepts is :mod:`pytest_tcav.checks.pseudo_concepts`, and what a check
+does with the result is :func:`pytest_tcav.checks.significance.calibration_gate`.
 
 Two different things make the numbers better, and the messages keep them
 apart: more pseudo-concepts narrow the *interval* of the measurement (the rate

@@ -15,50 +15,42 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
+from pytest_tcav.checks.pseudo_concepts import calibrate_check, check_status
 from pytest_tcav.checks.verdict_messages import judge_relative, underpowered, why_not_significant, why_significant
 from pytest_tcav.checks.verdict_messages import sentence as _sentence
+from pytest_tcav.engine.spec import settled
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVPowerWarning
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.results import LayerResult, TCAVResult
-    from pytest_tcav.session.session import TargetLike, TCAVSession
+    from pytest_tcav.engine.spec import CheckSpec
+    from pytest_tcav.session.session import TCAVSession
 
-#: "score" checks only the TCAV score range, whatever the significance (YAML tests' ``score: [low, high]``).
+#: What a concept check expects: "score" checks only the TCAV score range, whatever the significance
+#: (YAML tests' ``score: [low, high]``).  (Stability checks are :mod:`pytest_tcav.checks.stability`.)
 Expectation = Literal["significant", "insignificant", "score"]
 Require = Literal["all", "any"]
 
 
-def check_concept(
-    session: TCAVSession,
-    expectation: Expectation,
-    model: nn.Module,
-    concept: ConceptLike,
-    *,
-    target: TargetLike,
-    layers: Sequence[str] | str,
-    require: Require = "all",
-    score: tuple[float, float] | None = None,
-    direction: str | None = None,
-    **knobs: Any,
-) -> TCAVResult:
-    """Run one concept check on ``session``, record it, and raise on failure."""
+def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TCAVResult:
+    """Run one concept check on ``session``, record it, and raise on failure.
+
+    ``spec`` is settled (:func:`~pytest_tcav.engine.spec.settle`): its direction, margin and knobs
+    are what the check runs with.
+    """
     __tracebackhide__ = True
-    if direction is None:
-        direction = "positive"  # both assertions: each is the other's negation (docs/assertions.md)
-    margin = knobs.pop("margin", None)
-    if margin is None and expectation == "insignificant":
-        margin = session.config.margin
-    layer_names = [layers] if isinstance(layers, str) else list(layers)
-    entry = records.check_record(concept, target, layer_names, expectation, direction, require)
-    if knobs.get("against") is not None:
-        against = knobs["against"]
+    expectation: Expectation = spec.expectation  # type: ignore[assignment]  # the callers' (api, YAML items)
+    direction, require, score, margin = settled(spec.direction, "direction"), spec.require, spec.score, spec.margin
+    layer_names = spec.layer_names
+    entry = records.check_record(spec.concept, spec.target, layer_names, expectation, direction, require)
+    if spec.against is not None:
+        against = spec.against
         entry["against"] = [records.describe(v) for v in (against if isinstance(against, (list, tuple))
                                                            else [against])]
     try:
@@ -70,8 +62,7 @@ def check_concept(
             raise ConfigurationError(f"require must be 'all' or 'any', got {require!r}")
         if margin is not None and expectation != "insignificant":
             raise ConfigurationError("margin= belongs to an insignificance check (the effect shown below it)")
-        result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
-                               margin=margin, **knobs)
+        result = session.measure(model, spec)
     except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
         raise raised.recorded(session, entry, exc)  # noqa: B904  (the user's frames, not the engine's)
     judgement = judge(result, expectation, require, score_range)
@@ -84,8 +75,7 @@ def check_concept(
     entry = records.with_result(entry, result)
     try:  # measuring a missing calibration runs the model again
         # A relative check's null is relabelings of its own concepts: the random library's calibration says nothing.
-        gate = None if result.against else calibration_gate(session, model, result, target, layer_names, direction,
-                                                            knobs)
+        gate = None if result.against else calibration_gate(session, model, result, spec)
     except Exception as exc:
         raise raised.recorded(session, entry, exc)  # noqa: B904
     if gate is not None and gate.rates:
@@ -104,23 +94,28 @@ def check_concept(
     return result
 
 
-def calibration_gate(session: TCAVSession, model: nn.Module, result: TCAVResult, target: TargetLike,
-                     layers: list[str], direction: str, knobs: dict[str, Any]) -> Status | None:
+def calibration_gate(session: TCAVSession, model: nn.Module, result: TCAVResult, spec: CheckSpec) -> Status | None:
     """The check's calibration: looked up when required (warning under ``warn``), or shown when one exists.
 
     With ``tcav_calibrate``, a missing or stale one is measured first, here, where the model is at hand
-    (a pytest-xdist worker measures what its own checks need; the disk cache shares the work).  A check
-    that brings its own random sets or pool is not measured: the spare data are defined by the library.
+    (a pytest-xdist worker measures what its own checks need; the disk cache shares the work), by
+    :mod:`pytest_tcav.checks.pseudo_concepts` with the check's own request.  A check that brings its own
+    random sets or pool is not measured: the spare data are defined by the library.
     """
     mode, measure = session.config.require_calibration, session.config.calibrate
     cache_dir = session.config.cache_dir
     if cache_dir is None or (mode == "off" and not measure and not (cache_dir / FOLDER).is_dir()):
         return None
-    gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
-    own_library = not isinstance(knobs.get("random_sets"), (list, tuple)) and knobs.get("random_pool") is None
+
+    def lookup() -> Status | None:
+        return check_status(session, spec, model_fingerprint=result.model_fingerprint,
+                            concept_size=result.n_concept_examples)
+
+    gate = lookup()
+    own_library = not isinstance(spec.random_sets, (list, tuple)) and spec.random_pool is None
     if measure and own_library and gate is not None and gate.state in ("missing", "stale"):
-        session.calibrate_for(model, result, target=target, layers=layers, direction=direction, knobs=knobs)
-        gate = session.calibration_status(result, target=target, layers=layers, direction=direction, knobs=knobs)
+        calibrate_check(session, model, spec, concept_size=result.n_concept_examples, count=measure)
+        gate = lookup()
     if gate is not None and gate.state != "ok" and mode == "warn":
         warnings.warn(TCAVCalibrationWarning(gate.message), stacklevel=4)
     return gate

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.baseline_file import Baseline, atomic_write, load_baseline
 from pytest_tcav.checks.baseline_names import BASELINE_DIR, SUFFIX, UPDATE_FLAG, baseline_path, obtained_path
+from pytest_tcav.engine.spec import DEFAULT_TOLERANCE, settled
 from pytest_tcav.errors import (
     BaselineError,
     ConceptStabilityFailure,
@@ -36,12 +37,10 @@ from pytest_tcav.tables import format_p, render_table
 if TYPE_CHECKING:
     from torch import nn
 
-    from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.results import TCAVResult
-    from pytest_tcav.session.session import TargetLike, TCAVSession
+    from pytest_tcav.engine.spec import CheckSpec
+    from pytest_tcav.session.session import TCAVSession
 
-#: Default absolute tolerance on the TCAV score (a fraction of inputs, in [0, 1]).
-DEFAULT_TOLERANCE = 0.1
 #: Relative size below which a difference of the statistic is rounding or floating-point noise.
 RESOLUTION = 1e-5
 #: Settings that must match for two measurements to be comparable at all.
@@ -295,25 +294,19 @@ def _incomparable(before: Baseline, result: TCAVResult, layers: list[str]) -> st
     return " and ".join(problems) or None
 
 
-def check_stable(
-    session: TCAVSession,
-    model: nn.Module,
-    concept: ConceptLike,
-    *,
-    target: TargetLike,
-    layers: Sequence[str] | str,
-    baseline: str,
-    tolerance: float = DEFAULT_TOLERANCE,
-    statistic_tolerance: float = 0.0,
-    baseline_dir: str | os.PathLike[str] | None = None,
-    direction: str = "either",
-    alpha: float | None = None,
-    **knobs: Any,
-) -> StabilityResult:
-    """Run one stability check on ``session``, record it, write files as asked, raise on failure."""
+def check_stable(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> StabilityResult:
+    """Run one stability check on ``session``, record it, write files as asked, raise on failure.
+
+    ``spec`` is settled (:func:`~pytest_tcav.engine.spec.settle`) and has its ``stability`` part.
+    """
     __tracebackhide__ = True
-    layer_names = [layers] if isinstance(layers, str) else list(layers)
-    entry = {**records.check_record(concept, target, layer_names, "stable", direction),
+    assert spec.stability is not None, "a stability check's spec names its baseline"
+    baseline, tolerance, statistic_tolerance, baseline_dir = (
+        spec.stability.baseline, spec.stability.tolerance, spec.stability.statistic_tolerance,
+        spec.stability.baseline_dir)
+    layer_names = spec.layer_names
+    entry = {**records.check_record(spec.concept, spec.target, layer_names, "stable",
+                                     settled(spec.direction, "direction")),
              **records.stability_info(baseline, tolerance, statistic_tolerance)}
     stability_entry = entry["stability"]
 
@@ -331,8 +324,7 @@ def check_stable(
         name = path.name[: -len(SUFFIX)]
         stability_entry["baseline"] = name
         _claim(session, path, entry)
-        result = session.score(model, concept, target=target, layers=layer_names, direction=direction,
-                               alpha=alpha, **knobs)
+        result = session.measure(model, spec)
     except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
         raise error(exc)  # noqa: B904  (the user's frames, not the engine's)
     entry = records.with_result(entry, result)

@@ -8,23 +8,27 @@ the file is read with :class:`yaml.SafeLoader` only and composed into nodes
 first, so that each value keeps its line.
 
 No pytest here: :mod:`pytest_tcav.plugin.yaml_items` turns a :class:`FileSpec`
-into test items and runs them.
+into test items and runs each with the request :func:`check_spec` builds for it
+(the file's settings under the expectation's options).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import os
 import re
 import sys
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, overload
 
 import yaml
 
 from pytest_tcav.checks.baseline_names import baseline_path
 from pytest_tcav.config import LAYER_POINTS, METHODS, POOLINGS, import_callable
+from pytest_tcav.engine.spec import DEFAULT_TOLERANCE, CheckSpec, EngineKnobs, StabilitySpec
 from pytest_tcav.errors import BaselineError, YamlSpecError, shown_path
 
 _LOADER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -106,7 +110,9 @@ class FileSpec:
     inputs: str | None = None
     random_sets: int | tuple[str, ...] | None = None
     random_pool: str | None = None
-    knobs: dict[str, Any] = field(default_factory=dict)  # alpha, seed, method, n_steps, batch_size
+    alpha: float | None = None
+    #: seed, method, n_steps, batch_size, layer_point, pooling, forward_kwargs, output (unset: the run's).
+    knobs: EngineKnobs = EngineKnobs()
     require: str = "all"
     description: str | None = None
     lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
@@ -352,9 +358,8 @@ def parse(text: str, path: Path) -> FileSpec:
                                              or isinstance(target, int) and target >= 0):
             r.fail(target_node, f"target must be a class index (0, 1, ...) or a class name, got {r.kind(target_node)}")
         layers = r.names(keys["layers"][1], "layers", "a layer name or a list of layer names")
-        knobs: dict[str, Any] = {}
-        if "alpha" in keys:
-            knobs["alpha"] = r.number(keys["alpha"][1], "alpha", 0.0, 1.0, open_range=True)
+        knobs: dict[str, Any] = {}  # EngineKnobs' fields, as the file gives them
+        alpha = r.number(keys["alpha"][1], "alpha", 0.0, 1.0, open_range=True) if "alpha" in keys else None
         if "seed" in keys:
             knobs["seed"] = r.integer(keys["seed"][1], "seed", 0)
         if "method" in keys:
@@ -416,11 +421,54 @@ def parse(text: str, path: Path) -> FileSpec:
             concepts.append(ConceptSpec(name, key_node.start_mark.line + 1, tuple(expectations)))
         return FileSpec(
             path=path, model=model, model_args=args, model_kwargs=kwargs, target=target, layers=layers,
-            concepts=tuple(concepts), inputs=inputs, random_sets=random_sets, random_pool=pool, knobs=knobs,
-            require=require, description=description, lines=lines,
+            concepts=tuple(concepts), inputs=inputs, random_sets=random_sets, random_pool=pool, alpha=alpha,
+            knobs=EngineKnobs(**knobs), require=require, description=description, lines=lines,
         )
     finally:
         loader.dispose()
+
+
+@overload
+def data_path(value: str, spec: FileSpec) -> str | Path: ...
+@overload
+def data_path(value: None, spec: FileSpec) -> None: ...
+def data_path(value: str | None, spec: FileSpec) -> str | Path | None:
+    """A library name stays a name; a path (with '/' or starting with '.') is taken from the YAML file's folder."""
+    if value is None:
+        return None
+    if "/" in value or "\\" in value or value.startswith("."):
+        path = Path(os.path.expanduser(value))
+        return path if path.is_absolute() else (spec.path.parent / path).resolve()
+    return value
+
+
+def check_spec(spec: FileSpec, concept: ConceptSpec, expectation: ExpectationSpec) -> CheckSpec:
+    """The request of one expectation (one pytest item): the file's settings, the expectation's options.
+
+    Unset knobs stay unset; the item settles the request with the run's configuration.
+    """
+    options, kind = expectation.options, expectation.kind
+    random_sets: Any = spec.random_sets
+    if isinstance(random_sets, tuple):
+        random_sets = [data_path(name, spec) for name in random_sets]
+    base = CheckSpec(concept=data_path(concept.name, spec), target=spec.target, layers=list(spec.layers),
+                     inputs=data_path(spec.inputs, spec), random_sets=random_sets,
+                     random_pool=data_path(spec.random_pool, spec), alpha=spec.alpha, engine=spec.knobs)
+    if kind == "stable":
+        return dataclasses.replace(
+            base, expectation="stable", direction=options.get("direction", "either"),
+            stability=StabilitySpec(baseline=options["baseline"],
+                                    tolerance=options.get("tolerance", DEFAULT_TOLERANCE),
+                                    statistic_tolerance=options.get("statistic_tolerance", 0.0)))
+    if "against" in options:  # relative TCAV
+        # Its null is relabelings of the concepts: the file's random sets do not apply, only their count.
+        base = dataclasses.replace(base, against=[data_path(name, spec) for name in options["against"]],
+                                   random_pool=None,
+                                   random_sets=spec.random_sets if isinstance(spec.random_sets, int) else None)
+    return dataclasses.replace(
+        base, expectation="significant" if kind == "direction" else kind,  # type: ignore[arg-type]
+        require=options.get("require", spec.require), score=options.get("score"),
+        direction=options.get("direction"), margin=options.get("margin"))
 
 
 def load_spec(path: Path) -> FileSpec:

@@ -89,9 +89,10 @@ def _with_cache_dir(config: TCAVConfig) -> TCAVConfig:
 def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: TextIO,
                   stderr: TextIO) -> int:
     """The ``calibrate`` command on checked arguments; raises :class:`TCAVError`, returns 0 when done."""
+    from pytest_tcav.checks import pseudo_concepts as calib
     from pytest_tcav.checks.calibration import save
+    from pytest_tcav.engine.spec import CheckSpec, settle
     from pytest_tcav.errors import ConfigurationError
-    from pytest_tcav.session import calibration as calib
     from pytest_tcav.session.session import TCAVSession
 
     if args.pseudo_concepts < 1:
@@ -116,8 +117,10 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
             def done(k: int, index: int = index) -> None:
                 bar.update(index * len(concepts) + k, f"target {targets[index]}")
 
-            results.append(calib.calibrate(session, model, target=target, layers=layers, concepts=concepts,
-                                           direction=args.direction, inputs=target_inputs, on_done=done))
+            # the request of a check of this target with the suite's settings; each pseudo-concept is its concept
+            spec = settle(CheckSpec(concept=concepts[0], target=target, layers=layers, inputs=target_inputs,
+                                    direction=args.direction), config)
+            results.append(calib.calibrate(session, model, spec, concepts, on_done=done))
     finally:
         bar.close()
     stored = [] if args.no_store else [save(config.cache_dir, c) for c in results]  # type: ignore[arg-type]

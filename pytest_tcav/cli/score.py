@@ -130,6 +130,7 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
     layers = comma_list(args.layers)
     target: int | str = int(args.target) if args.target.strip().isdigit() else args.target.strip()
 
+    from pytest_tcav.engine.spec import CheckSpec, settle
     from pytest_tcav.session.session import TCAVSession
 
     session = TCAVSession(config)
@@ -161,8 +162,9 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
     try:
         for index, concept in enumerate(concepts):
             current["concept"] = concept
-            result = session.score(model, concept, target=target, layers=layers, inputs=inputs,
-                                   direction=args.direction, against=against)
+            spec = CheckSpec(concept=concept, target=target, layers=layers, inputs=inputs, direction=args.direction,
+                             against=against)
+            result = session.measure(model, settle(spec, config))
             bar.update(index + 1, f"{concept}: done")
             records.append(_record(index, result, layers, args.direction))
             with _above_bar(bar, stdout):

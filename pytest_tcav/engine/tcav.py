@@ -258,7 +258,12 @@ class TCAV:
         return self.method if self.method == "gradient" else f"{self.method}(n_steps={self.n_steps})"
 
     def example_set(self, value: ConceptLike, name: str | None, *, role: str = "concept") -> Concept:
-        """One example set as the engine computes on it: text tokenized, data made a Concept, padding trimmed."""
+        """One example set as the engine computes on it: text tokenized, data made a Concept, padding trimmed.
+
+        A :class:`Concept` (what the session's libraries load) is already examples: it is not converted again.
+        """
+        if isinstance(value, Concept):
+            return self._canonical(value)
         return self._canonical(as_concept(prepare(value, self.tokenizer, role=role), name=name,
                                           transform=self.transform, role=role))
 

@@ -5,7 +5,8 @@ read and change what a model is expected to rely on.  Each expectation of a
 file is one pytest item (``tcav_zebra.yaml::striped::significant``) with the
 ``tcav`` marker, run by the same code as the Python assertions
 (:func:`~pytest_tcav.checks.significance.check_concept`,
-:func:`~pytest_tcav.checks.stability.check_stable`), so it fails with the same message.
+:func:`~pytest_tcav.checks.stability.check_stable`) on the request
+:func:`~pytest_tcav.checks.yaml_schema.check_spec` builds, so it fails with the same message.
 
 The file format, and the parser that checks it, are in
 :mod:`pytest_tcav.checks.yaml_schema` (documented in docs/yaml-tests.md).  It,
@@ -65,16 +66,6 @@ def load_model(spec: FileSpec, session: TCAVSession) -> nn.Module:
     return models[key]
 
 
-def _data(value: str | None, spec: FileSpec) -> str | Path | None:
-    """A library name stays a name; a path (with '/' or starting with '.') is taken from the YAML file's folder."""
-    if value is None:
-        return None
-    if "/" in value or "\\" in value or value.startswith("."):
-        path = Path(os.path.expanduser(value))
-        return path if path.is_absolute() else (spec.path.parent / path).resolve()
-    return value
-
-
 class TCAVYamlFile(pytest.File):
     """A ``tcav_*.yaml`` file: one collector per concept, one item per expectation."""
 
@@ -122,37 +113,20 @@ class TCAVYamlItem(pytest.Item):
 
     def runtest(self) -> None:
         from pytest_tcav.checks.significance import check_concept
-        from pytest_tcav.checks.stability import DEFAULT_TOLERANCE, check_stable
+        from pytest_tcav.checks.stability import check_stable
+        from pytest_tcav.checks.yaml_schema import check_spec
+        from pytest_tcav.engine.spec import settle
 
-        spec, options, kind = self.spec, self.expectation.options, self.expectation.kind
         session = self._session()
         try:  # a model loader that raises: the check is still in the summary, as an error
-            model = load_model(spec, session)
-            concept = _data(self.concept.name, spec)
-            assert concept is not None  # a concept always has a name
-            random_sets: Any = spec.random_sets
-            if isinstance(random_sets, tuple):
-                random_sets = [_data(name, spec) for name in random_sets]
+            model = load_model(self.spec, session)
+            spec = settle(check_spec(self.spec, self.concept, self.expectation), session.config)
         except Exception as exc:
             raise self._recorded(session, exc)  # noqa: B904
-        common: dict[str, Any] = dict(target=spec.target, layers=list(spec.layers), inputs=_data(spec.inputs, spec),
-                                      random_sets=random_sets, random_pool=_data(spec.random_pool, spec),
-                                      **spec.knobs)
-        if kind == "stable":
-            check_stable(session, model, concept, baseline=options["baseline"],
-                         tolerance=options.get("tolerance", DEFAULT_TOLERANCE),
-                         statistic_tolerance=options.get("statistic_tolerance", 0.0),
-                         direction=options.get("direction", "either"), **common)
-            return
-        expectation = "significant" if kind == "direction" else kind
-        if "against" in options:  # relative TCAV
-            common["against"] = [_data(name, spec) for name in options["against"]]
-            # Its null is relabelings of the concepts: the file's random sets do not apply, only their count.
-            common["random_pool"] = None
-            common["random_sets"] = spec.random_sets if isinstance(spec.random_sets, int) else None
-        check_concept(session, expectation, model, concept,  # type: ignore[arg-type]
-                      require=options.get("require", spec.require), score=options.get("score"),
-                      direction=options.get("direction"), margin=options.get("margin"), **common)
+        if spec.expectation == "stable":
+            check_stable(session, model, spec)
+        else:
+            check_concept(session, model, spec)
 
     def _recorded(self, session: TCAVSession, exc: BaseException) -> BaseException:
         """Record the check as an error before it could start (see :mod:`pytest_tcav.checks.raised`)."""

@@ -20,8 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from pytest_tcav.checks.significance import check_concept
-from pytest_tcav.checks.stability import check_stable
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, model_device
 from pytest_tcav.engine.examples import Concept, ConceptLike
@@ -29,6 +27,7 @@ from pytest_tcav.engine.layers import LayerPoint
 from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
+from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, TargetLike, settle, settle_knobs, settled
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
@@ -37,8 +36,6 @@ from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_n
 from pytest_tcav.session.targets import index_in_range
 from pytest_tcav.session.torch_threads import apply_threads
 from pytest_tcav.storage.memory import MemoryStore
-
-TargetLike = int | str | Callable[[Any], torch.Tensor]
 
 
 class TCAVSession:
@@ -104,6 +101,13 @@ class TCAVSession:
         Engines are cheap; what is expensive lives in the shared store, so a new
         engine per call does not recompute anything and holds no model alive.
         """
+        knobs = EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+                            layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
+                            tokenizer=tokenizer)
+        return self._engine(model, settle_knobs(knobs, self.config))
+
+    def _engine(self, model: nn.Module, knobs: EngineKnobs) -> TCAV:
+        """An engine with settled knobs, this session's device, cache, transform and tokenizer."""
         cfg = self.config
         device = None
         if cfg.device is not None:
@@ -114,23 +118,10 @@ class TCAVSession:
                     f"the model is on {actual} but {cfg.source('tcav_device')} asks for {device}; "
                     "put the model there in its fixture: model.to(tcav.device)"
                 )
-        return TCAV(
-            model,
-            method=cfg.method if method is None else method,  # type: ignore[arg-type]
-            n_steps=cfg.n_steps if n_steps is None else n_steps,
-            seed=cfg.seed if seed is None else seed,
-            batch_size=cfg.batch_size if batch_size is None else batch_size,
-            layer_point=_layer_point(cfg.layer_point if layer_point is None else layer_point),
-            pooling=cfg.pooling if pooling is None else pooling,
-            forward_kwargs=forward_kwargs,
-            output=output,
-            device=device,
-            alpha=cfg.alpha,
-            correction=cfg.correction,  # type: ignore[arg-type]
-            transform=self.transform,
-            store=self.store,
-            tokenizer=tokenizer if tokenizer is not None else self.tokenizer,
-        )
+        _layer_point(settled(knobs.layer_point, "layer_point"))
+        return TCAV.from_knobs(model, knobs, device=device, alpha=cfg.alpha,
+                               correction=cfg.correction,  # type: ignore[arg-type]
+                               transform=self.transform, store=self.store, tokenizer=self.tokenizer)
 
     # -- testing -----------------------------------------------------------------------
 
@@ -168,70 +159,41 @@ class TCAVSession:
         Text (a list of strings, ``.txt`` files) goes through ``tokenizer``, else
         ``tcav_tokenizer``.
         """
-        engine = self.engine(model, method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
-                             layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs,
-                             output=output, tokenizer=tokenizer)
-        index = self.resolve_target(target)
+        spec = CheckSpec(
+            concept=concept, target=target, layers=layers, inputs=inputs, direction=direction, against=against,
+            margin=margin, random_sets=random_sets, random_pool=random_pool, alpha=alpha,
+            min_cav_accuracy=min_cav_accuracy,
+            engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
+                               layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs,
+                               output=output, tokenizer=tokenizer),
+        )
+        return self.measure(model, settle(spec, self.config))
+
+    def measure(self, model: nn.Module, spec: CheckSpec) -> TCAVResult:
+        """Measure a settled request (:func:`~pytest_tcav.engine.spec.settle`): its names resolved to
+        data here, then the engine; no verdict (the checks judge the result)."""
+        engine = self._engine(model, spec.engine)
+        tokenizer = spec.engine.tokenizer
+        index = self.resolve_target(spec.target)
         others: list[ConceptLike] | None = None
         sets: int | list[ConceptLike]
-        if against is not None:
-            others = [self.resolve_concept(value, tokenizer=tokenizer) for value in against_list(against)]
-            sets, pool = self._repetitions(random_sets, random_pool), None
+        if spec.against is not None:
+            others = [self.resolve_concept(value, tokenizer=tokenizer) for value in against_list(spec.against)]
+            sets, pool = self._repetitions(spec.random_sets, spec.random_pool), None
         else:
-            sets, pool = self.resolve_random_sets(random_sets, random_pool, kind=self.concept_kind(concept),
-                                                  tokenizer=tokenizer)
-        concept = self.resolve_concept(concept, tokenizer=tokenizer)
-        with index_in_range(model, concept, index if inputs is None else None, self.transform, forward_kwargs):
-            input_set = self.resolve_inputs(inputs, target, tokenizer=tokenizer)  # a missing folder: is it the index?
-        result = engine.test(
-            concept,
-            target=index,
-            inputs=input_set,
-            layers=layers,
-            random_sets=sets,
-            random_pool=pool,
-            direction=direction,  # type: ignore[arg-type]
-            alpha=alpha,
-            against=others,
-            margin=margin,
-            min_cav_accuracy=self.config.min_cav_accuracy if min_cav_accuracy is None else min_cav_accuracy,
-        )
-        if isinstance(target, str):
+            sets, pool = self.resolve_random_sets(spec.random_sets, spec.random_pool,
+                                                  kind=self.concept_kind(spec.concept), tokenizer=tokenizer)
+        concept = self.resolve_concept(spec.concept, tokenizer=tokenizer)
+        with index_in_range(model, concept, index if spec.inputs is None else None, self.transform,
+                            spec.engine.forward_kwargs):
+            # a missing folder: is it the index?
+            input_set = self.resolve_inputs(spec.inputs, spec.target, tokenizer=tokenizer)
+        result = engine.run(spec, CheckData(concept=concept, target=index, inputs=input_set, random_sets=sets,
+                                            random_pool=pool, against=others))
+        if isinstance(spec.target, str):
             # People named the class; failure messages and reports should too.
-            result = dataclasses.replace(result, target=f"{target} ({result.target})")
+            result = dataclasses.replace(result, target=f"{spec.target} ({result.target})")
         return result
-
-    def assert_significant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
-        """:func:`pytest_tcav.assert_concept_significant` on this session."""
-        __tracebackhide__ = True
-        return check_concept(self, "significant", model, concept, **kwargs)
-
-    def assert_insignificant(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> TCAVResult:
-        """:func:`pytest_tcav.assert_concept_insignificant` on this session."""
-        __tracebackhide__ = True
-        return check_concept(self, "insignificant", model, concept, **kwargs)
-
-    def assert_stable(self, model: nn.Module, concept: ConceptLike, **kwargs: Any) -> Any:
-        """:func:`pytest_tcav.assert_concept_stable` on this session (returns a ``StabilityResult``)."""
-        __tracebackhide__ = True
-        return check_stable(self, model, concept, **kwargs)
-
-    def calibrate_for(self, model: nn.Module, result: TCAVResult, *, target: TargetLike, layers: Sequence[str],
-                      direction: str, knobs: dict[str, Any]) -> None:
-        """``tcav_calibrate``: measure the calibration a check needs now, with its own settings, and store it."""
-        from pytest_tcav.session.calibration import calibrate_check
-
-        calibrate_check(self, model, concept_size=result.n_concept_examples, target=target, layers=layers,
-                        direction=direction, knobs=knobs, count=self.config.calibrate)
-
-    def calibration_status(self, result: TCAVResult, *, target: TargetLike, layers: Sequence[str],
-                           direction: str, knobs: dict[str, Any]) -> Any:
-        """The stored calibration of a check's random library and model (``checks.calibration.Status``)."""
-        from pytest_tcav.session.calibration import check_status
-
-        return check_status(self, model_fingerprint=result.model_fingerprint,
-                            concept_size=result.n_concept_examples, target=target, layers=layers,
-                            direction=direction, alpha=knobs.get("alpha"), knobs=knobs)
 
     def current_nodeid(self) -> str | None:
         """The id of the running test (None outside a test)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers.checks import current
 from tests.storage.test_write_faults import REPO, _wait_for
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and fork semantics are POSIX")
@@ -96,8 +97,7 @@ def test_a_baseline_writer_killed_mid_write_leaves_the_old_or_the_new_file(tmp_p
 
 def test_a_full_disk_while_writing_a_baseline_is_a_clear_error(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_tcav import TCAVSession
-    from pytest_tcav.checks.stability import check_stable
+    from pytest_tcav import TCAVSession, assert_concept_stable
     from pytest_tcav.config import TCAVConfig
     from pytest_tcav.errors import BaselineError
 
@@ -113,7 +113,8 @@ def test_a_full_disk_while_writing_a_baseline_is_a_clear_error(tmp_path: Path,
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(BaselineError, match=r"cannot write baseline files in .*: \[Errno 28\] No space left"):
-        check_stable(session, model, sets[0], target=1, layers=["1"], baseline="full", baseline_dir="b",
-                     inputs=sets[1], random_sets=sets[2:])
+        with current(session):
+            assert_concept_stable(model, sets[0], target=1, layers=["1"], baseline="full", baseline_dir="b",
+                                  inputs=sets[1], random_sets=sets[2:])
     monkeypatch.setattr(os, "fsync", original)
     assert [p.name for p in (tmp_path / "b").iterdir()] == []  # no partial file, no temporary file

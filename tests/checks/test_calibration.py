@@ -19,7 +19,8 @@ from scipy import stats
 
 from pytest_tcav import TCAV, TCAVConfig
 from pytest_tcav.checks import calibration as calib
-from pytest_tcav.session import calibration as session_calib
+from pytest_tcav.checks import pseudo_concepts as session_calib
+from pytest_tcav.engine.spec import CheckSpec, settle
 from pytest_tcav.session.session import TCAVSession
 from tests.helpers import synthetic
 from tests.helpers.synthetic import N_RANDOM, SET_SIZE
@@ -122,7 +123,8 @@ def _session(root: Path) -> TCAVSession:
 def _calibrate(session: TCAVSession, model: torch.nn.Module) -> calib.Calibration:
     spare = session_calib.spare_data(session, SET_SIZE, K)
     concepts = session_calib.pseudo_concepts(spare.examples, K, SET_SIZE, seed=0)
-    return session_calib.calibrate(session, model, target=1, layers=[LAYER], concepts=concepts)
+    spec = settle(CheckSpec(concept=concepts[0], target=1, layers=[LAYER]), session.config)
+    return session_calib.calibrate(session, model, spec, concepts)
 
 
 @pytest.fixture(scope="module")
@@ -162,9 +164,9 @@ def test_a_changed_model_or_random_set_makes_the_calibration_stale(
     def state(session: TCAVSession, model: torch.nn.Module) -> calib.Status | None:
         from pytest_tcav.engine.fingerprints import model_fingerprint
 
-        return session_calib.check_status(session, model_fingerprint=model_fingerprint(model),
-                                          concept_size=SET_SIZE, target=1, layers=[LAYER],
-                                          direction="positive", alpha=None, knobs={})
+        spec = settle(CheckSpec(concept="pseudo", target=1, layers=[LAYER], direction="positive"), session.config)
+        return session_calib.check_status(session, spec, model_fingerprint=model_fingerprint(model),
+                                          concept_size=SET_SIZE)
 
     now = state(session, texture_model)
     assert now is not None and now.state == "ok"

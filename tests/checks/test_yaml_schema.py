@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_tcav.checks.yaml_schema import parse
+from pytest_tcav.engine.spec import EngineKnobs
 from pytest_tcav.errors import YamlSpecError
 
 GOOD = """\
@@ -108,7 +109,8 @@ def test_a_full_file_parses_to_its_spec() -> None:
     assert (spec.model, spec.model_args, spec.model_kwargs) == ("models.zoo:load", ("resnet", 2), {"pretrained": False})
     assert (spec.target, spec.layers, spec.require) == ("zebra", ("layer3", "layer4"), "any")
     assert spec.random_sets == ("random_0", "random_1", "random_2") and spec.inputs == "./images/zebra"
-    assert spec.knobs == {"alpha": 0.01, "seed": 3, "method": "integrated_gradients", "n_steps": 4, "batch_size": 8}
+    assert spec.alpha == 0.01
+    assert spec.knobs == EngineKnobs(seed=3, method="integrated_gradients", n_steps=4, batch_size=8)
     striped, dotted = spec.concepts
     assert [(e.kind, e.name, e.line) for e in striped.expectations] == [
         ("significant", "significant", 18), ("stable", "stable", 19), ("significant", "significant-2", 20)]

@@ -34,8 +34,11 @@ from pytest_tcav import (
     TargetError,
     TCAVDataWarning,
     TCAVSession,
+    assert_concept_insignificant,
+    assert_concept_significant,
     load_image_folder,
 )
+from tests.helpers.checks import current
 
 SIZE = 6
 
@@ -598,10 +601,12 @@ def test_assertions_leave_rng_and_inputs_untouched(data: dict[str, Any], outcome
         session.score(model, concept, **kwargs)
     elif outcome == "fails":
         with pytest.raises(ConceptTestFailure):
-            session.assert_significant(model, concept, score=(0.99, 1.0), **kwargs)
+            with current(session):
+                assert_concept_significant(model, concept, score=(0.99, 1.0), **kwargs)
     else:
         with pytest.raises(TargetError):
-            session.assert_insignificant(model, concept, **{**kwargs, "target": 9})
+            with current(session):
+                assert_concept_insignificant(model, concept, **{**kwargs, "target": 9})
     _assert_same_global_state(before)
     for original, copy in zip((inputs, concept, pool), copies):
         assert torch.equal(original.detach(), copy)

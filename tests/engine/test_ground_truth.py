@@ -23,8 +23,17 @@ import pytest
 import torch
 from scipy import stats
 
-from pytest_tcav import TCAV, Concept, ConceptTestFailure, TCAVPowerWarning, TCAVSession
+from pytest_tcav import (
+    TCAV,
+    Concept,
+    ConceptTestFailure,
+    TCAVPowerWarning,
+    TCAVSession,
+    assert_concept_insignificant,
+    assert_concept_significant,
+)
 from tests.helpers import synthetic
+from tests.helpers.checks import current
 from tests.helpers.synthetic import LAYERS, N_RANDOM, SET_SIZE
 
 pytestmark = pytest.mark.slow  # every test here trains a model
@@ -221,18 +230,19 @@ def test_a_watermark_the_model_ignores_passes_the_default_insignificance_check(t
     kwargs = dict(target=1, inputs=data.striped_inputs, random_sets=data.random_sets)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TCAVPowerWarning)  # the default configuration has the power asked for
-        result = session.assert_insignificant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
+        with current(session):
+            result = assert_concept_insignificant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
     assert result.direction == "positive"
     assert all(layer.verdict == "not significant" for layer in result.layers)
-    with pytest.raises(ConceptTestFailure) as failure:
-        session.assert_insignificant(texture_engine.model, data.patch, layers=LAYERS, direction="either", **kwargs)
+    with pytest.raises(ConceptTestFailure) as failure, current(session):
+        assert_concept_insignificant(texture_engine.model, data.patch, layers=LAYERS, direction="either", **kwargs)
     print(failure.value)
     message = str(failure.value).lower()
     assert f"on {DEEPEST} moving towards the concept lowers the target" in message
     assert "relies" not in message
     # negation symmetry on the same arguments: the significance check fails where the insignificance one passed
-    with pytest.raises(ConceptTestFailure):
-        session.assert_significant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
+    with pytest.raises(ConceptTestFailure), current(session):
+        assert_concept_significant(texture_engine.model, data.patch, layers=LAYERS[:2], **kwargs)
 
 
 def test_random_images_as_a_concept_are_inconclusive(texture_engine, ground_truth_data):
@@ -243,9 +253,9 @@ def test_random_images_as_a_concept_are_inconclusive(texture_engine, ground_trut
     print(result.table())
     assert [layer.verdict for layer in result.layers] == ["inconclusive"] * len(LAYERS)
     session = _session(texture_engine)
-    for check in (session.assert_insignificant, session.assert_significant):
+    for check in (assert_concept_insignificant, assert_concept_significant):
         with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random examples, so it can "
-                                                      "show neither"):
+                                                      "show neither"), current(session):
             check(texture_engine.model, pseudo, target=1, inputs=data.striped_inputs, layers=LAYERS,
                   random_sets=data.random_sets)
 
@@ -259,13 +269,15 @@ def twenty_random_sets(ground_truth_data) -> list[torch.Tensor]:
 def test_a_margin_of_two_is_shown_for_an_ignored_concept_and_not_for_a_used_one(
         texture_engine, shortcut_engine, ground_truth_data, twenty_random_sets):
     data = ground_truth_data
-    shown = _session(texture_engine).assert_insignificant(
-        texture_engine.model, data.patch, target=1, inputs=data.striped_inputs, layers=LAYERS,
-        random_sets=twenty_random_sets, margin=2.0)
+    with current(_session(texture_engine)):
+        shown = assert_concept_insignificant(
+            texture_engine.model, data.patch, target=1, inputs=data.striped_inputs, layers=LAYERS,
+            random_sets=twenty_random_sets, margin=2.0)
     print(shown.table())
     assert all(shown.equivalent(layer) for layer in shown.layers)
-    with pytest.raises(ConceptTestFailure, match="not shown to have an effect below the margin 2") as failure:
-        _session(shortcut_engine).assert_insignificant(
+    with pytest.raises(ConceptTestFailure, match="not shown to have an effect below the margin 2") as failure, \
+            current(_session(shortcut_engine)):
+        assert_concept_insignificant(
             shortcut_engine.model, data.patch, target=1, inputs=data.patched_inputs, layers=LAYERS,
             random_sets=twenty_random_sets, margin=2.0)
     assert "the model relies on it" in str(failure.value).lower()
@@ -274,11 +286,12 @@ def test_a_margin_of_two_is_shown_for_an_ignored_concept_and_not_for_a_used_one(
 def test_a_small_configuration_cannot_show_a_small_margin(texture_engine, ground_truth_data):
     data = ground_truth_data
     session = _session(texture_engine)
-    with pytest.raises(ConceptTestFailure, match="the data do not show its effect below the margin 0.5"):
-        session.assert_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
+    with pytest.raises(ConceptTestFailure, match="the data do not show its effect below the margin 0.5"), \
+            current(session):
+        assert_concept_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
                                      layers=LAYERS[:2], random_sets=data.random_sets[:3], margin=0.5)
     # without a margin the same small configuration passes, but not silently
     with pytest.warns(TCAVPowerWarning, match=r"could not have detected an effect below .*; with \d+ random sets "
-                                              r"and 40 inputs it would"):
-        session.assert_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
+                                              r"and 40 inputs it would"), current(session):
+        assert_concept_insignificant(texture_engine.model, data.patch, target=1, inputs=data.striped_inputs,
                                      layers=LAYERS[:2], random_sets=data.random_sets[:3])

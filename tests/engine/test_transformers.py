@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_tcav import TCAV, ConceptTestFailure
+from pytest_tcav import TCAV, ConceptTestFailure, assert_concept_insignificant, assert_concept_significant
 from pytest_tcav.engine.activations import concept_activations, target_gradients
 from pytest_tcav.engine.layers import resolve_layers
 from pytest_tcav.errors import ConceptDataError
 from pytest_tcav.session.session import TCAVSession
 from tests.helpers import token_models as tm
+from tests.helpers.checks import current
 
 pytestmark = pytest.mark.slow  # every test here loads transformers
 
@@ -137,8 +138,9 @@ def test_planted_words_are_significant_and_ordinary_words_inconclusive_with_mean
     inputs = tm.encode(tm.sentences(30, 3, 8, 500))
     session = TCAVSession()
     planted = tm.encode(tm.with_planted(tm.sentences(20, 2, 4, 600), 601))
-    session.assert_significant(model, planted, target=1, inputs=inputs, layers=ENCODER, random_sets=randoms_,
-                               pooling="mean")
+    with current(session):
+        assert_concept_significant(model, planted, target=1, inputs=inputs, layers=ENCODER, random_sets=randoms_,
+                                   pooling="mean")
     # Ordinary words occur equally in both classes, and this small model, trained on the planted words
     # alone, represents them alike: its encoder layers cannot tell ten particular ordinary words from
     # random text (CAV accuracy 0.5, as the random sets' against each other).  So the honest verdict is
@@ -150,6 +152,6 @@ def test_planted_words_are_significant_and_ordinary_words_inconclusive_with_mean
                            pooling="mean")
     assert [r.verdict for r in result.layers] == ["inconclusive", "inconclusive"]
     assert all(r.cav_accuracy < 0.55 for r in result.layers)
-    with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random"):
-        session.assert_insignificant(model, ordinary, target=1, inputs=inputs, layers=ENCODER,
+    with pytest.raises(ConceptTestFailure, match="cannot tell the concept from random"), current(session):
+        assert_concept_insignificant(model, ordinary, target=1, inputs=inputs, layers=ENCODER,
                                      random_sets=randoms_, pooling="mean")

@@ -45,7 +45,7 @@ def test_horizontal(model):
 
 
 def test_noise_through_the_fixture(tcav, model):
-    tcav.assert_stable(model_under_test(model), "noisy", target=1, layers="relu", baseline="noisy-1")
+    assert_concept_stable(model_under_test(model), "noisy", target=1, layers="relu", baseline="noisy-1")
 """
 
 

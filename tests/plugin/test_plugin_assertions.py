@@ -51,8 +51,10 @@ def test_insignificant_in_one_direction(model):
 
 
 def test_fixture_shortcuts(tcav, model):
-    tcav.assert_significant(model, "horizontal", target=1, layers="relu")
-    tcav.assert_insignificant(model, "noisy", target=1, layers="relu")
+    checks = len(tcav.records)
+    assert_concept_significant(model, "horizontal", target=1, layers="relu")
+    assert_concept_insignificant(model, "noisy", target=1, layers="relu")
+    assert len(tcav.records) == checks + 2  # the assertions' session is the fixture's
     result = tcav.score(model, "noisy", target=1, layers="relu")
     assert not result.any_significant
 

@@ -55,7 +55,7 @@ def test_striped_drives_the_striped_class(texture_model: nn.Module, textures: di
 
 def test_striped_lowers_the_dotted_class(tcav: TCAVSession, texture_model: nn.Module,
                                          textures: dict[str, Concept]) -> None:
-    tcav.assert_significant(
+    assert_concept_significant(
         texture_model, textures["striped"], target=0, layers=LAYERS, inputs=textures["dotted inputs"],
         random_pool=textures["random pool"], direction="negative", score=(0.0, 0.1),
     )

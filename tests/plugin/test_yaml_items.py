@@ -115,6 +115,7 @@ concepts:
 SAME_CHECKS_IN_PYTHON = """
 from pytest_tcav import assert_concept_insignificant, assert_concept_significant
 from pytest_tcav.checks.significance import check_concept
+from pytest_tcav.engine.spec import CheckSpec, settle
 from pytest_tcav.session.registry import current_session
 
 
@@ -127,7 +128,9 @@ def test_horizontal(model):
 
 
 def test_horizontal_score(model):
-    check_concept(current_session(), "score", model, "horizontal", target=1, layers="relu", score=(0.2, 0.8))
+    session = current_session()  # no assertion of its own: a YAML score expectation, built as YAML items do
+    spec = CheckSpec(concept="horizontal", target=1, layers="relu", expectation="score", score=(0.2, 0.8))
+    check_concept(session, model, settle(spec, session.config))
 
 
 def test_vertical(model):

@@ -6,11 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from pytest_tcav import assert_concept_insignificant
 from pytest_tcav.checks.yaml_schema import parse
 from pytest_tcav.config import TCAVConfig, build_config
+from pytest_tcav.engine.spec import EngineKnobs
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, YamlSpecError
 from pytest_tcav.session.session import TCAVSession
 from tests.engine.test_batches import KeywordCaller, TupleOut, TwoInputs, sets
+from tests.helpers.checks import current
 
 
 def test_the_ini_keys_set_the_engines_and_knobs_override_them():
@@ -40,9 +43,10 @@ def test_the_assertions_take_layer_point_pooling_forward_kwargs_and_output():
     assert result.layers[0].concept_statistics == direct.layers[0].concept_statistics
     # every knob is accepted by the assertion (a TypeError would be plumbing; a verdict is not)
     try:
-        session.assert_insignificant(TupleOut(), concept, target=1, layers=["body"], inputs=inputs,
-                                     random_sets=randoms, forward_kwargs={"scale": 1.0}, output=1,
-                                     pooling="mean", alpha=0.01)
+        with current(session):
+            assert_concept_insignificant(TupleOut(), concept, target=1, layers=["body"], inputs=inputs,
+                                         random_sets=randoms, forward_kwargs={"scale": 1.0}, output=1,
+                                         pooling="mean", alpha=0.01)
     except ConceptTestFailure:
         pass
     assert session.records[-1]["outcome"] in ("passed", "failed")
@@ -61,8 +65,8 @@ concepts:
   planted: [significant]
 """
     spec = parse(text, Path("tcav_x.yaml"))
-    assert spec.knobs == {"layer_point": "input", "pooling": "mean",
-                          "forward_kwargs": {"return_dict": True, "scale": 2}, "output": "logits"}
+    assert spec.knobs == EngineKnobs(layer_point="input", pooling="mean",
+                                     forward_kwargs={"return_dict": True, "scale": 2}, output="logits")
     with pytest.raises(YamlSpecError, match="pooling"):
         parse(text.replace("pooling: mean", "pooling: max"), Path("tcav_x.yaml"))
     with pytest.raises(YamlSpecError, match="forward_kwargs must be a mapping"):

@@ -13,6 +13,7 @@ from pytest_tcav import Concept, TCAVSession, assert_concept_significant
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.session import registry
 from tests.helpers import tiny_model
+from tests.helpers.checks import current
 from tests.helpers.plugin_helpers import make_project
 
 
@@ -40,10 +41,11 @@ def test_a_repeated_check_recomputes_nothing(data: dict[str, torch.Tensor]) -> N
     assert new == {"activations": 2, "gradients": 0, "cav": 2 * 5}
 
 
-def test_records_are_plain_json(data: dict[str, torch.Tensor]) -> None:
+def test_records_cross_as_plain_json(data: dict[str, torch.Tensor]) -> None:
     session = TCAVSession()
-    session.assert_significant(tiny_model.EdgeNet(), Concept("horizontal", data["horizontal"]), target=1,
-                               layers="relu", inputs=data["inputs"], random_pool=data["pool"], random_sets=5)
+    with current(session):
+        assert_concept_significant(tiny_model.EdgeNet(), Concept("horizontal", data["horizontal"]), target=1,
+                                   layers="relu", inputs=data["inputs"], random_pool=data["pool"], random_sets=5)
     (record,) = session.records
     assert json.loads(json.dumps(record)) == record
     assert record["nodeid"] is None and record["outcome"] == "passed" and record["concept"] == "horizontal"

@@ -1,14 +1,19 @@
-"""Calibrating a random library: pseudo-concepts from random data the tests do not use, run as concepts.
+"""Measuring a random library's calibration: pseudo-concepts from random data the tests do not use, run as concepts.
 
 A pseudo-concept is a set of random images of the concept size: a concept
 that, by construction, the model does not rely on more than on any random
 set.  Tested against the library's random sets exactly as a concept is, the
 share found significant is the false-positive rate of the checks on that
-library (:mod:`pytest_tcav.checks.calibration` does the arithmetic).  The data
+library (:mod:`pytest_tcav.checks.calibration` does the arithmetic and keeps the file;
+:func:`pytest_tcav.checks.significance.calibration_gate` decides what a check does with it).  The data
 must be random images the tests do not use: ``random_*`` folders beyond the
 ``tcav_random_sets`` in use, a pool folder the explicit sets leave unused, or,
 when the tests draw their sets from the pool, the pool's images that none of
 the drawn sets contains.
+
+A pseudo-concept is tested with the check's own request (:class:`~pytest_tcav.engine.spec.CheckSpec`,
+settled), its concept replaced, through ``TCAVSession.measure``: this module calls down into the
+session, never the other way.
 
 Cost: each pseudo-concept is one concept pass (its activations and its ``N``
 CAVs per layer); the random sets' activations and their pairwise CAVs (the
@@ -18,6 +23,7 @@ them cached already.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import statistics
 from collections.abc import Callable, Sequence
@@ -29,12 +35,14 @@ import torch
 from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, save, status
 from pytest_tcav.engine import batches
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, list_image_files, sample_random_sets
+from pytest_tcav.engine.spec import settled
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from pytest_tcav.session.session import TargetLike, TCAVSession
+    from pytest_tcav.engine.spec import CheckSpec, TargetLike
+    from pytest_tcav.session.session import TCAVSession
 
 #: Offset of the pseudo-concepts' seed from ``tcav_seed``, so that they are not the random sets' draws.
 SEED_OFFSET = 7919
@@ -47,20 +55,18 @@ def target_key(session: TCAVSession, target: TargetLike) -> str | None:
     return str(int(session.resolve_target(target)))  # type: ignore[arg-type]
 
 
-def identity_settings(session: TCAVSession, n_random: int, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
+def identity_settings(spec: CheckSpec, n_random: int) -> dict[str, Any]:
     """What the rate depends on besides target, direction, alpha and the fingerprints.
 
-    A check's own ``method=``/``n_steps=``/``seed=`` win over the configuration, as they do in the check.
+    ``spec`` is settled: a check's own ``method=``/``n_steps=``/``seed=`` win over the configuration,
+    as they do in the check.
     """
-    cfg, knobs = session.config, knobs or {}
-    method = knobs.get("method") or cfg.method
-    n_steps = knobs.get("n_steps") or cfg.n_steps
-    seed = cfg.seed if knobs.get("seed") is None else knobs["seed"]
-    settings = {"method": method, "n_steps": n_steps if method != "gradient" else None, "seed": seed,
-                "random_sets": n_random}
+    knobs = spec.engine
+    method = knobs.method
+    settings: dict[str, Any] = {"method": method, "n_steps": knobs.n_steps if method != "gradient" else None,
+                                "seed": knobs.seed, "random_sets": n_random}
     # Settings at their defaults stay out, so calibrations stored before they existed stay valid.
-    layer_point = knobs.get("layer_point") or cfg.layer_point
-    pooling = knobs.get("pooling") or cfg.pooling
+    layer_point, pooling = knobs.layer_point, knobs.pooling
     if layer_point != "output":
         settings["layer_point"] = layer_point
     if pooling != "flatten":
@@ -90,19 +96,19 @@ def inputs_fingerprint(session: TCAVSession, inputs: ConceptLike | None, target:
     return as_concept(value, name="inputs", transform=session.transform, role="input").fingerprint
 
 
-def check_status(session: TCAVSession, *, model_fingerprint: str, concept_size: int, target: TargetLike,
-                 layers: Sequence[str], direction: str, alpha: float | None,
-                 knobs: dict[str, Any]) -> Status | None:
-    """The calibration state of one concept check (None: a callable target, which cannot be keyed)."""
-    key = target_key(session, target)
+def check_status(session: TCAVSession, spec: CheckSpec, *, model_fingerprint: str,
+                 concept_size: int) -> Status | None:
+    """The calibration state of one concept check, its ``spec`` settled (None: a callable target, which
+    cannot be keyed)."""
+    key = target_key(session, spec.target)
     cache_dir = session.config.cache_dir
     if key is None or cache_dir is None:
         return None
-    sets = used_random_sets(session, concept_size, knobs.get("random_sets"), knobs.get("random_pool"))
-    alpha = session.config.alpha if alpha is None else alpha
-    found = load(cache_dir, key, direction, alpha, identity_settings(session, len(sets), knobs))
+    direction = settled(spec.direction, "direction")
+    sets = used_random_sets(session, concept_size, spec.random_sets, spec.random_pool)
+    found = load(cache_dir, key, direction, settled(spec.alpha, "alpha"), identity_settings(spec, len(sets)))
     return status(found, library=library_fingerprint(sets), model=model_fingerprint,
-                  inputs=inputs_fingerprint(session, knobs.get("inputs"), target), layers=layers,
+                  inputs=inputs_fingerprint(session, spec.inputs, spec.target), layers=spec.layer_names,
                   target=key, direction=direction)
 
 
@@ -204,54 +210,53 @@ def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Co
 # -- running ----------------------------------------------------------------------------------
 
 
-def calibrate(session: TCAVSession, model: nn.Module, *, target: TargetLike, layers: Sequence[str],
-              concepts: Sequence[Concept], direction: str = "positive", inputs: ConceptLike | None = None,
-              on_done: Callable[[int], None] | None = None, knobs: dict[str, Any] | None = None) -> Calibration:
+def calibrate(session: TCAVSession, model: nn.Module, spec: CheckSpec, concepts: Sequence[Concept], *,
+              on_done: Callable[[int], None] | None = None) -> Calibration:
     """Test each pseudo-concept as a concept (against the library's random sets) and count the verdicts.
 
-    ``knobs`` are a concept check's own settings (``method=``, ``seed=``, ``random_sets=``...): the
-    pseudo-concepts are tested exactly as that check tests its concept.
+    ``spec`` is the settled request of a concept check (``method=``, ``seed=``, ``random_sets=``,
+    ``inputs=``...; its own concept is not used): the pseudo-concepts are tested exactly as that
+    check tests its concept, without its verdict (no expectation, no margin).
     """
-    knobs = {k: v for k, v in (knobs or {}).items() if k != "inputs"}
-    key = target_key(session, target)
+    key = target_key(session, spec.target)
     if key is None:
         raise ConfigurationError("a callable target cannot be calibrated: name a class index or class name")
     if not concepts:
         raise ConfigurationError("calibration needs at least one pseudo-concept")
+    layers = spec.layer_names
+    measured = dataclasses.replace(spec, layers=layers, expectation=None, margin=None, score=None, stability=None)
     p_values: dict[str, list[float]] = {name: [] for name in layers}
     family = 0
     model_fp = ""
     for k, concept in enumerate(concepts):
-        result = session.score(model, concept, target=target, layers=list(layers), inputs=inputs,
-                               direction=direction, **knobs)
+        result = session.measure(model, dataclasses.replace(measured, concept=concept))
         for layer in result.layers:
             p_values[layer.layer].append(layer.p_value)
         family += bool(result.any_significant)
         model_fp = result.model_fingerprint
         if on_done is not None:
             on_done(k + 1)
-    sets = used_random_sets(session, len(concepts[0]), knobs.get("random_sets"), knobs.get("random_pool"))
-    alpha = session.config.alpha if knobs.get("alpha") is None else knobs["alpha"]
+    sets = used_random_sets(session, len(concepts[0]), spec.random_sets, spec.random_pool)
+    alpha = settled(spec.alpha, "alpha")
     return Calibration(
-        target=key, direction=direction, alpha=alpha, settings=identity_settings(session, len(sets), knobs),
-        library=library_fingerprint(sets), model=model_fp,
-        inputs=inputs_fingerprint(session, inputs, target), pseudo_concepts=len(concepts),
+        target=key, direction=settled(spec.direction, "direction"), alpha=alpha,
+        settings=identity_settings(spec, len(sets)), library=library_fingerprint(sets), model=model_fp,
+        inputs=inputs_fingerprint(session, spec.inputs, spec.target), pseudo_concepts=len(concepts),
         layers=layer_rates(p_values, alpha), family_significant=family,
     )
 
 
-def calibrate_check(session: TCAVSession, model: nn.Module, *, concept_size: int, target: TargetLike,
-                    layers: Sequence[str], direction: str, knobs: dict[str, Any], count: int) -> Calibration:
+def calibrate_check(session: TCAVSession, model: nn.Module, spec: CheckSpec, *, concept_size: int,
+                    count: int) -> Calibration:
     """``tcav_calibrate``: measure and store the calibration one concept check needs, as it tests.
 
-    The pseudo-concepts have the check's concept size and go through the check's own settings, so
+    The pseudo-concepts have the check's concept size and go through the check's own request, so
     the stored calibration is the one :func:`check_status` then finds for this check.
     """
-    in_use = knobs.get("random_sets")
+    in_use = spec.random_sets
     spare = spare_data(session, concept_size, count, in_use if isinstance(in_use, int) else None)
     concepts = pseudo_concepts(spare.examples, count, concept_size, session.config.seed)
-    calibration = calibrate(session, model, target=target, layers=layers, concepts=concepts,
-                            direction=direction, inputs=knobs.get("inputs"), knobs=knobs)
+    calibration = calibrate(session, model, spec, concepts)
     assert session.config.cache_dir is not None, "calibrations are stored in the disk cache"
     save(session.config.cache_dir, calibration)
     return calibration
