@@ -8,11 +8,7 @@ of an internal traceback, and callers of the library can catch one base class.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from pytest_tcav.checks.stability import StabilityResult
-    from pytest_tcav.engine.results import TCAVResult
+from typing import Any
 
 
 class TCAVError(Exception):
@@ -98,9 +94,15 @@ class YamlSpecError(TCAVError):
 
 
 class ConceptTestFailure(AssertionError):
-    """A concept check did not hold; ``result`` holds everything that was measured."""
+    """A concept check did not hold; ``result`` holds everything that was measured.
 
-    def __init__(self, message: str, result: TCAVResult, reason: str) -> None:
+    ``result`` is the check's :class:`~pytest_tcav.engine.results.TCAVResult`
+    (per-layer scores, p-values, settings) and ``reason`` the failure's
+    explanation in words.  This module is a leaf of the package (it imports
+    nothing of it, not even for annotations), so the type is named here in words.
+    """
+
+    def __init__(self, message: str, result: Any, reason: str) -> None:
         super().__init__(message)
         self.result = result
         self.reason = reason
@@ -109,10 +111,12 @@ class ConceptTestFailure(AssertionError):
 class ConceptStabilityFailure(ConceptTestFailure):
     """A concept's per-layer scores moved beyond the tolerance since its baseline.
 
-    ``comparison`` holds the before/after of every layer (a ``StabilityResult``).
+    ``comparison`` holds the before/after of every layer: a
+    :class:`~pytest_tcav.checks.stability.StabilityResult`, whose ``result``
+    (this run's :class:`~pytest_tcav.engine.results.TCAVResult`) is the failure's ``result``.
     """
 
-    def __init__(self, message: str, comparison: StabilityResult, reason: str) -> None:
+    def __init__(self, message: str, comparison: Any, reason: str) -> None:
         super().__init__(message, comparison.result, reason)
         self.comparison = comparison
 

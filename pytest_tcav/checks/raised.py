@@ -32,7 +32,7 @@ _MODULE_CALL = (os.path.join("torch", "nn", "modules", "module.py"), frozenset({
 _CHANNELS = re.compile(r"expected input\[[^\]]*\] to have (\d+) channels, but got (\d+) channels")
 
 
-def recorded(session: TCAVSession, entry: dict[str, Any], exc: BaseException) -> BaseException:
+def recorded(session: TCAVSession, entry: records.CheckRecord, exc: BaseException) -> BaseException:
     """Record ``exc`` as the check's error; returns it ready to re-raise (see :func:`shown`)."""
     _channel_hint(exc)
     fields = error_fields(exc)

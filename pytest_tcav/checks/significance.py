@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from pytest_tcav.checks import raised, records
-from pytest_tcav.checks.calibration import FOLDER, Status, rate_fields
+from pytest_tcav.checks.calibration import FOLDER, Status
 from pytest_tcav.checks.pseudo_concepts import calibrate_check, check_status
 from pytest_tcav.checks.verdict_messages import judge_relative, underpowered, why_not_significant, why_significant
 from pytest_tcav.checks.verdict_messages import sentence as _sentence
@@ -51,11 +51,11 @@ def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TC
     entry = records.check_record(spec.concept, spec.target, layer_names, expectation, direction, require)
     if spec.against is not None:
         against = spec.against
-        entry["against"] = [records.describe(v) for v in (against if isinstance(against, (list, tuple))
+        entry.against = [records.describe(v) for v in (against if isinstance(against, (list, tuple))
                                                            else [against])]
     try:
         score_range = _check_score_range(score)
-        entry["score_range"] = list(score_range) if score_range is not None else None
+        entry.score_range = list(score_range) if score_range is not None else None
         if expectation == "score" and score_range is None:
             raise ConfigurationError("a score expectation needs score=(low, high)")
         if require not in ("all", "any"):
@@ -69,7 +69,7 @@ def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TC
     power = underpowered(result, session.config.max_detectable_effect) \
         if judgement.passed and expectation == "insignificant" and result.margin is None else None
     if power is not None:
-        entry["power_warning"] = power
+        entry.power_warning = power
         warnings.warn(TCAVPowerWarning(power), stacklevel=3)
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
@@ -79,7 +79,7 @@ def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TC
     except Exception as exc:
         raise raised.recorded(session, entry, exc)  # noqa: B904
     if gate is not None and gate.rates:
-        entry["calibration"] = rate_fields(gate.rates)
+        entry.calibration = list(gate.rates)
     refused = judgement.passed and gate is not None and gate.state != "ok" and \
         session.config.require_calibration == "fail"
     reason = gate.message if refused and gate is not None else judgement.reason

@@ -305,24 +305,22 @@ def check_stable(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> Sta
         spec.stability.baseline, spec.stability.tolerance, spec.stability.statistic_tolerance,
         spec.stability.baseline_dir)
     layer_names = spec.layer_names
-    entry = {**records.check_record(spec.concept, spec.target, layer_names, "stable",
-                                     settled(spec.direction, "direction")),
-             **records.stability_info(baseline, tolerance, statistic_tolerance)}
-    stability_entry = entry["stability"]
+    entry = records.check_record(spec.concept, spec.target, layer_names, "stable", settled(spec.direction, "direction"))
+    entry.stability = stability_entry = records.stability_info(baseline, tolerance, statistic_tolerance)
 
     def error(exc: BaseException, action: str = "error") -> BaseException:
-        stability_entry["action"] = action
+        stability_entry.action = action
         return raised.recorded(session, entry, exc)
 
     try:
         tolerance = _check_tolerance(tolerance, "tolerance", 1.0)
         statistic_tolerance = _check_tolerance(statistic_tolerance, "statistic_tolerance", None)
-        stability_entry.update(tolerance=tolerance, statistic_tolerance=statistic_tolerance)
+        stability_entry.tolerance, stability_entry.statistic_tolerance = tolerance, statistic_tolerance
         directory = resolve_directory(session, baseline_dir)
         path = baseline_path(directory, baseline)
-        stability_entry["path"] = str(path)
+        stability_entry.path = str(path)
         name = path.name[: -len(SUFFIX)]
-        stability_entry["baseline"] = name
+        stability_entry.baseline = name
         _claim(session, path, entry)
         result = session.measure(model, spec)
     except Exception as exc:  # any: a check that raised (in the model too) is still in the summary
@@ -374,20 +372,20 @@ def check_stable(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> Sta
                 action = "created" if existing is None else "updated"
             obtained.unlink(missing_ok=True)
             stability = _with_action(stability, action)
-            stability_entry["action"] = action
+            stability_entry.action = action
             session.record(records.finished(entry, "passed"))
             return stability
         if stability.passed:
             obtained.unlink(missing_ok=True)
-            stability_entry["action"] = "checked"
+            stability_entry.action = "checked"
             session.record(records.finished(entry, "passed"))
             return stability
         atomic_write(obtained, new.to_yaml())
     except OSError as exc:
         raise error(BaselineError(f"cannot write baseline files in {shown_path(directory)}: {exc}"))  # noqa: B904
     reason = _why_moved(stability)
-    stability_entry["action"] = "checked"
-    stability_entry["obtained"] = str(obtained)
+    stability_entry.action = "checked"
+    stability_entry.obtained = str(obtained)
     session.record(records.finished(entry, "failed", reason))
     moved = ", ".join(stability.moved_layers)
     headline = (f"concept {result.concept!r} moved for target {result.target} on {moved} since baseline "
@@ -415,14 +413,14 @@ def _with_action(stability: StabilityResult, action: str) -> StabilityResult:
     return replace(stability, action=action)
 
 
-def _claim(session: TCAVSession, path: Path, entry: dict[str, Any]) -> None:
+def _claim(session: TCAVSession, path: Path, entry: records.CheckRecord) -> None:
     """Refuse a second check of one baseline file in a run (it would record two results in one file).
 
     The same test may check it again (a rerun of a flaky test) if it checks the same thing.
     """
     uses = session.baseline_uses
     nodeid = session.current_nodeid()
-    what = json.dumps([entry["concept"], entry["target"], entry["layers"], entry["direction"]])
+    what = json.dumps([entry.concept, entry.target, entry.layers, entry.direction])
     previous = uses.get(str(path))
     if previous is not None and previous != (nodeid, what):
         other = previous[0] or "a check outside a test"

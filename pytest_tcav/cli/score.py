@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.config import TCAVConfig, import_callable
 from pytest_tcav.errors import ConfigurationError, TCAVError
+
+if TYPE_CHECKING:
+    from pytest_tcav.checks.records import CheckRecord
 
 
 @dataclass(frozen=True)
@@ -95,17 +98,11 @@ def load_model(spec: str) -> Any:
     return model
 
 
-def _record(index: int, result: Any, layers: list[str], direction: str) -> dict[str, Any]:
+def _record(index: int, result: Any, layers: list[str], direction: str) -> CheckRecord:
     """A session-style record of one scored concept, for the reports."""
-    from pytest_tcav.checks.records import result_fields
+    from pytest_tcav.checks.records import scored
 
-    record = {"nodeid": None, "seq": index, "concept": result.concept, "target": result.target,
-              "layers": layers, "expectation": None, "direction": direction, "require": None,
-              "score_range": None, "alpha": result.alpha, **result_fields(result), "outcome": "scored",
-              "message": None}
-    if result.against:
-        record["against"] = list(result.against)
-    return record
+    return scored(index, result, layers, direction)
 
 
 def _inputs_kind(session: Any, inputs: Any, target: int | str) -> str:
@@ -175,7 +172,7 @@ def score(args: argparse.Namespace, config: TCAVConfig, inputs: Any, stdout: Tex
     return 0
 
 
-def _write_reports(args: argparse.Namespace, records: list[dict[str, Any]], config: TCAVConfig,
+def _write_reports(args: argparse.Namespace, records: list[CheckRecord], config: TCAVConfig,
                    device: str, stdout: TextIO) -> None:
     if not (args.json or args.html):
         return

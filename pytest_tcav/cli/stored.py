@@ -4,25 +4,29 @@ CI keeps the JSON report as an artifact (small, diffable, machine-readable)
 and renders the page later, or on another machine, from it: the page is drawn
 from the report alone, so it is the one ``--tcav-html`` would have written in
 the run.  A file that is not a report is a usage error (exit status 2) named
-here, before any renderer meets a missing key.
+here, before any renderer meets a missing key; a report that is one is read back as a
+:class:`~pytest_tcav.reports.json.StoredReport`, whose checks are records again.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pytest_tcav.cli.usage import PROG, UsageError
+
+if TYPE_CHECKING:
+    from pytest_tcav.reports.json import StoredReport
 
 #: Keys every check and every layer result has (docs/report.schema.json's ``required``).
 CHECK_KEYS = ("id", "test", "index", "concept", "target", "outcome", "status", "verdict", "results")
 LAYER_KEYS = ("layer", "score", "p_value", "p_corrected", "cav_accuracy", "significant")
 
 
-def load_report(path: str | Path) -> dict[str, Any]:
+def load_report(path: str | Path) -> StoredReport:
     """A report read back and checked against the schema's required keys; :class:`UsageError` if it is none."""
-    from pytest_tcav.reports.json import load
+    from pytest_tcav.reports.json import StoredReport, load
 
     shown = str(path)
     try:
@@ -50,7 +54,7 @@ def load_report(path: str | Path) -> dict[str, Any]:
                     break
         if missing:
             raise UsageError(f"{shown}: check {n} lacks {', '.join(missing)}; is it a pytest-tcav report?")
-    return report
+    return StoredReport.from_dict(report)
 
 
 def add_report_parser(commands: Any) -> None:

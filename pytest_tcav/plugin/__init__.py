@@ -47,6 +47,7 @@ from pytest_tcav.reports.terminal import error_lines, summary_lines
 from pytest_tcav.session.registry import SessionHandle, activate, deactivate
 
 if TYPE_CHECKING:
+    from pytest_tcav.checks.records import CheckRecord
     from pytest_tcav.session.library import ConceptLibrary
     from pytest_tcav.session.session import TCAVSession
 
@@ -130,9 +131,11 @@ def clear_cache(cache_dir: Any) -> int:
     return DiskStore(cache_dir).clear()
 
 
-def run_records(config: pytest.Config, handle: SessionHandle) -> list[dict[str, Any]]:
+def run_records(config: pytest.Config, handle: SessionHandle) -> list[CheckRecord]:
     """The run's concept checks: this process's, then each pytest-xdist worker's, in the order they finished."""
-    return handle.records() + [record for part in xdist.parts(config, RECORDS_PART) for record in part]
+    from pytest_tcav.checks.records import from_payload
+
+    return handle.records() + [record for part in xdist.parts(config, RECORDS_PART) for record in from_payload(part)]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -221,8 +224,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if handle is not None and handle.built and hasattr(report, "wasxfail"):
         for record in handle.get().records:
-            if record.get("nodeid") == item.nodeid:
-                record["xfail"] = True
+            if record.nodeid == item.nodeid:
+                record.xfail = True
 
 
 @pytest.fixture(scope="session")
@@ -254,7 +257,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if handle is None:
         return
     if xdist.sending(config):
-        xdist.put(config, RECORDS_PART, handle.records())
+        from pytest_tcav.checks.records import payload
+
+        xdist.put(config, RECORDS_PART, payload(handle.records()))  # plain JSON types, with their version
         if handle.built:
             xdist.put(config, CACHE_PART, handle.get().cache_stats())
         environment = reporting.worker_environment(config, handle)  # only when a report is asked for

@@ -12,23 +12,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_tcav.checks.baseline_names import BASELINE_DIR, UPDATE_FLAG, is_baseline_file
 from pytest_tcav.plugin import xdist
 
+if TYPE_CHECKING:
+    from pytest_tcav.checks.records import CheckRecord, StabilityAccount
+
 # -- the run's account: counts and unused files --------------------------------------------
 
 
-def stability_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("expectation") == "stable" and isinstance(r.get("stability"), dict)]
+def stability_records(records: Iterable[CheckRecord]) -> list[tuple[CheckRecord, StabilityAccount]]:
+    """The stability checks of a run, each with its baseline's account."""
+    return [(r, r.stability) for r in records if r.expectation == "stable" and r.stability is not None]
 
 
-def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Path]) -> list[Path]:
+def unused_baselines(records: Iterable[CheckRecord], directories: Iterable[Path]) -> list[Path]:
     """Baseline files in ``directories`` that no check of the run used."""
-    used = {Path(r["stability"]["path"]) for r in stability_records(records) if r["stability"].get("path")}
+    used = {Path(info.path) for _r, info in stability_records(records) if info.path}
     folders = set(directories) | {path.parent for path in used}
     unused: list[Path] = []
     for folder in sorted(folders):
@@ -38,7 +42,7 @@ def unused_baselines(records: Iterable[dict[str, Any]], directories: Iterable[Pa
     return unused
 
 
-def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path] = (), *,
+def summary_lines(records: Iterable[CheckRecord], directories: Iterable[Path] = (), *,
                   partial: str | None = None, root: Path | None = None) -> list[str]:
     """The baseline account of a run: counts, moved and missing baselines, and files no test used.
 
@@ -60,9 +64,9 @@ def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path]
     unused = [] if partial else unused_baselines(records, directories)
     if not stable and not unused:
         return []
-    actions = [r["stability"].get("action") for r in stable]
-    checked = [r for r in stable if r["stability"].get("action") in ("checked", "unchanged")]
-    moved = [r for r in checked if r.get("outcome") == "failed"]
+    actions = [info.action for _r, info in stable]
+    checked = [(r, info) for r, info in stable if info.action in ("checked", "unchanged")]
+    moved = [info for r, info in checked if r.outcome == "failed"]
     counts = [f"{len(checked)} checked" + (f" ({len(moved)} moved)" if moved else ""),
               f"{actions.count('created')} created", f"{actions.count('updated')} updated"]
     if actions.count("missing"):
@@ -70,22 +74,20 @@ def summary_lines(records: Iterable[dict[str, Any]], directories: Iterable[Path]
     if actions.count("error"):
         counts.append(f"{actions.count('error')} error(s)")
     lines = [f"baselines: {', '.join(counts)}"]
-    for record in sorted(moved, key=lambda r: r["stability"]["path"]):
-        info = record["stability"]
-        lines.append(f"  moved: {shown(info['path'])} on {', '.join(info.get('moved') or [])} "
-                     f"(this run's values: {shown(info.get('obtained') or '')})")
-    for record in stable:
-        info = record["stability"]
-        if info.get("action") == "missing":
-            lines.append(f"  missing: {shown(info['path'])} (run pytest {UPDATE_FLAG} to record it)")
+    for info in sorted(moved, key=lambda info: str(info.path)):
+        lines.append(f"  moved: {shown(str(info.path))} on {', '.join(info.moved or [])} "
+                     f"(this run's values: {shown(info.obtained or '')})")
+    for _record, info in stable:
+        if info.action == "missing":
+            lines.append(f"  missing: {shown(str(info.path))} (run pytest {UPDATE_FLAG} to record it)")
     for label in ("created", "updated"):
-        for record in stable:
-            if record["stability"].get("action") == label:
-                lines.append(f"  {label}: {shown(record['stability']['path'])}")
+        for _record, info in stable:
+            if info.action == label:
+                lines.append(f"  {label}: {shown(str(info.path))}")
     by_path: dict[str, set[str]] = {}
-    for record in stable:
-        if record["stability"].get("path"):
-            by_path.setdefault(record["stability"]["path"], set()).add(record.get("nodeid") or "(outside a test)")
+    for record, info in stable:
+        if info.path:
+            by_path.setdefault(info.path, set()).add(record.nodeid or "(outside a test)")
     for path, tests in sorted(by_path.items()):
         if len(tests) > 1:
             lines.append(f"  CONFLICT: {shown(path)} is used by {len(tests)} tests ({', '.join(sorted(tests))}); "
@@ -111,7 +113,7 @@ class BaselineTracker:
     #: The part of a pytest-xdist worker's payload with what this tracker saw there.
     PART = "baselines"
 
-    def __init__(self, config: pytest.Config, records: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(self, config: pytest.Config, records: Callable[[], list[CheckRecord]]) -> None:
         self.config = config
         self.records = records
         self.directories: set[Path] = set()

@@ -18,13 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.config import Option
 from pytest_tcav.plugin import xdist
+
+if TYPE_CHECKING:
+    from pytest_tcav.checks.records import CheckRecord
 
 #: The part of a pytest-xdist worker's payload with its environment (its device, its torch), sent when
 #: reports are asked for.
@@ -117,7 +120,7 @@ def run_environment(config: Any, handle: Any) -> dict[str, Any]:
     return environment(str(handle.get().device) if handle.built else None)
 
 
-def write_reports(config: Any, records: list[dict[str, Any]], handle: Any,
+def write_reports(config: Any, records: list[CheckRecord], handle: Any,
                   exitstatus: int | None) -> list[Written]:
     """Write the requested reports from the run's records; errors are returned, not raised.
 
@@ -162,7 +165,7 @@ def github_summary_path(config: Any) -> Path | None:
     return Path(value)
 
 
-def write_markdown(config: Any, records: list[dict[str, Any]], path: Path | None) -> list[Written]:
+def write_markdown(config: Any, records: list[CheckRecord], path: Path | None) -> list[Written]:
     """The markdown table: to ``--tcav-markdown`` (atomically) and appended to the GitHub job summary.
 
     Nothing is written when no concept check ran: a job summary of a run
@@ -230,7 +233,7 @@ def attach_properties(item: pytest.Item, handle: Any) -> None:
     """
     if not handle.built:
         return
-    mine = [record for record in handle.get().records if record.get("nodeid") == item.nodeid]
+    mine = [record for record in handle.get().records if record.nodeid == item.nodeid]
     done = item.stash.get(_ATTACHED_KEY, 0)
     if len(mine) <= done:
         return

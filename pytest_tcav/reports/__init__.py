@@ -1,1 +1,2 @@
-"""Records -> text, JSON and HTML; ``text`` is a leaf any layer may use (docs/architecture.md)."""
+"""Records (:class:`pytest_tcav.checks.records.CheckRecord`) -> terminal text, JSON, HTML, markdown, JUnit
+properties; a stored JSON report read back as records (docs/architecture.md)."""

@@ -30,7 +30,7 @@ noise a rerun with other random sets would show, so only a shift beyond it
 counts; a rerun with the same seed and data reproduces the numbers up to float
 rounding, which the Welch helper treats as no change.
 
-This module is pure (dictionaries in, a :class:`ReportDiff` and text out) and
+This module is pure (reports read back as records in, a :class:`ReportDiff` and text out) and
 sits below ``checks/`` in the layers, so the two statistical functions are
 passed in: the command passes the baseline comparison's own ``welch_p`` and
 ``adjust_p_values``, so a diff and a stability check can never disagree.
@@ -43,7 +43,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_tcav.reports.json import jsonable, number
+from pytest_tcav.checks.records import CheckRecord, Settings
+from pytest_tcav.engine.results import LayerResult
+from pytest_tcav.reports.json import StoredCheck, StoredReport, jsonable, number
 from pytest_tcav.reports.terminal import shown_concept
 from pytest_tcav.tables import format_p, render_table
 
@@ -71,8 +73,8 @@ class LayerDiff:
     """One layer of a matched check: its numbers in both runs and what moved."""
 
     layer: str
-    old: Mapping[str, Any] | None
-    new: Mapping[str, Any] | None
+    old: LayerResult | None
+    new: LayerResult | None
     welch_p: float | None = None
     welch_p_corrected: float | None = None
     score_moved: bool = False
@@ -84,17 +86,19 @@ class LayerDiff:
             return "appeared"
         if self.new is None:
             return "vanished"
-        if bool(self.old.get("significant")) != bool(self.new.get("significant")):
+        if bool(self.old.significant) != bool(self.new.significant):
             return "verdict"
         return "moved" if self.score_moved or self.statistic_moved else "unchanged"
 
     def to_dict(self) -> dict[str, Any]:
-        def side(key: str) -> dict[str, Any]:
-            return {"old": (self.old or {}).get(key), "new": (self.new or {}).get(key)}
+        def side(read: Callable[[LayerResult], Any]) -> dict[str, Any]:
+            return {"old": None if self.old is None else read(self.old),
+                    "new": None if self.new is None else read(self.new)}
 
-        return {"layer": self.layer, "change": self.change, "significant": side("significant"),
-                "score": side("score"), "statistic": side("statistic"), "p_corrected": side("p_corrected"),
-                "cav_accuracy": side("cav_accuracy"), "welch_p": self.welch_p,
+        return {"layer": self.layer, "change": self.change, "significant": side(lambda r: r.significant),
+                "score": side(lambda r: r.score), "statistic": side(lambda r: r.statistic),
+                "p_corrected": side(lambda r: r.p_corrected), "cav_accuracy": side(lambda r: r.cav_accuracy),
+                "welch_p": self.welch_p,
                 "welch_p_corrected": self.welch_p_corrected, "score_moved": self.score_moved,
                 "statistic_moved": self.statistic_moved}
 
@@ -106,8 +110,8 @@ class CheckDiff:
     test: str | None
     concept: str
     target: str
-    old: Mapping[str, Any] | None
-    new: Mapping[str, Any] | None
+    old: StoredCheck | None
+    new: StoredCheck | None
     layers: list[LayerDiff] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -118,8 +122,8 @@ class CheckDiff:
         if self.new is None:
             return "vanished"
         kinds = {layer.change for layer in self.layers}
-        if ("verdict" in kinds or self.old.get("verdict") != self.new.get("verdict")
-                or self.old.get("status") != self.new.get("status")):
+        if ("verdict" in kinds or self.old.verdict != self.new.verdict
+                or self.old.status != self.new.status):
             return "verdict"
         if kinds & {"appeared", "vanished"}:
             return "layers"
@@ -130,12 +134,13 @@ class CheckDiff:
         return self.test or "(outside a test)"
 
     def to_dict(self) -> dict[str, Any]:
-        def side(key: str) -> dict[str, Any]:
-            return {"old": (self.old or {}).get(key), "new": (self.new or {}).get(key)}
+        def side(read: Callable[[StoredCheck], Any]) -> dict[str, Any]:
+            return {"old": None if self.old is None else read(self.old),
+                    "new": None if self.new is None else read(self.new)}
 
         return {"test": self.test, "concept": self.concept, "target": self.target, "change": self.change,
-                "id": side("id"), "verdict": side("verdict"), "status": side("status"),
-                "model_fingerprint": side("model_fingerprint"), "notes": list(self.notes),
+                "id": side(lambda c: c.id), "verdict": side(lambda c: c.verdict), "status": side(lambda c: c.status),
+                "model_fingerprint": side(lambda c: c.record.model_fingerprint), "notes": list(self.notes),
                 "layers": [layer.to_dict() for layer in self.layers]}
 
 
@@ -161,14 +166,14 @@ class ReportDiff:
 # -- comparing --------------------------------------------------------------------------
 
 
-def _key(check: Mapping[str, Any]) -> tuple[str | None, str, str]:
-    return check.get("test"), shown_concept(check), str(check.get("target", "?"))
+def _key(check: StoredCheck) -> tuple[str | None, str, str]:
+    return check.test, shown_concept(check.record), str(check.record.target)
 
 
-def _paired(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[tuple[Any, Any]]:
+def _paired(old: Sequence[StoredCheck], new: Sequence[StoredCheck]) -> list[tuple[Any, Any]]:
     """Checks of both reports paired by (test, concept, target, n-th occurrence), in the new report's order."""
 
-    def keyed(checks: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...], Mapping[str, Any]]:
+    def keyed(checks: Sequence[StoredCheck]) -> dict[tuple[Any, ...], StoredCheck]:
         seen: Counter[tuple[Any, ...]] = Counter()
         out = {}
         for check in checks:
@@ -188,27 +193,26 @@ def _numbers(values: Any) -> list[float]:
     return [v for v in found if v is not None and v == v]  # NaN is no measurement
 
 
-def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust, moved: Moved,
+def _diff_layers(old: CheckRecord, new: CheckRecord, *, welch: Welch, adjust: Adjust, moved: Moved,
                  tolerance: float, statistic_tolerance: float) -> list[LayerDiff]:
     """The rule of :func:`pytest_tcav.checks.stability.compare`, on report layers."""
-    before = {str(r.get("layer")): r for r in old.get("results") or []}
-    after = {str(r.get("layer")): r for r in new.get("results") or []}
+    before = {str(r.layer): r for r in old.results}
+    after = {str(r.layer): r for r in new.results}
     both = [name for name in after if name in before]
-    tests = [welch(_numbers(before[name].get("concept_statistics")), _numbers(after[name].get("concept_statistics")))
+    tests = [welch(_numbers(before[name].concept_statistics), _numbers(after[name].concept_statistics))
              for name in both]
-    settings = new.get("settings")
-    settings = settings if isinstance(settings, Mapping) else {}
-    corrected = adjust([p for p, _ in tests], settings.get("correction") or "holm") if tests else []
-    alpha = number(new.get("alpha")) or number(old.get("alpha")) or 0.05
+    correction = new.settings.correction if new.settings is not None else None
+    corrected = adjust([p for p, _ in tests], correction or "holm") if tests else []
+    alpha = number(new.alpha) or number(old.alpha) or 0.05
     compared: dict[str, LayerDiff] = {}
     for name, (p, differs), p_corr in zip(both, tests, corrected):
         a, b = before[name], after[name]
-        score_a, score_b = number(a.get("score")), number(b.get("score"))
-        stat_a, stat_b = number(a.get("statistic")), number(b.get("statistic"))
+        score_a, score_b = number(a.score), number(b.score)
+        stat_a, stat_b = number(a.statistic), number(b.statistic)
         # a number missing from either report is no measured change
         score_change = score_b - score_a if score_a is not None and score_b is not None else 0.0
         stat_change = stat_b - stat_a if stat_a is not None and stat_b is not None else 0.0
-        score_moved, statistic_moved = moved(bool(a.get("significant") or b.get("significant")), score_change,
+        score_moved, statistic_moved = moved(bool(a.significant or b.significant), score_change,
                                              stat_change, bool(differs), p_corr, alpha=alpha, tolerance=tolerance,
                                              statistic_tolerance=statistic_tolerance)
         compared[name] = LayerDiff(name, a, b, float(p), float(p_corr), score_moved, statistic_moved)
@@ -216,37 +220,50 @@ def _diff_layers(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch
     return out + [LayerDiff(name, before[name], None) for name in before if name not in after]
 
 
-def _notes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+def _compared_settings(settings: Settings | None) -> tuple[Any, ...]:
+    """The settings of :data:`COMPARED_SETTINGS`, in its order (None where a report has none)."""
+    s = settings if settings is not None else Settings()
+    return s.method, s.seed, s.n_random, s.n_concept_examples, s.n_inputs, s.null_test
+
+
+def _notes(old: CheckRecord, new: CheckRecord) -> list[str]:
     """What differs besides the model, and makes the two runs' numbers hard to compare."""
     notes = []
-    a, b = old.get("settings") or {}, new.get("settings") or {}
-    changed = [f"{key} {a.get(key)!r} → {b.get(key)!r}" for key in COMPARED_SETTINGS
-               if isinstance(a, Mapping) and isinstance(b, Mapping) and a.get(key) != b.get(key)]
-    changed += [f"{key} {old.get(key)!r} → {new.get(key)!r}" for key in ("direction", "alpha", "expectation")
-                if old.get(key) != new.get(key)]
+    changed = [f"{key} {a!r} → {b!r}" for key, a, b in zip(COMPARED_SETTINGS, _compared_settings(old.settings),
+                                                            _compared_settings(new.settings)) if a != b]
+    changed += [f"{key} {a!r} → {b!r}" for key, a, b in (("direction", old.direction, new.direction),
+                                                          ("alpha", old.alpha, new.alpha),
+                                                          ("expectation", old.expectation, new.expectation))
+                if a != b]
     if changed:
         notes.append("settings differ: " + ", ".join(changed))
-    if old.get("concept_fingerprint") and old.get("concept_fingerprint") != new.get("concept_fingerprint"):
+    if old.concept_fingerprint and old.concept_fingerprint != new.concept_fingerprint:
         notes.append("the concept's examples changed")
     return notes
 
 
-def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], *, welch: Welch, adjust: Adjust, moved: Moved,
+def diff_reports(old: StoredReport | Mapping[str, Any], new: StoredReport | Mapping[str, Any], *, welch: Welch,
+                 adjust: Adjust, moved: Moved,
                  tolerance: float = DEFAULT_TOLERANCE, statistic_tolerance: float = 0.0,
                  old_name: str = "old", new_name: str = "new") -> ReportDiff:
-    """Compare two reports (as :func:`pytest_tcav.reports.json.load` returns them) check by check."""
+    """Compare two reports (:func:`pytest_tcav.cli.stored.load_report` reads them back) check by check.
+
+    A report's dictionary (:func:`~pytest_tcav.reports.json.build_report`) is read as one first.
+    """
+    old = old if isinstance(old, StoredReport) else StoredReport.from_dict(old)
+    new = new if isinstance(new, StoredReport) else StoredReport.from_dict(new)
     out = []
-    for a, b in _paired(old.get("checks") or [], new.get("checks") or []):
+    for a, b in _paired(old.checks, new.checks):
         test, concept, target = _key(b if b is not None else a)
         if a is None or b is None:
-            side: Mapping[str, Any] = a if a is not None else b
-            layers = [LayerDiff(str(r.get("layer")), None if a is None else r, None if b is None else r)
-                      for r in side.get("results") or []]
+            side: StoredCheck = a if a is not None else b
+            layers = [LayerDiff(str(r.layer), None if a is None else r, None if b is None else r)
+                      for r in side.record.results]
             out.append(CheckDiff(test, concept, target, a, b, layers))
             continue
-        layers = _diff_layers(a, b, welch=welch, adjust=adjust, moved=moved, tolerance=tolerance,
+        layers = _diff_layers(a.record, b.record, welch=welch, adjust=adjust, moved=moved, tolerance=tolerance,
                               statistic_tolerance=statistic_tolerance)
-        out.append(CheckDiff(test, concept, target, a, b, layers, _notes(a, b)))
+        out.append(CheckDiff(test, concept, target, a, b, layers, _notes(a.record, b.record)))
     return ReportDiff(old_name, new_name, out, tolerance, statistic_tolerance)
 
 
@@ -273,21 +290,19 @@ def _p(value: Any) -> str | None:
     return None if x is None or x != x else format_p(x)
 
 
-def _layer_verdict(layer: Mapping[str, Any] | None) -> str | None:
+def _layer_verdict(layer: LayerResult | None) -> str | None:
     if layer is None:
         return None
-    return "significant" if layer.get("significant") else "not significant"
+    return "significant" if layer.significant else "not significant"
 
 
 def _rows(check: CheckDiff) -> list[tuple[str, ...]]:
-    a, b = check.old or {}, check.new or {}
-    status = _pair(a.get("status") if check.old is not None else None,
-                   b.get("status") if check.new is not None else None)
+    a, b = check.old, check.new
+    status = _pair(a.status if a is not None else None, b.status if b is not None else None)
     label = _LABELS[check.change]
-    if not check.layers or (check.old is not None and check.new is not None
-                            and not (a.get("results") and b.get("results"))):  # an error: no layers to compare
-        verdict = _pair(a.get("verdict") if check.old is not None else None,
-                        b.get("verdict") if check.new is not None else None)
+    if not check.layers or (a is not None and b is not None
+                            and not (a.record.results and b.record.results)):  # an error: no layers to compare
+        verdict = _pair(a.verdict if a is not None else None, b.verdict if b is not None else None)
         return [(check.name, check.concept, check.target, "-", verdict, "-", "-", "-", status, label)]
     rows: list[tuple[str, ...]] = []
     for layer in check.layers:
@@ -295,9 +310,8 @@ def _rows(check: CheckDiff) -> list[tuple[str, ...]]:
         verdict = _pair(_layer_verdict(old), _layer_verdict(new))
         if check.old is not None and check.new is not None and (old is None or new is None):
             verdict = f"{verdict} (layer {'added' if old is None else 'removed'})"
-        score = _pair(_fmt((old or {}).get("score"), ".2f") if old else None,
-                      _fmt((new or {}).get("score"), ".2f") if new else None)
-        p_corr = _pair(_p(old.get("p_corrected")) if old else None, _p(new.get("p_corrected")) if new else None)
+        score = _pair(_fmt(old.score, ".2f") if old else None, _fmt(new.score, ".2f") if new else None)
+        p_corr = _pair(_p(old.p_corrected) if old else None, _p(new.p_corrected) if new else None)
         welch = "-" if layer.welch_p_corrected is None else format_p(layer.welch_p_corrected)
         rows.append((check.name, check.concept, check.target, layer.layer, verdict, score, p_corr, welch, status,
                      label))

@@ -1,7 +1,8 @@
 """The human-readable report of a run: one self-contained HTML page (``--tcav-html``).
 
-The page is rendered from the JSON report's dictionary (:mod:`pytest_tcav.reports.json`),
-so the two never disagree.  It must open anywhere, offline and years later: CSS
+The page is rendered from the JSON report (:mod:`pytest_tcav.reports.json`), read
+back as a :class:`~pytest_tcav.reports.json.StoredReport` whose checks are records
+again, so the two never disagree.  It must open anywhere, offline and years later: CSS
 is inline, plots are inline base64 PNGs, there is no JavaScript, no web font
 and no link outside the page.  Every piece of text that comes from a user (test
 ids, concept and folder names, messages) is escaped.
@@ -18,14 +19,16 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+from pytest_tcav.checks.records import CheckRecord, ComparedLayer, SideLayer, StabilityAccount
+from pytest_tcav.engine.results import LayerResult
 from pytest_tcav.reports import plots
-from pytest_tcav.reports.json import atomic_write_text, number
+from pytest_tcav.reports.json import StoredCheck, StoredReport, atomic_write_text, jsonable, number
 from pytest_tcav.reports.plots import finite_values, mean_sd
 from pytest_tcav.reports.terminal import shown_concept
 from pytest_tcav.tables import format_p
@@ -37,6 +40,8 @@ _SHOWN = {
     "settings", "verdict", "status", "before", "after", "stability", "against", "margin",
     "power_warning",
 }
+#: A record's fields that a report does not have (``test`` stands for ``nodeid``; ``seq`` is dropped).
+_NOT_IN_REPORT = {"nodeid", "seq"}
 
 
 def stylesheet() -> str:
@@ -69,32 +74,6 @@ def fmt_p(value: Any) -> str:
     return "n/a" if x is None or math.isnan(x) else format_p(x)
 
 
-# -- stability records -------------------------------------------------------------------
-
-
-def stability_layers(value: Any) -> dict[str, dict[str, Any]]:
-    """A stability record's ``before`` or ``after`` as layer -> numbers, whatever shape it was given in.
-
-    Accepted: a list of per-layer dictionaries with a ``layer`` key (like
-    ``results``), a dictionary with such a list under ``results`` or
-    ``layers``, or a dictionary mapping layer names to numbers or dictionaries.
-    """
-    if isinstance(value, Mapping):
-        for key in ("results", "layers"):
-            if isinstance(value.get(key), list):
-                return stability_layers(value[key])
-        out: dict[str, dict[str, Any]] = {}
-        for layer, numbers in value.items():
-            if isinstance(numbers, Mapping):
-                out[str(layer)] = dict(numbers)
-            elif number(numbers) is not None:
-                out[str(layer)] = {"score": numbers}
-        return out
-    if isinstance(value, list):
-        return {str(item.get("layer", k)): dict(item) for k, item in enumerate(value) if isinstance(item, Mapping)}
-    return {}
-
-
 # -- HTML pieces -----------------------------------------------------------------------
 
 
@@ -111,33 +90,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: Abs
     return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _verdict_cell(r: Mapping[str, Any]) -> str:
+def _verdict_cell(r: LayerResult) -> str:
     """The layer's verdict; a record written before verdicts existed has only ``significant``."""
-    significant = r.get("significant")
-    verdict = r.get("verdict") or ("significant" if significant is True else
-                                   "not significant" if significant is False else None)
+    significant = r.significant
+    verdict = r.verdict or ("significant" if significant is True else
+                            "not significant" if significant is False else None)
     css = {"significant": "sig", "not significant": "nonsig", "inconclusive": "inconclusive"}.get(str(verdict))
     return f'<span class="{css}">{esc(verdict)}</span>' if css else "n/a"
 
 
-def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
+def layer_table(results: Sequence[LayerResult]) -> str:
     """Per layer: score and the random sets' scores, statistic vs null, p-values, CAV accuracy, verdict."""
     rows = []
     for r in results:
-        random_scores = mean_sd(finite_values(r, "null_scores"))
+        random_scores = mean_sd(finite_values(r.null_scores))
         rows.append((
-            esc(r.get("layer")),
-            fmt(r.get("score"), 2),
+            esc(r.layer),
+            fmt(r.score, 2),
             f"{random_scores[0]:.2f} ± {random_scores[1]:.2f}" if random_scores else "n/a",
-            fmt(r.get("statistic"), 4),
-            f"{fmt(r.get('null_mean'), 4)} ± {fmt(r.get('null_sd'), 4)}",
-            fmt(r.get("t_statistic"), 2),
-            fmt_p(r.get("p_value")),
-            fmt_p(r.get("p_corrected")),
-            fmt(r.get("cav_accuracy"), 2),
-            fmt(r.get("effect"), 2),
-            fmt(r.get("detectable_effect"), 2),
-            fmt_p(r.get("equivalence_p_corrected")) if r.get("equivalence_p_corrected") is not None else "-",
+            fmt(r.statistic, 4),
+            f"{fmt(r.null_mean, 4)} ± {fmt(r.null_sd, 4)}",
+            fmt(r.t_statistic, 2),
+            fmt_p(r.p_value),
+            fmt_p(r.p_corrected),
+            fmt(r.cav_accuracy, 2),
+            fmt(r.effect, 2),
+            fmt(r.detectable_effect, 2),
+            fmt_p(r.equivalence_p_corrected) if r.equivalence_p_corrected is not None else "-",
             _verdict_cell(r),
         ))
     return _table(("layer", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p", "p corrected",
@@ -145,17 +124,17 @@ def layer_table(results: Sequence[Mapping[str, Any]]) -> str:
                   numeric=set(range(1, 12)), css="layers")
 
 
-def distribution_table(r: Mapping[str, Any]) -> str:
+def distribution_table(r: LayerResult) -> str:
     """One layer's per-random-set numbers: the concept against random set k, and random set k as the null."""
-    keys = ("concept_scores", "concept_statistics", "cav_accuracies", "null_statistics", "null_scores")
-    columns = [finite_values(r, key) for key in keys]
+    columns = [finite_values(values) for values in (r.concept_scores, r.concept_statistics, r.cav_accuracies,
+                                                    r.null_statistics, r.null_scores)]
     n = max((len(c) for c in columns), default=0)
     if n == 0:
         return ""
     rows = []
     for k in range(n):
         rows.append((str(k), *(f"{c[k]:.4f}" if k < len(c) else "" for c in columns)))
-    return (f"<p><b>{esc(r.get('layer'))}</b></p>"
+    return (f"<p><b>{esc(r.layer)}</b></p>"
             + _table(("random set", "concept score", "concept statistic", "CAV accuracy", "null statistic",
                       "null score"), rows, numeric=set(range(1, 6)), css="distribution"))
 
@@ -166,28 +145,40 @@ def _arrow(before: str, after: str) -> str:
     return after if before == after else f"{before or '–'} → {after or '–'}"
 
 
-def stability_table(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
-                    comparisons: Any = None) -> str:
+#: The numbers of a side shown "before → after": how to read one from a side, how to show it.
+_SIDE_COLUMNS: tuple[tuple[Callable[[SideLayer], Any], Callable[[Any], str]], ...] = (
+    (lambda side: side.score, lambda v: fmt(v, 2)),
+    (lambda side: side.statistic, lambda v: fmt(v, 4)),
+    (lambda side: side.p_corrected, fmt_p),
+    (lambda side: side.cav_accuracy, lambda v: fmt(v, 2)),
+    (lambda side: side.significant, lambda v: "" if v is None else ("significant" if v else "not significant")),
+)
+
+
+def _side_cell(side: SideLayer | None, read: Callable[[SideLayer], Any], show: Callable[[Any], str]) -> str:
+    value = read(side) if side is not None else None
+    return "" if value is None else show(value)
+
+
+def stability_table(before: Mapping[str, SideLayer], after: Mapping[str, SideLayer],
+                    comparisons: Sequence[ComparedLayer] | None = None) -> str:
     """Per layer, "before → after" of each number, then the comparison's own columns (test, moved...).
 
-    ``comparisons`` is a stability record's per-layer comparison (a list of
-    dictionaries with a ``layer`` key, or layer -> dictionary); its keys other
-    than the ``*_before``/``*_after`` pairs already shown become columns.
+    ``comparisons`` is a stability record's per-layer comparison; its numbers
+    other than the ``*_before``/``*_after`` pairs already shown become columns.
     """
-    compared = stability_layers(comparisons) if comparisons is not None else {}
+    compared = {c.layer: c.to_dict() for c in comparisons or []}
     layers = list(dict.fromkeys([*before, *after, *compared]))
-    columns = [("score", lambda v: fmt(v, 2)), ("statistic", lambda v: fmt(v, 4)), ("p_corrected", fmt_p),
-               ("cav_accuracy", lambda v: fmt(v, 2)),
-               ("significant", lambda v: "" if v is None else ("significant" if v else "not significant"))]
     extra = [k for k in dict.fromkeys(k for numbers in compared.values() for k in numbers)
              if k != "layer" and not k.endswith(("_before", "_after"))]
     rows = []
     for name in layers:
-        b, a, c = before.get(name, {}), after.get(name, {}), compared.get(name, {})
+        b, a, c = before.get(name), after.get(name), compared.get(name, {})
         cells = [esc(name)]
-        for key, show in columns:
-            cells.append(esc(_arrow(show(b.get(key)) if key in b else "", show(a.get(key)) if key in a else "")))
-        bs, as_ = mean_sd(finite_values(b, "concept_scores")), mean_sd(finite_values(a, "concept_scores"))
+        for read, show in _SIDE_COLUMNS:
+            cells.append(esc(_arrow(_side_cell(b, read, show), _side_cell(a, read, show))))
+        bs = mean_sd(finite_values(b.concept_scores)) if b is not None else None
+        as_ = mean_sd(finite_values(a.concept_scores)) if a is not None else None
         cells.append(esc(_arrow(f"{bs[0]:.2f} ± {bs[1]:.2f}" if bs else "", f"{as_[0]:.2f} ± {as_[1]:.2f}"
                                 if as_ else "")))
         cells += [_stability_value(key, c.get(key)) for key in extra]
@@ -209,16 +200,16 @@ def _stability_value(key: str, value: Any) -> str:
     return esc(value)
 
 
-def stability_summary(stability: Any) -> str:
+def stability_summary(stability: StabilityAccount | None) -> str:
     """One line about the baseline: name, file, what was done with it, tolerances, model change."""
-    if not isinstance(stability, Mapping):
+    if stability is None:
         return ""
-    labels = (("baseline", "baseline"), ("path", "file"), ("action", "action"), ("tolerance", "score tolerance"),
-              ("statistic_tolerance", "statistic tolerance"), ("model_changed", "model changed"),
-              ("moved", "moved layers"), ("obtained", "obtained file"))
+    labels = ((stability.baseline, "baseline"), (stability.path, "file"), (stability.action, "action"),
+              (stability.tolerance, "score tolerance"), (stability.statistic_tolerance, "statistic tolerance"),
+              (stability.model_changed, "model changed"), (stability.moved, "moved layers"),
+              (stability.obtained, "obtained file"))
     items = []
-    for key, label in labels:
-        value = stability.get(key)
+    for value, label in labels:
         if value is None or value == [] or value == "":
             continue
         if isinstance(value, bool):
@@ -235,35 +226,35 @@ def _value_html(value: Any) -> str:
     return esc(value)
 
 
-def _claim(check: Mapping[str, Any]) -> str:
-    expectation = check.get("expectation")
-    layers = check.get("layers") or [r.get("layer") for r in check.get("results") or []]
-    scope = "any of" if check.get("require") == "any" else "all of"
-    text = f"concept <b>{esc(shown_concept(check))}</b> for target <b>{esc(check.get('target'))}</b>"
+def _claim(check: StoredCheck) -> str:
+    record = check.record
+    expectation = record.expectation
+    layers = record.layers or [r.layer for r in record.results]
+    scope = "any of" if record.require == "any" else "all of"
+    text = f"concept <b>{esc(shown_concept(record))}</b> for target <b>{esc(record.target)}</b>"
     if expectation:
         text += f": expected <b>{esc(expectation)}</b>"
-        if check.get("direction"):
-            text += f" ({esc(check.get('direction'))})"
+        if record.direction:
+            text += f" ({esc(record.direction)})"
         text += f" on {scope} {esc(', '.join(map(str, layers)))}"
-        if check.get("score_range"):
-            low, high = (check["score_range"] + [None, None])[:2]
+        if record.score_range:
+            low, high = ([*record.score_range] + [None, None])[:2]
             text += f", TCAV score in [{esc(low)}, {esc(high)}]"
-        if check.get("margin") is not None:
-            text += f", effect shown below the margin {fmt(check['margin'], 2)}"
+        if record.margin is not None:
+            text += f", effect shown below the margin {fmt(record.margin, 2)}"
     else:
-        text += f", direction {esc(check.get('direction'))}, layers {esc(', '.join(map(str, layers)))}"
-    if check.get("verdict"):
-        text += f" — found <b>{esc(check['verdict'])}</b>"
+        text += f", direction {esc(record.direction)}, layers {esc(', '.join(map(str, layers)))}"
+    if check.verdict:
+        text += f" — found <b>{esc(check.verdict)}</b>"
     return f'<p class="claim">{text}</p>'
 
 
-def _settings(check: Mapping[str, Any]) -> str:
-    items: list[tuple[str, Any]] = [("alpha", check.get("alpha"))]
-    settings = check.get("settings")
-    if isinstance(settings, Mapping):
-        items += list(settings.items())
-    items += [("model fingerprint", check.get("model_fingerprint")),
-              ("concept fingerprint", check.get("concept_fingerprint"))]
+def _settings(record: CheckRecord) -> str:
+    items: list[tuple[str, Any]] = [("alpha", record.alpha)]
+    if record.settings is not None:
+        items += record.settings.items()
+    items += [("model fingerprint", record.model_fingerprint),
+              ("concept fingerprint", record.concept_fingerprint)]
     shown = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items if v not in (None, ""))
     return f'<dl class="settings">{shown}</dl>' if shown else ""
 
@@ -283,32 +274,33 @@ def _plot_or_note(make: Any, *args: Any) -> tuple[str | None, str]:
         return None, f'<p class="notice">This plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
 
 
-def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] | None) -> str:
+def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None) -> str:
     """One check: claim, verdict, message, plots, per-layer table, stability, distributions, settings."""
-    result = str(check.get("status") or check.get("outcome") or "unknown")
+    record = check.record
+    result = str(check.status or record.outcome or "unknown")
     label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
-    title = check.get("test") or _untitled(check)
-    if check.get("index"):
-        title = f"{title} (check {int(check['index']) + 1})"
+    title = check.test or _untitled(record)
+    if check.index:
+        title = f"{title} (check {int(check.index) + 1})"
     parts = [f'<section class="check {esc(result)}" id="check-{number_}">',
              f'<h2>{esc(title)}<span class="badge {esc(result)}">{esc(label)}</span></h2>', _claim(check)]
-    if check.get("message") or check.get("error"):
-        error = f'<strong>{esc(check["error"])}</strong>: ' if check.get("error") else ""
-        parts.append(f'<div class="message">{error}{esc(check.get("message") or "")}</div>')
-    if check.get("power_warning"):
-        parts.append(f'<div class="message">Warning: {esc(check["power_warning"])}</div>')
-    results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
+    if record.message or record.error:
+        error = f'<strong>{esc(record.error)}</strong>: ' if record.error else ""
+        parts.append(f'<div class="message">{error}{esc(record.message or "")}</div>')
+    if record.power_warning:
+        parts.append(f'<div class="message">Warning: {esc(record.power_warning)}</div>')
+    results = record.results
     if mpl is not None and results:
-        png, note = _plot_or_note(plots.check_plot, check, mpl)
-        parts.append(_image(png, f"TCAV scores and statistics per layer for {check.get('concept')}",
+        png, note = _plot_or_note(plots.check_plot, record, mpl)
+        parts.append(_image(png, f"TCAV scores and statistics per layer for {record.concept}",
                             "Left: TCAV score per layer (bar: mean over the random counterparts, whisker: "
                             "sd) beside the random sets' own scores. Right: the concept's statistic against "
                             "each random set vs the random sets' null statistics.") + note)
     if results:
         parts.append(layer_table(results))
-    before, after = stability_layers(check.get("before")), stability_layers(check.get("after"))
-    stability = check.get("stability")
-    comparisons = stability.get("layers") if isinstance(stability, Mapping) else None
+    before, after = record.before or {}, record.after or {}
+    stability = record.stability
+    comparisons = stability.layers if stability is not None else None
     if before or after or stability:
         parts.append("<h3>Stability: baseline (before) vs this run (after)</h3>")
         parts.append(stability_summary(stability))
@@ -323,8 +315,8 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     distributions = "".join(distribution_table(r) for r in results)
     if distributions:
         parts.append(f"<details><summary>Per-random-set numbers</summary>{distributions}</details>")
-    parts.append(_settings(check))
-    extra = [(k, v) for k, v in check.items() if k not in _SHOWN]
+    parts.append(_settings(record))
+    extra = [(k, v) for k, v in jsonable(record.to_dict()).items() if k not in _SHOWN and k not in _NOT_IN_REPORT]
     if extra:
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in extra)
         parts.append(f"<details><summary>More</summary><table class=\"extra\"><tbody>{rows}</tbody></table>"
@@ -333,52 +325,52 @@ def check_section(number_: int, check: Mapping[str, Any], mpl: tuple[Any, Any] |
     return "\n".join(p for p in parts if p)
 
 
-def _untitled(check: Mapping[str, Any]) -> str:
+def _untitled(record: CheckRecord) -> str:
     """The title of a check made outside a test (the command line): what was scored."""
-    return f"{shown_concept(check)} for target {check.get('target', '?')}"
+    return f"{shown_concept(record)} for target {record.target}"
 
 
-def overview(checks: Sequence[Mapping[str, Any]]) -> str:
+def overview(checks: Sequence[StoredCheck]) -> str:
     """One row per check, linking to its section (the terminal summary's table)."""
     rows = []
     for k, check in enumerate(checks, 1):
-        results = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
-        result = str(check.get("status") or check.get("outcome") or "unknown")
-        expected = esc(check.get("expectation") or "-")
-        if check.get("direction"):
-            expected += f" ({esc(check['direction'])})"
-        if check.get("margin") is not None:
-            expected += f" (margin {fmt(check['margin'], 2)})"
+        record = check.record
+        results = record.results
+        result = str(check.status or record.outcome or "unknown")
+        expected = esc(record.expectation or "-")
+        if record.direction:
+            expected += f" ({esc(record.direction)})"
+        if record.margin is not None:
+            expected += f" (margin {fmt(record.margin, 2)})"
         rows.append((
-            f'<a href="#check-{k}">{esc(check.get("test") or _untitled(check))}</a>',
-            esc(shown_concept(check)),
-            esc(check.get("target")),
+            f'<a href="#check-{k}">{esc(check.test or _untitled(record))}</a>',
+            esc(shown_concept(record)),
+            esc(record.target),
             expected,
-            "<br>".join(esc(r.get("layer")) for r in results) or esc(", ".join(map(str, check.get("layers") or []))),
-            "<br>".join(fmt(r.get("score"), 2) for r in results) or "-",
-            "<br>".join(fmt_p(r.get("p_corrected")) for r in results) or "-",
-            esc(check.get("verdict")),
+            "<br>".join(esc(r.layer) for r in results) or esc(", ".join(map(str, record.layers))),
+            "<br>".join(fmt(r.score, 2) for r in results) or "-",
+            "<br>".join(fmt_p(r.p_corrected) for r in results) or "-",
+            esc(check.verdict),
             f'<span class="badge {esc(result)}">{esc(result)}</span>',
         ))
     return _table(("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result"),
                   rows, numeric={5, 6}, css="overview")
 
 
-def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:
-    """The page for a report dictionary.  ``mpl=True`` loads matplotlib if it can; ``None`` draws no plots."""
+def render_html(report: StoredReport | Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:
+    """The page for a report (or its dictionary).  ``mpl=True`` loads matplotlib if it can; ``None`` draws no plots."""
+    if not isinstance(report, StoredReport):
+        report = StoredReport.from_dict(report)
     if mpl is True:
         mpl = plots.load_matplotlib()
     elif mpl is False:
         mpl = None
-    checks = [c for c in report.get("checks") or [] if isinstance(c, Mapping)]
-    summary = report.get("summary") or {}
-    counts = ", ".join(f"{esc(v)} {esc(k)}" for k, v in summary.items() if k != "checks")
-    generator = report.get("generator") or {}
-    env = report.get("environment") or {}
-    head = (f'<header><h1>TCAV concept checks</h1><p class="meta">{esc(summary.get("checks", len(checks)))} '
-            f"check(s){': ' + counts if counts else ''} · created {esc(report.get('created'))} · "
-            f"{esc(generator.get('name', 'pytest-tcav'))} {esc(generator.get('version'))} via "
-            f"{esc(generator.get('via'))} · device {esc(env.get('device'))}</p></header>")
+    checks = report.checks
+    counts = ", ".join(f"{esc(v)} {esc(k)}" for k, v in report.counts.items())
+    head = (f'<header><h1>TCAV concept checks</h1><p class="meta">{esc(report.count)} '
+            f"check(s){': ' + counts if counts else ''} · created {esc(report.created)} · "
+            f"{esc(report.generator_name)} {esc(report.generator_version)} via "
+            f"{esc(report.via)} · device {esc(report.device)}</p></header>")
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -394,14 +386,14 @@ def render_html(report: Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool
         parts.extend(check_section(k, check, mpl) for k, check in enumerate(checks, 1))
     else:
         parts.append('<p id="no-checks">No concept checks ran.</p>')
-    rows = [(esc(k), _value_html(v)) for k, v in env.items()]
-    rows += [(esc(f"setting: {k}"), _value_html(v)) for k, v in (report.get("settings") or {}).items()]
+    rows = [(esc(k), _value_html(v)) for k, v in report.environment.items()]
+    rows += [(esc(f"setting: {k}"), _value_html(v)) for k, v in report.settings.items()]
     parts.append('<section id="environment"><h2>Environment</h2>'
                  + _table(("", "value"), rows, css="environment") + "</section>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_html(path: Path, report: Mapping[str, Any]) -> Path:
+def write_html(path: Path, report: StoredReport | Mapping[str, Any]) -> Path:
     """Render and write the page atomically; returns the path written."""
     return atomic_write_text(path, render_html(report))

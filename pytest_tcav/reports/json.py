@@ -1,11 +1,13 @@
 """The machine-readable report of a run: every concept check as JSON (``--tcav-json``).
 
-The report is built from the session's records, the plain dictionaries that
-:meth:`TCAVSession.record` keeps and that pytest-xdist workers send to the
-controller, so a parallel run reports exactly what a serial run does and the
-report never needs a second channel from the workers.  The HTML report
-(:mod:`.report_html`) and the command line (:mod:`.cli`) render the same
-dictionary, so the three never disagree.
+The report is built from the session's records
+(:class:`~pytest_tcav.checks.records.CheckRecord`, which pytest-xdist workers
+send to the controller as plain JSON), so a parallel run reports exactly what
+a serial run does and the report never needs a second channel from the
+workers.  Each check is its record's plain form (``CheckRecord.to_dict``) with
+the report's own fields.  The HTML report (:mod:`.html`) and the command line
+(:mod:`pytest_tcav.cli`) render the same dictionary, read back as a
+:class:`StoredReport` whose checks are records again, so the three never disagree.
 
 Layout (``docs/reports.md`` documents every field; ``docs/report.schema.json``
 is its JSON Schema)::
@@ -29,10 +31,12 @@ import platform
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_tcav.atomic_files import atomic_write_text
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.reports.terminal import sort_records, verdict
 
 if TYPE_CHECKING:
@@ -142,15 +146,15 @@ def config_settings(config: TCAVConfig | None) -> dict[str, Any]:
             if field.name not in ("root", "sources")}
 
 
-def outcome_label(record: Mapping[str, Any]) -> str:
+def outcome_label(record: CheckRecord) -> str:
     """The check's outcome as the summary counts it: passed, failed, error, xfailed, or the record's own word."""
-    outcome = str(record.get("outcome") or "unknown")
-    if record.get("xfail") and outcome in ("failed", "error"):
+    outcome = str(record.outcome or "unknown")
+    if record.xfail and outcome in ("failed", "error"):
         return "xfailed"
     return outcome
 
 
-def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def checks(records: Iterable[CheckRecord]) -> list[dict[str, Any]]:
     """The report's checks: records sorted as in the terminal summary, each with an ``id``.
 
     ``index`` counts the checks of one test (0, 1, ...), which is the same in
@@ -159,18 +163,18 @@ def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """
     out: list[dict[str, Any]] = []
     per_test: Counter[str | None] = Counter()
-    for record in sort_records([dict(r) for r in records]):
-        test = record.get("nodeid")
+    for record in sort_records(records):
+        test = record.nodeid
         index = per_test[test]
         per_test[test] += 1
         # outside a test (the command line, a notebook) a check is named by what it scored
-        name = test if test is not None else f"{record.get('concept', '?')} for {record.get('target', '?')}"
+        name = test if test is not None else f"{record.concept} for {record.target}"
         check: dict[str, Any] = {
             "id": f"{name}#{index}",
             "test": test,
             "index": index,
         }
-        for key, value in record.items():
+        for key, value in record.to_dict().items():
             if key in _DROPPED:
                 continue
             check.setdefault(_RENAMED.get(key, key), jsonable(value))
@@ -182,7 +186,7 @@ def checks(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def build_report(records: Iterable[Mapping[str, Any]], *, env: Mapping[str, Any] | None = None,
+def build_report(records: Iterable[CheckRecord], *, env: Mapping[str, Any] | None = None,
                  settings: Mapping[str, Any] | None = None, exitstatus: int | None = None,
                  generator: str = "pytest") -> dict[str, Any]:
     """The report dictionary (JSON types only) for ``records``."""
@@ -226,7 +230,70 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
+# -- a report read back ----------------------------------------------------------------------
+
+#: The fields a report adds to each record (``test`` is the record's ``nodeid``).
+REPORT_FIELDS = ("id", "test", "index", "verdict", "status")
+
+
+@dataclass(frozen=True)
+class StoredCheck:
+    """One check of a report: its record again, with the fields the report gave it."""
+
+    id: str
+    index: int
+    #: what the report said was found, and how it counted the outcome (written by the version that ran it)
+    verdict: str | None
+    status: str | None
+    record: CheckRecord
+
+    @property
+    def test(self) -> str | None:
+        return self.record.nodeid
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredCheck:
+        rest = {key: value for key, value in data.items() if key not in REPORT_FIELDS}
+        record = CheckRecord.from_dict({**rest, "nodeid": data.get("test")})
+        index = data.get("index")
+        return cls(id=str(data.get("id")), index=index if isinstance(index, int) else 0,
+                   verdict=data.get("verdict"), status=data.get("status"), record=record)
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A report (as :func:`build_report` makes it, or :func:`load` reads it back), its checks as records."""
+
+    checks: list[StoredCheck]
+    created: Any = None
+    generator_name: Any = "pytest-tcav"
+    generator_version: Any = None
+    via: Any = None
+    #: where the numbers were computed (:func:`environment`) and the run's settings, as the report has them
+    environment: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    #: how many checks the report counts, and per status
+    count: Any = None
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def device(self) -> Any:
+        return self.environment.get("device")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredReport:
+        """The report's own top-level keys read once; every check becomes a :class:`StoredCheck`."""
+        generator = data.get("generator") or {}
+        summary = data.get("summary") or {}
+        checks = [StoredCheck.from_dict(c) for c in data.get("checks") or [] if isinstance(c, Mapping)]
+        return cls(checks=checks, created=data.get("created"),
+                   generator_name=generator.get("name", "pytest-tcav"), generator_version=generator.get("version"),
+                   via=generator.get("via"), environment=dict(data.get("environment") or {}),
+                   settings=dict(data.get("settings") or {}), count=summary.get("checks", len(checks)),
+                   counts={k: v for k, v in summary.items() if k != "checks"})
+
+
 __all__ = [
-    "SCHEMA", "VERSION", "build_report", "checks", "config_settings", "dumps",
+    "SCHEMA", "VERSION", "StoredCheck", "StoredReport", "build_report", "checks", "config_settings", "dumps",
     "environment", "jsonable", "load", "number", "outcome_label", "write_json",
 ]

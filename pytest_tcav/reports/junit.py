@@ -16,10 +16,10 @@ same text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-from pytest_tcav.reports.terminal import verdict
+from pytest_tcav.checks.records import CheckRecord
+from pytest_tcav.reports.terminal import layer_verdict, verdict
 
 #: The per-check keys, in the order they are written (``error``, the exception's type, and ``message`` only
 #: when there is one).
@@ -36,34 +36,32 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def properties(record: Mapping[str, Any], index: int) -> list[tuple[str, str]]:
+def properties(record: CheckRecord, index: int) -> list[tuple[str, str]]:
     """The properties of the ``index``-th check of a test (``index`` counts its checks, from 0)."""
     prefix = f"tcav[{index}]"
     check = {
-        "concept": record.get("concept"),
-        "target": record.get("target"),
-        "expectation": record.get("expectation"),
-        "direction": record.get("direction"),
-        "verdict": verdict(dict(record)),
-        "outcome": record.get("outcome"),
-        "error": record.get("error"),
-        "message": record.get("message"),
+        "concept": record.concept,
+        "target": record.target,
+        "expectation": record.expectation,
+        "direction": record.direction,
+        "verdict": verdict(record),
+        "outcome": record.outcome,
+        "error": record.error,
+        "message": record.message,
     }
     out = [(f"{prefix}.{key}", _text(check[key])) for key in CHECK_KEYS
            if key not in ("error", "message") or check[key] is not None]
-    stability = record.get("stability")
-    compared = ({c.get("layer"): c for c in stability.get("layers") or [] if isinstance(c, Mapping)}
-                if isinstance(stability, Mapping) else {})
-    for result in record.get("results") or []:
-        layer = result.get("layer")
-        values = {
-            "verdict": result.get("verdict") or ("significant" if result.get("significant") else "not significant"),
-            "score": result.get("score"),
-            "p_value": result.get("p_value"),
-            "p_corrected": result.get("p_corrected"),
-            "cav_accuracy": result.get("cav_accuracy"),
+    compared = {c.layer: c for c in record.stability.layers} if record.stability is not None else {}
+    for result in record.results:
+        layer = result.layer
+        values: dict[str, Any] = {
+            "verdict": layer_verdict(result),
+            "score": result.score,
+            "p_value": result.p_value,
+            "p_corrected": result.p_corrected,
+            "cav_accuracy": result.cav_accuracy,
         }
         if layer in compared:
-            values["moved"] = bool(compared[layer].get("moved"))
+            values["moved"] = bool(compared[layer].moved)
         out.extend((f"{prefix}.layer[{layer}].{key}", _text(values[key])) for key in LAYER_KEYS if key in values)
     return out

@@ -15,10 +15,11 @@ backslash-escaped so that a name is shown, never rendered as markup.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from pytest_tcav.reports.terminal import count_line, error_text, row, sort_records
+from pytest_tcav.checks.records import CheckRecord
+from pytest_tcav.reports.terminal import count_line, error_text, layer_verdict, row, sort_records
 from pytest_tcav.tables import format_p
 
 TITLE = "TCAV concept checks"
@@ -50,43 +51,40 @@ def code(value: Any) -> str:
     return f"{fence}{content}{fence}"
 
 
-def _layers(record: Mapping[str, Any]) -> str:
-    results = record.get("results") or []
+def _layers(record: CheckRecord) -> str:
+    results = record.results
     if not results:
-        return "; ".join(code(layer) for layer in record.get("layers") or []) + ": not measured"
-    stability = record.get("stability")
-    compared = ({c.get("layer"): c for c in stability.get("layers") or [] if isinstance(c, Mapping)}
-                if isinstance(stability, Mapping) else {})
+        return "; ".join(code(layer) for layer in record.layers) + ": not measured"
+    compared = {c.layer: c for c in record.stability.layers} if record.stability is not None else {}
     parts = []
     for result in results:
-        word = result.get("verdict") or ("significant" if result.get("significant") else "not significant")
-        p = result.get("p_corrected")
-        cell = f"{code(result.get('layer'))}: {word}"
+        p = result.p_corrected
+        cell = f"{code(result.layer)}: {layer_verdict(result)}"
         if isinstance(p, (int, float)) and not isinstance(p, bool):
             cell += f" (p {format_p(float(p))}"
-            effect = result.get("effect")
+            effect = result.effect
             if isinstance(effect, (int, float)) and not isinstance(effect, bool) and effect == effect:
                 cell += f", effect {effect:.2f}"
             cell += ")"
-        if result.get("layer") in compared:
-            cell += ", moved" if compared[result.get("layer")].get("moved") else ", unchanged"
+        if result.layer in compared:
+            cell += ", moved" if compared[result.layer].moved else ", unchanged"
         parts.append(cell)
     return "<br>".join(parts)
 
 
-def _row(record: Mapping[str, Any]) -> list[str]:
-    cells = row(dict(record))
+def _row(record: CheckRecord) -> list[str]:
+    cells = row(record)
     test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[-1]
     shown = _RESULTS.get(result, text(result))
-    message = error_text(dict(record)) if result == "ERROR" else record.get("message")
+    message = error_text(record) if result == "ERROR" else record.message
     if result in ("FAILED", "ERROR") and message:
         shown += f": {text(message)}"
     return [code(test), code(concept), code(target), text(expected), _layers(record), shown]
 
 
-def markdown_summary(records: Iterable[Mapping[str, Any]]) -> str:
+def markdown_summary(records: Iterable[CheckRecord]) -> str:
     """A heading, the count of checks by result, and the table; ``""`` when there is no check."""
-    ordered = sort_records([dict(r) for r in records])
+    ordered = sort_records(records)
     if not ordered:
         return ""
     lines = [f"## {TITLE}", "", text(count_line(ordered)), "",

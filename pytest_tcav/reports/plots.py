@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pytest_tcav.checks.records import CheckRecord, SideLayer
 from pytest_tcav.reports.json import number
 
 PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[report]' (or pip install matplotlib)."
@@ -30,9 +31,8 @@ AFTER_COLOUR = "#2b6cb0"
 # -- numbers (the page's tables use them too) -------------------------------------------
 
 
-def finite_values(layer: Mapping[str, Any], key: str) -> list[float]:
+def finite_values(raw: Any) -> list[float]:
     """The finite numbers of a per-layer list: a report may hold "NaN" strings or no list at all."""
-    raw = layer.get(key)
     if not isinstance(raw, list):
         return []
     out = [number(v) for v in raw]
@@ -73,7 +73,7 @@ def _short(name: str, limit: int = 18) -> str:
     return name if len(name) <= limit else "…" + name[-(limit - 1):]
 
 
-def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
+def check_plot(check: CheckRecord, mpl: tuple[Any, Any]) -> str | None:
     """Per layer: the TCAV score bar with the random sets' (left) and the statistic's distributions (right).
 
     Left, as in the TCAV tutorials: the concept's score (the mean over its
@@ -82,30 +82,30 @@ def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
     what the test compares: the concept's statistic against each random set,
     and the null statistics of the random sets.
     """
-    layers = [r for r in check.get("results") or [] if isinstance(r, Mapping)]
+    layers = check.results
     if not layers:
         return None
     Figure, Canvas = mpl
-    has_boxes = any(finite_values(r, "concept_statistics") or finite_values(r, "null_statistics") for r in layers)
+    has_boxes = any(finite_values(r.concept_statistics) or finite_values(r.null_statistics) for r in layers)
     width = max(6.0, 2.2 + 1.5 * len(layers)) * (2 if has_boxes else 1)
     figure = Figure(figsize=(min(width, 13.0), 3.4), layout="constrained")
     axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
     positions = list(range(len(layers)))
-    names = [_short(str(r.get("layer", "?"))) for r in layers]
+    names = [_short(str(r.layer)) for r in layers]
 
     ax = axes[0]
-    concept = [number(r.get("score")) or 0.0 for r in layers]
-    concept_err = [(mean_sd(finite_values(r, "concept_scores")) or (0.0, 0.0))[1] for r in layers]
-    random_stats = [mean_sd(finite_values(r, "null_scores")) for r in layers]
+    concept = [number(r.score) or 0.0 for r in layers]
+    concept_err = [(mean_sd(finite_values(r.concept_scores)) or (0.0, 0.0))[1] for r in layers]
+    random_stats = [mean_sd(finite_values(r.null_scores)) for r in layers]
     offset = 0.2 if any(random_stats) else 0.0
     ax.bar([p - offset for p in positions], concept, width=0.38 if offset else 0.6, yerr=concept_err,
-           color=CONCEPT_COLOUR, capsize=3, label=f"{check.get('concept', 'concept')}")
+           color=CONCEPT_COLOUR, capsize=3, label=f"{check.concept}")
     if offset:
         ax.bar([p + offset for p in positions], [s[0] if s else 0.0 for s in random_stats], width=0.38,
                yerr=[s[1] if s else 0.0 for s in random_stats], color=RANDOM_COLOUR, capsize=3,
                label="random sets")
     for p, r, height, err in zip(positions, layers, concept, concept_err):
-        if r.get("significant"):
+        if r.significant:
             ax.text(p - offset, min(height + err + 0.03, 1.08), "*", ha="center", va="bottom", fontsize=14)
     ax.set_ylim(0, 1.32)  # headroom for the stars and a legend above bars of 1.0
     ax.set_xticks(positions, names)
@@ -117,9 +117,9 @@ def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
         ax = axes[1]
         data, where, colours = [], [], []
         for p, r in zip(positions, layers):
-            for key, shift, colour in (("concept_statistics", -0.2, CONCEPT_COLOUR),
-                                       ("null_statistics", 0.2, RANDOM_COLOUR)):
-                values = finite_values(r, key)
+            for raw, shift, colour in ((r.concept_statistics, -0.2, CONCEPT_COLOUR),
+                                       (r.null_statistics, 0.2, RANDOM_COLOUR)):
+                values = finite_values(raw)
                 if values:
                     data.append(values)
                     where.append(p + shift)
@@ -141,7 +141,7 @@ def check_plot(check: Mapping[str, Any], mpl: tuple[Any, Any]) -> str | None:
     return _png(figure, Canvas)
 
 
-def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, Mapping[str, Any]],
+def stability_plot(before: Mapping[str, SideLayer], after: Mapping[str, SideLayer],
                    mpl: tuple[Any, Any]) -> str | None:
     """Per layer, the baseline beside this run: TCAV scores (left), per-random-set statistics (right).
 
@@ -154,8 +154,7 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
         return None
     Figure, Canvas = mpl
     sides = ((before, -0.2, BEFORE_COLOUR, "baseline (before)"), (after, 0.2, AFTER_COLOUR, "this run (after)"))
-    has_boxes = any(finite_values(side.get(name) or {}, "concept_statistics")
-                    for side, *_ in sides for name in layers)
+    has_boxes = any(finite_values(_statistics(side.get(name))) for side, *_ in sides for name in layers)
     width = max(5.0, 2.0 + 1.5 * len(layers)) * (2 if has_boxes else 1)
     figure = Figure(figsize=(min(width, 13.0), 3.2), layout="constrained")
     axes = figure.subplots(1, 2 if has_boxes else 1, squeeze=False)[0]
@@ -163,9 +162,8 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
     names = [_short(n) for n in layers]
     ax = axes[0]
     for side, shift, colour, label in sides:
-        heights = [number((side.get(name) or {}).get("score")) for name in layers]
-        errors = [(mean_sd(finite_values(side.get(name) or {}, "concept_scores")) or (0.0, 0.0))[1]
-                  for name in layers]
+        heights = [number(_score(side.get(name))) for name in layers]
+        errors = [(mean_sd(finite_values(_scores(side.get(name)))) or (0.0, 0.0))[1] for name in layers]
         ax.bar([p + shift for p in positions], [h if h is not None else 0.0 for h in heights], width=0.38,
                yerr=errors, color=colour, capsize=3, label=label)
     ax.set_xticks(positions, names)
@@ -178,7 +176,7 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
         for side, shift, colour, label in sides:
             data, where = [], []
             for p, name in zip(positions, layers):
-                values = finite_values(side.get(name) or {}, "concept_statistics")
+                values = finite_values(_statistics(side.get(name)))
                 if values:
                     data.append(values)
                     where.append(p + shift)
@@ -196,3 +194,15 @@ def stability_plot(before: Mapping[str, Mapping[str, Any]], after: Mapping[str, 
         ax.set_title("what the two-sample test compares", fontsize=10)
         ax.legend(fontsize=8, loc="best", framealpha=0.8)
     return _png(figure, Canvas)
+
+
+def _score(side: SideLayer | None) -> Any:
+    return side.score if side is not None else None
+
+
+def _scores(side: SideLayer | None) -> Any:
+    return side.concept_scores if side is not None else None
+
+
+def _statistics(side: SideLayer | None) -> Any:
+    return side.concept_statistics if side is not None else None

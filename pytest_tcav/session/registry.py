@@ -43,7 +43,7 @@ class SessionHandle:
     def built(self) -> bool:
         return self._session is not None
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[Any]:
         """Every concept check made so far (none if the session was never built)."""
         return list(self._session.records) if self._session is not None else []
 

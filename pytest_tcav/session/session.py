@@ -52,7 +52,8 @@ class TCAVSession:
         #: Shared by every engine of the session; by default backed by the disk cache of ``tcav_cache_dir``
         #: (unless ``tcav_cache = off``, or outside pytest, where ``cache_dir`` is unset).
         self.store = store if store is not None else default_store(self.config)
-        self.records: list[dict[str, Any]] = []
+        #: The run's concept checks (``pytest_tcav.checks.records.CheckRecord``: the session stores, not reads them).
+        self.records: list[Any] = []
         self.loaded_models: dict[str, Any] = {}  # YAML tests' models by loader and arguments: each loaded once
         #: The baseline files the stability checks of this session used: path -> (test id, what was checked),
         #: so that a second check of one file in a run (two results, one file) is refused.
@@ -203,9 +204,9 @@ class TCAVSession:
         """The file of the running test, Python or YAML (None outside a test)."""
         return self._test_path()
 
-    def record(self, entry: dict[str, Any]) -> None:
-        """Remember one concept check (plain data) for the run's summary."""
-        self.records.append({"nodeid": self._nodeid(), "seq": len(self.records), **entry})
+    def record(self, entry: Any) -> None:
+        """Remember one concept check (a dataclass record) for the run's summary: its test id and order set here."""
+        self.records.append(dataclasses.replace(entry, nodeid=self._nodeid(), seq=len(self.records)))
 
     # -- naming -> data ------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ import torch
 
 import pytest_tcav
 from pytest_tcav.checks.significance import check_concept
+from pytest_tcav.engine.spec import CheckSpec, settle
 from pytest_tcav.errors import LayerError
 from pytest_tcav.session.session import TCAVSession
 from tests.helpers import tiny_model
@@ -35,7 +36,8 @@ def run_check(model: torch.nn.Module, channels: int = 3) -> tuple[TCAVSession, B
     session = TCAVSession()
     data = sets(channels)
     with pytest.raises(Exception) as info:
-        check_concept(session, "significant", model, data.pop("concept"), target=1, layers="relu", **data)
+        check_concept(session, model, settle(CheckSpec(expectation="significant", target=1, layers="relu", **data),
+                                             session.config))
     return session, info.value
 
 
@@ -45,17 +47,17 @@ def test_greyscale_images_for_an_rgb_model_suggest_convert_rgb() -> None:
     hint = "the examples have 1 channel(s) (greyscale images?) and the model's layer expects 3"
     assert any(hint in note and "image.convert('RGB')" in note for note in exc.__notes__)
     [record] = session.records
-    assert record["outcome"] == "error" and record["error"] == "RuntimeError"
-    assert "image.convert('RGB')" in record["message"]  # the hint reaches the reports too
-    assert record["message"].splitlines()[0] == str(exc).splitlines()[0]
+    assert record.outcome == "error" and record.error == "RuntimeError"
+    assert "image.convert('RGB')" in record.message  # the hint reaches the reports too
+    assert record.message.splitlines()[0] == str(exc).splitlines()[0]
 
 
 def test_a_crash_in_the_model_is_recorded_and_keeps_only_the_model_frames() -> None:
     session, exc = run_check(Crashy())
     assert isinstance(exc, TypeError)
     [record] = session.records
-    assert (record["outcome"], record["error"], record["results"]) == ("error", "TypeError", [])
-    assert record["message"].startswith("cannot take (16, 4, 12, 12)")
+    assert (record.outcome, record.error, record.results) == ("error", "TypeError", [])
+    assert record.message.startswith("cannot take (16, 4, 12, 12)")
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if f.filename.startswith(LIBRARY)]
     assert {f.name for f in ours} == {"check_concept"}  # the frame that re-raised it, hidden from pytest
@@ -68,8 +70,8 @@ def test_a_setup_error_is_recorded_without_the_engines_frames() -> None:
     session = TCAVSession()
     data = sets(3)
     with pytest.raises(LayerError) as info:
-        check_concept(session, "significant", tiny_model.EdgeNet(), data.pop("concept"), target=1, layers="nope",
-                      **data)
-    assert session.records[0]["error"] == "LayerError"
+        check_concept(session, tiny_model.EdgeNet(),
+                      settle(CheckSpec(expectation="significant", target=1, layers="nope", **data), session.config))
+    assert session.records[0].error == "LayerError"
     frames = traceback.extract_tb(info.value.__traceback__)
     assert [f.name for f in frames if f.filename.startswith(LIBRARY)] == ["check_concept"]

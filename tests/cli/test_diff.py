@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.reports.json import build_report, write_json
 from tests.cli.test_main import TINY, run_main
 from tests.reports.test_diff import BASE, T, layer, record
@@ -18,9 +19,9 @@ from tests.reports.test_diff import BASE, T, layer, record
 
 @pytest.fixture
 def reports(tmp_path: Path) -> tuple[Path, Path]:
-    old = write_json(tmp_path / "old.json", build_report(BASE, env={}))
+    old = write_json(tmp_path / "old.json", build_report(map(CheckRecord.from_dict, BASE), env={}))
     new = [BASE[0], record(T, "watermark", layer("conv2", score=1.0, statistic=0.3), outcome="failed")]
-    return old, write_json(tmp_path / "new.json", build_report(new, env={}))
+    return old, write_json(tmp_path / "new.json", build_report(map(CheckRecord.from_dict, new), env={}))
 
 
 def test_diff_exit_status_and_formats(reports: tuple[Path, Path]) -> None:

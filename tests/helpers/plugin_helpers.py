@@ -110,7 +110,7 @@ def dump_records(request):
     \"\"\"With DUMP_DIR set, write this test's records (exact numbers) to a file of its own.\"\"\"
     yield
     if os.environ.get("DUMP_DIR"):
-        mine = [r for r in current_session().records if r["nodeid"] == request.node.nodeid]
+        mine = [r.to_dict() for r in current_session().records if r.nodeid == request.node.nodeid]
         name = re.sub(r"\\W", "_", request.node.nodeid) + ".json"
         Path(os.environ["DUMP_DIR"], name).write_text(json.dumps(mine))
 """

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.reports import json as report_json
 
 try:  # loaded up front, or in-process pytester runs would import it again each time
@@ -90,7 +91,7 @@ def layer(name: str, significant: bool = True, **overrides: Any) -> dict[str, An
     return values
 
 
-def record(**overrides: Any) -> dict[str, Any]:
+def record(**overrides: Any) -> CheckRecord:
     values = {"nodeid": "t.py::test_x", "seq": 3, "concept": "striped", "target": "zebra (0)",
               "layers": ["a", "b"], "expectation": "significant", "direction": "positive", "require": "all",
               "score_range": None, "alpha": 0.05, "results": [layer("a"), layer("b", False)],
@@ -98,10 +99,10 @@ def record(**overrides: Any) -> dict[str, Any]:
               "settings": {"method": "gradient", "seed": 0, "n_random": 3}, "outcome": "failed",
               "message": "Why: it is not."}
     values.update(overrides)
-    return values
+    return CheckRecord.from_dict(values)
 
 
-def stability_record() -> dict[str, Any]:
+def stability_record() -> CheckRecord:
     """A stability check's record as pytest_tcav.checks.stability writes it: layer -> numbers, before and after."""
     side = {"a": {"score": 1.0, "statistic": 0.3, "p_value": 1e-4, "p_corrected": 2e-4, "cav_accuracy": 0.9,
                   "significant": True, "concept_scores": [1.0, 1.0, 0.9], "concept_statistics": [0.3, 0.31, 0.29]}}

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from pytest_tcav.checks.baseline_file import load_baseline
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.plugin.baselines import summary_lines
 from tests.helpers.plugin_helpers import make_project
 
@@ -272,7 +273,7 @@ def test_summary_lines_from_records() -> None:
                record("d", "/p/tcav_baselines/d.yaml", "unchanged"),
                record("e", "/p/tcav_baselines/a.yaml", "checked"),
                {"nodeid": "f", "expectation": "significant", "outcome": "passed"}]
-    lines = summary_lines(records, root=Path("/p"), partial="partial run (-k/-m)")
+    lines = summary_lines(map(CheckRecord.from_dict, records), root=Path("/p"), partial="partial run (-k/-m)")
     assert lines == [
         "baselines: 4 checked (1 moved), 1 created, 0 updated",
         "  moved: tcav_baselines/b.yaml on l2 (this run's values: tcav_baselines/b.yaml.o)",

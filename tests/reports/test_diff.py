@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.checks.stability import layer_moved, welch_p
 from pytest_tcav.engine.statistics import adjust_p_values
 from pytest_tcav.reports import diff as report_diff
@@ -32,7 +33,8 @@ def record(test: str | None, concept: str, *layers: dict[str, Any], target: str 
 
 
 def compare(old: list[dict[str, Any]], new: list[dict[str, Any]], **kwargs: Any) -> report_diff.ReportDiff:
-    return report_diff.diff_reports(build_report(old, env={}), build_report(new, env={}), welch=welch_p,
+    return report_diff.diff_reports(build_report(map(CheckRecord.from_dict, old), env={}),
+                                    build_report(map(CheckRecord.from_dict, new), env={}), welch=welch_p,
                                     adjust=adjust_p_values, moved=layer_moved, **kwargs)
 
 

@@ -3,6 +3,7 @@ tests/plugin/test_plugin_junit.py)."""
 
 from __future__ import annotations
 
+from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.reports.junit import properties
 
 
@@ -19,8 +20,8 @@ def test_properties_of_a_stability_check_say_which_layers_moved() -> None:
         "stability": {"action": "checked", "moved": ["a"],
                       "layers": [{"layer": "a", "moved": True}, {"layer": "b", "moved": False}]},
     }
-    props = dict(properties(record, 2))
+    props = dict(properties(CheckRecord.from_dict(record), 2))
     assert props["tcav[2].verdict"] == "moved on 1/2" and props["tcav[2].message"] == "moved"
     assert props["tcav[2].layer[a].moved"] == "true" and props["tcav[2].layer[b].moved"] == "false"
     assert props["tcav[2].layer[a].verdict"] == "not significant" and props["tcav[2].layer[b].p_value"] == "1e-06"
-    assert "tcav[2].layer[a].moved" not in dict(properties({**record, "stability": None}, 2))
+    assert "tcav[2].layer[a].moved" not in dict(properties(CheckRecord.from_dict({**record, "stability": None}), 2))

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from pytest_tcav.reports.markdown import code, markdown_summary, text
+from pytest_tcav.checks.records import CheckRecord
+from pytest_tcav.reports.markdown import code, text
+from pytest_tcav.reports.markdown import markdown_summary as _markdown_summary
 from tests.helpers.plugin_helpers import make_project
 
 CHECKS = """
@@ -135,6 +137,10 @@ def test_option_and_ini_key_in_help(pytester: pytest.Pytester) -> None:
 
 
 # -- the table from records ------------------------------------------------------------------
+
+
+def markdown_summary(records: list[dict[str, Any]]) -> str:
+    return _markdown_summary(CheckRecord.from_dict(r) for r in records)
 
 
 def record(**overrides: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ def test_the_assertions_take_layer_point_pooling_forward_kwargs_and_output():
                                          pooling="mean", alpha=0.01)
     except ConceptTestFailure:
         pass
-    assert session.records[-1]["outcome"] in ("passed", "failed")
+    assert session.records[-1].outcome in ("passed", "failed")
 
 
 def test_yaml_tests_take_the_model_knobs():

@@ -47,9 +47,10 @@ def test_records_cross_as_plain_json(data: dict[str, torch.Tensor]) -> None:
         assert_concept_significant(tiny_model.EdgeNet(), Concept("horizontal", data["horizontal"]), target=1,
                                    layers="relu", inputs=data["inputs"], random_pool=data["pool"], random_sets=5)
     (record,) = session.records
-    assert json.loads(json.dumps(record)) == record
-    assert record["nodeid"] is None and record["outcome"] == "passed" and record["concept"] == "horizontal"
-    assert [r["layer"] for r in record["results"]] == ["relu"]
+    plain = record.to_dict()
+    assert json.loads(json.dumps(plain)) == plain and type(record).from_dict(plain).to_dict() == plain
+    assert record.nodeid is None and record.outcome == "passed" and record.concept == "horizontal"
+    assert [r.layer for r in record.results] == ["relu"]
 
 
 def test_registry_is_a_stack_with_a_lazy_default(monkeypatch: pytest.MonkeyPatch) -> None:
