@@ -53,6 +53,7 @@ def assert_concept_significant(
     forward_kwargs: Mapping[str, Any] | None = None,
     output: Output = None,
     layer_point: str | None = None,
+    layer_call: int | None = None,
     pooling: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
@@ -68,7 +69,8 @@ def assert_concept_significant(
     ``tcav_layer_point``, ``tcav_pooling``, ``tcav_tokenizer`` for ``tokenizer``...).  ``forward_kwargs`` are fixed
     keyword arguments of every call of the model; ``output`` (a key or a
     callable) picks the tensor a class-index target reads from a structured
-    output (docs/models-and-inputs.md).
+    output (docs/models-and-inputs.md); ``layer_call=N`` studies the N-th call of a layer's
+    module that runs more than once per forward pass (``tcav_layer_call``; none: refused).
     """
     __tracebackhide__ = True
     session = current_session()
@@ -77,7 +79,8 @@ def assert_concept_significant(
         direction=direction, require=require, score=score, against=against, random_sets=random_sets,
         random_pool=random_pool, alpha=alpha,
         engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
-                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
+                           layer_call=layer_call, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
+                           tokenizer=tokenizer),
     )
     return check_concept(session, model, settle(spec, session.config))
 
@@ -104,6 +107,7 @@ def assert_concept_insignificant(
     forward_kwargs: Mapping[str, Any] | None = None,
     output: Output = None,
     layer_point: str | None = None,
+    layer_call: int | None = None,
     pooling: str | None = None,
     margin: float | None = None,
 ) -> TCAVResult:
@@ -128,7 +132,8 @@ def assert_concept_insignificant(
         direction=direction, require=require, score=score, against=against, margin=margin, random_sets=random_sets,
         random_pool=random_pool, alpha=alpha,
         engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
-                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
+                           layer_call=layer_call, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
+                           tokenizer=tokenizer),
     )
     return check_concept(session, model, settle(spec, session.config))
 
@@ -156,6 +161,7 @@ def assert_concept_stable(
     forward_kwargs: Mapping[str, Any] | None = None,
     output: Output = None,
     layer_point: str | None = None,
+    layer_call: int | None = None,
     pooling: str | None = None,
 ) -> StabilityResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` as it did when ``baseline`` was recorded.
@@ -175,7 +181,8 @@ def assert_concept_stable(
         concept=concept, target=target, layers=layers, inputs=inputs, expectation="stable", direction=direction,
         random_sets=random_sets, random_pool=random_pool, alpha=alpha,
         engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
-                           pooling=pooling, forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer),
+                           layer_call=layer_call, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
+                           tokenizer=tokenizer),
         stability=StabilitySpec(baseline=baseline, tolerance=tolerance, statistic_tolerance=statistic_tolerance,
                                 baseline_dir=baseline_dir),
     )

@@ -119,6 +119,9 @@ OPTIONS: tuple[Option, ...] = (
            cli_help="integrated-gradients steps"),
     Option("tcav_layer_point", "what a layer name studies: the layer's output or its input (the first "
            "argument of its forward) (default: output)", "output|input", cli_help="output or input"),
+    Option("tcav_layer_call", "which call of a layer's module that runs more than once per forward pass is "
+           "studied, counted from 0 (e.g. 1 for the second use of a ReLU shared within a ResNet block); none: such "
+           "a layer is refused (default: none)", "N", cli_help="which call of a module run more than once"),
     Option("tcav_pooling", "what a CAV sees of a layer with a sequence axis (batch, tokens, features): flatten "
            "(every position a feature), mean (over real positions, by the attention_mask), first or last "
            "(the last real position) (default: flatten)", "NAME", cli_help="flatten, mean, first or last"),
@@ -179,6 +182,8 @@ class TCAVConfig:
     n_steps: int = 5
     #: ``tcav_layer_point``: a layer's "output" or its "input".
     layer_point: str = "output"
+    #: ``tcav_layer_call``: which call of a module run several times per pass is studied (None: refused).
+    layer_call: int | None = None
     #: ``tcav_pooling``: what a CAV sees of a token layer (engine/pooling.py).
     pooling: str = "flatten"
     correction: str = "holm"
@@ -372,6 +377,9 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["n_steps"] = _int(item[0], item[1], 1)
     if (item := get("tcav_layer_point")) is not None:
         values["layer_point"] = _choice(item[0], item[1], LAYER_POINTS)
+    if (item := get("tcav_layer_call")) is not None:
+        word = str(item[0]).strip().lower()
+        values["layer_call"] = None if word in ("none", "off") else _int(item[0], item[1], 0)
     if (item := get("tcav_pooling")) is not None:
         values["pooling"] = _choice(item[0], item[1], POOLINGS)
     if (item := get("tcav_correction")) is not None:

@@ -71,6 +71,8 @@ def identity_settings(spec: CheckSpec, n_random: int) -> dict[str, Any]:
         settings["layer_point"] = layer_point
     if pooling != "flatten":
         settings["pooling"] = pooling
+    if knobs.layer_call is not None:
+        settings["layer_call"] = knobs.layer_call
     return settings
 
 

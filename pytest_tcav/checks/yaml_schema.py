@@ -48,6 +48,8 @@ TOP_KEYS: dict[str, str] = {
     "n_steps": "integration steps of integrated_gradients",
     "batch_size": "examples per forward/backward pass",
     "layer_point": "output or input: what a layer name studies (default: tcav_layer_point)",
+    "layer_call": "which call (from 0) of a module run more than once per forward pass is studied "
+                  "(default: tcav_layer_call)",
     "pooling": "flatten, mean, first or last: what a CAV sees of a token layer (default: tcav_pooling)",
     "forward_kwargs": "a mapping of fixed keyword arguments passed to every call of the model",
     "output": "the key, field or index of a structured model output that a class index reads",
@@ -370,6 +372,8 @@ def parse(text: str, path: Path) -> FileSpec:
             knobs["batch_size"] = r.integer(keys["batch_size"][1], "batch_size", 1)
         if "layer_point" in keys:
             knobs["layer_point"] = r.choice(keys["layer_point"][1], "layer_point", LAYER_POINTS)
+        if "layer_call" in keys:
+            knobs["layer_call"] = r.integer(keys["layer_call"][1], "layer_call", 0)
         if "pooling" in keys:
             knobs["pooling"] = r.choice(keys["pooling"][1], "pooling", POOLINGS)
         if "forward_kwargs" in keys:

@@ -116,9 +116,10 @@ def _as_channels_last(batch: torch.Tensor) -> torch.Tensor:
 
 
 def _forward_to_layers(model: nn.Module, modules: dict[str, nn.Module], point: LayerPoint,
-                       batch: Examples, forward_kwargs: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+                       batch: Examples, forward_kwargs: Mapping[str, Any] | None = None,
+                       call: int | None = None) -> dict[str, torch.Tensor]:
     """One no-grad forward that stops once every layer was recorded; returns what was recorded."""
-    with capture(modules, point, stop_when_done=True) as seen:
+    with capture(modules, point, call=call, stop_when_done=True) as seen:
         try:
             batches.call(model, batch, forward_kwargs)
         except StopForward:
@@ -136,14 +137,16 @@ def concept_activations(
     device: torch.device | None = None,
     pooling: str = "flatten",
     forward_kwargs: Mapping[str, Any] | None = None,
+    call: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Activations as CAVs see them (examples x features, float32, CPU) at every layer, one pass per batch.
 
     ``pooling`` (:mod:`.pooling`) reduces a ``(batch, positions, features)``
-    activation to one row per example; ``"flatten"`` keeps every value.
+    activation to one row per example; ``"flatten"`` keeps every value.  ``call`` is which call
+    of a module run several times per pass is studied (:func:`.layers.capture`).
     """
     device = device or model_device(model)
-    settings = (point, batch_size, device, pooling, forward_kwargs)
+    settings = (point, batch_size, device, pooling, forward_kwargs, call)
     if _channels_last_helps(model, examples, device):
         try:
             return _activations_of_batches(model, modules, examples, *settings, True)
@@ -160,7 +163,7 @@ def concept_activations(
     return _activations_of_batches(model, modules, examples, *settings, False)
 
 
-def _activations_of_batches(model, modules, examples, point, batch_size, device, pooling, forward_kwargs,
+def _activations_of_batches(model, modules, examples, point, batch_size, device, pooling, forward_kwargs, call,
                             channels_last):
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in modules}
     with eval_mode(model), torch.no_grad():
@@ -170,7 +173,7 @@ def _activations_of_batches(model, modules, examples, point, batch_size, device,
             if channels_last:
                 assert isinstance(moved, torch.Tensor)
                 moved = _as_channels_last(moved)
-            seen = _forward_to_layers(model, modules, point, moved, forward_kwargs)
+            seen = _forward_to_layers(model, modules, point, moved, forward_kwargs, call)
             check_all_reached(modules, seen)
             mask = batches.attention_mask(batch)
             for name in modules:
@@ -208,6 +211,7 @@ def target_gradients(
     pooling: str = "flatten",
     forward_kwargs: Mapping[str, Any] | None = None,
     output: Output = None,
+    call: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Gradient of the target with respect to each layer's activation as the CAV sees it (inputs x features).
 
@@ -217,7 +221,7 @@ def target_gradients(
     if method not in METHODS:
         raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
     device = device or model_device(model)
-    run = _Run(point, batch_size, device, pooling, forward_kwargs, target, output)
+    run = _Run(point, batch_size, device, pooling, forward_kwargs, target, output, call)
     with eval_mode(model):
         if method == "gradient":
             grads = _plain_gradients(model, modules, inputs, run)
@@ -235,9 +239,10 @@ class _Run:
     """The settings of one gradient computation, passed down as one value."""
 
     def __init__(self, point: LayerPoint, batch_size: int, device: torch.device, pooling: str,
-                 forward_kwargs: Mapping[str, Any] | None, target: Target, output: Output) -> None:
+                 forward_kwargs: Mapping[str, Any] | None, target: Target, output: Output,
+                 call: int | None = None) -> None:
         self.point, self.batch_size, self.device, self.pooling = point, batch_size, device, pooling
-        self.forward_kwargs, self.target, self.output = forward_kwargs, target, output
+        self.forward_kwargs, self.target, self.output, self.call = forward_kwargs, target, output, call
 
     def values(self, model: nn.Module, batch: Examples) -> torch.Tensor:
         raw = _forward_output(model, batch, self.forward_kwargs)
@@ -275,7 +280,7 @@ def _plain_gradients(model, modules, inputs, run: _Run):
             _check_batched(name, value, n)  # in the hook: before the model's own code trips over it
             return _differentiable(name, value)
 
-        with torch.enable_grad(), capture(modules, run.point, replace=prepare) as seen:
+        with torch.enable_grad(), capture(modules, run.point, call=run.call, replace=prepare) as seen:
             values = run.values(model, x)
         check_all_reached(modules, seen)
         acts = [seen[name] for name in names]
@@ -319,7 +324,7 @@ def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
     baselines: dict[int, torch.Tensor] = {}
 
     def layer_activation(x: Examples) -> torch.Tensor:
-        with torch.no_grad(), capture(modules, run.point, stop_when_done=True) as seen:
+        with torch.no_grad(), capture(modules, run.point, call=run.call, stop_when_done=True) as seen:
             try:
                 batches.call(model, x, run.forward_kwargs)
             except StopForward:
@@ -346,7 +351,7 @@ def _integrated_gradients(model, name, module, inputs, n_steps, run: _Run):
         def substitute(_name: str, _value: torch.Tensor, steps: torch.Tensor = steps) -> torch.Tensor:
             return steps
 
-        with torch.enable_grad(), capture(modules, run.point, replace=substitute):
+        with torch.enable_grad(), capture(modules, run.point, call=run.call, replace=substitute):
             values = run.values(model, expanded)
         (grad,) = torch.autograd.grad(values.sum(), [steps], allow_unused=True)
         if grad is None:

@@ -33,7 +33,8 @@ from pytest_tcav.errors import (
 
 
 def check_engine_arguments(model: object, method: str, correction: str, batch_size: int, n_steps: int,
-                           pooling: str = "flatten", forward_kwargs: object = None, output: object = None) -> None:
+                           pooling: str = "flatten", forward_kwargs: object = None, output: object = None,
+                           layer_call: object = None) -> None:
     """The settings a :class:`~pytest_tcav.engine.tcav.TCAV` is built with, checked before any work."""
     if not isinstance(model, nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -52,6 +53,8 @@ def check_engine_arguments(model: object, method: str, correction: str, batch_si
         raise ConfigurationError(f"batch_size must be positive, got {batch_size}")
     if n_steps < 1:
         raise ConfigurationError(f"n_steps must be positive, got {n_steps}")
+    if layer_call is not None and (isinstance(layer_call, bool) or not isinstance(layer_call, int) or layer_call < 0):
+        raise ConfigurationError(f"layer_call must be a call's index (0: the first call) or None, got {layer_call!r}")
 
 
 def check_direction(direction: str) -> None:

@@ -69,6 +69,8 @@ class EngineKnobs:
     seed: int | None = None
     batch_size: int | None = None
     layer_point: str | None = None
+    #: Which call (from 0) of a layer's module run several times per forward pass is studied (None: refused).
+    layer_call: int | None = None
     pooling: str | None = None
     forward_kwargs: Mapping[str, Any] | None = None
     output: Output = None
@@ -147,6 +149,7 @@ def settle_knobs(knobs: EngineKnobs, config: TCAVConfig) -> EngineKnobs:
         batch_size=config.batch_size if knobs.batch_size is None else knobs.batch_size,
         layer_point=config.layer_point if knobs.layer_point is None else knobs.layer_point,
         pooling=config.pooling if knobs.pooling is None else knobs.pooling,
+        layer_call=config.layer_call if knobs.layer_call is None else knobs.layer_call,
     )
 
 

@@ -65,7 +65,7 @@ class TCAV:
     """Test concepts on one model.
 
     Parameters that change numbers (``method``, ``n_steps``, ``layer_point``,
-    ``pooling``, ``forward_kwargs``, ``output``, ``trainer``, ``seed``) are
+    ``layer_call``, ``pooling``, ``forward_kwargs``, ``output``, ``trainer``, ``seed``) are
     fixed per engine; the statistical choices
     (``alpha``, ``direction``, ``correction``, ``null_test``) have defaults here
     and can be overridden per call, since they only change the last step.
@@ -73,6 +73,8 @@ class TCAV:
     The model is put in eval mode while it runs and left as it was found.
     ``tokenizer`` turns text sets (a list of strings, a ``.txt`` file, a folder
     of them) into examples, as :mod:`pytest_tcav.engine.text_examples` describes.
+    ``layer_call=N`` studies the N-th call (from 0) of a layer's module that runs
+    more than once per forward pass; None refuses such a module.
     """
 
     def __init__(
@@ -95,13 +97,16 @@ class TCAV:
         pooling: str = "flatten",
         forward_kwargs: Mapping[str, Any] | None = None,
         output: Output = None,
+        layer_call: int | None = None,
     ) -> None:
         forward_kwargs = dict(forward_kwargs) if isinstance(forward_kwargs, Mapping) else forward_kwargs
-        check_engine_arguments(model, method, correction, batch_size, n_steps, pooling, forward_kwargs, output)
+        check_engine_arguments(model, method, correction, batch_size, n_steps, pooling, forward_kwargs, output,
+                               layer_call)
         self.model = model
         self.method = method
         self.n_steps = n_steps
         self.layer_point = layer_point
+        self.layer_call = layer_call
         self.pooling = pooling
         self.forward_kwargs: dict[str, Any] | None = forward_kwargs or None
         self.output = output
@@ -144,6 +149,7 @@ class TCAV:
             batch_size=settled(knobs.batch_size, "batch_size"),
             layer_point=settled(knobs.layer_point, "layer_point"),  # type: ignore[arg-type]
             pooling=settled(knobs.pooling, "pooling"),
+            layer_call=knobs.layer_call,
             forward_kwargs=knobs.forward_kwargs,
             output=knobs.output,
             device=device,

@@ -78,6 +78,8 @@ def settings(engine: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"point": engine.layer_point}
     if engine.pooling != "flatten":
         out["pooling"] = engine.pooling
+    if engine.layer_call is not None:
+        out["call"] = engine.layer_call
     if engine.forward_kwargs:
         out["forward_kwargs"] = value_key(engine.forward_kwargs)[0]
     return out
@@ -107,7 +109,8 @@ def fetch_activations(engine: Any, model_fp: str, modules: dict[str, nn.Module],
         with running_on(engine.model, s):
             acts = concept_activations(engine.model, missing, s.examples, point=engine.layer_point,
                                        batch_size=engine.batch_size, device=engine.device or model_device(engine.model),
-                                       pooling=engine.pooling, forward_kwargs=engine.forward_kwargs)
+                                       pooling=engine.pooling, forward_kwargs=engine.forward_kwargs,
+                                       call=engine.layer_call)
         return {keys[name]: {"activations": acts[name]} for name in missing}
 
     values = engine.store.fetch_many("activations", list(keys.values()), compute_missing, persist=persist(engine),
@@ -148,7 +151,7 @@ def gradients(engine: Any, model_fp: str, modules: dict[str, nn.Module], inputs:
                                      n_steps=engine.n_steps, point=engine.layer_point,
                                      batch_size=engine.batch_size, device=engine.device or model_device(engine.model),
                                      pooling=engine.pooling, forward_kwargs=engine.forward_kwargs,
-                                     output=engine.output)
+                                     output=engine.output, call=engine.layer_call)
         return {keys[name]: {"gradients": grads[name]} for name in missing}
 
     # A callable target is keyed by identity, which means nothing in another process: its gradients stay in memory.

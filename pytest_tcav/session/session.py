@@ -90,12 +90,13 @@ class TCAVSession:
 
     def engine(self, model: nn.Module, *, method: str | None = None, n_steps: int | None = None,
                seed: int | None = None, batch_size: int | None = None, layer_point: str | None = None,
-               pooling: str | None = None, forward_kwargs: Mapping[str, Any] | None = None,
-               output: Output = None, tokenizer: Tokenizer | None = None) -> TCAV:
+               layer_call: int | None = None, pooling: str | None = None,
+               forward_kwargs: Mapping[str, Any] | None = None, output: Output = None,
+               tokenizer: Tokenizer | None = None) -> TCAV:
         """A :class:`TCAV` engine with the run's settings and cache (knobs override settings).
 
-        ``layer_point`` and ``pooling`` default to ``tcav_layer_point`` and
-        ``tcav_pooling``; ``forward_kwargs`` (fixed keyword arguments of every
+        ``layer_point``, ``layer_call`` and ``pooling`` default to ``tcav_layer_point``,
+        ``tcav_layer_call`` and ``tcav_pooling``; ``forward_kwargs`` (fixed keyword arguments of every
         call of the model) and ``output`` (what a class index reads of a
         structured output) have no ini key: they are Python values.
 
@@ -103,8 +104,8 @@ class TCAVSession:
         engine per call does not recompute anything and holds no model alive.
         """
         knobs = EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
-                            layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
-                            tokenizer=tokenizer)
+                            layer_point=layer_point, layer_call=layer_call, pooling=pooling,
+                            forward_kwargs=forward_kwargs, output=output, tokenizer=tokenizer)
         return self._engine(model, settle_knobs(knobs, self.config))
 
     def _engine(self, model: nn.Module, knobs: EngineKnobs) -> TCAV:
@@ -143,6 +144,7 @@ class TCAVSession:
         seed: int | None = None,
         batch_size: int | None = None,
         layer_point: str | None = None,
+        layer_call: int | None = None,
         pooling: str | None = None,
         forward_kwargs: Mapping[str, Any] | None = None,
         output: Output = None,
@@ -165,7 +167,8 @@ class TCAVSession:
             margin=margin, random_sets=random_sets, random_pool=random_pool, alpha=alpha,
             min_cav_accuracy=min_cav_accuracy,
             engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
-                               layer_point=layer_point, pooling=pooling, forward_kwargs=forward_kwargs,
+                               layer_point=layer_point, layer_call=layer_call, pooling=pooling,
+                               forward_kwargs=forward_kwargs,
                                output=output, tokenizer=tokenizer),
         )
         return self.measure(model, settle(spec, self.config))

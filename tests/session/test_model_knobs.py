@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
-from pytest_tcav import assert_concept_insignificant
+from pytest_tcav import TCAV, LayerError, assert_concept_insignificant
 from pytest_tcav.checks.yaml_schema import parse
 from pytest_tcav.config import TCAVConfig, build_config
 from pytest_tcav.engine.spec import EngineKnobs
@@ -83,3 +84,51 @@ def test_the_configurations_choices_are_the_engines():
 
     assert config.POOLINGS == pooling.POOLINGS
     assert config.LAYER_POINTS == get_args(LayerPoint)
+
+
+# -- layer_call: a module run more than once per forward pass ---------------------------------------------------
+
+
+def _resnet_sets() -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    g = torch.Generator().manual_seed(3)
+    concept = torch.rand(8, 3, 32, 32, generator=g)
+    concept[:, 0, ::4, :] = 1.0
+    return concept, [torch.rand(8, 3, 32, 32, generator=g) for _ in range(3)], torch.rand(6, 3, 32, 32, generator=g)
+
+
+def test_layer_call_studies_one_call_of_resnets_shared_relu():
+    """torchvision's BasicBlock calls its one ``relu`` twice: refused by default, each call on request."""
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=4).eval()
+    concept, randoms, inputs = _resnet_sets()
+    session = TCAVSession(TCAVConfig())  # one memory store for all three: the calls must not share a cache entry
+    with pytest.raises(LayerError, match="layer_call=N"):
+        session.score(model, concept, target=1, layers="layer1.0.relu", inputs=inputs, random_sets=randoms)
+    first, second = (session.score(model, concept, target=1, layers="layer1.0.relu", inputs=inputs,
+                                   random_sets=randoms, layer_call=call).layers[0] for call in (0, 1))
+    assert first.concept_statistics != second.concept_statistics
+    # the block's output is its second ReLU call: the same numbers as the block itself
+    block = session.score(model, concept, target=1, layers="layer1.0", inputs=inputs, random_sets=randoms).layers[0]
+    assert second.concept_statistics == block.concept_statistics
+    with pytest.raises(LayerError, match="'layer1.0.relu' 2 time"):
+        session.score(model, concept, target=1, layers="layer1.0.relu", inputs=inputs, random_sets=randoms,
+                      layer_call=2)
+
+
+def test_layer_call_from_the_ini_file_yaml_and_the_engine():
+    config = build_config({"tcav_layer_call": ("1", "tcav_layer_call in pytest.ini")}, root=Path("/p"))
+    assert config.layer_call == 1 and TCAVSession(config).engine(TwoInputs()).layer_call == 1
+    assert TCAVSession(config).engine(TwoInputs(), layer_call=0).layer_call == 0
+    assert build_config({"tcav_layer_call": ("none", "x")}, root=Path("/p")).layer_call is None
+    with pytest.raises(ConfigurationError, match="tcav_layer_call in pytest.ini must be at least 0"):
+        build_config({"tcav_layer_call": ("-1", "tcav_layer_call in pytest.ini")}, root=Path("/p"))
+    with pytest.raises(ConfigurationError, match="layer_call must be a call's index"):
+        TCAV(TwoInputs(), layer_call=-1)
+    spec = parse("model: pkg.models:load\ntarget: 1\nlayers: [relu]\nlayer_call: 1\nconcepts:\n  c: [significant]\n",
+                 Path("tcav_x.yaml"))
+    assert spec.knobs == EngineKnobs(layer_call=1)
+    with pytest.raises(YamlSpecError, match="layer_call"):
+        parse("model: pkg.models:load\ntarget: 1\nlayers: [relu]\nlayer_call: first\nconcepts:\n  c: [significant]\n",
+              Path("tcav_x.yaml"))
