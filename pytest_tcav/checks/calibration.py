@@ -239,9 +239,3 @@ def status(calibration: Calibration | None, *, library: str, model: str, inputs:
                                f"{calibration.alpha:g} on {detail}; use more random sets and calibrate again",
                       found)
     return Status("ok", "", found)
-
-
-def rate_fields(rates: Sequence[LayerRate]) -> list[dict[str, Any]]:
-    """A check record's ``calibration``: plain JSON, what the summary prints beside alpha."""
-    return [{"layer": r.layer, "significant": r.significant, "total": r.total, "alpha": r.alpha,
-             "low": r.low, "high": r.high} for r in rates]
