@@ -38,7 +38,7 @@ def test_xdist_threads_runs_serial_and_two_workers(tmp_path: Path) -> None:
     assert serial["checks"] == parallel["checks"] == 4
     assert serial["computed"] == parallel["computed"] and serial["computed"]["cav"] > 0
     assert set(parallel["processes"]) <= {"gw0", "gw1"} and parallel["ratio_to_serial"] > 0
-    expected = max(1, __import__("pytest_tcav.plugin.threads", fromlist=["x"]).usable_cores() // 2)
+    expected = max(1, __import__("pytest_tcav.plugin.xdist_threads", fromlist=["x"]).usable_cores() // 2)
     assert {p["threads"] for p in parallel["processes"].values()} == {expected}
     xdist_threads.report(record)
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pytest_tcav import TCAV
-from pytest_tcav.engine.compute import MAX_TILE_SETS, cav_groups
+from pytest_tcav.engine.work_units import MAX_TILE_SETS, cav_groups
 from pytest_tcav.storage.disk import DiskStore
 from pytest_tcav.storage.memory import MemoryStore
 from tests.helpers import tiny_model
