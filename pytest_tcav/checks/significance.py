@@ -22,7 +22,7 @@ from pytest_tcav.checks.calibration import FOLDER, Status
 from pytest_tcav.checks.pseudo_concepts import calibrate_check, check_status
 from pytest_tcav.checks.verdict_messages import judge_relative, underpowered, why_not_significant, why_significant
 from pytest_tcav.checks.verdict_messages import sentence as _sentence
-from pytest_tcav.engine.spec import settled
+from pytest_tcav.engine.spec import Require, settled
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVPowerWarning
 
 if TYPE_CHECKING:
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 #: What a concept check expects: "score" checks only the TCAV score range, whatever the significance
 #: (YAML tests' ``score: [low, high]``).  (Stability checks are :mod:`pytest_tcav.checks.stability`.)
 Expectation = Literal["significant", "insignificant", "score"]
-Require = Literal["all", "any"]
 
 
 def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TCAVResult:
