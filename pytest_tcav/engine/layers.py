@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from pytest_tcav.engine import layer_parts
 from pytest_tcav.errors import ConfigurationError, LayerError
 
 LayerPoint = Literal["output", "input"]
@@ -50,21 +51,44 @@ def resolve_layers(
     for name in names:
         if not isinstance(name, str):
             raise ConfigurationError(f"layer names must be strings, got {name!r}")
-    unknown = [name for name in names if name not in modules or name == ""]
+    module_names = {name: module_name(name) for name in names}
+    unknown = [name for name in names if module_names[name] not in modules or module_names[name] == ""]
     if unknown:
         raise _unknown_layers(model, unknown, [n for n in (reached() if reached else modules) if n],
                               reached is not None)
-    return {name: modules[name] for name in names}
+    if point == "input":
+        _refuse_selectors_of_inputs(names)
+    return {name: modules[module_names[name]] for name in names}
+
+
+def module_name(name: str) -> str:
+    """The module a layer name taps: the part before its selector (``"rnn"`` of ``"rnn[1][0]"``)."""
+    return layer_parts.split_layer_name(name)[0]
+
+
+def _selector(name: str) -> layer_parts.Path:
+    return layer_parts.split_layer_name(name)[1]
+
+
+def _refuse_selectors_of_inputs(names: Sequence[str]) -> None:
+    selected = [name for name in names if _selector(name)]
+    if selected:
+        raise ConfigurationError(
+            f"layer {selected[0]!r} selects a part of its module's output, but layer_point='input' studies the "
+            f"input of {module_name(selected[0])!r}; name the module alone ({module_name(selected[0])!r}: the first "
+            "argument of its forward), or study the output of the module that computes the part"
+        )
 
 
 def _unknown_layers(model: nn.Module, unknown: list[str], candidates: list[str], ran: bool) -> LayerError:
     what = "layers that run in a forward pass" if ran else "layers"
     hints = []
     for name in unknown:
-        close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.5)
+        selector = layer_parts.format_path(_selector(name))
+        close = difflib.get_close_matches(module_name(name), candidates, n=5, cutoff=0.5)
         if close:
             hints.append(f"{'Did you mean' if len(unknown) == 1 else f'For {name!r}, did you mean'} "
-                         f"{', '.join(repr(c) for c in close)}?")
+                         f"{', '.join(repr(c + selector) for c in close)}?")
     if len(hints) < len(unknown):
         hints.append(f"Known {what} include: {', '.join(repr(c) for c in candidates[:12])}"
                      + (" ..." if len(candidates) > 12 else ""))
@@ -104,18 +128,6 @@ class StopForward(Exception):
     """Raised from a hook to end a forward pass once every wanted layer was seen."""
 
 
-def _describe(value: object) -> str:
-    """``tuple of (Tensor, tuple)``, ``dict with keys 'logits', 'hidden'``: what a layer gave instead of a tensor."""
-    kind = type(value).__name__
-    if isinstance(value, dict):
-        keys = ", ".join(repr(k) for k in list(value)[:6]) + (" ..." if len(value) > 6 else "")
-        return f"{kind} with keys {keys}" if value else f"empty {kind}"
-    if isinstance(value, (tuple, list)):
-        items = ", ".join(type(v).__name__ for v in value[:6]) + (" ..." if len(value) > 6 else "")
-        return f"{kind} of ({items})"
-    return kind
-
-
 def _tensor_index(value: object) -> int | None:
     """Where the one tensor of a plain tuple or list of one tensor and ``None``s is (attention modules)."""
     if type(value) not in (tuple, list):
@@ -140,32 +152,52 @@ def _first_argument(module: nn.Module, args: tuple, kwargs: dict) -> tuple[str |
     return (first, kwargs[first]) if first in kwargs else None
 
 
-def _as_tensor(name: str, value: object, point: LayerPoint, module: nn.Module | None = None) -> torch.Tensor:
-    """The one tensor a layer gives, by the documented rule, or a :class:`LayerError` saying what to do.
+def _is_attention(module: nn.Module | None) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or "Attention" in type(module).__name__
 
-    Output: a tensor, or a tuple/list holding exactly one tensor and otherwise
-    only ``None`` (``nn.MultiheadAttention(need_weights=False)``, Hugging Face
-    attention modules).  Input: the first argument of ``forward`` (positional
-    or keyword), if it is a tensor.  Anything else (an LSTM's
-    ``(output, (h, c))``, a dict of outputs) would need a guess about which
-    tensor is meant, so it fails, naming the layer's submodules that could be
-    used instead.
+
+def _tensor_path(name: str, output: object, module: nn.Module | None, module_name: str,
+                 selector: layer_parts.Path) -> layer_parts.Path:
+    """Where in a layer's output its studied tensor is, by the documented rule, or a :class:`LayerError`.
+
+    The part the selector names (the whole output without one) must be a tensor,
+    or a tuple/list holding exactly one tensor and otherwise only ``None``
+    (``nn.MultiheadAttention(need_weights=False)``, Hugging Face attention
+    modules), then that tensor.  Anything else (an LSTM's ``(output, (h, c))``,
+    a dict of outputs) would need a guess about which tensor is meant, so it
+    fails, listing the parts a selector can name and the layer's submodules.
     """
+    value = layer_parts.select(name, module_name, output, selector)
+    if isinstance(value, torch.Tensor):
+        return selector
+    if (index := _tensor_index(value)) is not None:
+        return (*selector, index)
+    where = f"{module_name}{layer_parts.format_path(selector)}"
+    available = layer_parts.listing(value, where)
+    children = [f"{module_name}.{child}" for child, _ in module.named_children()] if module is not None else []
+    submodules = (f"one of its submodules ({', '.join(map(repr, children[:6]))}{' ...' if len(children) > 6 else ''})"
+                  if children and not selector else "")
+    weights = (" (attention weights are returned next to the output: select the output, or call the module with "
+               "need_weights=False)" if _is_attention(module) and not selector else "")
+    if available:
+        todo = f"name the part to study: {available}{weights}" + (f"; or pick {submodules}" if submodules else "")
+    else:
+        todo = (f"pick {submodules} or " if submodules else "") + (
+            "wrap the layer in a module whose forward returns the one tensor to study")
+    raise LayerError(f"layer {name!r}{'' if selector else ' output'} is a {layer_parts.describe(value)}, not a "
+                     f"tensor, and TCAV needs exactly one tensor per layer; {todo}")
+
+
+def _input_tensor(name: str, value: object, module: nn.Module) -> torch.Tensor:
+    """The first argument of ``forward`` (positional or keyword), if it is a tensor, or a :class:`LayerError`."""
     if isinstance(value, torch.Tensor):
         return value
-    if point == "output" and (index := _tensor_index(value)) is not None:
-        found = value[index]  # type: ignore[index]
-        assert isinstance(found, torch.Tensor)
-        return found
-    children = [f"{name}.{child}" for child, _ in module.named_children()] if module is not None else []
+    children = [f"{name}.{child}" for child, _ in module.named_children()]
     hint = (f"pick one of its submodules ({', '.join(map(repr, children[:6]))}"
             f"{' ...' if len(children) > 6 else ''}) or " if children else "")
-    weights = (" (for attention weights returned next to the output, call the module with need_weights=False "
-               "or pick its output projection)" if point == "output" and isinstance(value, (tuple, list)) else "")
     raise LayerError(
-        f"layer {name!r} {point} is a {_describe(value)}, not a tensor, and TCAV needs exactly one tensor "
-        f"per layer{weights}; {hint}wrap the layer in a module whose forward returns the one tensor to study "
-        f"(e.g. an LSTM's output, without its state)"
+        f"layer {name!r} input is a {layer_parts.describe(value)}, not a tensor, and TCAV needs exactly one tensor "
+        f"per layer; {hint}study the output of the module that computes it"
     )
 
 
@@ -189,6 +221,8 @@ def capture(
     scales it); ``stop_when_done`` ends the pass early by raising
     :class:`StopForward` once every layer was recorded, which callers catch.
     """
+    if point == "input":
+        _refuse_selectors_of_inputs(list(modules))
     seen = Seen()
     handles = []
 
@@ -211,21 +245,22 @@ def capture(
             return new
 
         if point == "output":
+            tapped, selector = layer_parts.split_layer_name(name)
 
             def fwd_hook(module, _args, output):
-                tensor = _as_tensor(name, output, "output", module)
+                path = _tensor_path(name, output, module, tapped, selector)
+                tensor = layer_parts.select(name, tapped, output, path)
+                assert isinstance(tensor, torch.Tensor)
                 new = record(tensor)
-                if new is not None and tensor is not output:
-                    rebuilt = list(output)  # the one tensor replaced, the Nones kept, the type too
-                    rebuilt[_tensor_index(output)] = new  # type: ignore[index]
-                    return type(output)(rebuilt)
+                if new is not None and path:
+                    return layer_parts.replaced(output, path, new)  # the same structure, one tensor replaced
                 return new
 
             return fwd_hook
 
         def pre_hook(module, args, kwargs):
             first = _first_argument(module, args, kwargs)
-            tensor = _as_tensor(name, args if first is None else first[1], "input", module)
+            tensor = _input_tensor(name, args if first is None else first[1], module)
             new = record(tensor)
             if new is not None and first is not None:
                 if first[0] == 0:

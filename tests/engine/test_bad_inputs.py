@@ -322,10 +322,11 @@ def _sequences(seed: int, n: int = 8) -> torch.Tensor:
     return torch.rand(n, 5, 4, generator=torch.Generator().manual_seed(seed))
 
 
-def test_a_tuple_output_fails_saying_what_it_is_and_what_to_do() -> None:
+def test_a_tuple_output_fails_saying_what_it_is_and_the_parts_to_select() -> None:
     torch.manual_seed(0)
     with pytest.raises(LayerError, match=r"layer 'encoder.lstm' output is a tuple of \(Tensor, tuple\), not a tensor"
-                                         r".*wrap the layer in a module whose forward returns the one tensor"):
+                                         r".*name the part to study: encoder.lstm\[0\]: \(6, 5, 5\), "
+                                         r"encoder.lstm\[1\]\[0\]: \(1, 6, 5\), encoder.lstm\[1\]\[1\]: \(1, 6, 5\)$"):
         TCAV(Recurrent()).test(_sequences(0), target=1, inputs=_sequences(1, 6), layers=["encoder.lstm"],
                                random_sets=[_sequences(2 + k) for k in range(3)])
 
