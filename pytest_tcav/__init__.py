@@ -25,6 +25,8 @@ _EXPORTS: dict[str, str] = {
     "load_image_folder": "pytest_tcav.engine.examples",
     "sample_random_sets": "pytest_tcav.engine.examples",
     "TCAV": "pytest_tcav.engine.tcav",
+    "NextToken": "pytest_tcav.engine.outputs",
+    "next_token": "pytest_tcav.engine.outputs",
     "LayerResult": "pytest_tcav.engine.results",
     "TCAVResult": "pytest_tcav.engine.results",
     "BaselineError": "pytest_tcav.errors",
@@ -90,6 +92,10 @@ if TYPE_CHECKING:
         as_concept,
         load_image_folder,
         sample_random_sets,
+    )
+    from pytest_tcav.engine.outputs import (
+        NextToken,
+        next_token,
     )
     from pytest_tcav.engine.results import (
         LayerResult,

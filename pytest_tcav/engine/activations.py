@@ -246,7 +246,7 @@ class _Run:
 
     def values(self, model: nn.Module, batch: Examples) -> torch.Tensor:
         raw = _forward_output(model, batch, self.forward_kwargs)
-        return target_values(raw, self.target, self.output, batches.length(batch))
+        return target_values(raw, self.target, self.output, batches.length(batch), batches.attention_mask(batch))
 
 
 def _differentiable(_name: str, value: torch.Tensor) -> torch.Tensor | None:

@@ -15,14 +15,12 @@ import hashlib
 import inspect
 import json
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from pytest_tcav.engine.outputs import Target
-
+from pytest_tcav.engine.outputs import NextToken, Target
 
 KEY_VERSION = "pytest-tcav-store-1"
 
@@ -46,12 +44,19 @@ def pair_seed(seed: int, first: str, second: str) -> int:
 
 
 def target_key(target: Target) -> str:
+    if isinstance(target, NextToken):
+        return target.key  # content: the same in every process
     if callable(target):
         # A callable has no content to hash; its identity keeps values from leaking
         # between different callables, and keeps them out of other processes.
         name = getattr(target, "__qualname__", type(target).__qualname__)
         return f"callable:{getattr(target, '__module__', '?')}.{name}@{id(target)}"
     return f"class:{int(target)}"
+
+
+def target_shared(target: Target) -> bool:
+    """Whether other processes may share values computed for ``target`` (its key is its content)."""
+    return isinstance(target, NextToken) or not callable(target)
 
 
 def fingerprint_tensor(tensor: torch.Tensor) -> str:

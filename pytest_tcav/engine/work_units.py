@@ -32,7 +32,7 @@ from torch import nn
 from pytest_tcav.engine.activations import Target, concept_activations, model_device, target_gradients
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.examples import Concept
-from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, value_key
+from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, target_shared, value_key
 from pytest_tcav.engine.freed_memory import release_freed_memory
 from pytest_tcav.engine.preconditions import check_gradient_width, check_widths, running_on
 from pytest_tcav.engine.schedule import run_units
@@ -154,9 +154,10 @@ def gradients(engine: Any, model_fp: str, modules: dict[str, nn.Module], inputs:
                                      output=engine.output, call=engine.layer_call)
         return {keys[name]: {"gradients": grads[name]} for name in missing}
 
-    # A callable target is keyed by identity, which means nothing in another process: its gradients stay in memory.
+    # A callable target is keyed by identity, which means nothing in another process: its gradients stay in memory
+    # (a next_token target is keyed by its content: target_shared).
     values = engine.store.fetch_many("gradients", list(keys.values()), compute_missing,
-                                     persist=not callable(target) and persist(engine) and value_key(engine.output)[1],
+                                     persist=target_shared(target) and persist(engine) and value_key(engine.output)[1],
                                      wait=wait)
     return {name: values[keys[name]]["gradients"] for name in modules}
 
