@@ -23,7 +23,7 @@ from pytest_tcav.engine import batches
 from pytest_tcav.engine.batches import Examples
 from pytest_tcav.engine.layers import LayerPoint, StopForward, capture, check_all_reached
 from pytest_tcav.engine.outputs import Output, Target, target_values
-from pytest_tcav.engine.pooling import pool, pool_gradient
+from pytest_tcav.engine.pooling import check_layouts, pool, pool_gradient
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, LayerError, NonFiniteError, TCAVError
 
 __all__ = ["METHODS", "Method", "Target", "concept_activations", "eval_mode", "gauss_legendre", "model_device",
@@ -141,10 +141,12 @@ def concept_activations(
 ) -> dict[str, torch.Tensor]:
     """Activations as CAVs see them (examples x features, float32, CPU) at every layer, one pass per batch.
 
-    ``pooling`` (:mod:`.pooling`) reduces a ``(batch, positions, features)``
-    activation to one row per example; ``"flatten"`` keeps every value.  ``call`` is which call
-    of a module run several times per pass is studied (:func:`.layers.capture`).
+    ``pooling`` (:mod:`.pooling`) reduces a ``(batch, positions, features)`` or
+    ``(batch, channels, *spatial)`` activation to one row per example; ``"flatten"``
+    keeps every value.  ``call`` is which call of a module run several times per
+    pass is studied (:func:`.layers.capture`).
     """
+    check_layouts(modules, pooling)
     device = device or model_device(model)
     settings = (point, batch_size, device, pooling, forward_kwargs, call)
     if _channels_last_helps(model, examples, device):
@@ -220,6 +222,7 @@ def target_gradients(
     """
     if method not in METHODS:
         raise ConfigurationError(f"method must be one of {METHODS}, got {method!r}")
+    check_layouts(modules, pooling)
     device = device or model_device(model)
     run = _Run(point, batch_size, device, pooling, forward_kwargs, target, output, call)
     with eval_mode(model):
