@@ -36,8 +36,21 @@ class InputsOfClass:
 
 
 def comma_list(values: Sequence[str] | None) -> list[str]:
-    """``--layers a,b --layers c`` -> ``["a", "b", "c"]``."""
-    return [part.strip() for value in values or [] for part in value.split(",") if part.strip()]
+    """``--layers a,b --layers c`` -> ``["a", "b", "c"]``; a comma inside a layer's selector (``enc['a,b']``) stays."""
+    return [part.strip() for value in values or [] for part in _split_commas(value) if part.strip()]
+
+
+def _split_commas(value: str) -> list[str]:
+    parts, start, depth = [], 0, 0
+    for position, char in enumerate(value):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "," and depth <= 0:
+            parts.append(value[start:position])
+            start = position + 1
+    return [*parts, value[start:]]
 
 
 # -- progress --------------------------------------------------------------------------

@@ -521,3 +521,11 @@ def test_atomic_write_leaves_the_old_file_and_no_temporary_file_on_failure(
         atomic_write(path, "new\n")
     assert path.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["b.yaml"]
+
+
+def test_layer_names_with_selectors_read_back_exactly() -> None:
+    names = ["rnn[0]", "rnn[1][0]", "attn[-1]", "encoder['last_hidden_state']", 'encoder["pooler_output"]']
+    written = baseline("rnn-zebra", [layer(name) for name in names])
+    again = Baseline.from_yaml(written.to_yaml(), name="rnn-zebra", origin="x.yaml")
+    assert again == written and [entry.layer for entry in again.layers] == names
+    assert again.layer("rnn[1][0]") is not None

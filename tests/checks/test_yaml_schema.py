@@ -118,3 +118,13 @@ def test_a_full_file_parses_to_its_spec() -> None:
     assert striped.expectations[1].options == {"baseline": "striped-zebra", "tolerance": 0.05,
                                                "statistic_tolerance": 0.01, "direction": "positive"}
     assert [(e.kind, e.options) for e in dotted.expectations] == [("direction", {"direction": "negative"})]
+
+
+def test_layer_names_with_selectors_parse_as_written() -> None:
+    block = GOOD.replace("layers: relu", "layers:\n  - rnn[0]\n  - rnn[1][0]\n  - enc['last_hidden_state']\n"
+                                         "  - enc[\"pooler_output\"]")
+    assert parse(block, Path("tcav_x.yaml")).layers == (
+        "rnn[0]", "rnn[1][0]", "enc['last_hidden_state']", 'enc["pooler_output"]')
+    flow = GOOD.replace("layers: relu", "layers: [\"rnn[0]\", \"attn[0]\"]")  # a flow list quotes them
+    assert parse(flow, Path("tcav_x.yaml")).layers == ("rnn[0]", "attn[0]")
+    assert parse(GOOD.replace("layers: relu", "layers: rnn[1][0]"), Path("tcav_x.yaml")).layers == ("rnn[1][0]",)

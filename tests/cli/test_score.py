@@ -47,3 +47,10 @@ def test_a_concept_cannot_be_scored_against_itself(in_project: Path) -> None:
     code, _out, err = run_main("score", *TINY, "--concept", "horizontal", "--against", "horizontal")
     assert code == 2
     assert "--against: horizontal is also a --concept" in err
+
+
+def test_layer_lists_split_at_commas_outside_a_layer_selector() -> None:
+    from pytest_tcav.cli.score import comma_list
+
+    assert comma_list(["a,b", "rnn[0],rnn[1][0]", "enc['x,y'], c"]) == ["a", "b", "rnn[0]", "rnn[1][0]",
+                                                                         "enc['x,y']", "c"]

@@ -33,3 +33,13 @@ def test_unknown_record_keys_are_kept_and_shown(tmp_path: Path) -> None:
     assert "1.00 → 0.40" in page and "significant → not significant" in page  # before → after per layer
     assert "zebra-striped" in page and "comparison: moved" in page
     assert "More" in page and "anything" in page
+
+
+def test_layer_names_with_selectors_survive_the_report_and_its_reading_back(tmp_path: Path) -> None:
+    names = ["rnn[0]", "rnn[1][0]", "encoder['last_hidden_state']", 'encoder["pooler_output"]']
+    report = report_json.build_report([record(layers=names, results=[layer(name) for name in names])], env=ENV)
+    path = report_json.write_json(tmp_path / "report.json", report)
+    stored = report_json.StoredReport.from_dict(report_json.load(path))
+    (check,) = stored.checks
+    assert check.record.layers == names and [r.layer for r in check.record.results] == names
+    assert 'encoder[\\"pooler_output\\"]' in path.read_text(encoding="utf-8")
