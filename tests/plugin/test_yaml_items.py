@@ -8,6 +8,7 @@ test_plugin_assertions.py for its ground truth at ``relu``).
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 
@@ -274,3 +275,58 @@ def test_the_file_pattern_is_configurable_and_baselines_are_never_collected(pyte
                                  "tcav_short.yml::horizontal::significant"]
     pytester.makefile(".ini", pytest="[pytest]\ntcav_yaml_pattern =\n")
     assert collected(pytester.runpytest("--collect-only", "-q")) == []
+
+
+SPLIT_LOADER = """
+import torch
+from torch import nn
+
+import tiny_model
+
+
+class Split(nn.Module):
+    \"\"\"The EdgeNet's ReLU, returning its output next to a dict: a layer only a selector can study.\"\"\"
+
+    def forward(self, x):
+        return torch.relu(x), {"pre": x}
+
+
+class SplitEdgeNet(tiny_model.EdgeNet):
+    def __init__(self):
+        super().__init__()
+        self.split = Split()
+
+    def forward(self, x):
+        out, _extra = self.split(self.conv(x))
+        return self.fc(self.pool(out))
+
+
+def split():
+    return SplitEdgeNet()
+"""
+
+
+def test_a_layer_selector_runs_through_yaml_baselines_and_the_json_report(pytester: pytest.Pytester) -> None:
+    make_project(pytester)
+    pytester.makepyfile(loaders=SPLIT_LOADER)
+    pytester.makefile(".yaml", tcav_split=textwrap.dedent("""\
+        model: loaders:split
+        target: horizontal
+        layers:
+          - split[0]
+          - split[1]['pre']
+        concepts:
+          horizontal:
+            - significant: {require: any}
+            - stable: split-edges
+    """))
+    pytester.runpytest("--tcav-update-baselines").assert_outcomes(passed=2)
+    baseline = (pytester.path / "tcav_baselines" / "split-edges.yaml").read_text()
+    assert "split[0]" in baseline and "split[1]['pre']" in baseline
+    result = pytester.runpytest("--tcav-json", "report.json")
+    result.assert_outcomes(passed=2)
+    assert "baselines: 1 checked, 0 created, 0 updated" in result.stdout.str()
+    report = json.loads((pytester.path / "report.json").read_text())
+    significant = next(c for c in report["checks"] if c["expectation"] == "significant")
+    assert [r["layer"] for r in significant["results"]] == ["split[0]", "split[1]['pre']"]
+    assert significant["results"][0]["verdict"] == "significant"  # the relu's ground truth, through the selector
