@@ -249,3 +249,34 @@ def test_next_token_gradients_are_cached_on_disk(lm, tmp_path) -> None:  # type:
     second = DiskStore(tmp_path)  # a new run: another store, another (equal) target object
     _concept_test(lm, tokenize, inputs, store=MemoryStore(backend=second))
     assert second.stats.hits["gradients"] == 2 and not second.stats.misses["gradients"]
+
+
+@pytest.mark.slow  # transformers
+def test_rotary_positions_need_no_position_ids() -> None:
+    pytest.importorskip("transformers")
+    from tests.helpers.decoder_models import VOCAB, WordTokenizer, llama
+
+    model, target = llama(seed=0), next_token(VOCAB["sat"])
+    with torch.no_grad():
+        alone_batch = WordTokenizer()([PROMPT])
+        alone = target(model(**alone_batch), alone_batch["attention_mask"])[0]
+        for tokenize in (WordTokenizer("right"), WordTokenizer("left"), WordTokenizer("left", position_ids=True)):
+            batch = tokenize([PROMPT, *OTHERS])
+            value = target(model(**batch), batch["attention_mask"])[0]
+            assert torch.allclose(value, alone, rtol=0, atol=1e-6), tokenize.padding_side
+
+
+@pytest.mark.slow  # transformers, a subprocess
+def test_the_docs_example_runs_as_written(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("transformers")
+    from tests.test_docs import ROOT, code_blocks
+
+    text = (ROOT / "docs" / "models-and-inputs.md").read_text(encoding="utf-8")
+    section = text.split("## Decoder-only language models", 1)[1].split("\n## ", 1)[0]
+    (example,) = [b for b in code_blocks(section) if b.language == "python" and "GPT2Config(" in b.text]
+    script = tmp_path / "example.py"
+    script.write_text(example.text, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "transformer.h.0" in result.stdout and "transformer.h.1" in result.stdout, result.stdout

@@ -60,3 +60,14 @@ def phrases(n: int, low: int, high: int, seed: int) -> list[str]:
         picks = torch.randint(1, len(WORDS), (size,), generator=gen)
         out.append(" ".join(WORDS[int(k)] for k in picks))
     return out
+
+
+def llama(seed: int = 0, layers: int = 2, hidden: int = 32) -> nn.Module:
+    """A LlamaForCausalLM with random weights (seeded), in eval mode: rotary positions, no absolute ones."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(WORDS), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=2, num_key_value_heads=2,
+                         max_position_embeddings=32, bos_token_id=PAD, eos_token_id=PAD, pad_token_id=PAD)
+    torch.manual_seed(seed)
+    return LlamaForCausalLM(config).eval()
