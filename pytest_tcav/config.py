@@ -122,9 +122,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_layer_call", "which call of a layer's module that runs more than once per forward pass is "
            "studied, counted from 0 (e.g. 1 for the second use of a ReLU shared within a ResNet block); none: such "
            "a layer is refused (default: none)", "N", cli_help="which call of a module run more than once"),
-    Option("tcav_pooling", "what a CAV sees of a layer with a sequence axis (batch, tokens, features): flatten "
-           "(every position a feature), mean (over real positions, by the attention_mask), first or last "
-           "(the last real position) (default: flatten)", "NAME", cli_help="flatten, mean, first or last"),
+    Option("tcav_pooling", "what a CAV sees of a layer with a sequence axis (batch, tokens, features) or a "
+           "convolution's (batch, channels, *spatial): flatten (every position a feature), mean (over real "
+           "positions, by the attention_mask; over every spatial position of a convolution), first or last "
+           "(the last real position; token layers only) (default: flatten)", "NAME",
+           cli_help="flatten, mean, first or last"),
     Option("tcav_correction", "multiple-layer correction: holm, bonferroni or none (default: holm)",
            "NAME", cli_help="holm, bonferroni or none"),
     Option("tcav_cache_dir", "disk cache folder for activations, gradients and CAVs (default: "
@@ -184,7 +186,7 @@ class TCAVConfig:
     layer_point: str = "output"
     #: ``tcav_layer_call``: which call of a module run several times per pass is studied (None: refused).
     layer_call: int | None = None
-    #: ``tcav_pooling``: what a CAV sees of a token layer (engine/pooling.py).
+    #: ``tcav_pooling``: what a CAV sees of a token or convolution layer (engine/pooling.py).
     pooling: str = "flatten"
     correction: str = "holm"
     #: None: no disk cache (outside pytest); a pytest run defaults to ``.pytest_cache/d/tcav``.

@@ -50,7 +50,8 @@ TOP_KEYS: dict[str, str] = {
     "layer_point": "output or input: what a layer name studies (default: tcav_layer_point)",
     "layer_call": "which call (from 0) of a module run more than once per forward pass is studied "
                   "(default: tcav_layer_call)",
-    "pooling": "flatten, mean, first or last: what a CAV sees of a token layer (default: tcav_pooling)",
+    "pooling": "flatten, mean, first or last: what a CAV sees of a token or convolution layer (default: "
+               "tcav_pooling)",
     "forward_kwargs": "a mapping of fixed keyword arguments passed to every call of the model",
     "output": "the key, field or index of a structured model output that a class index reads",
     "require": "all or any: the layers an expectation must hold on (default: all)",
