@@ -174,7 +174,9 @@ def _tensor_path(name: str, output: object, module: nn.Module | None, module_nam
         return (*selector, index)
     where = f"{module_name}{layer_parts.format_path(selector)}"
     available = layer_parts.listing(value, where)
-    children = [f"{module_name}.{child}" for child, _ in module.named_children()] if module is not None else []
+    # nn.MultiheadAttention's out_proj is never called as a module: no submodule of it can be studied
+    children = ([f"{module_name}.{child}" for child, _ in module.named_children()]
+                if module is not None and not isinstance(module, nn.MultiheadAttention) else [])
     submodules = (f"one of its submodules ({', '.join(map(repr, children[:6]))}{' ...' if len(children) > 6 else ''})"
                   if children and not selector else "")
     weights = (" (attention weights are returned next to the output: select the output, or call the module with "
