@@ -1,7 +1,9 @@
 """Naming layers and capturing what flows through them.
 
 Layers are addressed by their ``model.named_modules()`` names, the names users
-see when they print a model.  This module is the only place that registers
+see when they print a model, optionally followed by a selector that names one
+tensor of a structured output (``"rnn[0]"``, ``"enc['last_hidden_state']"``:
+:mod:`.layer_parts`).  This module is the only place that registers
 hooks on the user's model; every hook is removed when the ``with`` block ends,
 also after an exception, so the model is left exactly as it was.
 """
