@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_tcav.checks.calibration import LayerRate
-from pytest_tcav.engine.results import LayerResult
+from pytest_tcav.engine.results import ExampleIds, LayerResult
 
 if TYPE_CHECKING:
     from pytest_tcav.checks.baseline_file import Baseline
@@ -332,6 +332,8 @@ class CheckRecord:
     xfail: bool = False
     #: keys of a stored record that this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
+    #: what the examples are called (inputs, concept, random sets), for the per-example numbers of ``results``
+    examples: ExampleIds | None = None
 
     @property
     def measured(self) -> bool:
@@ -383,6 +385,8 @@ class CheckRecord:
 
     def _closed(self, out: dict[str, Any], results: list[dict[str, Any]]) -> dict[str, Any]:
         out.setdefault("results", results)  # a check that raised before it measured anything: after its error
+        if self.examples is not None:
+            out["examples"] = dataclasses.asdict(self.examples)
         for key, value in self.extra.items():
             out.setdefault(key, value)
         if self.xfail:
@@ -415,6 +419,7 @@ class CheckRecord:
             after=sides(data["after"]) if "after" in data else None,
             outcome=data.get("outcome"), error=data.get("error"), message=data.get("message"),
             xfail=bool(data.get("xfail")), extra={k: v for k, v in data.items() if k not in _KNOWN},
+            examples=ExampleIds.from_dict(data["examples"]) if isinstance(data.get("examples"), Mapping) else None,
         )
 
 
@@ -461,7 +466,7 @@ def with_result(record: CheckRecord, result: TCAVResult) -> CheckRecord:
     return replace(record, concept=result.concept, target=result.target, alpha=result.alpha, margin=result.margin,
                    results=_layers(result), model_fingerprint=result.model_fingerprint,
                    concept_fingerprint=result.concept_fingerprint, settings=_settings(result),
-                   against=list(result.against) if result.against else record.against)
+                   against=list(result.against) if result.against else record.against, examples=result.examples)
 
 
 def scored(index: int, result: TCAVResult, layers: list[str], direction: str) -> CheckRecord:
@@ -470,7 +475,7 @@ def scored(index: int, result: TCAVResult, layers: list[str], direction: str) ->
                        direction=direction, require=None, seq=index, alpha=result.alpha, results=_layers(result),
                        model_fingerprint=result.model_fingerprint, concept_fingerprint=result.concept_fingerprint,
                        settings=_settings(result), outcome=SCORED,
-                       against=list(result.against) if result.against else None)
+                       against=list(result.against) if result.against else None, examples=result.examples)
 
 
 def finished(record: CheckRecord, outcome: str, message: str | None = None) -> CheckRecord:

@@ -47,16 +47,39 @@ class Concept:
     name: str
     examples: Examples
     source: str = ""
+    #: Per example, what people call it (a file path relative to its library or folder, ``file.txt:LINE``
+    #: for a line of text); None: the examples have no names (tensors), reports use their index.  Neither
+    #: this nor ``texts`` enters the fingerprint: they name the examples, the content identifies them.
+    ids: tuple[str, ...] | None = None
+    #: Per example of a text set, its sentence (None for anything but text).
+    texts: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.examples, torch.Tensor):
             if self.examples.dim() < 1 or self.examples.shape[0] == 0:
                 raise ConceptDataError(f"concept {self.name!r} has no examples ({self.source or 'tensor'})")
+            self._check_labels()
             return  # kept as given: a plain tensor is what it always was
         if not isinstance(self.examples, (tuple, list, Mapping)):
             raise ConceptDataError(f"concept {self.name!r}: examples must be a tensor, a tuple of tensors "
                                    f"or a mapping of names to tensors, got {type(self.examples).__name__}")
         object.__setattr__(self, "examples", batches.as_examples(self.examples, f"concept {self.name!r}"))
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        for what in ("ids", "texts"):
+            labels = getattr(self, what)
+            if labels is not None:
+                object.__setattr__(self, what, tuple(str(v) for v in labels))
+                if len(labels) != len(self):
+                    raise ValueError(f"concept {self.name!r}: {len(labels)} {what} for {len(self)} examples")
+
+    def example_id(self, k: int) -> str:
+        """What reports call example ``k``: its id, else ``#k`` (its index in the set)."""
+        return self.ids[k] if self.ids is not None else f"#{k}"
+
+    def example_ids(self) -> list[str]:
+        return [self.example_id(k) for k in range(len(self))]
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -153,8 +176,12 @@ def load_image_folder(
     name: str | None = None,
     on_bad_file: str = "warn",
     role: str = "concept",
+    id_root: str | os.PathLike[str] | None = None,
 ) -> Concept:
     """Load every image file of a folder (sorted by file name) into a :class:`Concept`.
+
+    Each example's id is its file's path relative to ``id_root`` (a library's
+    root: ``striped/a.png``), or to the folder itself (``a.png``).
 
     The rule for bad files: a file with an image suffix that cannot be decoded
     (not an image, truncated, unsupported) is skipped with a
@@ -183,6 +210,8 @@ def load_image_folder(
         )
     tf = transform or default_image_transform
     tensors: list[torch.Tensor] = []
+    ids: list[str] = []  # each file relative to id_root (the library's root), else to the folder
+    root = Path(id_root) if id_root is not None else path
     shapes: dict[tuple[int, ...], str] = {}  # first file of each shape, to name in an error
     bad: list[str] = []
     for file in files:
@@ -212,6 +241,7 @@ def load_image_folder(
             )
         shapes.setdefault(tuple(tensor.shape), file.name)
         tensors.append(tensor)
+        ids.append(file.relative_to(root).as_posix() if file.is_relative_to(root) else file.name)
     if bad:
         warnings.warn(
             f"skipped {len(bad)} unreadable file(s) in {role} folder {str(path)!r}: {', '.join(bad[:5])}"
@@ -231,7 +261,7 @@ def load_image_folder(
             f"images in {str(path)!r} have different sizes or modes after loading ({examples}); "
             "configure a transform that resizes them to one size (tcav_transform)"
         )
-    return Concept(label, torch.stack(tensors), source=str(path))
+    return Concept(label, torch.stack(tensors), source=str(path), ids=tuple(ids))
 
 
 ConceptLike = (Concept | torch.Tensor | str | os.PathLike | Dataset | DataLoader | Sequence[torch.Tensor]
@@ -301,7 +331,8 @@ def sample_random_sets(
     """Draw ``n_sets`` random sets of ``set_size`` examples from one pool, seeded.
 
     Each set is drawn without replacement; different sets may share examples,
-    as independent draws from the same distribution do.
+    as independent draws from the same distribution do.  An example keeps its
+    pool id (``NAME#i``, its index in the pool, when the pool has none).
     """
     if n_sets < 1:
         raise ConfigurationError(f"the number of random sets must be positive, got {n_sets}")
@@ -314,5 +345,8 @@ def sample_random_sets(
     sets = []
     for k in range(n_sets):
         index = torch.randperm(len(pool), generator=gen)[:set_size].sort().values
-        sets.append(Concept(f"{pool.name}[{k}]", batches.take(pool.examples, index), source=pool.source))
+        ids = tuple(pool.ids[i] if pool.ids is not None else f"{pool.name}#{i}" for i in index.tolist())
+        texts = None if pool.texts is None else tuple(pool.texts[i] for i in index.tolist())
+        sets.append(Concept(f"{pool.name}[{k}]", batches.take(pool.examples, index), source=pool.source, ids=ids,
+                            texts=texts))
     return sets

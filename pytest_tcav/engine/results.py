@@ -8,7 +8,7 @@ for bit between runs.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from pytest_tcav.tables import format_p, render_table
@@ -50,6 +50,23 @@ class LayerResult:
     #: p-value of "the effect is at least the margin" (None without a margin), raw and corrected over the layers
     equivalence_p: float | None = None
     equivalence_p_corrected: float | None = None
+    # Evidence per example (docs/reports.md); empty in results written before them.
+    #: per input (in the order of ``ExampleIds.inputs``): its share of the concept's CAVs (one per random set)
+    #: along which its target gradient points (positive product); their mean is ``score``
+    input_shares: list[float] = field(default_factory=list)
+    #: per input: its mean cosine with the concept's unit CAVs; their mean is ``statistic``
+    input_cosines: list[float] = field(default_factory=list)
+    #: per concept example: the share of its held-out concept CAVs that place it among the random examples
+    #: (NaN: held out by none); see docs/statistics.md, "Suspect examples"
+    concept_outlier_scores: list[float] = field(default_factory=list)
+    #: the examples flagged as suspect, most suspect first: ``{"kind": "concept" | "random", "set": set name,
+    #: "set_index": 0 for the concept, r for random set r (from 1), "index": in its set, "id", "score"}``
+    suspects: list[dict[str, Any]] = field(default_factory=list)
+    #: the concept's mean unit CAV, or its seeded sketch when the layer is wider than SKETCH_DIM
+    #: (:func:`concept_cosine` compares two of them)
+    cav_direction: list[float] = field(default_factory=list)
+    #: the layer's width (the CAV's features): ``cav_direction`` is a sketch when it exceeds SKETCH_DIM
+    cav_features: int = 0
 
     def __post_init__(self) -> None:
         # Results written before these fields existed (baselines, stored reports) still load;
@@ -68,6 +85,34 @@ class LayerResult:
     @property
     def inconclusive(self) -> bool:
         return self.verdict == "inconclusive"
+
+
+@dataclass(frozen=True)
+class ExampleIds:
+    """What the examples of a test are called, set by set, in the engine's order.
+
+    An id is a file path relative to its library or folder (``striped/a.png``),
+    ``FILE:LINE`` for a line of a ``.txt`` file, ``NAME#i`` for example ``i``
+    of a random pool without names, and ``#k`` (the index in its set) for
+    examples given as tensors.  ``*_texts`` hold the sentences of text sets
+    (empty otherwise).
+    """
+
+    inputs: list[str] = field(default_factory=list)
+    concept: list[str] = field(default_factory=list)
+    random: list[list[str]] = field(default_factory=list)
+    #: the random sets' names (``random_3``, ``random_pool[3]``), in the order of ``random``
+    random_sets: list[str] = field(default_factory=list)
+    input_texts: list[str] = field(default_factory=list)
+    concept_texts: list[str] = field(default_factory=list)
+    random_texts: list[list[str]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExampleIds | None:
+        if isinstance(data, ExampleIds) or data is None:
+            return data
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -95,8 +140,12 @@ class TCAVResult:
     margin: float | None = None
     #: layers whose mean CAV accuracy is below this are inconclusive (None: only the chance test)
     min_cav_accuracy: float | None = None
+    #: what the examples are called (None: not recorded, as in relative tests and older results)
+    examples: ExampleIds | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.examples, dict):
+            object.__setattr__(self, "examples", ExampleIds.from_dict(self.examples))
         # An older dict has no detectable effect: it follows from the settings and per-set numbers.
         if not any(math.isnan(r.detectable_effect) and r.concept_statistics for r in self.layers):
             return
@@ -196,3 +245,29 @@ def format_table(result: TCAVResult) -> str:
         f"{result.n_inputs} inputs, method {result.method}, seed {result.seed}"
     )
     return caption + "\n" + "\n".join(lines)
+
+
+#: Widest CAV direction kept as it is; a wider layer's is sketched to this many numbers (:func:`cav_direction`).
+SKETCH_DIM = 2048
+
+
+def concept_cosine(a: LayerResult, b: LayerResult) -> float | None:
+    """The cosine between two concepts' mean CAVs at one layer (None when they cannot be compared).
+
+    Both results must come from the same layer width (and for a meaningful
+    answer, the same layer and model: the caller knows which checks those are).
+    At most :data:`SKETCH_DIM` features the directions are the mean unit CAVs
+    themselves and the cosine is exact up to rounding; a wider layer's
+    directions are sketches (the features hashed, with seeded signs, into
+    :data:`SKETCH_DIM` buckets), whose cosine estimates the true one with a
+    spread of about ``sqrt((1 + cos^2) / SKETCH_DIM)``: 0.022 to 0.031
+    (docs/reports.md gives the measurement).
+    """
+    if not a.cav_direction or not b.cav_direction or a.cav_features != b.cav_features \
+            or len(a.cav_direction) != len(b.cav_direction):
+        return None
+    dot = math.fsum(x * y for x, y in zip(a.cav_direction, b.cav_direction))
+    norm = math.sqrt(math.fsum(x * x for x in a.cav_direction)) * math.sqrt(math.fsum(y * y for y in b.cav_direction))
+    if not norm > 0:
+        return None
+    return max(-1.0, min(1.0, dot / norm))

@@ -51,6 +51,11 @@ class PairScores:
     #: Fraction of inputs whose product is negative: the sign_count of the opposite CAVs, bit for bit
     #: (negating a CAV negates every float32 product exactly), without a second product.
     negative_count: np.ndarray | None = None
+    #: Per input (from :func:`pair_scores` only): its share of the CAVs with a positive product, and its mean
+    #: cosine with them.  The mean of the shares is the mean of ``sign_count`` and that of the cosines the mean
+    #: of ``cosine``: the same sums taken in the other order (equal to within a few ulps, not bit for bit).
+    input_share: np.ndarray | None = None
+    input_cosine: np.ndarray | None = None
 
 
 def pair_scores(gradients: torch.Tensor, cav_weights: torch.Tensor) -> PairScores:
@@ -111,7 +116,8 @@ def _scores(gradients: torch.Tensor, cav_weights: torch.Tensor, grad_norm: torch
     # The products are float32 (as Captum's), the norms float64: a gradient parallel to its CAV
     # can come out a few 1e-8 beyond 1.  A cosine is a cosine: keep it in [-1, 1].
     cosines = cosines.clamp(-1.0, 1.0)
-    return PairScores(sign_count, magnitude, cosines.mean(0).numpy(), (products < 0).double().mean(0).numpy())
+    return PairScores(sign_count, magnitude, cosines.mean(0).numpy(), (products < 0).double().mean(0).numpy(),
+                      input_share=(products > 0).double().mean(1).numpy(), input_cosine=cosines.mean(1).numpy())
 
 
 def leave_one_out_null(pairwise: np.ndarray) -> np.ndarray:

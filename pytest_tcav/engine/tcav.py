@@ -12,6 +12,7 @@ gradients) is done once.  Arguments and data are checked first
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from pytest_tcav.engine import batches, work_units
+from pytest_tcav.engine import batches, evidence, work_units
 from pytest_tcav.engine.activations import (
     Method,
     Target,
     eval_mode,
     model_device,
 )
-from pytest_tcav.engine.cav import CAVTrainer
+from pytest_tcav.engine.cav import CAV, CAVTrainer
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets, warm_hashes
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
@@ -38,18 +39,19 @@ from pytest_tcav.engine.preconditions import (
     check_sets,
 )
 from pytest_tcav.engine.relative import relative_test
-from pytest_tcav.engine.results import TCAVResult
+from pytest_tcav.engine.results import ExampleIds, LayerResult, TCAVResult
 from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, settled
 from pytest_tcav.engine.statistics import (
     Correction,
     Direction,
     NullTest,
+    PairScores,
     check_test_feasible,
     compare_to_null,
     leave_one_out_null,
     pair_scores,
 )
-from pytest_tcav.engine.text_examples import Tokenizer, prepare
+from pytest_tcav.engine.text_examples import Tokenizer, labelled, prepare, text_labels
 from pytest_tcav.engine.trainers import make_trainer
 from pytest_tcav.errors import ConfigurationError
 from pytest_tcav.storage.memory import MemoryStore, flushed
@@ -59,6 +61,29 @@ def describe_target(target: Target) -> str:
     if callable(target):
         return getattr(target, "__qualname__", repr(target))
     return str(int(target))
+
+
+def example_ids(concept: Concept, randoms: Sequence[Concept], inputs: Concept) -> ExampleIds:
+    """What the test's examples are called, set by set (engine/results.py, ExampleIds)."""
+    return ExampleIds(inputs=inputs.example_ids(), concept=concept.example_ids(),
+                      random=[r.example_ids() for r in randoms], random_sets=[r.name for r in randoms],
+                      input_texts=list(inputs.texts or ()), concept_texts=list(concept.texts or ()),
+                      random_texts=[list(r.texts or ()) for r in randoms] if all(r.texts for r in randoms) else [])
+
+
+def with_evidence(result: LayerResult, scores: PairScores, cavs: Sequence[CAV], concept: Concept,
+                  randoms: Sequence[Concept], placed: tuple[evidence.Misplaced, list[evidence.Misplaced]]
+                  ) -> LayerResult:
+    """A layer's result with its per-example evidence (engine/evidence.py): no number of the test changes."""
+    direction, width = evidence.cav_direction(cavs)
+    return dataclasses.replace(
+        result,
+        input_shares=[float(v) for v in scores.input_share] if scores.input_share is not None else [],
+        input_cosines=[float(v) for v in scores.input_cosine] if scores.input_cosine is not None else [],
+        concept_outlier_scores=[float(v) for v in placed[0].scores],
+        suspects=evidence.suspects(concept, randoms, *placed),
+        cav_direction=direction, cav_features=width,
+    )
 
 
 class TCAV:
@@ -232,11 +257,14 @@ class TCAV:
         model_fp = model_fingerprint(self.model)
         with eval_mode(self.model), flushed(self.store):
             per_layer = work_units.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
+            placed = self._placements(model_fp, modules, layer_names, concept_set, randoms, per_layer)
 
         raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]
         layer_results = judge_layers(layer_names, raw, [per_layer[n].concept_cavs for n in layer_names],
                                      direction=direction, alpha=alpha, correction=correction, margin=margin,
                                      min_cav_accuracy=min_cav_accuracy)
+        layer_results = [with_evidence(r, raw_k[0]["concept"], per_layer[r.layer].concept_cavs, concept_set, randoms,
+                                       placed[r.layer]) for r, raw_k in zip(layer_results, raw)]
         return TCAVResult(
             concept=concept_set.name,
             target=describe_target(target),
@@ -254,7 +282,18 @@ class TCAV:
             concept_fingerprint=concept_set.fingerprint,
             margin=None if margin is None else float(margin),
             min_cav_accuracy=None if min_cav_accuracy is None else float(min_cav_accuracy),
+            examples=example_ids(concept_set, randoms, input_set),
         )
+
+    def _placements(self, model_fp: str, modules: dict[str, nn.Module], layer_names: list[str], concept: Concept,
+                    randoms: list[Concept], per_layer: dict[str, work_units.LayerData]):
+        """Where the concept's CAVs put each held-out example (engine/evidence.py), from the sets' activations."""
+        def fetch(k: int) -> dict[str, torch.Tensor]:
+            return work_units.fetch_activations(self, model_fp, modules, [concept, *randoms][k], layer_names)
+
+        return evidence.placements(fetch, layer_names, concept, randoms,
+                                   {name: per_layer[name].concept_cavs for name in layer_names}, self.trainer,
+                                   self.seed)
 
     # -- data ------------------------------------------------------------------------
 
@@ -270,15 +309,18 @@ class TCAV:
         """
         if isinstance(value, Concept):
             return self._canonical(value)
-        return self._canonical(as_concept(prepare(value, self.tokenizer, role=role), name=name,
-                                          transform=self.transform, role=role))
+        prepared = prepare(value, self.tokenizer, role=role)
+        concept = as_concept(prepared, name=name, transform=self.transform, role=role)
+        if prepared is not value:  # text: its lines' ids and sentences
+            concept = labelled(concept, *text_labels(value, role=role))  # type: ignore[arg-type]  # text
+        return self._canonical(concept)
 
     def _canonical(self, s: Concept) -> Concept:
         """Under a pooling that ignores padding, a set without its all-padding positions (one content, one key)."""
         if self.pooling == "flatten":
             return s
         trimmed = batches.trim_padding(s.examples)
-        return s if trimmed is s.examples else Concept(s.name, trimmed, source=s.source)
+        return s if trimmed is s.examples else Concept(s.name, trimmed, source=s.source, ids=s.ids, texts=s.texts)
 
     def _reached_layers(self, inputs: ConceptLike) -> list[str]:
         """The layers a forward pass on two of the inputs runs (to suggest only those for an unknown name)."""
@@ -304,8 +346,11 @@ class TCAV:
                     f"random_sets={int(random_sets)} asks to draw random sets, but no random pool "
                     "was given; pass random_pool=... or a list of random sets"
                 )
-            pool_set = as_concept(prepare(pool, self.tokenizer, role="random pool"), name="random_pool",
-                                  transform=self.transform, role="random pool")  # each drawn set is trimmed later
+            prepared = prepare(pool, self.tokenizer, role="random pool")
+            pool_set = as_concept(prepared, name="random_pool", transform=self.transform,
+                                  role="random pool")  # each drawn set is trimmed later
+            if prepared is not pool:
+                pool_set = labelled(pool_set, *text_labels(pool, role="random pool"))  # type: ignore[arg-type]
             return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
         sets = []
         for k, value in enumerate(random_sets):

@@ -72,11 +72,16 @@ def is_text_path(path: str | os.PathLike[str]) -> bool:
 
 def read_text_file(path: str | os.PathLike[str], *, role: str = "concept") -> list[str]:
     """The non-empty lines of one UTF-8 text file, each stripped of surrounding whitespace."""
+    return [line for _, line in numbered_lines(path, role=role)]
+
+
+def numbered_lines(path: str | os.PathLike[str], *, role: str = "concept") -> list[tuple[int, str]]:
+    """:func:`read_text_file` with each line's number in the file (from 1)."""
     path = Path(path)
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]  # a byte-order mark (Windows editors write one) is not part of the first example
-    lines: list[str] = []
+    lines: list[tuple[int, str]] = []
     for number, raw in enumerate(data.split(b"\n"), start=1):
         try:
             line = raw.decode("utf-8")
@@ -87,7 +92,7 @@ def read_text_file(path: str | os.PathLike[str], *, role: str = "concept") -> li
             ) from None
         line = line.strip()
         if line:
-            lines.append(line)
+            lines.append((number, line))
     return lines
 
 
@@ -116,6 +121,29 @@ def read_text(path: str | os.PathLike[str], *, role: str = "concept") -> list[st
         raise ConceptDataError(f"the .txt files of {role} folder {str(path)!r} have no non-empty line; write "
                                "one example per line")
     return lines
+
+
+def text_labels(value: Sequence[str] | str | os.PathLike[str], *, role: str = "concept",
+                id_root: str | os.PathLike[str] | None = None) -> tuple[tuple[str, ...] | None, tuple[str, ...]]:
+    """The ids and sentences of a text set's examples, in the order :func:`read_text` reads them.
+
+    A line of a file is ``FILE:LINE``, the file relative to ``id_root`` (a
+    library's root), else to the folder read (its name for a single file); a
+    list of strings has no ids (None: reports use the index).
+    """
+    if is_text_list(value):
+        return None, tuple(value)  # type: ignore[arg-type]
+    path = Path(value)  # type: ignore[arg-type]
+    files = [path] if path.is_file() else list_text_files(path)
+    base = Path(id_root) if id_root is not None else (path.parent if path.is_file() else path)
+    ids: list[str] = []
+    texts: list[str] = []
+    for file in files:
+        name = file.relative_to(base).as_posix() if file.is_relative_to(base) else file.name
+        for number, line in numbered_lines(file, role=role):
+            ids.append(f"{name}:{number}")
+            texts.append(line)
+    return tuple(ids), tuple(texts)
 
 
 def missing_tokenizer(what: str) -> ConfigurationError:
@@ -191,11 +219,22 @@ def text_examples(value: Sequence[str] | str | os.PathLike[str], tokenizer: Toke
 
 
 def text_concept(value: Sequence[str] | str | os.PathLike[str], tokenizer: Tokenizer | None, *,
-                 name: str | None = None, role: str = "concept") -> Concept:
-    """Text made into a :class:`Concept` of tokenized examples (a mapping of tensors)."""
+                 name: str | None = None, role: str = "concept",
+                 id_root: str | os.PathLike[str] | None = None) -> Concept:
+    """Text made into a :class:`Concept` of tokenized examples (a mapping of tensors), with ids and sentences."""
     if name is None:
         name = Path(value).stem if isinstance(value, (str, os.PathLike)) else "text"
-    return as_concept(text_examples(value, tokenizer, role=role), name=name, role=role)
+    return labelled(as_concept(text_examples(value, tokenizer, role=role), name=name, role=role),
+                    *text_labels(value, role=role, id_root=id_root))
+
+
+def labelled(concept: Concept, ids: tuple[str, ...] | None, texts: tuple[str, ...] | None) -> Concept:
+    """``concept`` with its examples' ids and sentences (the same examples, fingerprint and hashes)."""
+    if len(texts if texts is not None else ids or ()) != len(concept):
+        return concept  # a tokenizer that did not keep one row per text was refused before; never mislabel
+    out = Concept(concept.name, concept.examples, source=concept.source, ids=ids, texts=texts)
+    out.__dict__.update({k: v for k, v in concept.__dict__.items() if k in ("fingerprint", "example_digests")})
+    return out
 
 
 def prepare(value: Any, tokenizer: Tokenizer | None, *, role: str = "concept") -> Any:

@@ -143,13 +143,19 @@ class _FolderLibrary:
             for known, concept in loaded:
                 if known is tokenizer:
                     return concept
-            concept = text_concept(path, tokenizer, name=name or path.stem, role=self.role)
+            concept = text_concept(path, tokenizer, name=name or path.stem, role=self.role, id_root=self._id_root(path))
             loaded.append((tokenizer, concept))
             return concept
         if path not in self._loaded:
             self._loaded[path] = load_image_folder(path, self.transform, name=name or path.name,
-                                                   on_bad_file=self.on_bad_image, role=self.role)
+                                                   on_bad_file=self.on_bad_image, role=self.role,
+                                                   id_root=self._id_root(path))
         return self._loaded[path]
+
+    def _id_root(self, path: Path) -> Path | None:
+        """Where examples' ids start: the library's root for its entries (``striped/a.png``)."""
+        root = self.root.resolve() if self.root is not None else None
+        return root if root is not None and path.is_relative_to(root) else None
 
     def __contains__(self, name: object) -> bool:
         return (isinstance(name, str) and self.root is not None and is_plain_name(name)
