@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from importlib.resources import files
@@ -28,8 +29,10 @@ from typing import Any
 from pytest_tcav.checks.records import CheckRecord, ComparedLayer, SideLayer, StabilityAccount
 from pytest_tcav.engine.results import LayerResult
 from pytest_tcav.reports import plots
+from pytest_tcav.reports.examples import Thumbnails, examples_html
 from pytest_tcav.reports.json import StoredCheck, StoredReport, atomic_write_text, jsonable, number
 from pytest_tcav.reports.plots import finite_values, mean_sd
+from pytest_tcav.reports.similarity import similarity_section
 from pytest_tcav.reports.terminal import shown_concept
 from pytest_tcav.tables import format_p
 
@@ -38,7 +41,7 @@ _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "error", "message", "xfail", "model_fingerprint", "concept_fingerprint",
     "settings", "verdict", "status", "before", "after", "stability", "against", "margin",
-    "power_warning",
+    "power_warning", "examples",
 }
 #: A record's fields that a report does not have (``test`` stands for ``nodeid``; ``seq`` is dropped).
 _NOT_IN_REPORT = {"nodeid", "seq"}
@@ -77,17 +80,41 @@ def fmt_p(value: Any) -> str:
 # -- HTML pieces -----------------------------------------------------------------------
 
 
+#: Where a long layer name may wrap: after its dots, underscores, slashes and brackets.
+_BREAKS = re.compile(r"([._/\]])")
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]], *, numeric: AbstractSet[int] = frozenset(),
-           css: str = "") -> str:
-    """A table from already-escaped cells, in a box that scrolls sideways on narrow screens."""
-    head = "".join(f"<th>{h}</th>" for h in header)
+           css: str = "", keyed: bool = False, verdict: int | None = None, labels: bool = False) -> str:
+    """A table from already-escaped cells, in a box that scrolls sideways on narrow screens.
+
+    ``keyed``: the first column names the row (a layer) and stays in view when the
+    table scrolls; ``verdict`` is the index of the verdict column, which stays in
+    view beside it (both sticky, report.css).  ``labels``: each cell carries its
+    column's name (``data-label``), which narrow screens show when the table turns
+    into one card per row.
+    """
+    def cls(k: int) -> str:
+        names = ["num"] if k in numeric else []
+        if keyed and k == 0:
+            names.append("key")
+        if k == verdict:
+            names.append("verdict")
+        return f' class="{" ".join(names)}"' if names else ""
+
+    def content(k: int, cell: str) -> str:
+        if not (keyed and k == 0):
+            return cell
+        return '<span class="key-name">' + _BREAKS.sub(r"\1<wbr>", cell) + "</span>"
+
+    head = "".join(f"<th{cls(k)}>{content(k, h)}</th>" for k, h in enumerate(header))
     body = "".join(
-        "<tr>" + "".join(f'<td class="num">{c}</td>' if k in numeric else f"<td>{c}</td>"
+        "<tr>" + "".join(f"<td{cls(k)}" + (f' data-label="{header[k]}"' if labels else "") + f">{content(k, c)}</td>"
                          for k, c in enumerate(row)) + "</tr>"
         for row in rows
     )
-    cls = f' class="{css}"' if css else ""
-    return f'<div class="scroll"><table{cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    table_cls = f' class="{css}"' if css else ""
+    return f'<div class="scroll"><table{table_cls}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _verdict_cell(r: LayerResult) -> str:
@@ -100,12 +127,17 @@ def _verdict_cell(r: LayerResult) -> str:
 
 
 def layer_table(results: Sequence[LayerResult]) -> str:
-    """Per layer: score and the random sets' scores, statistic vs null, p-values, CAV accuracy, verdict."""
+    """Per layer: verdict, score and the random sets' scores, statistic vs null, p-values, CAV accuracy.
+
+    The verdict comes right after the layer's name, and both stay in view when
+    the table scrolls sideways (a phone, or a narrow window).
+    """
     rows = []
     for r in results:
         random_scores = mean_sd(finite_values(r.null_scores))
         rows.append((
             esc(r.layer),
+            _verdict_cell(r),
             fmt(r.score, 2),
             f"{random_scores[0]:.2f} ± {random_scores[1]:.2f}" if random_scores else "n/a",
             fmt(r.statistic, 4),
@@ -117,11 +149,10 @@ def layer_table(results: Sequence[LayerResult]) -> str:
             fmt(r.effect, 2),
             fmt(r.detectable_effect, 2),
             fmt_p(r.equivalence_p_corrected) if r.equivalence_p_corrected is not None else "-",
-            _verdict_cell(r),
         ))
-    return _table(("layer", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p", "p corrected",
-                   "CAV accuracy", "effect", "detectable effect", "equivalence p", "verdict"), rows,
-                  numeric=set(range(1, 12)), css="layers")
+    return _table(("layer", "verdict", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p",
+                   "p corrected", "CAV accuracy", "effect", "detectable effect", "equivalence p"), rows,
+                  numeric=set(range(2, 13)), css="layers", keyed=True, verdict=1)
 
 
 def distribution_table(r: LayerResult) -> str:
@@ -177,15 +208,17 @@ def stability_table(before: Mapping[str, SideLayer], after: Mapping[str, SideLay
         cells = [esc(name)]
         for read, show in _SIDE_COLUMNS:
             cells.append(esc(_arrow(_side_cell(b, read, show), _side_cell(a, read, show))))
+        cells.insert(1, cells.pop())  # the verdict, right after the layer
         bs = mean_sd(finite_values(b.concept_scores)) if b is not None else None
         as_ = mean_sd(finite_values(a.concept_scores)) if a is not None else None
         cells.append(esc(_arrow(f"{bs[0]:.2f} ± {bs[1]:.2f}" if bs else "", f"{as_[0]:.2f} ± {as_[1]:.2f}"
                                 if as_ else "")))
         cells += [_stability_value(key, c.get(key)) for key in extra]
         rows.append(cells)
-    header = ["layer", "score", "statistic", "p corrected", "CAV accuracy", "verdict",
+    header = ["layer", "verdict", "score", "statistic", "p corrected", "CAV accuracy",
               "score per random set", *(f"comparison: {k}" for k in extra)]
-    return _table([esc(h) for h in header], rows, numeric=set(range(1, 5)), css="stability")
+    return _table([esc(h) for h in header], rows, numeric=set(range(2, 6)), css="stability", keyed=True,
+                  verdict=1)
 
 
 def _stability_value(key: str, value: Any) -> str:
@@ -274,8 +307,9 @@ def _plot_or_note(make: Any, *args: Any) -> tuple[str | None, str]:
         return None, f'<p class="notice">This plot could not be drawn ({esc(type(exc).__name__)}: {esc(exc)}).</p>'
 
 
-def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None) -> str:
-    """One check: claim, verdict, message, plots, per-layer table, stability, distributions, settings."""
+def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None,
+                  thumbnails: Thumbnails | None = None) -> str:
+    """One check: claim, verdict, message, plots, per-layer table, examples, stability, distributions, settings."""
     record = check.record
     result = str(check.status or record.outcome or "unknown")
     label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
@@ -298,6 +332,8 @@ def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None)
                             "each random set vs the random sets' null statistics.") + note)
     if results:
         parts.append(layer_table(results))
+        parts.append(examples_html(record.examples, results, thumbnails or Thumbnails(),
+                                   shown_concept(record)))
     before, after = record.before or {}, record.after or {}
     stability = record.stability
     comparisons = stability.layers if stability is not None else None
@@ -344,17 +380,17 @@ def overview(checks: Sequence[StoredCheck]) -> str:
             expected += f" (margin {fmt(record.margin, 2)})"
         rows.append((
             f'<a href="#check-{k}">{esc(check.test or _untitled(record))}</a>',
+            f'<span class="badge {esc(result)}">{esc(result)}</span>',
+            esc(check.verdict),
             esc(shown_concept(record)),
             esc(record.target),
             expected,
             "<br>".join(esc(r.layer) for r in results) or esc(", ".join(map(str, record.layers))),
             "<br>".join(fmt(r.score, 2) for r in results) or "-",
             "<br>".join(fmt_p(r.p_corrected) for r in results) or "-",
-            esc(check.verdict),
-            f'<span class="badge {esc(result)}">{esc(result)}</span>',
         ))
-    return _table(("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "verdict", "result"),
-                  rows, numeric={5, 6}, css="overview")
+    return _table(("test", "result", "verdict", "concept", "target", "expected", "layers", "score", "p (corr.)"),
+                  rows, numeric={7, 8}, css="overview", verdict=2, labels=True)
 
 
 def render_html(report: StoredReport | Mapping[str, Any], *, mpl: tuple[Any, Any] | None | bool = True) -> str:
@@ -383,7 +419,14 @@ def render_html(report: StoredReport | Mapping[str, Any], *, mpl: tuple[Any, Any
         parts.append(f'<p class="notice" id="no-plots">{esc(plots.PLOT_HINT)}</p>')
     if checks:
         parts.append('<section id="overview"><h2>Overview</h2>' + overview(checks) + "</section>")
-        parts.extend(check_section(k, check, mpl) for k, check in enumerate(checks, 1))
+        parts.append(similarity_section([check.record for check in checks]))
+        thumbnails = Thumbnails.from_settings(report.settings)
+        sections = [check_section(k, check, mpl, thumbnails) for k, check in enumerate(checks, 1)]
+        if thumbnails.over_budget:
+            parts.append(f'<p class="notice" id="thumbnail-budget">{thumbnails.over_budget} example(s) are shown '
+                         f"by name only: the page's thumbnails reached their limit of "
+                         f"{thumbnails.budget // 1000} kB.</p>")
+        parts.extend(sections)
     else:
         parts.append('<p id="no-checks">No concept checks ran.</p>')
     rows = [(esc(k), _value_html(v)) for k, v in report.environment.items()]
