@@ -198,3 +198,32 @@ def test_two_tiles_of_one_set_each_give_the_direct_product() -> None:
     HingeSGDTrainer().train_sets(lambda a: xs[a], [12] * 3, [(0, 2), (1, 2)], [1, 2], blocks=blocks,
                                  gram_tiles_of=[[0], [1], [2]])
     assert (blocks[(0, 2)] == _block(xs[0], xs[2])).all() and (blocks[(1, 2)] == _block(xs[1], xs[2])).all()
+
+
+def test_slices_copied_side_by_side_are_what_torch_cat_gave_and_multiply_alike() -> None:
+    """Each slice of a tile's sets (one buffer reused, numpy's copy) equals torch.cat's, as does its product.
+
+    Sets of different sizes, a width that leaves a last slice narrower than the
+    others, and a tile product summed over the slices as ``_tile_blocks`` does.
+    """
+    import numpy as np
+
+    from pytest_tcav.engine.block_gram import FEATURE_SLICE, _block, _SideBySide
+
+    gen = torch.Generator().manual_seed(3)
+    width = 2 * FEATURE_SLICE + 77
+    left_sets = [torch.relu(torch.randn(n, width, generator=gen)) for n in (20, 7, 13)]
+    right_sets = [torch.relu(torch.randn(n, width, generator=gen)) for n in (5, 20)]
+    left_slices, right_slices = _SideBySide(left_sets), _SideBySide(right_sets)
+    joined_sum = np.zeros((40, 25))
+    buffered_sum = np.zeros((40, 25))
+    for start in range(0, width, FEATURE_SLICE):
+        stop = min(width, start + FEATURE_SLICE)
+        joined_left = torch.cat([x[:, start:stop] for x in left_sets])
+        joined_right = torch.cat([x[:, start:stop] for x in right_sets])
+        left, right = left_slices.slice(start, stop), right_slices.slice(start, stop)
+        assert left.is_contiguous() and left.data_ptr() % 64 == 0 and torch.equal(left, joined_left)
+        assert right.is_contiguous() and right.data_ptr() % 64 == 0 and torch.equal(right, joined_right)
+        joined_sum += _block(joined_left, joined_right)
+        buffered_sum += _block(left, right)
+    assert np.array_equal(joined_sum, buffered_sum)
