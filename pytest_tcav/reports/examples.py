@@ -23,7 +23,7 @@ import base64
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -97,12 +97,13 @@ class Thumbnails:
     _made: dict[Path, str | None] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any], budget: int = THUMB_BUDGET) -> Thumbnails:
+    def from_settings(cls, settings: Mapping[str, Any], budget: int | None = None) -> Thumbnails:
         def folder(key: str) -> Path | None:
             value = settings.get(key)
             return Path(value) if isinstance(value, str) and value else None
 
-        return cls(concepts=folder("concepts"), inputs=folder("inputs"), budget=budget)
+        return cls(concepts=folder("concepts"), inputs=folder("inputs"),
+                   budget=THUMB_BUDGET if budget is None else budget)
 
     def path(self, example_id: str, *, input_: bool) -> Path | None:
         """The image file of an example id, when it is one and is there."""
@@ -153,16 +154,17 @@ class Shown:
     input: bool = False
     #: its numbers, one short line each
     notes: tuple[str, ...] = ()
+    #: what a thumbnail's caption calls it (default: the end of its id)
+    label: str | None = None
 
 
 def _at(values: Sequence[Any], k: int) -> Any:
     return values[k] if 0 <= k < len(values) else None
 
 
-def _label(example_id: str) -> str:
-    """The end of an id, short enough to sit under a thumbnail."""
-    tail = example_id.rsplit("/", 1)[-1]
-    return tail if len(tail) <= 14 else "…" + tail[-13:]
+def _label(text: str) -> str:
+    """The end of a name, short enough to sit under a thumbnail."""
+    return text if len(text) <= 14 else "…" + text[-13:]
 
 
 def _item(example: Shown, thumbnails: Thumbnails) -> str:
@@ -174,7 +176,8 @@ def _item(example: Shown, thumbnails: Thumbnails) -> str:
     uri = thumbnails.uri(example.id, input_=example.input)
     if uri is not None:
         return (f'<li class="ex-thumb" title="{_esc(example.id)}"><img alt="{_esc(example.id)}" src="{uri}" '
-                f'width="{THUMB_SIZE}" height="{THUMB_SIZE}"><span class="ex-id">{_esc(_label(example.id))}</span>'
+                f'width="{THUMB_SIZE}" height="{THUMB_SIZE}"><span class="ex-id">'
+                f"{_esc(_label(example.label or example.id.rsplit('/', 1)[-1]))}</span>"
                 f"{note}</li>")
     return f'<li class="ex-plain" title="{_esc(example.id)}"><span class="ex-id">{_esc(example.id)}</span>{note}</li>'
 
@@ -202,6 +205,23 @@ def _concept_examples(ids: ExampleIds) -> list[Shown]:
 def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
         and math.isfinite(value) else None
+
+
+#: Inputs whose cosines all lie within this of each other are not ranked (see :func:`same_cosine`).
+TIE = 5e-4
+
+
+def same_cosine(layer: LayerResult) -> float | None:
+    """The cosine every input shares at this layer (within :data:`TIE`), or None when they differ.
+
+    A layer followed only by linear operations to the target (global pooling,
+    then a linear classifier) gives every input the same gradient: there no
+    input stands out, and a ranking would be noise.
+    """
+    cosines = [c for c in (_finite(v) for v in layer.input_cosines) if c is not None]
+    if len(cosines) < 2 or max(cosines) - min(cosines) > TIE:
+        return None
+    return sum(cosines) / len(cosines)
 
 
 def ranked_inputs(ids: ExampleIds, layer: LayerResult) -> tuple[list[Shown], list[Shown]]:
@@ -242,15 +262,28 @@ def _suspect(ids: ExampleIds | None, suspect: Mapping[str, Any]) -> Shown:
     notes = (*((f"score {score:.2f}",) if score is not None else ()),
              *((f"of {held} CAVs",) if isinstance(held, int) else ()))
     example_id = str(suspect.get("id") or f"{suspect.get('set', '?')}#{index}")
-    return Shown(id=example_id, text=text, notes=notes)
+    # a random example's caption names its set: random_3/009.png, not 009.png
+    label = example_id if kind == "concept" else "/".join(example_id.split("/")[-2:])
+    return Shown(id=example_id, text=text, notes=notes, label=label)
 
 
 def suspect_lists(ids: ExampleIds | None, layer: LayerResult) -> tuple[list[Shown], list[Shown]]:
-    """The layer's suspects: concept examples that look random, random examples that look like the concept."""
+    """The layer's suspects: concept examples that look random, random examples that look like the concept.
+
+    An example of a random pool may sit in several random sets: it is shown
+    once, with its highest score and the number of sets that flagged it.
+    """
     suspects = [s for s in layer.suspects if isinstance(s, Mapping)]
     concept = [_suspect(ids, s) for s in suspects if s.get("kind") == "concept"]
-    random = [_suspect(ids, s) for s in suspects if s.get("kind") != "concept"]
-    return concept, random
+    random: dict[str, tuple[Shown, int]] = {}
+    for s in suspects:
+        if s.get("kind") == "concept":
+            continue
+        shown = _suspect(ids, s)
+        first, count = random.get(shown.id, (shown, 0))
+        random[shown.id] = (first, count + 1)
+    return concept, [first if count == 1 else replace(first, notes=(*first.notes, f"in {count} random sets"))
+                     for first, count in random.values()]
 
 
 def examples_html(ids: ExampleIds | None, results: Sequence[LayerResult], thumbnails: Thumbnails,
@@ -262,7 +295,12 @@ def examples_html(ids: ExampleIds | None, results: Sequence[LayerResult], thumbn
                            cap=CONCEPT_CAP))
     for layer in results:
         blocks = []
-        if ids is not None and ids.inputs and layer.input_cosines:
+        tie = same_cosine(layer)
+        if ids is not None and ids.inputs and tie is not None:
+            blocks.append(f'<p class="ex-title">Every input has the same cosine with the concept\'s CAVs here '
+                          f"({tie:+.3f}): their target gradients point the same way at this layer, so no input "
+                          "stands out.</p>")
+        elif ids is not None and ids.inputs and layer.input_cosines:
             top, bottom = ranked_inputs(ids, layer)
             blocks.append(strip("Inputs most along the concept", top, thumbnails, total=len(ids.inputs)))
             blocks.append(strip("Inputs least along the concept", bottom, thumbnails, total=len(ids.inputs)))
