@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Literal
 from pytest_tcav.checks import raised, records
 from pytest_tcav.checks.calibration import FOLDER, Status
 from pytest_tcav.checks.pseudo_concepts import calibrate_check, check_status
-from pytest_tcav.checks.verdict_messages import judge_relative, underpowered, why_not_significant, why_significant
+from pytest_tcav.checks.verdict_messages import (
+    judge_relative,
+    suspects_line,
+    underpowered,
+    why_not_significant,
+    why_significant,
+)
 from pytest_tcav.checks.verdict_messages import sentence as _sentence
 from pytest_tcav.engine.spec import Require, settled
 from pytest_tcav.errors import ConceptTestFailure, ConfigurationError, TCAVCalibrationWarning, TCAVPowerWarning
@@ -85,8 +91,10 @@ def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TC
     session.record(records.finished(entry, "passed" if judgement.passed and not refused else "failed",
                                     None if judgement.passed and not refused else reason))
     if not judgement.passed:
+        suspects = suspects_line(result)  # the examples a person may want to look at (engine/evidence.py)
         raise ConceptTestFailure(
-            f"{judgement.headline}\n\n{result.table()}\n\n{judgement.reason}", result, judgement.reason
+            f"{judgement.headline}\n\n{result.table()}\n\n{judgement.reason}"
+            + (f"\n{suspects}" if suspects else ""), result, judgement.reason
         )
     if refused:
         raise ConceptTestFailure(f"tcav_require_calibration = fail: {reason}\n\n{result.table()}", result, reason)

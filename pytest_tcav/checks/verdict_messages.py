@@ -278,3 +278,37 @@ def _why_relative_holds(result: TCAVResult, failing: list[LayerResult], score: t
         why.append(_relative_out_of_range(out_of_range, score))
         tries.append("checking the expected score range")
     return sentence(why, tries)
+
+
+#: Ids a suspects line names per group before "and N more".
+SUSPECTS_SHOWN = 5
+
+
+def _listed(ids: list[str]) -> str:
+    unique = list(dict.fromkeys(ids))
+    more = f" and {len(unique) - SUSPECTS_SHOWN} more" if len(unique) > SUSPECTS_SHOWN else ""
+    return ", ".join(unique[:SUSPECTS_SHOWN]) + more
+
+
+def suspects_line(result: TCAVResult) -> str | None:
+    """One line naming the layers' suspect examples (engine/evidence.py), or None when there are none.
+
+    "3 concept examples look random to the model on layer4: a.png, b.png, c.png; random_3 holds 4
+    examples that look like the concept on layer4: ..." (docs/reading-failures.md).
+    """
+    parts: list[str] = []
+    for r in result.layers:
+        concept = [s["id"] for s in r.suspects if s.get("kind") == "concept"]
+        if concept:
+            count = len(dict.fromkeys(concept))
+            parts.append(f"{count} concept example{'s' if count != 1 else ''} look{'s' if count == 1 else ''} "
+                         f"random to the model on {r.layer}: {_listed(concept)}")
+        by_set: dict[str, list[str]] = {}
+        for s in r.suspects:
+            if s.get("kind") == "random":
+                by_set.setdefault(str(s.get("set")), []).append(str(s["id"]))
+        for name, ids in by_set.items():
+            count = len(dict.fromkeys(ids))
+            parts.append(f"{name} holds {count} example{'s' if count != 1 else ''} that look{'s' if count == 1 else ''}"
+                         f" like the concept on {r.layer}: {_listed(ids)}")
+    return "Suspect examples: " + "; ".join(parts) + "." if parts else None

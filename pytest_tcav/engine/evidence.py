@@ -37,11 +37,18 @@ from pytest_tcav.engine.examples import Concept
 from pytest_tcav.engine.fingerprints import pair_seed
 from pytest_tcav.engine.results import SKETCH_DIM
 
-#: An example is suspect when at least this share of the CAVs that held it out put it on the other side
-#: (docs/statistics.md, "Suspect examples": how it was chosen, with the measurements).
-SUSPECT_THRESHOLD = 0.75
-#: ... and at least this many CAVs held it out (one CAV's misplacement is the CAV's error rate, not evidence).
-MIN_HELD_OUT = 2
+#: A concept example is suspect when at least this share of the concept CAVs that held it out put it among
+#: the random examples; a random example when at least RANDOM_THRESHOLD of its held-out CAVs put it among the
+#: concept's.  A concept example is held out by a third of its CAVs (3 of 10), a random example by nearly all
+#: (9 of 10): the thresholds differ with that.  docs/statistics.md ("Suspect examples") gives the measurements.
+CONCEPT_THRESHOLD = 0.5
+RANDOM_THRESHOLD = 0.75
+#: ... and at least this many CAVs held it out.
+MIN_HELD_OUT = {"concept": 1, "random": 2}
+#: No example is flagged on a layer whose concept CAVs' mean held-out accuracy is below this: where the CAVs
+#: cannot tell the concept from random examples, their placements are noise (benchmarks/suspects.py: an early
+#: layer flags a third of the clean examples).
+MIN_CAV_ACCURACY = 0.75
 #: The seed of the sketch's hashes: fixed, so that every check's sketch of a layer uses the same ones.
 SKETCH_SEED = 0x7CA5
 
@@ -125,24 +132,30 @@ def placements(fetch: Callable[[int], dict[str, torch.Tensor]], layers: Sequence
     return {name: (concept_side[name], per_random[name]) for name in layers}
 
 
-def flagged(placement: Misplaced, *, threshold: float = SUSPECT_THRESHOLD,
-            min_held_out: int = MIN_HELD_OUT) -> list[int]:
-    """The examples suspect by :data:`SUSPECT_THRESHOLD` (and held out by :data:`MIN_HELD_OUT` CAVs or more)."""
+def flagged(placement: Misplaced, kind: str = "concept", *, threshold: float | None = None,
+            min_held_out: int | None = None) -> list[int]:
+    """The examples of a set of ``kind`` ("concept" or "random") that are suspect (see the thresholds above)."""
+    if threshold is None:
+        threshold = CONCEPT_THRESHOLD if kind == "concept" else RANDOM_THRESHOLD
+    if min_held_out is None:
+        min_held_out = MIN_HELD_OUT[kind]
     scores = placement.scores
     keep = (placement.held_out >= min_held_out) & (np.nan_to_num(scores, nan=-1.0) >= threshold)
     return [int(k) for k in np.flatnonzero(keep)]
 
 
 def suspects(concept: Concept, randoms: Sequence[Concept], concept_side: Misplaced,
-             per_random: Sequence[Misplaced]) -> list[dict[str, Any]]:
+             per_random: Sequence[Misplaced], cav_accuracy: float) -> list[dict[str, Any]]:
     """The flagged examples as a result stores them, most suspect first (then concept first, set, index)."""
+    if not cav_accuracy >= MIN_CAV_ACCURACY:
+        return []
     out: list[dict[str, Any]] = []
     for set_index, (s, placement) in enumerate([(concept, concept_side), *zip(randoms, per_random)]):
         scores = placement.scores
-        for k in flagged(placement):
-            out.append({"kind": "concept" if set_index == 0 else "random", "set": s.name, "set_index": set_index,
-                        "index": k, "id": s.example_id(k), "score": float(scores[k]),
-                        "held_out": int(placement.held_out[k])})
+        kind = "concept" if set_index == 0 else "random"
+        for k in flagged(placement, kind):
+            out.append({"kind": kind, "set": s.name, "set_index": set_index, "index": k, "id": s.example_id(k),
+                        "score": float(scores[k]), "held_out": int(placement.held_out[k])})
     out.sort(key=lambda d: (-d["score"], d["set_index"], d["index"]))
     return out
 

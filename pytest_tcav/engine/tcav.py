@@ -81,7 +81,7 @@ def with_evidence(result: LayerResult, scores: PairScores, cavs: Sequence[CAV], 
         input_shares=[float(v) for v in scores.input_share] if scores.input_share is not None else [],
         input_cosines=[float(v) for v in scores.input_cosine] if scores.input_cosine is not None else [],
         concept_outlier_scores=[float(v) for v in placed[0].scores],
-        suspects=evidence.suspects(concept, randoms, *placed),
+        suspects=evidence.suspects(concept, randoms, *placed, cav_accuracy=result.cav_accuracy),
         cav_direction=direction, cav_features=width,
     )
 

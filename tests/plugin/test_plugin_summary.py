@@ -133,6 +133,11 @@ def test_xdist_gives_the_same_results_and_summary_as_a_serial_run(
     serial_records, parallel_records = dumped(serial_dir), dumped(parallel_dir)
     assert len(serial_records) == 9
     assert parallel_records == serial_records
+    # ... the per-example evidence too (input shares and cosines, suspects, the CAV direction, the ids)
+    measured = [r for records in serial_records.values() for r in records if r.get("results")]
+    assert measured and all(r["examples"]["inputs"] for r in measured)
+    assert all(layer["input_shares"] and layer["input_cosines"] and layer["cav_direction"]
+               for r in measured for layer in r["results"])
 
 
 def test_a_failed_check_in_an_expected_failure_reads_xfailed(pytester: pytest.Pytester) -> None:
