@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pytest_tcav import TCAV
+from pytest_tcav import TCAV, TCAVResult
 from tests.helpers import conformance as cf
 
 pytestmark = pytest.mark.slow  # about a hundred models built and run
@@ -39,6 +39,7 @@ def test_a_tcav_test_runs_on_the_two_layers(row: cf.Row):
     result = engine.test(row.make(cf.CONCEPT_SIZE, 1), target=row.target, inputs=row.make(cf.INPUTS, 2),
                          layers=list(row.layers),
                          random_sets=[row.make(cf.RANDOM_SIZE, 10 + k) for k in range(cf.RANDOM_SETS)])
+    assert isinstance(result, TCAVResult)
     assert [r.layer for r in result.layers] == list(row.layers)
     for layer in result.layers:
         assert isinstance(layer.verdict, str) and layer.verdict, layer
@@ -47,6 +48,13 @@ def test_a_tcav_test_runs_on_the_two_layers(row: cf.Row):
 def test_the_rows_are_unique_and_name_two_layers():
     assert len({r.id for r in ROWS}) == len(ROWS)
     assert all(len(r.layers) == 2 and r.layers[0] != r.layers[1] for r in ROWS)
+
+
+def test_a_row_expected_to_fail_says_why_on_the_page():
+    row = cf.Row("torch.nn", "LSTM", cf.TransformerClassifier, ("a", "b"), cf.token_tensor(),
+                 xfail="the selector 'rnn[0]' (not implemented)")
+    assert _param(row).marks[0].kwargs == {"strict": True, "reason": row.xfail}
+    assert "| expected to fail: the selector 'rnn[0]' (not implemented) |" in cf.render([row], [])
 
 
 def test_docs_models_md_is_rendered_from_the_rows():

@@ -14,7 +14,7 @@ of them.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,14 +180,22 @@ TV_FAMILIES = ("alexnet", "convnext", "densenet", "efficientnet_b", "efficientne
 TV_SMALL = 6_000_000
 
 
+def _prefix(name: str, prefixes: Iterable[str], table: str) -> str:
+    found = [p for p in prefixes if name.startswith(p)]
+    if not found:
+        raise KeyError(f"torchvision's classifier {name!r} is new to the conformance matrix: add its family to "
+                       f"{table} in tests/helpers/conformance.py")
+    return max(found, key=len)
+
+
 def tv_family(name: str) -> str:
     """The family a torchvision classifier belongs to (``vgg11_bn``: ``vgg_bn``)."""
-    family = max((f for f in TV_FAMILIES if name.startswith(f)), key=len)
+    family = _prefix(name, TV_FAMILIES, "TV_FAMILIES")
     return family + "_bn" if family == "vgg" and name.endswith("_bn") else family
 
 
 def tv_layers(name: str) -> tuple[str, str]:
-    a, b = TV_LAYERS[max((f for f in TV_LAYERS if name.startswith(f)), key=len)]
+    a, b = TV_LAYERS[_prefix(name, TV_LAYERS, "TV_LAYERS")]
     if name in VIT_DEPTH:
         depth = VIT_DEPTH[name]
         return a.format(a=depth - 2), b.format(b=depth - 1)
