@@ -228,6 +228,27 @@ def test_a_concept_test_gives_the_same_statistics_left_or_right_padded(lm) -> No
 
 
 @pytest.mark.slow  # transformers
+def test_the_default_engine_gives_the_same_statistics_for_inputs_padded_left_or_right(lm) -> None:  # type: ignore[no-untyped-def]
+    """The seeded default trainer: the concept and random sets as they are, the prompts' batch padded either way.
+
+    The CAVs are the same bits (same sets); only the prompts' gradients are read at other positions, so
+    the statistics agree to float rounding and the sign counts exactly.
+    """
+    from tests.helpers.decoder_models import VOCAB, WordTokenizer, phrases
+
+    right_tok = WordTokenizer("right", position_ids=True)  # the same parts as the left-padded batch
+    concept = right_tok(CONCEPT)
+    randoms = [right_tok(phrases(8, 2, 6, seed=100 + k)) for k in range(4)]
+    prompts = [PROMPT, *phrases(11, 1, 7, seed=7)]
+    results = [
+        TCAV(lm, pooling="last").test(concept, target=next_token(VOCAB["sat"]), inputs=tokenize(prompts),
+                                      layers=["transformer.h.0", "transformer.h.1"], random_sets=randoms)
+        for tokenize in (right_tok, _tokenizers()["left"])
+    ]
+    _same_results(*results)
+
+
+@pytest.mark.slow  # transformers
 def test_a_single_prompt_gives_the_same_statistics_padded_or_not(lm) -> None:  # type: ignore[no-untyped-def]
     from tests.helpers.decoder_models import WordTokenizer
 
