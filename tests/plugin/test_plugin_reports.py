@@ -6,12 +6,14 @@ The reports built from hand-made records are tested in tests/reports/ (test_json
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -138,11 +140,16 @@ def test_html_report_of_a_run_is_self_contained(serial_run: tuple[str, Path, Pat
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert not re.search(r"<script|<link|@import|url\(", page, re.I)  # no JS, no external CSS or fonts
     sources = re.findall(r'(?:src|href)="([^"]*)"', page)
-    assert sources and all(s.startswith(("data:image/png;base64,", "#check-")) for s in sources), sources
-    images = [s for s in sources if s.startswith("data:")]
-    assert len(images) == (6 if PLOTS else 0)  # one per check with results (the error has none)
+    inline = ("data:image/png;base64,", "data:image/jpeg;base64,", "#check-")
+    assert sources and all(s.startswith(inline) for s in sources), sources
+    plots = re.findall(r'<figure><img alt="[^"]*" src="([^"]*)"', page)
+    assert len(plots) == (6 if PLOTS else 0)  # one per check with results (the error has none)
     if PLOTS:
-        assert base64.b64decode(images[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+        assert base64.b64decode(plots[0].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    # the examples: thumbnails of the project's images, each a small picture
+    thumbnails = re.findall(r'<li class="ex-thumb" title="[^"]*"><img alt="[^"]*" src="data:image/[a-z]+;base64,'
+                            r'([^"]*)"', page)
+    assert thumbnails and all(len(t) < 8000 for t in thumbnails)
     for check_id, _concept, _outcome, status in EXPECTED:
         assert check_id.split("#")[0] in page and status in page
     assert page.count('<section class="check ') == len(EXPECTED)
@@ -255,7 +262,9 @@ def test_the_html_report_renders_in_headless_chromium(
     for check_id, concept, _outcome, status in EXPECTED:
         test = check_id.split("#")[0]
         assert any(test in row and concept in row and status in row for row in rows), test
-    assert dom.stdout.count("<img") == (len(EXPECTED) - 1 + 2 if PLOTS else 0)  # error: none; stability: 2
+    # plots: one per check but the error, two for the stability check
+    assert dom.stdout.count("<figure><img") == (len(EXPECTED) - 1 + 2 if PLOTS else 0)
+    assert 'class="ex-thumb"' in dom.stdout  # the examples, as thumbnails of the project's images
     assert "Stability: baseline (before) vs this run (after)" in dom.stdout
     assert re.findall(r'<table class="layers">', dom.stdout)
     for stream in (dom.stderr,):
@@ -274,3 +283,76 @@ def test_the_html_report_renders_in_headless_chromium(
         colours = image.convert("L").resize((64, 128)).getextrema()
         assert colours[1] - colours[0] > 100  # not a blank page
     print(f"screenshot: {screenshot}")
+
+
+#: Run in the page that frames the report (at a given width): where each verdict cell is, before and after
+#: every scrolling box is scrolled to its right end, and which images did not decode.
+_PROBE = """<script>
+window.addEventListener("load", function () {
+  var doc = document.getElementById("page").contentDocument, width = doc.documentElement.clientWidth;
+  function measure() {
+    var out = [];
+    doc.querySelectorAll("td.verdict").forEach(function (cell) {
+      var r = cell.getBoundingClientRect();
+      out.push([cell.closest("table").className, cell.textContent.trim(), r.left, r.right]);
+    });
+    return out;
+  }
+  var initial = measure();
+  doc.querySelectorAll(".scroll").forEach(function (box) { box.scrollLeft = box.scrollWidth; });
+  var broken = Array.prototype.filter.call(doc.images, function (img) { return !(img.naturalWidth > 0); });
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify({width: width, initial: initial, scrolled: measure(),
+                                    images: doc.images.length, broken: broken.length});
+  document.body.appendChild(pre);
+});
+</script>"""
+
+
+def verdict_positions(binary: str, tmp_path: Path, page: str, width: int) -> dict[str, Any]:
+    """The probe's findings for the page shown ``width`` pixels wide.
+
+    Headless Chromium's window is at least 500 pixels wide, so the page is
+    framed in an iframe of that width (``srcdoc``: the same origin as the
+    probe, which reads its layout).
+    """
+    frame = (f'<!DOCTYPE html><html><head><meta charset="utf-8"></head><body style="margin:0">'
+             f'<iframe id="page" style="width:{width}px;height:1200px;border:0" '
+             f'srcdoc="{html.escape(page, quote=True)}"></iframe>{_PROBE}</body></html>')
+    path = tmp_path / f"probe-{width}.html"
+    path.write_text(frame, encoding="utf-8")
+    dom = run_chromium(binary, tmp_path, "--hide-scrollbars", "--window-size=1300,1300", "--dump-dom",
+                       path.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found is not None, dom.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.slow  # runs pytest (serial_run) and a browser
+def test_every_verdict_is_in_view_at_1200_and_390_pixels(serial_run: tuple[str, Path, Path], tmp_path: Path) -> None:
+    binary = chromium()
+    _, json_path, _ = serial_run
+    report = json.loads(json_path.read_text())
+    report["checks"].append(report_json.checks([stability_record()])[0])
+    page = report_html.render_html(report)
+    measured = [r for check in report["checks"] for r in check["results"]]
+    stability_rows = 1
+    page_path = tmp_path / "page.html"
+    page_path.write_text(page, encoding="utf-8")
+    for width in (1200, 390):
+        probe = verdict_positions(binary, tmp_path, page, width)
+        assert probe["width"] == width
+        assert probe["images"] > 0 and probe["broken"] == 0
+        tables = [table for table, *_ in probe["initial"]]
+        assert tables.count("overview") == len(report["checks"])
+        assert tables.count("layers") == len(measured) and tables.count("stability") == stability_rows
+        for when in ("initial", "scrolled"):  # the layer tables keep it in view when they scroll sideways
+            for table, text, left, right in probe[when]:
+                assert text and 0 <= left and right <= width + 0.5, (width, when, table, text, left, right)
+        screenshot = tmp_path / f"report-{width}.png"
+        shot = run_chromium(binary, tmp_path, f"--screenshot={screenshot}", f"--window-size={width},2400",
+                            "--hide-scrollbars", page_path.as_uri())
+        assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]
+        print(f"screenshot: {screenshot}")
