@@ -70,3 +70,11 @@ def shortcut_engine(shortcut_model: nn.Module) -> TCAV:
 def _no_github_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep the pytest runs inside these tests from appending tables to a real CI job's summary."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _wide_terminal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytest runs inside these tests (pytester) print the whole TCAV summary table, as in a wide terminal:
+    the table fits the terminal's width, 80 columns without one.  Tests of the fitted table set COLUMNS."""
+    if "pytester" in request.fixturenames:
+        monkeypatch.setenv("COLUMNS", "300")

@@ -330,6 +330,9 @@ class CheckRecord:
     message: str | None = None
     #: a check that failed inside a test marked as an expected failure
     xfail: bool = False
+    #: a check that failed (or raised) inside a test that passed: the test caught its failure itself
+    #: (``pytest.raises``, a ``try``); ``outcome`` stays what the check found
+    caught: bool = False
     #: keys of a stored record that this version does not know, kept as they were
     extra: dict[str, Any] = field(default_factory=dict)
     #: what the examples are called (inputs, concept, random sets), for the per-example numbers of ``results``
@@ -391,6 +394,8 @@ class CheckRecord:
             out.setdefault(key, value)
         if self.xfail:
             out["xfail"] = True
+        if self.caught:
+            out["caught"] = True
         return out
 
     @classmethod
@@ -418,7 +423,8 @@ class CheckRecord:
             before=sides(data["before"]) if "before" in data else None,
             after=sides(data["after"]) if "after" in data else None,
             outcome=data.get("outcome"), error=data.get("error"), message=data.get("message"),
-            xfail=bool(data.get("xfail")), extra={k: v for k, v in data.items() if k not in _KNOWN},
+            xfail=bool(data.get("xfail")), caught=bool(data.get("caught")),
+            extra={k: v for k, v in data.items() if k not in _KNOWN},
             examples=ExampleIds.from_dict(data["examples"]) if isinstance(data.get("examples"), Mapping) else None,
         )
 

@@ -211,14 +211,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Put the test's checks on it as JUnit XML properties; note expected failures.
+    """Note caught checks and expected failures; put the test's checks on it as JUnit XML properties.
 
-    The properties must be on the item before its report is made (pytest
-    copies them into the report); a failed check of an xfail test is marked so
-    that the summary does not show it as a surprise.
+    A check that failed (or raised) in a phase of the test that passed was
+    caught by the test itself (``pytest.raises``, a ``try``): it is marked
+    so, before its properties are attached, so that the summary, the reports
+    and the JUnit XML agree with pytest.  A pytest-xdist worker marks its
+    records here too, before it sends them.  The properties must be on the
+    item before its report is made (pytest copies them into the report); a
+    failed check of an xfail test is marked so that the summary does not
+    show it as a surprise.
     """
     handle = item.config.stash.get(HANDLE_KEY, None)
     if handle is not None:
+        reporting.mark_caught(item, handle, passed=call.excinfo is None)
         reporting.attach_properties(item, handle)
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
@@ -279,12 +285,14 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if cache is not None:  # before the checks' table, which runs to the next "=" line
         terminalreporter.write_sep("-", f"tcav cache: {cache}")
     records = run_records(config, handle)
-    lines = summary_lines(records)
+    # the terminal's width, which the table fits; -v: the whole table (lines as long as they are)
+    width = None if (config.getoption("verbose", 0) or 0) > 0 else config.get_terminal_writer().fullwidth
+    lines = summary_lines(records, width)
     reports = reporting.summary_lines(config.stash.get(REPORTS_KEY, []))
     if not lines and not reports:
         return
     terminalreporter.write_sep("=", "TCAV concept checks")
-    errors = set(error_lines(records)[1:])
+    errors = set(error_lines(records, width)[1:])
     for number, line in enumerate(lines):
         failed = number >= 2 and number <= len(records) + 1 and line.rstrip().endswith(("FAILED", "ERROR"))
         terminalreporter.write_line(line, red=failed or line in errors, bold=number == 0)

@@ -50,6 +50,8 @@ GITHUB_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 #: On a test item: how many of its concept checks are on its user_properties already.
 _ATTACHED_KEY = pytest.StashKey[int]()
+#: On a test item: how many of its concept checks were made before its last phase (setup, call, teardown) ended.
+_PHASED_KEY = pytest.StashKey[int]()
 
 
 @dataclass(frozen=True)
@@ -218,6 +220,30 @@ def summary_lines(written: list[Written]) -> list[tuple[str, bool]]:
         else:
             lines.append((f"TCAV {item.kind} NOT written to {item.path}: {item.error}", True))
     return lines
+
+
+# -- caught checks -------------------------------------------------------------------------
+
+
+def mark_caught(item: pytest.Item, handle: Any, *, passed: bool) -> None:
+    """At the end of a phase of a test (setup, call, teardown): its checks that failed or raised in that
+    phase were caught by the test when the phase ``passed`` (``pytest.raises``, a ``try``).
+
+    Each check is looked at once, in the phase that made it: one that failed
+    in a failed call is not caught, even when the teardown passes.  A test
+    that catches a check's failure and then fails for another reason leaves
+    the check ``failed``: which exception failed the test is not matched to
+    the check.
+    """
+    if not handle.built:
+        return
+    mine = [record for record in handle.get().records if record.nodeid == item.nodeid]
+    done = item.stash.get(_PHASED_KEY, 0)
+    item.stash[_PHASED_KEY] = len(mine)
+    if passed:
+        for record in mine[done:]:
+            if record.outcome in ("failed", "error"):
+                record.caught = True
 
 
 # -- JUnit XML properties ------------------------------------------------------------------

@@ -147,8 +147,11 @@ def config_settings(config: TCAVConfig | None) -> dict[str, Any]:
 
 
 def outcome_label(record: CheckRecord) -> str:
-    """The check's outcome as the summary counts it: passed, failed, error, xfailed, or the record's own word."""
+    """The check's outcome as the summary counts it: passed, failed, error, xfailed, caught (a failure its
+    test caught), or the record's own word."""
     outcome = str(record.outcome or "unknown")
+    if record.caught and outcome in ("failed", "error"):
+        return "caught"
     if record.xfail and outcome in ("failed", "error"):
         return "xfailed"
     return outcome

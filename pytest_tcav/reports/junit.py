@@ -21,9 +21,11 @@ from typing import Any
 from pytest_tcav.checks.records import CheckRecord
 from pytest_tcav.reports.terminal import layer_verdict, verdict
 
-#: The per-check keys, in the order they are written (``error``, the exception's type, and ``message`` only
-#: when there is one).
-CHECK_KEYS = ("concept", "target", "expectation", "direction", "verdict", "outcome", "error", "message")
+#: The per-check keys, in the order they are written (``caught`` only for a check whose failure its test
+#: caught, ``error``, the exception's type, and ``message`` only when there is one).
+CHECK_KEYS = ("concept", "target", "expectation", "direction", "verdict", "outcome", "caught", "error", "message")
+#: Keys written only when they have a value.
+_OPTIONAL = ("caught", "error", "message")
 #: The per-layer keys, in the order they are written (``moved`` only for a stability check).
 LAYER_KEYS = ("verdict", "score", "p_value", "p_corrected", "cav_accuracy", "moved")
 
@@ -46,11 +48,12 @@ def properties(record: CheckRecord, index: int) -> list[tuple[str, str]]:
         "direction": record.direction,
         "verdict": verdict(record),
         "outcome": record.outcome,
+        "caught": True if record.caught else None,  # the outcome stays what the check found
         "error": record.error,
         "message": record.message,
     }
     out = [(f"{prefix}.{key}", _text(check[key])) for key in CHECK_KEYS
-           if key not in ("error", "message") or check[key] is not None]
+           if key not in _OPTIONAL or check[key] is not None]
     compared = {c.layer: c for c in record.stability.layers} if record.stability is not None else {}
     for result in record.results:
         layer = result.layer

@@ -28,7 +28,8 @@ HEADER = ("test", "concept", "target", "expected", "layers: verdict (corrected p
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 #: Markdown punctuation a name may contain that could start markup (CommonMark escapes any of them).
 _PUNCTUATION = re.compile(r"([\\`*_\[\]<>|~&])")
-_RESULTS = {"passed": "passed", "FAILED": "**failed**", "ERROR": "**error**", "xfailed": "xfailed"}
+_RESULTS = {"passed": "passed", "FAILED": "**failed**", "ERROR": "**error**", "xfailed": "xfailed",
+            "caught": "caught by the test"}
 
 
 def text(value: Any) -> str:
@@ -76,8 +77,8 @@ def _row(record: CheckRecord) -> list[str]:
     cells = row(record)
     test, concept, target, expected, result = cells[0], cells[1], cells[2], cells[3], cells[-1]
     shown = _RESULTS.get(result, text(result))
-    message = error_text(record) if result == "ERROR" else record.message
-    if result in ("FAILED", "ERROR") and message:
+    message = error_text(record) if record.outcome == "error" else record.message
+    if result in ("FAILED", "ERROR", "caught") and message:  # a caught check: what its test expected
         shown += f": {text(message)}"
     return [code(test), code(concept), code(target), text(expected), _layers(record), shown]
 

@@ -5,11 +5,17 @@ Records are :class:`~pytest_tcav.checks.records.CheckRecord` s: those
 read back), so the same code formats a serial run and the merged records of
 pytest-xdist workers.  Rows are sorted by test id, then by order within the
 test, so a parallel run prints the same table as a serial one.
+
+The table fits the terminal (:func:`fitted`): wider than the terminal, it
+leaves out columns in the order of :data:`DROP_ORDER` and shortens test ids in
+the middle (:func:`short_test_id`); ``-v``, and the JSON, HTML and markdown
+reports, have every column and the whole ids.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import textwrap
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pytest_tcav.checks.records import CheckRecord
@@ -18,6 +24,13 @@ from pytest_tcav.tables import format_p, render_table
 
 HEADER = ("test", "concept", "target", "expected", "layers", "score", "p (corr.)", "effect", "detect.", "verdict",
           "result")
+#: The columns a summary wider than the terminal leaves out, first to last; the others (test, concept,
+#: verdict, result) always stay.
+DROP_ORDER = ("detect.", "effect", "p (corr.)", "score", "layers", "expected", "target")
+#: What stands for the part of a test id (or a line) left out.
+ELLIPSIS = "..."
+#: The table's column separator (:func:`pytest_tcav.tables.render_table`).
+_GAP = 2
 
 
 def shown_concept(record: CheckRecord) -> str:
@@ -64,6 +77,18 @@ def _number(value: Any) -> str:
     return f"{value:.2f}"
 
 
+def result_label(record: CheckRecord) -> str:
+    """The summary's result column: passed, FAILED, ERROR, xfailed (a failed check inside a test marked as an
+    expected failure) or caught (a failed check inside a test that passed: the test caught the failure)."""
+    outcome = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}.get(record.outcome or "", "?")
+    if outcome in ("FAILED", "ERROR"):
+        if record.caught:
+            return "caught"
+        if record.xfail:
+            return "xfailed"
+    return outcome
+
+
 def row(record: CheckRecord) -> tuple[str, ...]:
     results = record.results
     expected = record.expectation if record.expectation is not None else "?"
@@ -74,9 +99,7 @@ def row(record: CheckRecord) -> tuple[str, ...]:
         expected += f" (margin {record.margin:g})"
     if record.require == "any":
         expected += " (any layer)"
-    outcome = {"passed": "passed", "failed": "FAILED", "error": "ERROR"}.get(record.outcome or "", "?")
-    if record.xfail and outcome != "passed":
-        outcome = "xfailed"  # the check failed inside a test marked as an expected failure
+    outcome = result_label(record)
     return (
         record.nodeid or "(outside a test)",
         shown_concept(record),
@@ -92,21 +115,151 @@ def row(record: CheckRecord) -> tuple[str, ...]:
     )
 
 
-def summary_lines(records: Iterable[CheckRecord]) -> list[str]:
-    """The table's lines (header, rule, one row per check), a closing count, then what each error raised."""
+def summary_lines(records: Iterable[CheckRecord], width: int | None = None) -> list[str]:
+    """The table's lines (header, rule, one row per check), a closing count, then what each error raised.
+
+    ``width``: the terminal's, which every line then fits (:func:`fitted`); ``None``: the whole table.
+    """
     ordered = sort_records(records)
     if not ordered:
         return []
-    lines = render_table([HEADER, *(row(r) for r in ordered)])
+    header, rows, dropped = fitted([row(r) for r in ordered], width)
+    lines = render_table([header, *rows])
     lines.append(count_line(ordered))
-    return lines + error_lines(ordered) + calibration_lines(ordered)
+    if dropped:
+        lines.extend(_wrapped(f"(left out to fit {width} columns: {', '.join(dropped)}; -v shows every column)",
+                              width))
+    lines = lines + error_lines(ordered, width) + calibration_lines(ordered, width)
+    return [line if width is None or len(line) <= width else _elide(line, width) for line in lines]
+
+
+def fitted(rows: Sequence[Sequence[str]], width: int | None) -> tuple[tuple[str, ...], list[tuple[str, ...]],
+                                                                      list[str]]:
+    """The table's header and rows made to fit ``width`` columns, and the names of the columns left out.
+
+    Columns go in the order of :data:`DROP_ORDER` until the test column has
+    room for every test's name whole (its function, with at least a little of
+    its parameters, see :func:`name_floor`); then the test ids are
+    shortened to the room left (:func:`short_test_id`), the path first.  When
+    even test, concept, verdict and result alone are too wide, the test ids
+    take what is left.  ``width`` ``None``: everything, unchanged.
+    """
+    columns = list(HEADER)
+    tests = [cells[0] for cells in rows]
+    if width is None or _table_width(columns, [HEADER, *rows]) <= width:
+        return HEADER, [tuple(cells) for cells in rows], []
+    floor = max(len(HEADER[0]), *(name_floor(test) for test in tests))
+    dropped: list[str] = []
+    for name in DROP_ORDER:
+        if _room_for_tests(columns, rows, width) >= floor:
+            break
+        columns.remove(name)
+        dropped.append(name)
+    keep = [HEADER.index(name) for name in columns]
+    short = short_test_ids(tests, max(len(HEADER[0]), _room_for_tests(columns, rows, width)))
+    shown = [tuple(short[n] if k == 0 else cells[k] for k in keep) for n, cells in enumerate(rows)]
+    return tuple(columns), shown, dropped
+
+
+def short_test_ids(nodeids: Sequence[str], width: int) -> list[str]:
+    """The test ids of a column ``width`` wide, shortened alike: when one is too long, every path is
+    shortened to the same room (the longest test name's leftover), or, with no room for a bit of a path
+    beside every name, every path is left out; then each is shortened as :func:`short_test_id` does."""
+    if all(len(nodeid) <= width for nodeid in nodeids):
+        return list(nodeids)
+    parts = [_split_test_id(nodeid) for nodeid in nodeids]
+    room = width - max(len(sep) + len(name) + len(params) for _path, sep, name, params in parts)
+    if room > len(ELLIPSIS):
+        return [short_test_id(_elide_path(path, room) + sep + name + params, width)
+                for path, sep, name, params in parts]
+    return [short_test_id(name + params, width) for _path, _sep, name, params in parts]
+
+
+def _table_width(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> int:
+    keep = [HEADER.index(name) for name in columns]
+    return sum(max(len(cells[k]) for cells in rows) for k in keep) + _GAP * (len(keep) - 1)
+
+
+def _room_for_tests(columns: Sequence[str], rows: Sequence[Sequence[str]], width: int) -> int:
+    """What the test column may take of ``width`` beside the other ``columns``."""
+    others = [name for name in columns if name != HEADER[0]]
+    return width - _table_width(others, [HEADER, *rows]) - _GAP
+
+
+def _split_test_id(nodeid: str) -> tuple[str, str, str, str]:
+    """``path::Class::name[params]`` -> ``(path, "::", "Class::name", "[params]")`` (parts may be empty)."""
+    path, sep, name = nodeid.partition("::")
+    if not sep:
+        path, name = "", nodeid
+    bracket = name.find("[")
+    if bracket > 0 and name.endswith("]"):
+        return path, sep, name[:bracket], name[bracket:]
+    return path, sep, name, ""
+
+
+def name_floor(nodeid: str) -> int:
+    """How narrow a test id may get with its test's name whole: the function (and class) name, and its
+    parameters shortened to a few characters around :data:`ELLIPSIS`."""
+    _path, _sep, name, params = _split_test_id(nodeid)
+    return min(len(nodeid), len(name) + (min(len(params), len(ELLIPSIS) + 4) if params else 0))
+
+
+def short_test_id(nodeid: str, width: int) -> str:
+    """``nodeid`` in at most ``width`` characters, shortened where it says least.
+
+    First the middle of the path (``tests/pl...summary.py::test_x[a-b]``),
+    then the whole path (``test_x[a-b]``), then the middle of the parameters
+    (``test_x[a...b]``); the test's function name stays whole while it fits,
+    and only then is the id cut in its middle.
+    """
+    if len(nodeid) <= width:
+        return nodeid
+    path, sep, name, params = _split_test_id(nodeid)
+    room = width - len(sep) - len(name) - len(params)
+    if path and room > len(ELLIPSIS):  # some of the path beside the ellipsis
+        return _elide_path(path, room) + sep + name + params
+    if len(name) + len(params) <= width:
+        return name + params
+    if params and width - len(name) - 2 > len(ELLIPSIS):  # the function, its parameters' ends
+        return name + "[" + _elide(params[1:-1], width - len(name) - 2) + "]"
+    return _elide(name + params, width)
+
+
+def _elide_path(path: str, width: int) -> str:
+    """A test file's path in ``width`` characters: its first folder (when there is room for it and for a
+    dozen characters of the rest), :data:`ELLIPSIS`, then as much of its end (the file name) as fits."""
+    if len(path) <= width:
+        return path
+    first = path[: path.find("/") + 1]
+    head = first if first and len(first) + len(ELLIPSIS) + 12 <= width else ""
+    return head + ELLIPSIS + path[len(path) - (width - len(head) - len(ELLIPSIS)):]
+
+
+def _elide(text: str, width: int) -> str:
+    """``text`` in ``width`` characters, its middle replaced by :data:`ELLIPSIS`."""
+    if len(text) <= width:
+        return text
+    if width <= len(ELLIPSIS):
+        return text[:width]
+    room = width - len(ELLIPSIS)
+    tail = room // 2
+    return text[: room - tail] + ELLIPSIS + text[len(text) - tail:]
+
+
+def _wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
+    """``text`` as lines of at most ``width`` characters (``None``: one line), continued with more indent."""
+    if width is None or len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, subsequent_indent=indent + "    ", break_long_words=True,
+                         break_on_hyphens=False)
 
 
 def count_line(records: Iterable[CheckRecord]) -> str:
     """``N concept check(s): a passed, b failed, ...``: the closing line of the table."""
-    results = [row(r)[-1] for r in records]
+    results = [result_label(r) for r in records]
     parts = [f"{results.count('passed')} passed"]
-    for label, word in (("FAILED", "failed"), ("ERROR", "error(s)"), ("xfailed", "xfailed")):
+    for label, word in (("FAILED", "failed"), ("ERROR", "error(s)"), ("xfailed", "xfailed"),
+                        ("caught", "caught by their tests")):
         if results.count(label):
             parts.append(f"{results.count(label)} {word}")
     return f"{len(results)} concept check(s): {', '.join(parts)}"
@@ -124,16 +277,30 @@ def error_text(record: CheckRecord, limit: int = 200) -> str:
     return f"{error}: {line}" if line else str(error)
 
 
-def error_lines(records: Iterable[CheckRecord]) -> list[str]:
-    """For each check that raised before its verdict (sorted as the table): its test and its error."""
-    erred = [r for r in sort_records(records) if r.outcome == "error" and not r.xfail]
+def error_lines(records: Iterable[CheckRecord], width: int | None = None) -> list[str]:
+    """For each check that raised before its verdict (sorted as the table): its test and its error.
+
+    Checks whose error their test expected (an expected failure, or caught by
+    the test) are left out.  With ``width``, a line is its test id (shortened
+    to at most half the width) and as much of the error as fits.
+    """
+    erred = [r for r in sort_records(records) if r.outcome == "error" and not r.xfail and not r.caught]
     if not erred:
         return []
-    return ["raised before a verdict:",
-            *(f"  {r.nodeid or '(outside a test)'}: {error_text(r)}" for r in erred)]
+    lines = ["raised before a verdict:"]
+    for record in erred:
+        test = record.nodeid or "(outside a test)"
+        if width is None:
+            lines.append(f"  {test}: {error_text(record)}")
+            continue
+        test = short_test_id(test, max(len(ELLIPSIS) + 1, width // 2))
+        limit = max(len(ELLIPSIS) + 1, width - len(test) - 4)
+        text = error_text(record)
+        lines.append(f"  {test}: {text if len(text) <= limit else text[:limit - len(ELLIPSIS)] + ELLIPSIS}")
+    return lines
 
 
-def calibration_lines(records: Iterable[CheckRecord]) -> list[str]:
+def calibration_lines(records: Iterable[CheckRecord], width: int | None = None) -> list[str]:
     """The measured false-positive rate beside alpha, once per target, direction and layer calibrated."""
     seen: dict[tuple[str, str, str], str] = {}
     for record in records:
@@ -146,4 +313,5 @@ def calibration_lines(records: Iterable[CheckRecord]) -> list[str]:
                                  f"at alpha {rate.alpha:g}{above}")
     if not seen:
         return []
-    return ["random library's measured false-positive rate (pytest-tcav calibrate):", *seen.values()]
+    head = "random library's measured false-positive rate (pytest-tcav calibrate):"
+    return [line for text in (head, *seen.values()) for line in _wrapped(text, width, indent="  ")]

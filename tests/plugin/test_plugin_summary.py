@@ -155,3 +155,86 @@ def test_a_failed_check_in_an_expected_failure_reads_xfailed(pytester: pytest.Py
     section = summary_section(result.stdout.str())
     assert section[2].split()[-1] == "xfailed"
     assert section[-1] == "1 concept check(s): 0 passed, 1 xfailed"
+
+
+# -- a summary that fits the terminal ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_the_summary_fits_the_terminal_and_v_shows_it_whole(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(width))
+    result = project.runpytest("-p", "no:randomly")
+    result.assert_outcomes(passed=6, failed=3)
+    section = summary_section(result.stdout.str())
+    assert len(section) > 2 + len(EXPECTED_ROWS)
+    assert all(len(line) <= width for line in section), "\n".join(line for line in section if len(line) > width)
+    header = section[0].split()
+    assert header[0] == "test" and header[1] == "concept" and header[-2:] == ["verdict", "result"]
+    assert "detect." not in header and "effect" not in header  # the first columns to go
+    assert any(line.startswith(f"(left out to fit {width} columns: detect., effect") for line in section)
+    assert "9 concept check(s): 6 passed, 2 failed, 1 error(s)" in section
+    rows = section[2:2 + len(EXPECTED_ROWS)]
+    # the function names stay (these are short), the verdict and result are those of the whole table
+    assert [row.split()[0] for row in rows][:2] == ["test_error", "test_fails"] or \
+        [row.split()[0] for row in rows][:2] == ["test_checks.py::test_error", "test_checks.py::test_fails"]
+    assert [row.split()[-1] for row in rows].count("FAILED") == 2
+    whole = summary_section(project.runpytest("-p", "no:randomly", "-v").stdout.str())
+    assert whole[0].split()[-3:] == ["detect.", "verdict", "result"]  # -v: every column, however wide
+    assert not any(line.startswith("(left out") for line in whole)
+
+
+# -- checks whose failure the test caught ------------------------------------------------------
+
+CAUGHT = """
+import pytest
+from pytest_tcav import ConceptTestFailure, LayerError, assert_concept_significant
+
+
+def test_expects_the_check_to_fail(model):
+    with pytest.raises(ConceptTestFailure):
+        assert_concept_significant(model, "noisy", target=1, layers="relu")
+
+
+def test_expects_the_check_to_raise(model):
+    with pytest.raises(LayerError):
+        assert_concept_significant(model, "horizontal", target=1, layers="nope")
+
+
+def test_fails(model):
+    assert_concept_significant(model, "noisy", target=1, layers="relu")
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_check_its_test_caught_is_counted_apart_everywhere(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    make_project(pytester)
+    pytester.makepyfile(test_caught=CAUGHT)
+    args = [*workers, "--tcav-json=out.json", "--tcav-markdown=out.md", "--junitxml=out.xml"]
+    result = pytester.runpytest_subprocess(*args) if workers else pytester.runpytest(*args)
+    result.assert_outcomes(passed=2, failed=1)
+    section = summary_section(result.stdout.str())
+    assert [" ".join(row.split()[-3:]) for row in section[2:5]] == ["not significant caught", "- error caught",
+                                                                    "not significant FAILED"]
+    assert "3 concept check(s): 0 passed, 1 failed, 2 caught by their tests" in section
+    assert not any("raised before a verdict" in line for line in section)  # the test expected that error
+
+    report = json.loads((pytester.path / "out.json").read_text())
+    assert report["summary"] == {"checks": 3, "caught": 2, "failed": 1}
+    checks = {check["test"].split("::")[-1]: check for check in report["checks"]}
+    assert checks["test_expects_the_check_to_fail"]["outcome"] == "failed"  # what the check found stays
+    assert checks["test_expects_the_check_to_fail"]["status"] == "caught"
+    assert checks["test_expects_the_check_to_fail"]["caught"] is True
+    assert checks["test_expects_the_check_to_raise"]["outcome"] == "error"
+    assert checks["test_expects_the_check_to_raise"]["status"] == "caught"
+    assert checks["test_fails"]["status"] == "failed" and "caught" not in checks["test_fails"]
+
+    markdown = (pytester.path / "out.md").read_text()
+    assert "3 concept check(s): 0 passed, 1 failed, 2 caught by their tests" in markdown
+    assert markdown.count("| caught by the test") == 2 and markdown.count("| **failed**") == 1
+
+    xml = (pytester.path / "out.xml").read_text()
+    assert xml.count('name="tcav[0].caught" value="true"') == 2
