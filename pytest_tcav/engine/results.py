@@ -260,8 +260,8 @@ def concept_cosine(a: LayerResult, b: LayerResult) -> float | None:
     themselves and the cosine is exact up to rounding; a wider layer's
     directions are sketches (the features hashed, with seeded signs, into
     :data:`SKETCH_DIM` buckets), whose cosine estimates the true one with a
-    spread of about ``sqrt((1 + cos^2) / SKETCH_DIM)``: 0.022 to 0.031
-    (docs/reports.md gives the measurement).
+    standard deviation of 0.022 at a true cosine of 0, 0.014 at 0.6, 0.004 at
+    0.9 (measured on 50,000 features; docs/reports.md).
     """
     if not a.cav_direction or not b.cav_direction or a.cav_features != b.cav_features \
             or len(a.cav_direction) != len(b.cav_direction):
