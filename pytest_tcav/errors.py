@@ -7,6 +7,8 @@ of an internal traceback, and callers of the library can catch one base class.
 
 from __future__ import annotations
 
+import os
+import types
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,60 @@ def shown_path(path: Path) -> str:
 for _shown_publicly in (ConceptTestFailure, ConceptStabilityFailure, BaselineError, YamlSpecError):
     _shown_publicly.__module__ = "pytest_tcav"
 del _shown_publicly
+
+
+# -- the traceback the user sees ---------------------------------------------------------------
+# Here, in the leaf every layer may import, so that the checks (checks/raised.py) and the session's
+# own entry points (TCAVSession.score) show an error the same way.
+
+#: The package's folder: frames of files under it are the library's.
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+#: ``nn.Module.__call__``'s own frames: the call into the model, not the model.
+_MODULE_CALL = (os.path.join("torch", "nn", "modules", "module.py"), frozenset({"_wrapped_call_impl", "_call_impl"}))
+
+
+def without_library_frames(exc: BaseException) -> BaseException:
+    """``exc`` ready to re-raise to the user, the library's frames taken out.
+
+    A :class:`TCAVError` is about the user's own line, so it loses every frame
+    below it (its cause keeps only the model's frames).  Any other exception
+    keeps its frames when it was raised in the library itself (a bug to
+    report, with the frames that locate it), and keeps only the model's frames
+    when it was raised inside the model.  The function that re-raises it sets
+    ``__tracebackhide__`` so that pytest hides its own frame too.
+    """
+    if isinstance(exc, TCAVError):
+        if exc.__cause__ is not None:
+            exc.__cause__.with_traceback(_trimmed(exc.__cause__.__traceback__))
+        return exc.with_traceback(None)
+    return exc.with_traceback(_trimmed(exc.__traceback__))
+
+
+def _library(frame: types.FrameType) -> bool:
+    filename = frame.f_code.co_filename
+    if filename.startswith(_PACKAGE):
+        return True
+    return filename.endswith(_MODULE_CALL[0]) and frame.f_code.co_name in _MODULE_CALL[1]
+
+
+def _trimmed(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """The model's part of a traceback, if it was raised inside the model; else the traceback unchanged.
+
+    Raised inside the model means: below a call of ``nn.Module.__call__``, in
+    a frame that is not the library's (the engine's forward hooks are).
+    """
+    entries = []
+    while tb is not None:
+        entries.append(tb)
+        tb = tb.tb_next
+    if not entries or _library(entries[-1].tb_frame):
+        return entries[0] if entries else None
+    calls = [k for k, entry in enumerate(entries) if _library(entry.tb_frame)
+             and not entry.tb_frame.f_code.co_filename.startswith(_PACKAGE)]
+    if not calls:
+        return entries[0]
+    kept = [entry for entry in entries[calls[0]:] if not _library(entry.tb_frame)]
+    out: types.TracebackType | None = None
+    for entry in reversed(kept):
+        out = types.TracebackType(out, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return out

@@ -22,6 +22,7 @@ How a document becomes a project (the harness, kept minimal):
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import re
 import shutil
@@ -215,3 +216,53 @@ pip install .
     assert blocks[2].text == 'print("```")\n'
     assert code_blocks("# not run by tests/test_docs.py:\n") == []
     assert Block("d", 1, "python", "# not run by tests/test_docs.py:\nx\n").skip_reason is None  # a reason is required
+
+
+# -- figures of the example suite quoted in docs/ci.md -----------------------------------------
+
+CI_DOC = "docs/ci.md"
+#: docs/ci.md's paragraph after its "Try it locally" commands: the diff's counts.
+DIFF_FIGURES = re.compile(r"The diff lists (?P<checks>\d+) checks: (?P<verdict>\d+) whose verdicts changed .*?"
+                          r"(?P<moved>\d+) that moved .*?and (?P<unchanged>\d+) unchanged .*?give\s+"
+                          r"\"(?P<same>\d+) unchanged\"", re.S)
+
+
+def try_it_locally_block() -> Block:
+    text = (ROOT / CI_DOC).read_text(encoding="utf-8")
+    start = text.index("## Try it locally")
+    return next(b for b in code_blocks(text[start:], CI_DOC) if b.language == "bash")
+
+
+@pytest.mark.slow  # two runs of the example suite: a minute or two
+def test_ci_md_figures_are_the_example_suites(tmp_path: Path) -> None:
+    """Run docs/ci.md's "Try it locally" commands as written and check the numbers the page quotes."""
+    lines = [line for line in try_it_locally_block().text.splitlines() if line.strip()]
+    assert lines[0] == "cp -r example_suite /tmp/suite && cd /tmp/suite", lines[0]
+    suite = tmp_path / "suite"
+    shutil.copytree(SUITE, suite, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__"))
+    outputs: list[tuple[str, subprocess.CompletedProcess[str]]] = []
+    for line in lines[1:]:
+        command, _, comment = line.partition("#")
+        command = re.sub(r"^python ", f"{sys.executable} ", command.strip())
+        command = re.sub(r"^pytest-tcav ", f"{sys.executable} -m pytest_tcav ", command)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+        env.pop("GITHUB_STEP_SUMMARY", None)
+        result = subprocess.run(command, shell=True, cwd=suite, env=env, capture_output=True, text=True,
+                                timeout=900)
+        outputs.append((line, result))
+        said = comment.strip()
+        if (match := re.search(r"exit status (\d+)", said)) is not None:
+            assert result.returncode == int(match.group(1)), (line, result.stdout, result.stderr)
+        else:
+            assert result.returncode in (0, 1), (line, result.stdout, result.stderr)
+        if (match := re.search(r"(\d+) failed", said)) is not None:
+            assert re.search(rf"\b{match.group(1)} failed\b", result.stdout.splitlines()[-1]), (line, result.stdout)
+    diff = subprocess.run([sys.executable, "-m", "pytest_tcav", "diff", "main.json", "pr.json", "--json"],
+                          cwd=suite, capture_output=True, text=True, timeout=300)
+    summary = json.loads(diff.stdout)["summary"]
+    figures = DIFF_FIGURES.search((ROOT / CI_DOC).read_text(encoding="utf-8"))
+    assert figures is not None, "the paragraph after the commands no longer quotes the diff's counts"
+    quoted = {key: int(value) for key, value in figures.groupdict().items()}
+    main = json.loads((suite / "main.json").read_text())
+    assert quoted == {"checks": summary["checks"], "verdict": summary["verdict"], "moved": summary["moved"],
+                      "unchanged": summary["unchanged"], "same": main["summary"]["checks"]}, summary

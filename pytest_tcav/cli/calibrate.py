@@ -45,7 +45,7 @@ def add_calibrate_parser(commands: Any, add_settings: Callable[[Any, str], None]
         "calibrate", help="measure the false-positive rate of the random library, per layer",
         description="Test pseudo-concepts (random images the tests do not use) as concepts and report, per "
                     "layer, the share found significant: the false-positive rate of the checks on this random "
-                    "library, with its exact 95%% interval next to alpha.",
+                    "library, with its exact 95% interval next to alpha.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     what = parser.add_argument_group("what to calibrate")

@@ -32,7 +32,7 @@ from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, TargetLike, settle, settle_knobs, settled
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_path, text_concept
-from pytest_tcav.errors import ConceptDataError, ConfigurationError, TargetError
+from pytest_tcav.errors import ConceptDataError, ConfigurationError, TargetError, without_library_frames
 from pytest_tcav.session.lazy import LazyCallable
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.session.torch_threads import apply_threads
@@ -162,7 +162,13 @@ class TCAVSession:
         ``random_sets`` (default ``tcav_random_sets``) is then its number of repetitions.
         Text (a list of strings, ``.txt`` files) goes through ``tokenizer``, else
         ``tcav_tokenizer``.
+
+        An error shows as an assertion's does: a mistake in the call (a
+        :class:`~pytest_tcav.errors.TCAVError`) points at the caller's line, an
+        exception from inside the model at the model's frames, without the
+        library's frames between them.
         """
+        __tracebackhide__ = True  # pytest: the caller's line is the last one shown
         spec = CheckSpec(
             concept=concept, target=target, layers=layers, inputs=inputs, direction=direction, against=against,
             margin=margin, random_sets=random_sets, random_pool=random_pool, alpha=alpha,
@@ -172,7 +178,10 @@ class TCAVSession:
                                forward_kwargs=forward_kwargs,
                                output=output, tokenizer=tokenizer),
         )
-        return self.measure(model, settle(spec, self.config))
+        try:
+            return self.measure(model, settle(spec, self.config))
+        except Exception as exc:  # any: from the model too, shown as the checks show it
+            raise without_library_frames(exc)  # noqa: B904  (the user's frames, not the engine's)
 
     def measure(self, model: nn.Module, spec: CheckSpec) -> TCAVResult:
         """Measure a settled request (:func:`~pytest_tcav.engine.spec.settle`): its names resolved to

@@ -69,3 +69,15 @@ def test_calibrate_without_spare_random_data_says_how_many_images_are_needed(
     assert "no random data the tests do not use" in err
     assert "the tests use the first 5 (tcav_random_sets)" in err
     assert "at least 12 images (one pseudo-concept of the concept size), better 120" in err
+
+
+def test_help_says_95_percent_once_formatted() -> None:
+    # argparse %-formats help strings but prints descriptions and epilogs as they are: "95%%" in a
+    # description came out doubled.  Every command's help is checked for a stray "%%".
+    code, text, _ = run_main("calibrate", "--help")
+    assert code == 0
+    assert "exact 95% interval next to alpha" in " ".join(text.split())
+    for command in ("calibrate", "score", "diff", "report", "cache"):
+        code, text, _ = run_main(command, "--help")
+        assert code == 0 and "%%" not in text, command
+    assert "%%" not in run_main("--help")[1]

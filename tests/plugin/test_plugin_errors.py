@@ -189,3 +189,36 @@ def test_bug(model):
     assert "ZeroDivisionError: a bug" in out
     assert "pytest_tcav/engine/layer_verdicts.py" in out  # where the library called it
     assert "test_bug.py::test_bug: ZeroDivisionError: a bug" in out
+
+
+def test_an_error_through_tcav_score_shows_the_users_line_like_an_assertion(pytester: pytest.Pytester) -> None:
+    """``tcav.score`` (TCAVSession.score) trims the library's frames as the assertions do."""
+    make_project(pytester)
+    pytester.makepyfile(test_score="""
+import tiny_model
+
+
+class Crashy(tiny_model.EdgeNet):
+    def forward(self, x):
+        raise TypeError("inside the model")
+
+
+def test_unknown_layer(tcav, model):
+    tcav.score(model, "horizontal", target=1, layers="nope")
+
+
+def test_crash_in_the_model(tcav):
+    tcav.score(Crashy(), "horizontal", target=1, layers="conv")
+""")
+    result = pytester.runpytest("--tcav-cache=off", "-p", "no:randomly")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    library = str(Path(__import__("pytest_tcav").__file__).parent)
+    assert library not in out  # no frame of the session, the engine or the storage
+    unknown = out[out.index("_ test_unknown_layer _"):out.index("_ test_crash_in_the_model _")]
+    lines = [line for line in unknown.splitlines() if line.startswith(">")]
+    assert lines == ['>       tcav.score(model, "horizontal", target=1, layers="nope")']  # the user's line on top
+    assert "test_score.py:10: LayerError" in unknown and "'nope'" in unknown
+    crash = out[out.index("_ test_crash_in_the_model _"):]
+    assert "test_score.py:6: TypeError" in crash and 'raise TypeError("inside the model")' in crash  # the model's
+    assert "_call_impl" not in crash
