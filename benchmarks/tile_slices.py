@@ -1,12 +1,12 @@
-"""The Gram products of tiles of sets, with each feature slice joined by ``torch.cat`` or copied into one buffer.
+"""The Gram products of tiles of sets, with each feature slice joined by a fresh ``torch.cat`` or into one buffer.
 
 ``block_gram`` computes the Gram blocks between tiles of sets one slice of
 ``FEATURE_SLICE`` features at a time.  Each slice of a tile's sets must be
 one contiguous matrix for the product.  Until this change each slice was
 joined with ``torch.cat``. That call is an OpenMP parallel region on a few
-megabytes, and a fresh allocation each time. Now each slice is copied with
-numpy, on the calling thread, into a buffer kept for the whole tile product
-(``block_gram._SideBySide``).  This script times both ways on the tile
+megabytes, and a fresh allocation each time. Now each slice is joined into a
+buffer kept for the whole tile product (``torch.cat(out=)``,
+``block_gram._SideBySide``).  This script times both ways on the tile
 products of the significance shape (the concept, then 10 random sets of 20
 examples in tiles of 8 and 2 sets, at GoogLeNet's inception4c/4d/4e widths),
 alternating the two ways, and checks that the products are equal bit for bit.
@@ -106,7 +106,7 @@ def report(r: dict[str, Any]) -> None:
           f"{r['busy']} spinning processes; {r['machine']['cores']} cores, torch threads "
           f"{r['machine']['torch_threads']}")
     print(f"torch.cat per slice      best {r['cat_best']:.3f} s   median {r['cat_median']:.3f} s")
-    print(f"one buffer, numpy copy   best {r['buffer_best']:.3f} s   median {r['buffer_median']:.3f} s")
+    print(f"one reused buffer       best {r['buffer_best']:.3f} s   median {r['buffer_median']:.3f} s")
     print(f"equal bit for bit        {r['equal']}")
 
 

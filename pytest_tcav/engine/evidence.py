@@ -87,11 +87,18 @@ def _trained_rows(trainer: Any, seed: int, concept: Concept, r: Concept) -> tupl
     return rows(len(r) if flip else 0, len(concept)), rows(0 if flip else len(concept), len(r))
 
 
-def decision_values(activations: torch.Tensor, cavs: Sequence[CAV]) -> np.ndarray:
-    """``x . w + b`` of every example (rows) under every CAV (columns), in float64."""
-    weights = torch.stack([c.weights for c in cavs]).double()
-    intercepts = np.array([c.intercept for c in cavs])
+def decision_values(activations: torch.Tensor, cavs: Sequence[CAV] | tuple[torch.Tensor, np.ndarray]) -> np.ndarray:
+    """``x . w + b`` of every example (rows) under every CAV (columns), in float64.
+
+    ``cavs`` may be given as :func:`stacked` (the CAVs' weights and intercepts), to stack them once per layer.
+    """
+    weights, intercepts = cavs if isinstance(cavs, tuple) else stacked(cavs)
     return (activations.double() @ weights.T).numpy() + intercepts[None, :]
+
+
+def stacked(cavs: Sequence[CAV]) -> tuple[torch.Tensor, np.ndarray]:
+    """The CAVs' weights as one float64 matrix (a row each) and their intercepts."""
+    return torch.stack([c.weights for c in cavs]).double(), np.array([c.intercept for c in cavs])
 
 
 def placements(fetch: Callable[[int], dict[str, torch.Tensor]], layers: Sequence[str], concept: Concept,
@@ -107,10 +114,11 @@ def placements(fetch: Callable[[int], dict[str, torch.Tensor]], layers: Sequence
     concept's (``> 0``).
     """
     trained = [_trained_rows(trainer, seed, concept, r) for r in randoms]
+    by_layer = {name: stacked(cavs[name]) for name in layers}
     acts = fetch(0)
     concept_side: dict[str, Misplaced] = {}
     for name in layers:
-        values = decision_values(acts[name], cavs[name])  # concept examples x CAVs
+        values = decision_values(acts[name], by_layer[name])  # concept examples x CAVs
         held = np.ones_like(values, dtype=bool)
         for j, rows in enumerate(trained):
             held[:, j] = rows is not None  # a split not known: nothing counts as held out
@@ -121,7 +129,7 @@ def placements(fetch: Callable[[int], dict[str, torch.Tensor]], layers: Sequence
     for j, rows in enumerate(trained):
         acts = fetch(j + 1)
         for name in layers:
-            values = decision_values(acts[name], cavs[name])  # set j's examples x CAVs
+            values = decision_values(acts[name], by_layer[name])  # set j's examples x CAVs
             held = np.ones_like(values, dtype=bool)
             if rows is None:
                 held[:, j] = False  # its own CAV trained on it, on examples not known

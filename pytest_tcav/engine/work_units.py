@@ -33,7 +33,7 @@ from pytest_tcav.engine.activations import Target, concept_activations, model_de
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.examples import Concept
 from pytest_tcav.engine.fingerprints import make_key, pair_seed, target_key, target_shared, value_key
-from pytest_tcav.engine.freed_memory import release_freed_memory
+from pytest_tcav.engine.freed_memory import free_heap_bytes, release_freed_memory
 from pytest_tcav.engine.preconditions import check_gradient_width, check_widths, running_on
 from pytest_tcav.engine.schedule import run_units
 from pytest_tcav.engine.statistics import pair_scores_each
@@ -48,8 +48,32 @@ TRAINING_BUDGET = 256 * 2**20
 #: faster on the ResNet-18 grid of benchmarks/sweep.py and, its weights built in two halves, peaked 470 MiB
 #: higher at 50 x 50 images (3371 against 2903 MiB).
 MAX_TILE_SETS = 16
-#: Free heap bytes above which memory is given back between two sets' forward passes (see ``TestWork.run``).
+#: Free heap bytes above which memory is given back between two sets' forward passes (see :class:`_PassTrims`).
 BETWEEN_PASSES_TRIM_ABOVE = 256 * 2**20
+
+
+class _PassTrims:
+    """After each forward pass of a check: give freed memory back only when it piles up.
+
+    The heap's free blocks after a pass are the next pass's working memory: trimming them makes the
+    next pass fault every page in again, which slowed its convolutions and batch norms (trimming the
+    0.4-0.7 GB a GoogLeNet pass at 224 px frees, after each of a 10 x 20 check's passes, cost 1.5 s of
+    its 8 s; on a ResNet-18 at 224 px, 1 s of a 20 x 30 check).  So a trim between passes runs only when
+    the free blocks exceed both ``BETWEEN_PASSES_TRIM_ABOVE`` and twice what the first pass left free
+    (one pass's working memory, measured); the CAVs' memory is given back before they are trained.
+    """
+
+    def __init__(self) -> None:
+        self._working: int | None = None
+
+    def __call__(self) -> None:
+        free = free_heap_bytes()
+        if free is None:  # not glibc, or no mallinfo2: the plain bound
+            release_freed_memory(above=BETWEEN_PASSES_TRIM_ABOVE)
+            return
+        if self._working is None:
+            self._working = free
+        release_freed_memory(above=max(BETWEEN_PASSES_TRIM_ABOVE, 2 * self._working))
 
 
 @dataclass
@@ -243,11 +267,7 @@ class TestWork:
             self._remaining[name] = len(groups)
             self.layers[name] = LayerData(torch.empty(0), [], np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n)))
             self.layers[name].concept_cavs = [None] * n  # type: ignore[list-item]  # filled by the groups
-        # Between forward passes, the heap's free blocks are the next pass's: trimming them after each pass
-        # (0.1-0.3 GB each) cost 1 s of a 20 x 30 check in trims and page faults; they are given back when
-        # they pile up, and before the CAVs are trained.
-        run_units([self._gradients_unit, *self._activation_units(keys)],
-                  after=lambda: release_freed_memory(above=BETWEEN_PASSES_TRIM_ABOVE))
+        run_units([self._gradients_unit, *self._activation_units(keys)], after=_PassTrims())
         release_freed_memory()
         run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]],
                   after=release_freed_memory)

@@ -201,7 +201,7 @@ def test_two_tiles_of_one_set_each_give_the_direct_product() -> None:
 
 
 def test_slices_copied_side_by_side_are_what_torch_cat_gave_and_multiply_alike() -> None:
-    """Each slice of a tile's sets (one buffer reused, numpy's copy) equals torch.cat's, as does its product.
+    """Each slice of a tile's sets (joined into one reused buffer) equals torch.cat's, as does its product.
 
     Sets of different sizes, a width that leaves a last slice narrower than the
     others, and a tile product summed over the slices as ``_tile_blocks`` does.

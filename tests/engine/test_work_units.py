@@ -46,3 +46,36 @@ def test_grouping_and_memory_bound_change_no_number(tmp_path: Path, monkeypatch:
     assert shared == alone and tight.held_bytes <= 1
     again = TCAV(model, store=MemoryStore(backend=DiskStore(tmp_path))).test(concept, **kwargs)
     assert again == alone
+
+
+def test_between_passes_memory_is_given_back_only_when_it_piles_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first pass's free blocks are one pass's working memory: no trim until twice that (and 256 MB)."""
+    from pytest_tcav.engine import freed_memory, work_units
+
+    mib = 2**20
+    free = iter([700 * mib, 700 * mib, 650 * mib, 1500 * mib, 100 * mib])
+    current = {"free": 0}
+    trims: list[int] = []
+
+    def heap() -> int:
+        return current["free"]
+
+    monkeypatch.setattr(freed_memory, "_malloc_trim", lambda: trims.append)
+    monkeypatch.setattr(freed_memory, "free_heap_bytes", heap)
+    monkeypatch.setattr(work_units, "free_heap_bytes", heap)
+    after = work_units._PassTrims()
+    seen = []
+    for value in free:
+        current["free"] = value
+        before = len(trims)
+        after()
+        seen.append(len(trims) > before)
+    assert seen == [False, False, False, True, False]  # 1500 MiB > 2 x 700 MiB: piled up
+
+    small = work_units._PassTrims()  # a small model: the plain 256 MB bound
+    current["free"] = 100 * mib
+    small()
+    current["free"] = 300 * mib
+    before = len(trims)
+    small()
+    assert len(trims) == before + 1
