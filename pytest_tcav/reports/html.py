@@ -40,7 +40,7 @@ from pytest_tcav.tables import format_p
 _SHOWN = {
     "id", "test", "index", "concept", "target", "layers", "expectation", "direction", "require", "score_range",
     "alpha", "results", "outcome", "error", "message", "xfail", "model_fingerprint", "concept_fingerprint",
-    "settings", "verdict", "status", "before", "after", "stability", "against", "margin",
+    "settings", "verdict", "status", "caught", "before", "after", "stability", "against", "margin",
     "power_warning", "examples",
 }
 #: A record's fields that a report does not have (``test`` stands for ``nodeid``; ``seq`` is dropped).
@@ -312,7 +312,8 @@ def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None,
     """One check: claim, verdict, message, plots, per-layer table, examples, stability, distributions, settings."""
     record = check.record
     result = str(check.status or record.outcome or "unknown")
-    label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed"}.get(result, result)
+    label = {"passed": "passed", "failed": "FAILED", "error": "ERROR", "xfailed": "xfailed",
+             "caught": "caught by its test"}.get(result, result)
     title = check.test or _untitled(record)
     if check.index:
         title = f"{title} (check {int(check.index) + 1})"
