@@ -58,7 +58,7 @@ class LayerResult:
     input_cosines: list[float] = field(default_factory=list)
     #: per concept example: the share of its held-out concept CAVs that place it among the random examples
     #: (NaN: held out by none); see docs/statistics.md, "Suspect examples"
-    concept_outlier_scores: list[float] = field(default_factory=list)
+    concept_outlier_scores: list[float | None] = field(default_factory=list)
     #: the examples flagged as suspect, most suspect first: ``{"kind": "concept" | "random", "set": set name,
     #: "set_index": 0 for the concept, r for random set r (from 1), "index": in its set, "id", "score"}``
     suspects: list[dict[str, Any]] = field(default_factory=list)

@@ -80,7 +80,8 @@ def with_evidence(result: LayerResult, scores: PairScores, cavs: Sequence[CAV], 
         result,
         input_shares=[float(v) for v in scores.input_share] if scores.input_share is not None else [],
         input_cosines=[float(v) for v in scores.input_cosine] if scores.input_cosine is not None else [],
-        concept_outlier_scores=[float(v) for v in placed[0].scores],
+        # None where no CAV held the example out (not NaN: results compare equal when their numbers do)
+        concept_outlier_scores=[None if v != v else float(v) for v in placed[0].scores],
         suspects=evidence.suspects(concept, randoms, *placed, cav_accuracy=result.cav_accuracy),
         cav_direction=direction, cav_features=width,
     )

@@ -96,4 +96,4 @@ def test_a_bert_project_with_txt_folders_and_tcav_tokenizer(pytester: pytest.Pyt
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=2)
-    assert "3 concept check(s): 1 passed, 2 failed" in result.stdout.str()  # the two expected failures
+    assert "3 concept check(s): 1 passed, 2 caught by their tests" in result.stdout.str()  # the two expected failures

@@ -54,7 +54,8 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, value: Any, tokenizer: Any, *, name: str | None = None, role: str = "concept") -> Any:
+    def __call__(self, value: Any, tokenizer: Any, *, name: str | None = None, role: str = "concept",
+                 id_root: Any = None) -> Any:
         from pytest_tcav.engine.examples import Concept
 
         self.calls.append({"value": value, "tokenizer": tokenizer, "name": name, "role": role})
