@@ -87,12 +87,10 @@ def _trained_rows(trainer: Any, seed: int, concept: Concept, r: Concept) -> tupl
     return rows(len(r) if flip else 0, len(concept)), rows(0 if flip else len(concept), len(r))
 
 
-def decision_values(activations: torch.Tensor, cavs: Sequence[CAV] | tuple[torch.Tensor, np.ndarray]) -> np.ndarray:
-    """``x . w + b`` of every example (rows) under every CAV (columns), in float64.
-
-    ``cavs`` may be given as :func:`stacked` (the CAVs' weights and intercepts), to stack them once per layer.
-    """
-    weights, intercepts = cavs if isinstance(cavs, tuple) else stacked(cavs)
+def decision_values(activations: torch.Tensor, cavs: tuple[torch.Tensor, np.ndarray]) -> np.ndarray:
+    """``x . w + b`` of every example (rows) under every CAV (columns), in float64; ``cavs`` as :func:`stacked`
+    gives them (stacked once per layer, not once per set)."""
+    weights, intercepts = cavs
     return (activations.double() @ weights.T).numpy() + intercepts[None, :]
 
 

@@ -310,11 +310,15 @@ class TCAV:
         """
         if isinstance(value, Concept):
             return self._canonical(value)
+        return self._canonical(self._as_concept(value, name, role))
+
+    def _as_concept(self, value: ConceptLike, name: str | None, role: str) -> Concept:
+        """Data as a :class:`Concept`: text tokenized and labelled with its lines' ids and sentences."""
         prepared = prepare(value, self.tokenizer, role=role)
         concept = as_concept(prepared, name=name, transform=self.transform, role=role)
-        if prepared is not value:  # text: its lines' ids and sentences
+        if prepared is not value:  # text
             concept = labelled(concept, *text_labels(value, role=role))  # type: ignore[arg-type]  # text
-        return self._canonical(concept)
+        return concept
 
     def _canonical(self, s: Concept) -> Concept:
         """Under a pooling that ignores padding, a set without its all-padding positions (one content, one key)."""
@@ -347,11 +351,7 @@ class TCAV:
                     f"random_sets={int(random_sets)} asks to draw random sets, but no random pool "
                     "was given; pass random_pool=... or a list of random sets"
                 )
-            prepared = prepare(pool, self.tokenizer, role="random pool")
-            pool_set = as_concept(prepared, name="random_pool", transform=self.transform,
-                                  role="random pool")  # each drawn set is trimmed later
-            if prepared is not pool:
-                pool_set = labelled(pool_set, *text_labels(pool, role="random pool"))  # type: ignore[arg-type]
+            pool_set = self._as_concept(pool, "random_pool", "random pool")  # each drawn set is trimmed later
             return sample_random_sets(pool_set, int(random_sets), len(concept), self.seed)
         sets = []
         for k, value in enumerate(random_sets):
