@@ -34,6 +34,9 @@ DEFAULT_MEMORY_BYTES = 256 * 1024**2
 # here so that reading the configuration does not import torch.
 METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")
+NULLS = ("random", "pseudo")  # pytest_tcav.engine.conditional_null.NULLS
+#: K behind ``tcav_null = pseudo`` (docs/statistics.md, "The conditional null": the measurements behind it).
+DEFAULT_PSEUDO_CONCEPTS = 40
 CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.storage.disk.MODES
 BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.engine.examples.BAD_IMAGE_POLICIES
 REQUIRE_CALIBRATION = ("off", "warn", "fail")  # pytest_tcav.checks.calibration.REQUIRE_MODES
@@ -148,6 +151,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_calibrate", "measure the random library's false-positive rate during the run: the first "
            "concept check whose calibration is missing or stale tests K pseudo-concepts (as pytest-tcav "
            "calibrate does) and stores the result (default: 0, off)", "K"),
+    Option("tcav_null", "what a concept is judged against: random (the spread of the random sets themselves) "
+           "or pseudo (K pseudo-concepts, random data the tests do not use, tested against the same random "
+           "sets: calibrated for this library, measured once and stored) (default: random)", "random|pseudo",
+           cli_help="random or pseudo"),
+    Option("tcav_pseudo_concepts", "pseudo-concepts K behind tcav_null = pseudo (default: 40)", "K",
+           cli_help="pseudo-concepts behind the pseudo null"),
     Option("tcav_margin", "equivalence margin of assert_concept_insignificant, in units of the random sets' "
            "spread: the check then passes only if the data show the concept's effect below it (default: none, "
            "the plain not-significant check)", "M"),
@@ -207,6 +216,10 @@ class TCAVConfig:
     require_calibration: str = "off"
     #: ``tcav_calibrate``: pseudo-concepts a check tests when its calibration is missing or stale (0: never).
     calibrate: int = 0
+    #: ``tcav_null``: "random" (the random sets' spread) or "pseudo" (pseudo-concepts on the same library).
+    null: str = "random"
+    #: ``tcav_pseudo_concepts``: K, the pseudo-concepts behind ``null = pseudo``.
+    pseudo_concepts: int = DEFAULT_PSEUDO_CONCEPTS
     #: ``tcav_margin``: the equivalence margin of insignificance checks (None: the plain check).
     margin: float | None = None
     #: ``tcav_max_detectable_effect``: above it, an insignificance check without a margin warns (None: never).
@@ -406,6 +419,10 @@ def build_config(raw: Mapping[str, tuple[Any, str]], *, root: Path) -> TCAVConfi
         values["require_calibration"] = _choice(item[0], item[1], REQUIRE_CALIBRATION)
     if (item := get("tcav_calibrate")) is not None:
         values["calibrate"] = _int(item[0], item[1], 0)
+    if (item := get("tcav_null")) is not None:
+        values["null"] = _choice(item[0], item[1], NULLS)
+    if (item := get("tcav_pseudo_concepts")) is not None:
+        values["pseudo_concepts"] = _int(item[0], item[1], 3)
     if (item := get("tcav_margin")) is not None:
         values["margin"] = _positive_or_none(item[0], item[1])
     if (item := get("tcav_max_detectable_effect")) is not None:

@@ -185,6 +185,26 @@ def equivalence_p(estimate: float, null_sd: float, concept_statistics: Sequence[
     return max(upper, lower)
 
 
+def conditional_equivalence_p(estimate: float, null_sd: float, k: int, margin: float, direction: str) -> float:
+    """:func:`equivalence_p` against the pseudo-concepts' null (``null="pseudo"``).
+
+    Given the library the concept's statistic is fixed; ``estimate`` (it minus
+    the pseudo-concepts' mean) is uncertain through that mean alone, whose
+    standard error is ``sd / sqrt(K)``, and the unit ``sd`` is estimated from the
+    same ``K`` values: the same generalized p-value on ``K - 1`` degrees of freedom.
+    """
+    if k < 3 or null_sd <= 0.0 or not math.isfinite(null_sd) or not margin > 0.0:
+        return 1.0
+    se = null_sd / math.sqrt(k)
+    upper = _upper_p(estimate, null_sd, se, k, margin)
+    lower = _upper_p(-estimate, null_sd, se, k, margin)
+    if direction == "positive":
+        return upper
+    if direction == "negative":
+        return lower
+    return max(upper, lower)
+
+
 def cav_gate_p(accuracies: Sequence[float], null_accuracies: Sequence[float] | None = None) -> float:
     """p-value of "the layer tells the concept from random images no better than random images from each other".
 

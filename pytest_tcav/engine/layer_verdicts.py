@@ -17,6 +17,7 @@ import numpy as np
 from pytest_tcav.engine.cav import CAV
 from pytest_tcav.engine.equivalence import (
     cav_gate_p,
+    conditional_equivalence_p,
     detectable_effect,
     effect_size,
     equivalence_p,
@@ -53,12 +54,22 @@ def judge_layers(
     correction: Correction,
     margin: float | None,
     min_cav_accuracy: float | None,
+    conditional: bool = False,
 ) -> list[LayerResult]:
     """One LayerResult per layer from ``(scores, null comparison, null, concept statistic)``.
 
     Both the significance p-values and the equivalence p-values are corrected
     over the layers with the same method, so a check's claim holds at level
     alpha for the whole call either way.
+
+    ``conditional``: the null is the pseudo-concepts' statistics (``null="pseudo"``).
+    Given the library, the concept's statistic is then a fixed number and the
+    noise is the ``K`` pseudo-concepts': the equivalence test's standard error is
+    their mean's (``sd / sqrt(K)``, the unit estimated from the same ``K``), and the
+    detectable effect is the prediction test's on ``K`` values with no spread of
+    the concept's own beyond theirs (spread ratio 1).  The CAV gate compares the
+    concept's CAV accuracy with the pseudo-concepts' (what "chance" is for random
+    data of this size against this library).
     """
     corrected = adjust_p_values([r[1].p_value for r in raw], correction)
     equivalence: list[float | None] = [None] * len(raw)
@@ -67,8 +78,12 @@ def judge_layers(
         values = []
         for scores, _outcome, null, concept_stat in raw:
             null_mean, null_sd = null_spread(null)
-            values.append(equivalence_p(concept_stat - null_mean, null_sd, scores["concept"].cosine, margin,
-                                        direction))
+            if conditional:
+                values.append(conditional_equivalence_p(concept_stat - null_mean, null_sd, len(null), margin,
+                                                        direction))
+            else:
+                values.append(equivalence_p(concept_stat - null_mean, null_sd, scores["concept"].cosine, margin,
+                                            direction))
         equivalence = list(values)
         equivalence_corrected = list(adjust_p_values(values, correction))
     results = []
@@ -83,8 +98,8 @@ def judge_layers(
                 **measured,
                 null_cav_accuracies=null_accs,
                 effect=effect_size(concept_stat, measured["null_mean"], measured["null_sd"]),
-                detectable_effect=detectable_effect(len(null), spread_ratio(measured["concept_statistics"],
-                                                                            measured["null_sd"]),
+                detectable_effect=detectable_effect(len(null), 1.0 if conditional else
+                                                    spread_ratio(measured["concept_statistics"], measured["null_sd"]),
                                                     alpha, len(layer_names), correction, direction),
                 cav_p_value=cav_p,
                 verdict=layer_verdict(measured["significant"], cav_p, measured["cav_accuracy"], alpha,

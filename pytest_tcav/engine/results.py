@@ -142,6 +142,11 @@ class TCAVResult:
     min_cav_accuracy: float | None = None
     #: what the examples are called (None: not recorded, as in relative tests and older results)
     examples: ExampleIds | None = None
+    #: What the concept was judged against: "random" (the random sets' spread; for a relative test, its
+    #: relabelings) or "pseudo" (pseudo-concepts on the same library: engine/conditional_null.py).
+    null: str = "random"
+    #: For ``null="pseudo"``: which measurement (K, fingerprint, when), in words.
+    null_source: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.examples, dict):
@@ -204,15 +209,23 @@ def _fmt(value: float, digits: int = 3) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # no "-0.0000" for a tiny negative
 
 
+def null_label(result: TCAVResult) -> str:
+    """What the null column is called: the random sets, the pseudo-concepts, or a relative test's relabelings."""
+    if result.against:
+        return "relabeled"
+    return "pseudo" if result.null == "pseudo" else "random"
+
+
 def format_table(result: TCAVResult) -> str:
     """A fixed-width per-layer table for failure messages and the command line.
 
-    ``effect`` and ``detect.`` are in units of the random sets' spread: the
+    ``effect`` and ``detect.`` are in units of the null's spread (the random
+    sets', the pseudo-concepts' or, for a relative test, the relabelings'): the
     concept's distance from them, and the smallest distance this configuration
     finds with 80% power.  With a margin, ``equiv p`` is the corrected p-value of
     "the effect is at least the margin".
     """
-    header = ["layer", "score", "stat", "random mean±sd", "t", "p", "p corr", "CAV acc", "effect", "detect."]
+    header = ["layer", "score", "stat", f"{null_label(result)} mean±sd", "t", "p", "p corr", "CAV acc", "effect", "detect."]
     if result.margin is not None:
         header.append("equiv p")
     header.append("verdict")
@@ -237,6 +250,8 @@ def format_table(result: TCAVResult) -> str:
     lines = render_table(rows)
     versus = (f"against {' + '.join(map(repr, result.against))} ({result.n_random} seeded CAVs vs "
               f"{result.n_random} relabelings)" if result.against else f"{result.n_random} random sets")
+    if result.null == "pseudo" and not result.against:
+        versus += f", null: {result.null_source or 'pseudo-concepts'}"
     margin = f", margin {result.margin:g}" if result.margin is not None else ""
     caption = (
         f"concept {result.concept!r}, target {result.target}, direction {result.direction}, "

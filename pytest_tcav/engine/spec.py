@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import torch
 
     from pytest_tcav.config import TCAVConfig
+    from pytest_tcav.engine.conditional_null import PseudoNull
     from pytest_tcav.engine.examples import ConceptLike
     from pytest_tcav.engine.outputs import Output, Target
     from pytest_tcav.engine.text_examples import Tokenizer
@@ -115,8 +116,11 @@ class CheckSpec:
     min_cav_accuracy: float | None = None
     #: The correction over the layers (None: ``tcav_correction``); the engine API's per-call override.
     correction: str | None = None
-    #: The test against the random sets' null: "t" or "rank" (None: the engine's, "t").
+    #: The test against the null: "t" or "rank" (None: the engine's, "t").
     null_test: str | None = None
+    #: What the concept is judged against: "random" (the random sets' spread) or "pseudo" (pseudo-concepts
+    #: tested on the same library: engine/conditional_null.py).  None: ``tcav_null``.
+    null: str | None = None
     engine: EngineKnobs = EngineKnobs()
     #: A stability check's baseline and tolerances (``expectation="stable"``).
     stability: StabilitySpec | None = None
@@ -137,6 +141,8 @@ class CheckData:
     random_sets: int | Sequence[ConceptLike]
     random_pool: ConceptLike | None = None
     against: ConceptLike | Sequence[ConceptLike] | None = None
+    #: The pseudo-concepts' statistics a ``null="pseudo"`` request is judged against.
+    pseudo_null: PseudoNull | None = None
 
 
 def settle_knobs(knobs: EngineKnobs, config: TCAVConfig) -> EngineKnobs:
@@ -158,7 +164,9 @@ def settle(spec: CheckSpec, config: TCAVConfig) -> CheckSpec:
 
     ``tokenizer`` stays unset (the session's ``tcav_tokenizer`` is an object it loads, not a value
     of the configuration), and so do ``null_test`` (no ini key) and, outside insignificance checks,
-    ``margin`` (``tcav_margin`` is the margin of those checks only).
+    ``margin`` (``tcav_margin`` is the margin of those checks only).  A relative check (``against=``)
+    takes ``null`` from its own call only: its null is its concepts' relabelings, and ``tcav_null``
+    speaks of the random library.
     """
     direction = spec.direction
     if direction is None:
@@ -174,6 +182,7 @@ def settle(spec: CheckSpec, config: TCAVConfig) -> CheckSpec:
         alpha=config.alpha if spec.alpha is None else spec.alpha,
         min_cav_accuracy=config.min_cav_accuracy if spec.min_cav_accuracy is None else spec.min_cav_accuracy,
         correction=config.correction if spec.correction is None else spec.correction,
+        null=spec.null if spec.null is not None else ("random" if spec.against is not None else config.null),
         engine=settle_knobs(spec.engine, config),
     )
 

@@ -223,7 +223,9 @@ def required_random_sets(alpha: float, n_layers: int, correction: Correction, te
     return max(MIN_RANDOM_SETS_T, n)
 
 
-def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: Correction, test: NullTest) -> None:
+def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: Correction, test: NullTest,
+                        what: str = "random set") -> None:
+    """Refuse a test that cannot reach ``alpha``: too few null values (``what``: random sets or pseudo-concepts)."""
     if not 0.0 < alpha < 1.0:
         raise ConfigurationError(f"alpha must lie in (0, 1), got {alpha}")
     if test not in NULL_TESTS:
@@ -231,12 +233,13 @@ def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: 
     needed = required_random_sets(alpha, n_layers, correction, test)
     if n_random < needed:
         per_layer = alpha / max(1, n_layers) if correction != "none" else alpha
+        letter = "K" if what == "pseudo-concept" else "N"
         extra = (
-            f" (the rank test's smallest p-value is 1/(N+1), and alpha {alpha} over {n_layers} "
-            f"layer(s) with {correction} correction needs 1/(N+1) < {per_layer:.4g})"
+            f" (the rank test's smallest p-value is 1/({letter}+1), and alpha {alpha} over {n_layers} "
+            f"layer(s) with {correction} correction needs 1/({letter}+1) < {per_layer:.4g})"
             if test == "rank"
-            else " (the t-test needs at least 3 random sets to estimate the null's spread)"
+            else f" (the t-test needs at least 3 {what}s to estimate the null's spread)"
         )
         raise InsufficientDataError(
-            f"{n_random} random set(s) are too few: at least {needed} are needed{extra}"
+            f"{n_random} {what}(s) are too few: at least {needed} are needed{extra}"
         )

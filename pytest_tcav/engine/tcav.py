@@ -28,6 +28,13 @@ from pytest_tcav.engine.activations import (
     model_device,
 )
 from pytest_tcav.engine.cav import CAV, CAVTrainer
+from pytest_tcav.engine.conditional_null import (
+    PseudoLayer,
+    PseudoNull,
+    check_null,
+    layers_from_results,
+    require_pseudo_null,
+)
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets, warm_hashes
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layer_verdicts import check_margin, judge_layers
@@ -117,6 +124,7 @@ class TCAV:
         alpha: float = 0.05,
         correction: Correction = "holm",
         null_test: NullTest = "t",
+        null: str = "random",
         transform: Transform | None = None,
         store: MemoryStore | None = None,
         tokenizer: Tokenizer | None = None,
@@ -143,6 +151,8 @@ class TCAV:
         self.alpha = alpha
         self.correction = correction
         self.null_test = null_test
+        check_null(null)
+        self.null = null
         self.transform = transform
         #: Text sets (lists of strings, .txt files and folders) become examples through it (engine/text_examples.py).
         self.tokenizer = tokenizer
@@ -204,6 +214,8 @@ class TCAV:
         against: ConceptLike | Sequence[ConceptLike] | None = None,
         margin: float | None = None,
         min_cav_accuracy: float | None = None,
+        null: str | None = None,
+        pseudo_concepts: Sequence[ConceptLike] | PseudoNull | None = None,
     ) -> TCAVResult:
         """Test whether ``concept`` matters for ``target`` on each layer.
 
@@ -217,12 +229,36 @@ class TCAV:
         of "the effect is below the margin"; a layer whose concept CAVs do no
         better than chance (or, with ``min_cav_accuracy``, score below it on
         average) gets the verdict ``inconclusive`` (docs/statistics.md).
+        ``null="pseudo"`` judges the concept against ``pseudo_concepts`` instead of
+        the random sets' spread: random sets the tests do not use, each tested here
+        against the same random sets first (or their :class:`PseudoNull`, measured
+        before); :mod:`pytest_tcav.engine.conditional_null` says why.
         """
         spec = CheckSpec(concept=concept, target=target, layers=layers, inputs=inputs, direction=direction,
                          against=against, margin=margin, random_sets=random_sets, random_pool=random_pool,
-                         alpha=alpha, min_cav_accuracy=min_cav_accuracy, correction=correction, null_test=null_test)
+                         alpha=alpha, min_cav_accuracy=min_cav_accuracy, correction=correction, null_test=null_test,
+                         null=null)
+        pseudo = pseudo_concepts
+        if pseudo is not None and not isinstance(pseudo, PseudoNull):
+            pseudo = self.pseudo_null(spec, target, inputs, random_sets, random_pool, pseudo)
         return self.run(spec, CheckData(concept=concept, target=target, inputs=inputs, random_sets=random_sets,
-                                        random_pool=random_pool, against=against))
+                                        random_pool=random_pool, against=against, pseudo_null=pseudo))
+
+    def pseudo_null(self, spec: CheckSpec, target: Target, inputs: ConceptLike,
+                    random_sets: Sequence[ConceptLike] | int, random_pool: ConceptLike | None,
+                    pseudo_concepts: Sequence[ConceptLike]) -> PseudoNull:
+        """Each pseudo-concept tested as the concept of ``spec`` (under the ``random`` null), kept as a null."""
+        if isinstance(pseudo_concepts, (str, bytes)) or not isinstance(pseudo_concepts, Sequence):
+            raise ConfigurationError("pseudo_concepts must be a list of example sets (random data the tests do not "
+                                     f"use, each of the concept's size), got {type(pseudo_concepts).__name__}")
+        measured = dataclasses.replace(spec, null="random", margin=None, expectation=None)
+        sets = [self.example_set(p, f"pseudo_{k}") for k, p in enumerate(pseudo_concepts)]
+        results = [self.run(dataclasses.replace(measured, concept=p),
+                            CheckData(concept=p, target=target, inputs=inputs, random_sets=random_sets,
+                                      random_pool=random_pool)) for p in sets]
+        return PseudoNull(layers_from_results(results), tuple(s.fingerprint for s in sets),
+                          member_digests=tuple(frozenset(s.example_digests) for s in sets),
+                          source="pseudo-concepts given to TCAV.test")
 
     def run(self, spec: CheckSpec, data: CheckData) -> TCAVResult:
         """:meth:`test` on a request and its data: the layers and statistical choices from ``spec``
@@ -234,12 +270,18 @@ class TCAV:
         alpha = self.alpha if spec.alpha is None else spec.alpha
         correction: Correction = self.correction if spec.correction is None else spec.correction  # type: ignore[assignment]
         null_test: NullTest = self.null_test if spec.null_test is None else spec.null_test  # type: ignore[assignment]
+        null = self.null if spec.null is None else spec.null
+        check_null(null)
         check_direction(direction)
         check_output_and_target(target, self.output)
         check_margin(margin, min_cav_accuracy)
         if data.against is not None:  # relative TCAV: its own module; no random sets
             if margin is not None:
                 raise ConfigurationError("margin= needs random sets for its unit; a relative test (against=) has none")
+            if null == "pseudo":
+                raise ConfigurationError("null='pseudo' judges a concept against pseudo-concepts tested on the random "
+                                         "sets; a relative test (against=) has no random sets: its null is its "
+                                         "concepts' relabelings")
 
             return relative_test(self, concept, data.against, target=target, target_name=describe_target(target),
                                  inputs=inputs, layers=spec.layers, repetitions=random_sets, random_pool=random_pool,
@@ -251,7 +293,14 @@ class TCAV:
         concept_set = self.example_set(concept, concept if isinstance(concept, str) else None)
         input_set = self.example_set(inputs, "inputs", role="input")
         randoms = [self._canonical(r) for r in self._random_sets(random_sets, random_pool, concept_set)]
-        check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
+        pseudo = None
+        if null == "pseudo":
+            pseudo = require_pseudo_null(data.pseudo_null, layer_names).excluding(concept_set.example_digests,
+                                                                                  concept_set.fingerprint)
+            check_test_feasible(alpha, pseudo.k, len(layer_names), correction, null_test, what="pseudo-concept")
+            check_test_feasible(alpha, len(randoms), len(layer_names), correction, "t")
+        else:
+            check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
         warm_hashes([concept_set, *randoms, input_set])
         check_sets(concept_set, randoms, input_set, self.pooling)
 
@@ -260,10 +309,11 @@ class TCAV:
             per_layer = work_units.TestWork(self, model_fp, modules, [concept_set, *randoms], input_set, target).run()
             placed = self._placements(model_fp, modules, layer_names, concept_set, randoms, per_layer)
 
-        raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test) for name in layer_names]
+        raw = [self._layer_statistics(per_layer[name], len(randoms), direction, null_test,
+                                      None if pseudo is None else pseudo.layer(name)) for name in layer_names]
         layer_results = judge_layers(layer_names, raw, [per_layer[n].concept_cavs for n in layer_names],
                                      direction=direction, alpha=alpha, correction=correction, margin=margin,
-                                     min_cav_accuracy=min_cav_accuracy)
+                                     min_cav_accuracy=min_cav_accuracy, conditional=pseudo is not None)
         layer_results = [with_evidence(r, raw_k[0]["concept"], per_layer[r.layer].concept_cavs, concept_set, randoms,
                                        placed[r.layer]) for r, raw_k in zip(layer_results, raw)]
         return TCAVResult(
@@ -284,6 +334,8 @@ class TCAV:
             margin=None if margin is None else float(margin),
             min_cav_accuracy=None if min_cav_accuracy is None else float(min_cav_accuracy),
             examples=example_ids(concept_set, randoms, input_set),
+            null=null,
+            null_source=None if pseudo is None else pseudo.describe(),
         )
 
     def _placements(self, model_fp: str, modules: dict[str, nn.Module], layer_names: list[str], concept: Concept,
@@ -376,12 +428,18 @@ class TCAV:
         return work_units.gradients(self, model_fp, modules, inputs, target)
 
     @staticmethod
-    def _layer_statistics(data: work_units.LayerData, n: int, direction: Direction, null_test: NullTest):
+    def _layer_statistics(data: work_units.LayerData, n: int, direction: Direction, null_test: NullTest,
+                          pseudo: PseudoLayer | None = None):
         concept_scores = pair_scores(data.gradients, torch.stack([c.weights for c in data.concept_cavs]))
-        null = leave_one_out_null(data.pairwise)
-        null_scores = data.pair_signs.sum(1) / max(n - 1, 1)
-        # each random set's mean held-out CAV accuracy against the others: "chance" for the CAV gate
-        null_accuracies = data.accuracy.sum(1) / max(n - 1, 1)
+        if pseudo is None:
+            null = leave_one_out_null(data.pairwise)
+            null_scores = data.pair_signs.sum(1) / max(n - 1, 1)
+            # each random set's mean held-out CAV accuracy against the others: "chance" for the CAV gate
+            null_accuracies = data.accuracy.sum(1) / max(n - 1, 1)
+        else:  # the pseudo-concepts in the random sets' place: their statistics, scores and CAV accuracies
+            null = np.asarray(pseudo.statistics, dtype=np.float64)
+            null_scores = np.asarray(pseudo.scores, dtype=np.float64)
+            null_accuracies = np.asarray(pseudo.accuracies, dtype=np.float64)
         concept_stat = float(np.mean(concept_scores.cosine))
         outcome = compare_to_null(concept_stat, null, direction, null_test)
         return ({"concept": concept_scores, "null_scores": null_scores, "null_accuracies": null_accuracies},
