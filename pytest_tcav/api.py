@@ -55,6 +55,7 @@ def assert_concept_significant(
     layer_point: str | None = None,
     layer_call: int | None = None,
     pooling: str | None = None,
+    null: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` relies on ``concept`` for ``target`` in ``direction``.
 
@@ -71,13 +72,16 @@ def assert_concept_significant(
     callable) picks the tensor a class-index target reads from a structured
     output (docs/models-and-inputs.md); ``layer_call=N`` studies the N-th call of a layer's
     module that runs more than once per forward pass (``tcav_layer_call``; none: refused).
+    ``null="pseudo"`` (``tcav_null``) judges the concept against pseudo-concepts tested on the
+    same random sets instead of the random sets' own spread: calibrated for this library
+    (docs/statistics.md, "The conditional null").
     """
     __tracebackhide__ = True
     session = current_session()
     spec = CheckSpec(
         concept=concept, target=target, layers=layers, inputs=inputs, expectation="significant",
         direction=direction, require=require, score=score, against=against, random_sets=random_sets,
-        random_pool=random_pool, alpha=alpha,
+        random_pool=random_pool, alpha=alpha, null=null,
         engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
                            layer_call=layer_call, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
                            tokenizer=tokenizer),
@@ -110,6 +114,7 @@ def assert_concept_insignificant(
     layer_call: int | None = None,
     pooling: str | None = None,
     margin: float | None = None,
+    null: str | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 
@@ -123,14 +128,16 @@ def assert_concept_insignificant(
     test, two-sided for ``"either"``).  A layer whose CAVs cannot tell the
     concept from random images fails either way: it shows nothing.
     With ``against=`` it asserts that ``concept`` and the others (their union)
-    are not shown to move the target differently (relative TCAV).
+    are not shown to move the target differently (relative TCAV).  ``null="pseudo"``
+    (``tcav_null``): judged against pseudo-concepts on the same library, effects and margins
+    then in units of their spread.
     """
     __tracebackhide__ = True
     session = current_session()
     spec = CheckSpec(
         concept=concept, target=target, layers=layers, inputs=inputs, expectation="insignificant",
         direction=direction, require=require, score=score, against=against, margin=margin, random_sets=random_sets,
-        random_pool=random_pool, alpha=alpha,
+        random_pool=random_pool, alpha=alpha, null=null,
         engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size, layer_point=layer_point,
                            layer_call=layer_call, pooling=pooling, forward_kwargs=forward_kwargs, output=output,
                            tokenizer=tokenizer),

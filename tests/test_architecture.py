@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "config": {"errors"},
     "storage": {"config", "errors", "_version"},
     "engine": {"storage", "config", "errors", "tables", "_version"},
-    "session": {"engine", "storage", "config", "errors"},
+    "session": {"engine", "storage", "config", "errors", "atomic_files"},
     "checks": {"session", "engine", "config", "errors", "tables", "atomic_files", "_version"},
     "reports": {"checks", "engine", "config", "errors", "tables", "atomic_files", "_version"},
     "api": {"checks", "session", "engine", "errors"},

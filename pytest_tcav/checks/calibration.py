@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -113,14 +114,55 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def implication(rate: LayerRate, n_random: int, level: float = LEVEL) -> str:
-    """What a layer's measurement means for the checks on it, in one or two sentences."""
+def luck_explains(shift: float, spread: float, n_random: int) -> bool:
+    """Whether a library's shift and spread are what the luck of drawing ``n_random`` sets gives.
+
+    Under exchangeable sets the library's mean is off the random data's by about
+    ``1 / sqrt(N)`` null SDs, so a shift within ``2 / sqrt(N)`` and a spread ratio
+    under 1.25 show nothing systematic: more sets shrink that luck.  A larger shift
+    or spread is this library's (or the random data's) own, and more sets of the
+    same library do not remove it.
+    """
+    return abs(shift) <= 2.0 / math.sqrt(max(1, n_random)) and spread < 1.25
+
+
+def why_off(layer: str, shift: float, spread: float) -> str:
+    """The reason a layer's rate is what it is, in words: where fresh random data sit against the random sets."""
+    where = "above" if shift > 0 else "below"
+    text = (f"on {layer}, fresh random data score on average {shift:+.2f} null SDs {where if shift else 'at'} "
+            f"your random sets")
+    if abs(shift) >= 0.5:
+        text += ": your random sets are not typical of your random data"
+    if spread >= 1.25:
+        text += (f"; they also vary {spread:.2f} times as much as the random sets do against each other "
+                 "(the random null is too narrow)")
+    return text
+
+
+def implication(rate: LayerRate, n_random: int, level: float = LEVEL, *, shift: float | None = None,
+                spread: float | None = None, pseudo_cost: int | None = None) -> str:
+    """What a layer's measurement means for the checks on it, in one or two sentences.
+
+    ``shift`` and ``spread`` (from the measurement, when known) say why a rate is
+    off, and whether more random sets are what would lower it (:func:`luck_explains`);
+    ``tcav_null = pseudo`` is the way out that works whatever the reason.
+    """
     head = (f"checks on {rate.layer} run at about {percent(rate.rate)} ({round(100 * level)}% CI "
             f"{percent(rate.low)}-{percent(rate.high)}) against alpha {rate.alpha:g}")
     if rate.reading == "above alpha":
-        return (f"{head}: this library of {n_random} random sets makes the layer's checks too liberal. "
-                f"More pseudo-concepts would only narrow the interval; to lower the rate itself, use more "
-                f"random sets (a null estimated from more sets depends less on their luck) and calibrate again.")
+        cost = f"{pseudo_cost} pseudo-concept passes" if pseudo_cost else "K pseudo-concept passes"
+        pseudo = (f"set tcav_null = pseudo: each check is then judged against pseudo-concepts tested on this very "
+                  f"library, calibrated for it by construction ({cost} once per target and settings, stored "
+                  f"and reused by every later check and run)")
+        if shift is None or spread is None:
+            return (f"{head}: this library of {n_random} random sets makes the layer's checks too liberal. "
+                    f"More pseudo-concepts would only narrow the interval. To fix it, {pseudo}; or use more "
+                    f"random sets (a null estimated from more sets depends less on their luck) and calibrate again.")
+        reason = why_off(rate.layer, shift, spread)
+        if luck_explains(shift, spread, n_random):
+            return (f"{head}: {reason}, within the luck of {n_random} random sets. To fix it, {pseudo}; or use "
+                    f"more random sets and calibrate again.")
+        return (f"{head}: {reason}. More random sets of the same kind do not remove that. To fix it, {pseudo}.")
     bound = 2 * rate.alpha
     if rate.high < bound:
         return f"{head}; the interval already lies under {percent(bound)} (twice alpha)."
@@ -153,6 +195,11 @@ class Calibration:
     layers: list[LayerRate] = field(default_factory=list)
     #: Pseudo-concepts significant on any layer after the correction over the calibrated layers.
     family_significant: int = 0
+    #: Per layer, the pseudo-concepts' mean statistic minus the random null's mean, in random-null SDs:
+    #: about 0 on a library typical of the random data (empty in calibrations stored before it was kept).
+    shifts: dict[str, float] = field(default_factory=dict)
+    #: Per layer, the pseudo-concepts' SD over the random null's (about 1 when the null's spread is right).
+    spreads: dict[str, float] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerRate | None:
         return next((r for r in self.layers if r.layer == name), None)

@@ -27,7 +27,7 @@ from typing import Any, NoReturn, overload
 import yaml
 
 from pytest_tcav.checks.baseline_names import baseline_path
-from pytest_tcav.config import LAYER_POINTS, METHODS, POOLINGS, import_callable
+from pytest_tcav.config import LAYER_POINTS, METHODS, NULLS, POOLINGS, import_callable
 from pytest_tcav.engine.spec import DEFAULT_TOLERANCE, CheckSpec, EngineKnobs, StabilitySpec
 from pytest_tcav.errors import BaselineError, YamlSpecError, shown_path
 
@@ -43,6 +43,7 @@ TOP_KEYS: dict[str, str] = {
     "random_sets": "a count, or a list of random-set names or folders",
     "random_pool": "a folder or concept-library name to draw random sets from",
     "alpha": "the family-wise significance level",
+    "null": "random or pseudo: what a concept is judged against (default: tcav_null)",
     "seed": "the seed of random-set sampling and CAV training",
     "method": "gradient or integrated_gradients",
     "n_steps": "integration steps of integrated_gradients",
@@ -114,6 +115,8 @@ class FileSpec:
     random_sets: int | tuple[str, ...] | None = None
     random_pool: str | None = None
     alpha: float | None = None
+    #: random or pseudo (unset: ``tcav_null``).
+    null: str | None = None
     #: seed, method, n_steps, batch_size, layer_point, pooling, forward_kwargs, output (unset: the run's).
     knobs: EngineKnobs = EngineKnobs()
     require: str = "all"
@@ -363,6 +366,7 @@ def parse(text: str, path: Path) -> FileSpec:
         layers = r.names(keys["layers"][1], "layers", "a layer name or a list of layer names")
         knobs: dict[str, Any] = {}  # EngineKnobs' fields, as the file gives them
         alpha = r.number(keys["alpha"][1], "alpha", 0.0, 1.0, open_range=True) if "alpha" in keys else None
+        null = r.choice(keys["null"][1], "null", NULLS) if "null" in keys else None
         if "seed" in keys:
             knobs["seed"] = r.integer(keys["seed"][1], "seed", 0)
         if "method" in keys:
@@ -427,7 +431,7 @@ def parse(text: str, path: Path) -> FileSpec:
         return FileSpec(
             path=path, model=model, model_args=args, model_kwargs=kwargs, target=target, layers=layers,
             concepts=tuple(concepts), inputs=inputs, random_sets=random_sets, random_pool=pool, alpha=alpha,
-            knobs=EngineKnobs(**knobs), require=require, description=description, lines=lines,
+            null=null, knobs=EngineKnobs(**knobs), require=require, description=description, lines=lines,
         )
     finally:
         loader.dispose()
@@ -458,10 +462,11 @@ def check_spec(spec: FileSpec, concept: ConceptSpec, expectation: ExpectationSpe
         random_sets = [data_path(name, spec) for name in random_sets]
     base = CheckSpec(concept=data_path(concept.name, spec), target=spec.target, layers=list(spec.layers),
                      inputs=data_path(spec.inputs, spec), random_sets=random_sets,
-                     random_pool=data_path(spec.random_pool, spec), alpha=spec.alpha, engine=spec.knobs)
+                     random_pool=data_path(spec.random_pool, spec), alpha=spec.alpha, null=spec.null,
+                     engine=spec.knobs)
     if kind == "stable":
         return dataclasses.replace(
-            base, expectation="stable", direction=options.get("direction", "either"),
+            base, expectation="stable", direction=options.get("direction", "either"), null=None,
             stability=StabilitySpec(baseline=options["baseline"],
                                     tolerance=options.get("tolerance", DEFAULT_TOLERANCE),
                                     statistic_tolerance=options.get("statistic_tolerance", 0.0)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,9 +21,7 @@ from typing import Any, TextIO
 from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.cli.progress import ProgressBar
 from pytest_tcav.cli.score import InputsOfClass, ObservedStore, comma_list, load_model
-from pytest_tcav.config import TCAVConfig
-
-DEFAULT_PSEUDO_CONCEPTS = 40
+from pytest_tcav.config import DEFAULT_PSEUDO_CONCEPTS, TCAVConfig
 
 EPILOG = """\
 examples:
@@ -55,9 +54,10 @@ def add_calibrate_parser(commands: Any, add_settings: Callable[[Any, str], None]
                       help="a target the suite tests (class index or name; may repeat)")
     what.add_argument("--layers", required=True, action="append", metavar="A,B",
                       help="layer names, comma-separated (may repeat)")
-    what.add_argument("--pseudo-concepts", type=int, default=DEFAULT_PSEUDO_CONCEPTS, metavar="K",
-                      help=f"pseudo-concepts per target; more narrow the interval (default: "
-                           f"{DEFAULT_PSEUDO_CONCEPTS})")
+    what.add_argument("--pseudo-concepts", type=int, metavar="K",
+                      help=f"pseudo-concepts per target; more narrow the interval, and the same K as "
+                           f"tcav_pseudo_concepts lets tcav_null = pseudo reuse the measurement (default: "
+                           f"tcav_pseudo_concepts, {DEFAULT_PSEUDO_CONCEPTS})")
     what.add_argument("--concept-size", type=int, metavar="N",
                       help="examples per pseudo-concept (default: the median size of the concept folders)")
     add_settings(what, "what")
@@ -93,20 +93,23 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
     from pytest_tcav.checks.calibration import save
     from pytest_tcav.engine.spec import CheckSpec, settle
     from pytest_tcav.errors import ConfigurationError
+    from pytest_tcav.session.pseudo_null import default_concept_size, spare_data
     from pytest_tcav.session.session import TCAVSession
 
+    if args.pseudo_concepts is None:
+        args.pseudo_concepts = config.pseudo_concepts
     if args.pseudo_concepts < 1:
         raise ConfigurationError(f"--pseudo-concepts must be at least 1, got {args.pseudo_concepts}")
     config = _with_cache_dir(config)
     layers = comma_list(args.layers)
     targets: list[int | str] = [int(t) if t.strip().isdigit() else t.strip() for t in comma_list(args.target)]
     session = TCAVSession(config)
-    size = args.concept_size or calib.default_concept_size(session)
-    spare = calib.spare_data(session, size, args.pseudo_concepts)
-    concepts = calib.pseudo_concepts(spare.examples, args.pseudo_concepts, size, config.seed)
+    size = args.concept_size or default_concept_size(session.concepts)
+    count = args.pseudo_concepts
+    spare = spare_data(session.concepts, size, count, in_use=config.random_sets, seed=config.seed)
     model = load_model(args.model).to(session.device).eval()
 
-    total = len(targets) * len(concepts)
+    total = len(targets) * count
     bar = ProgressBar(total, label="pseudo-concepts", stream=stderr, enabled=args.progress)
     session.store = ObservedStore(session.store, lambda kind, done: bar.set_status(kind))  # type: ignore[assignment]
     results = []
@@ -115,16 +118,17 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
             target_inputs = session.inputs.for_target(inputs.target) if isinstance(inputs, InputsOfClass) else inputs
 
             def done(k: int, index: int = index) -> None:
-                bar.update(index * len(concepts) + k, f"target {targets[index]}")
+                bar.update(index * count + k, f"target {targets[index]}")
 
             # the request of a check of this target with the suite's settings; each pseudo-concept is its concept
-            spec = settle(CheckSpec(concept=concepts[0], target=target, layers=layers, inputs=target_inputs,
+            spec = settle(CheckSpec(concept=spare.examples, target=target, layers=layers, inputs=target_inputs,
                                     direction=args.direction), config)
-            results.append(calib.calibrate(session, model, spec, concepts, on_done=done))
+            calibration, _null = calib.calibrate(session, model, spec, concept_size=size, count=count, on_done=done)
+            results.append(calibration)
     finally:
         bar.close()
     stored = [] if args.no_store else [save(config.cache_dir, c) for c in results]  # type: ignore[arg-type]
-    overlap = len(spare.examples) < len(concepts) * size
+    overlap = len(spare.examples) < count * size
     stdout.write("\n".join(_lines(results, targets, config, spare.source, size, overlap, stored,
                                   session.cache_stats())) + "\n")
     if args.json:
@@ -141,7 +145,7 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
 
 def _lines(results: list[Any], targets: list[int | str], config: TCAVConfig, source: str, size: int,
            overlap: bool, stored: list[Path], cache: dict[str, Any]) -> list[str]:
-    from pytest_tcav.checks.calibration import implication, percent
+    from pytest_tcav.checks.calibration import implication, percent, why_off
     from pytest_tcav.tables import render_table
 
     rows: list[tuple[str, ...]] = [("target", "layer", "significant", "rate", "95% CI", "alpha", "reading")]
@@ -158,7 +162,15 @@ def _lines(results: list[Any], targets: list[int | str], config: TCAVConfig, sou
     lines += render_table(rows)
     lines.append("")
     for target, c in zip(targets, results):
-        lines += [f"target {target}: {implication(r, c.settings['random_sets'])}" for r in c.layers]
+        for r in c.layers:
+            shift, spread = c.shifts.get(r.layer), c.spreads.get(r.layer)
+            meaning = implication(r, c.settings["random_sets"], shift=shift, spread=spread,
+                                  pseudo_cost=c.pseudo_concepts)
+            lines.append(f"target {target}: {meaning}")
+            if shift is not None and spread is not None and r.reading != "above alpha":
+                lines.append(f"target {target}: {why_off(r.layer, shift, spread)} (0 is typical; "
+                             f"about ±{2 / math.sqrt(c.settings['random_sets']):.2f} is within the luck of "
+                             f"{c.settings['random_sets']} random sets)")
     if overlap:
         lines.append(f"note: the spare random data hold fewer than {first.pseudo_concepts} x {size} images, so "
                      "pseudo-concepts share images; the interval is then somewhat optimistic.")

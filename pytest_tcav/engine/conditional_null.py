@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 #: Values of ``null=`` / ``tcav_null``.
 NULLS = ("random", "pseudo")
+#: Bytes of an example's content hash that identify it here and in stored nulls (64 bits: no chance collision).
+DIGEST_BYTES = 8
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ class PseudoLayer:
             return 0.0 if diff == 0.0 else float(np.copysign(np.inf, diff))
         return diff / sd
 
+    def spread_ratio(self) -> float:
+        """The pseudo-concepts' standard deviation over the random null's: about 1 when the random sets'
+        spread is the spread of fresh random data against them."""
+        null_sd = float(np.std(self.random_null, ddof=1)) if len(self.random_null) > 1 else 0.0
+        sd = float(np.std(self.statistics, ddof=1)) if len(self.statistics) > 1 else 0.0
+        return sd / null_sd if null_sd > 0.0 else float("inf") if sd > 0.0 else 1.0
+
     def to_json(self) -> dict[str, list[float]]:
         return {"statistics": list(self.statistics), "accuracies": list(self.accuracies),
                 "scores": list(self.scores), "random_null": list(self.random_null)}
@@ -104,7 +113,7 @@ class PseudoNull:
     source: str = ""
     #: Pseudo-concepts left out of this verdict because they share examples with the concept under test.
     excluded: int = 0
-    #: Set when the member examples' digests are known: one frozenset per pseudo-concept (not stored).
+    #: Each pseudo-concept's examples' content hashes (compared on their first :data:`DIGEST_BYTES` bytes).
     member_digests: tuple[frozenset[bytes], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -136,7 +145,9 @@ class PseudoNull:
         """This null without the pseudo-concepts that are, or share an example with, the concept under test."""
         drop = {k for k, fp in enumerate(self.members) if fp == concept_fingerprint}
         if self.member_digests and concept_digests:
-            drop |= {k for k, digests in enumerate(self.member_digests) if digests & concept_digests}
+            short = {d[:DIGEST_BYTES] for d in concept_digests}
+            drop |= {k for k, digests in enumerate(self.member_digests)
+                     if any(d[:DIGEST_BYTES] in short for d in digests)}
         if not drop:
             return self
         frozen = frozenset(drop)

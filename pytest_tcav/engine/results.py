@@ -225,7 +225,8 @@ def format_table(result: TCAVResult) -> str:
     finds with 80% power.  With a margin, ``equiv p`` is the corrected p-value of
     "the effect is at least the margin".
     """
-    header = ["layer", "score", "stat", f"{null_label(result)} mean±sd", "t", "p", "p corr", "CAV acc", "effect", "detect."]
+    header = ["layer", "score", "stat", f"{null_label(result)} mean±sd", "t", "p", "p corr", "CAV acc", "effect",
+              "detect."]
     if result.margin is not None:
         header.append("equiv p")
     header.append("verdict")

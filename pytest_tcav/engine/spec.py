@@ -166,7 +166,7 @@ def settle(spec: CheckSpec, config: TCAVConfig) -> CheckSpec:
     of the configuration), and so do ``null_test`` (no ini key) and, outside insignificance checks,
     ``margin`` (``tcav_margin`` is the margin of those checks only).  A relative check (``against=``)
     takes ``null`` from its own call only: its null is its concepts' relabelings, and ``tcav_null``
-    speaks of the random library.
+    speaks of the random library; so does a stability check, which compares with its baseline.
     """
     direction = spec.direction
     if direction is None:
@@ -182,7 +182,8 @@ def settle(spec: CheckSpec, config: TCAVConfig) -> CheckSpec:
         alpha=config.alpha if spec.alpha is None else spec.alpha,
         min_cav_accuracy=config.min_cav_accuracy if spec.min_cav_accuracy is None else spec.min_cav_accuracy,
         correction=config.correction if spec.correction is None else spec.correction,
-        null=spec.null if spec.null is not None else ("random" if spec.against is not None else config.null),
+        null=spec.null if spec.null is not None else
+        ("random" if spec.against is not None or spec.expectation == "stable" else config.null),
         engine=settle_knobs(spec.engine, config),
     )
 

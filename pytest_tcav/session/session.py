@@ -24,7 +24,9 @@ from torch import nn
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, concept_activations, model_device
 from pytest_tcav.engine.batches import take
-from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept
+from pytest_tcav.engine.conditional_null import PseudoNull, layers_from_results
+from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, sample_random_sets
+from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layers import LayerPoint
 from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
@@ -35,6 +37,17 @@ from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_pa
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, TargetError, without_library_frames
 from pytest_tcav.session.lazy import LazyCallable
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
+from pytest_tcav.session.pseudo_null import (
+    NullIdentity,
+    identity_settings,
+    library_fingerprint,
+    merged,
+    now,
+    pseudo_concepts,
+    spare_data,
+)
+from pytest_tcav.session.pseudo_null import load as load_pseudo_null
+from pytest_tcav.session.pseudo_null import save as save_pseudo_null
 from pytest_tcav.session.torch_threads import apply_threads
 from pytest_tcav.storage.memory import MemoryStore
 
@@ -60,6 +73,8 @@ class TCAVSession:
         #: so that a second check of one file in a run (two results, one file) is refused.
         self.baseline_uses: dict[str, tuple[str | None, str]] = {}
         self._nodeid = nodeid
+        #: Pseudo-concepts' nulls measured or read in this session, by identity (session/pseudo_null.py).
+        self._pseudo_nulls: dict[str, PseudoNull] = {}
         self._test_path = test_path  # the running test's file: baselines live next to it
         transform = LazyCallable(self.config.transform, self.config.load_transform) if self.config.transform else None
         self.transform = transform
@@ -153,6 +168,7 @@ class TCAVSession:
         against: ConceptLike | Sequence[ConceptLike] | None = None,
         margin: float | None = None,
         min_cav_accuracy: float | None = None,
+        null: str | None = None,
     ) -> TCAVResult:
         """Test a concept and return the result, without asserting anything.
 
@@ -161,7 +177,8 @@ class TCAVSession:
         ``against`` (concept names or data, one or a list) makes it relative TCAV:
         ``random_sets`` (default ``tcav_random_sets``) is then its number of repetitions.
         Text (a list of strings, ``.txt`` files) goes through ``tokenizer``, else
-        ``tcav_tokenizer``.
+        ``tcav_tokenizer``.  ``null="pseudo"`` (``tcav_null``) judges it against pseudo-concepts
+        tested on the same random sets (measured once from the library's spare random data, stored).
 
         An error shows as an assertion's does: a mistake in the call (a
         :class:`~pytest_tcav.errors.TCAVError`) points at the caller's line, an
@@ -172,7 +189,7 @@ class TCAVSession:
         spec = CheckSpec(
             concept=concept, target=target, layers=layers, inputs=inputs, direction=direction, against=against,
             margin=margin, random_sets=random_sets, random_pool=random_pool, alpha=alpha,
-            min_cav_accuracy=min_cav_accuracy,
+            min_cav_accuracy=min_cav_accuracy, null=null,
             engine=EngineKnobs(method=method, n_steps=n_steps, seed=seed, batch_size=batch_size,
                                layer_point=layer_point, layer_call=layer_call, pooling=pooling,
                                forward_kwargs=forward_kwargs,
@@ -202,12 +219,83 @@ class TCAVSession:
                             spec.engine.forward_kwargs):
             # a missing folder: is it the index?
             input_set = self.resolve_inputs(spec.inputs, spec.target, tokenizer=tokenizer)
+        pseudo = None
+        if spec.null == "pseudo" and spec.against is None:
+            size = len(engine.example_set(concept, concept if isinstance(concept, str) else None))
+            pseudo = self.pseudo_null(model, spec, size=size)
         result = engine.run(spec, CheckData(concept=concept, target=index, inputs=input_set, random_sets=sets,
-                                            random_pool=pool, against=others))
+                                            random_pool=pool, against=others, pseudo_null=pseudo))
         if isinstance(spec.target, str):
             # People named the class; failure messages and reports should too.
             result = dataclasses.replace(result, target=f"{spec.target} ({result.target})")
         return result
+
+    def pseudo_null(self, model: nn.Module, spec: CheckSpec, *, size: int, count: int | None = None,
+                    on_done: Callable[[int], None] | None = None) -> PseudoNull:
+        """The pseudo-concepts' null of a settled request (``null="pseudo"``; :mod:`.pseudo_null`).
+
+        Read from this session's memory or the disk cache when it was measured for the same target,
+        settings, concept size, ``count`` (K, default ``tcav_pseudo_concepts``), random sets, model and
+        inputs; else its missing layers are measured here (each pseudo-concept tested as the request's
+        concept under the ``random`` null) and stored.  ``on_done(k)`` follows the pseudo-concepts measured.
+        """
+        if spec.against is not None:
+            raise ConfigurationError("null='pseudo' judges a concept against pseudo-concepts tested on the random "
+                                     "sets; a relative test (against=) has none: its null is its concepts' "
+                                     "relabelings")
+        if spec.random_pool is not None or not (spec.random_sets is None or isinstance(spec.random_sets, int)):
+            raise ConfigurationError(
+                "null='pseudo' draws its pseudo-concepts from the concept library's spare random data (what the "
+                "random sets in use leave over); a check with its own random_sets=[...] or random_pool= has no "
+                "such data: use the library's random sets, or TCAV(...).test(..., pseudo_concepts=[...])")
+        count = self.config.pseudo_concepts if count is None else count
+        engine = self._engine(model, spec.engine)
+        sets = self.random_set_concepts(size, spec.random_sets, spec.random_pool)
+        target = self.resolve_target(spec.target)
+        key = getattr(target, "key", None) if callable(target) else str(int(target))
+        if not isinstance(key, str):
+            raise ConfigurationError("null='pseudo' keeps its measurement per target: name a class index, a class "
+                                     "name or pytest_tcav.next_token(...), not a plain callable")
+        tokenizer = spec.engine.tokenizer
+        inputs = engine.example_set(self.resolve_inputs(spec.inputs, spec.target, tokenizer=tokenizer), "inputs",
+                                    role="input")
+        identity = NullIdentity(key, identity_settings(spec, len(sets)), size, count, library_fingerprint(sets),
+                                model_fingerprint(model), inputs.fingerprint)
+        cache_dir = self.config.cache_dir
+        found = self._pseudo_nulls.get(identity.key())
+        if found is None and cache_dir is not None and self.config.cache in ("read", "readwrite"):
+            found = load_pseudo_null(cache_dir, identity)
+        missing = [name for name in spec.layer_names if found is None or name not in found.layers]
+        if missing:
+            spare = spare_data(self.concepts, size, count, in_use=len(sets), seed=self.config.seed)
+            members = pseudo_concepts(spare.examples, count, size, self.config.seed)
+            measured = dataclasses.replace(spec, layers=missing, null="random", expectation=None, margin=None,
+                                           score=None, stability=None)
+            results = []
+            for k, member in enumerate(members):
+                results.append(self.measure(model, dataclasses.replace(measured, concept=member)))
+                if on_done is not None:
+                    on_done(k + 1)
+            new = PseudoNull(layers_from_results(results), tuple(m.fingerprint for m in members), identity.key(),
+                             now(), spare.source, member_digests=tuple(m.example_digests for m in members))
+            found = merged(found, new)
+            if cache_dir is not None and self.config.cache in ("write", "readwrite"):
+                save_pseudo_null(cache_dir, identity, found)
+        assert found is not None
+        self._pseudo_nulls[identity.key()] = found
+        return found
+
+    def random_set_concepts(self, size: int, random_sets: int | Sequence[ConceptLike] | None = None,
+                            random_pool: ConceptLike | None = None) -> list[Concept]:
+        """The random sets a concept of ``size`` examples is compared with (drawn as the engine draws them)."""
+        sets, pool = self.resolve_random_sets(random_sets, random_pool)
+        if pool is not None:
+            assert isinstance(sets, int)
+            pool_set = as_concept(pool, name="random_pool", transform=self.transform, role="random pool")
+            return sample_random_sets(pool_set, sets, size, self.config.seed)
+        assert not isinstance(sets, int)
+        return [as_concept(s, name=f"random[{k}]", transform=self.transform, role="random")
+                for k, s in enumerate(sets)]
 
     def current_nodeid(self) -> str | None:
         """The id of the running test (None outside a test)."""

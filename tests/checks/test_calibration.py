@@ -121,10 +121,8 @@ def _session(root: Path) -> TCAVSession:
 
 
 def _calibrate(session: TCAVSession, model: torch.nn.Module) -> calib.Calibration:
-    spare = session_calib.spare_data(session, SET_SIZE, K)
-    concepts = session_calib.pseudo_concepts(spare.examples, K, SET_SIZE, seed=0)
-    spec = settle(CheckSpec(concept=concepts[0], target=1, layers=[LAYER]), session.config)
-    return session_calib.calibrate(session, model, spec, concepts)
+    spec = settle(CheckSpec(concept="pseudo", target=1, layers=[LAYER]), session.config)
+    return session_calib.calibrate(session, model, spec, concept_size=SET_SIZE, count=K)[0]
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +186,27 @@ def test_a_changed_model_or_random_set_makes_the_calibration_stale(
     shutil.move(str(next((copied / "tmp").iterdir())), first)  # one image of one random set replaced
     edited = state(_session(copied), texture_model)
     assert edited is not None and edited.state == "stale" and "the random sets changed" in edited.message
+
+
+@pytest.mark.slow  # trains a model
+def test_the_pseudo_null_keeps_an_unlucky_librarys_checks_at_alpha(
+        libraries: dict[str, Path], texture_model: torch.nn.Module) -> None:
+    """Fresh random sets (not the null's pseudo-concepts) tested on the unlucky library: the random null
+    finds many of them significant, the pseudo-concepts' null about alpha; the striped concept the model
+    relies on stays significant under both."""
+    session = _session(libraries["unlucky"])
+    gen = torch.Generator().manual_seed(2024)
+    fresh = [synthetic.random_images(SET_SIZE, gen) for _ in range(40)]
+    inputs = session.config.inputs / "1"  # type: ignore[operator]
+    hits = {"random": 0, "pseudo": 0}
+    for concept in fresh:
+        for null in hits:
+            result = session.score(texture_model, concept, target=1, layers=[LAYER], inputs=inputs, null=null)
+            hits[null] += result.layers[0].significant
+    striped = session.score(texture_model, synthetic.stripes(SET_SIZE, gen), target=1, layers=[LAYER],
+                            inputs=inputs, null="pseudo")
+    print(f"unlucky library, 40 fresh random sets on {LAYER}: {hits}")
+    assert hits["random"] >= 8  # the library's luck: far above alpha (2 of 40)
+    assert hits["pseudo"] <= stats.binom.ppf(0.99, 40, ALPHA)
+    assert striped.layers[0].significant and striped.null == "pseudo"
+    assert striped.null_source is not None and striped.null_source.startswith(f"K = {session.config.pseudo_concepts}")

@@ -45,7 +45,9 @@ ENTRIES: dict[str, tuple[Callable[..., Any], set[str], set[str]]] = {
     "assert_concept_stable": (
         _stable,
         # a stability check compares with a baseline: no verdict options, no relative test
-        {"expectation", "require", "score", "against", "margin", "min_cav_accuracy", "correction", "null_test"},
+        # and its null (tcav_null) does not apply: it compares with the baseline
+        {"expectation", "require", "score", "against", "margin", "min_cav_accuracy", "correction", "null_test",
+         "null"},
         {"model"},
     ),
     "TCAVSession.score": (
@@ -61,8 +63,9 @@ ENTRIES: dict[str, tuple[Callable[..., Any], set[str], set[str]]] = {
     ),
     "TCAV.__init__": (
         TCAV.__init__,
-        # an engine has no concept, check or baseline; alpha, correction and null_test are its per-engine defaults
-        FIELDS - KNOBS - {"alpha", "correction", "null_test"},
+        # an engine has no concept, check or baseline; alpha, correction, null_test and null are its per-engine
+        # defaults
+        FIELDS - KNOBS - {"alpha", "correction", "null_test", "null"},
         # what the engine is built with besides a check's knobs: the caller's, not the check's
         {"self", "model", "trainer", "device", "transform", "store"},
     ),
@@ -70,7 +73,8 @@ ENTRIES: dict[str, tuple[Callable[..., Any], set[str], set[str]]] = {
         TCAV.test,
         # data in, a result out: the knobs are the engine's; no verdict, no baseline
         {"expectation", "require", "score", *KNOBS, *STABILITY},
-        {"self"},
+        # the pseudo-concepts themselves (or their measured null), for null="pseudo": data, as the sets are
+        {"self", "pseudo_concepts"},
     ),
 }
 
