@@ -30,16 +30,32 @@ def names(layers: Sequence[LayerResult]) -> str:
     return ", ".join(r.layer for r in layers)
 
 
+def null_sets(result: TCAVResult) -> str:
+    """What the verdict's null is made of, in words: the random sets, or the pseudo-concepts (``null="pseudo"``)."""
+    if result.null == "pseudo":
+        k = len(result.layers[0].null_statistics) if result.layers else 0
+        return f"the {k} pseudo-concepts"
+    return f"the {result.n_random} random sets"
+
+
+def more_null(result: TCAVResult) -> str:
+    """What adds to the null: random sets, or pseudo-concepts."""
+    if result.null == "pseudo":
+        return "more pseudo-concepts (tcav_pseudo_concepts)"
+    return "more random sets (random_sets=...)"
+
+
 def sentence(why: list[str], tries: list[str]) -> str:
     text = "; and ".join(why)
     return f"Why: {text[0].upper() + text[1:]}; try {'; or '.join(tries)}."
 
 
-def _inconclusive(layers: list[LayerResult], claim: str) -> str:
+def _inconclusive(layers: list[LayerResult], claim: str, pseudo: bool = False) -> str:
     accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in layers)
     ps = ", ".join(f"{r.cav_p_value:.2g}" for r in layers)
+    chance = "the pseudo-concepts' against the random sets" if pseudo else "the random sets' against each other"
     return (f"on {names(layers)} the layer cannot tell the concept from random examples, so it can show neither "
-            f"{claim} (mean CAV accuracy {accs}, no better than the random sets' against each other: p {ps}; "
+            f"{claim} (mean CAV accuracy {accs}, no better than {chance}: p {ps}; "
             "nor does the concept move the target differently from them in either direction)")
 
 
@@ -58,7 +74,8 @@ class FailureCauses(NamedTuple):
     inconclusive: list[LayerResult]
     out_of_range: list[LayerResult]  # significant, but the assertion wanted otherwise (or another score)
     low_accuracy: list[LayerResult]
-    wrong_way: list[LayerResult]
+    wrong_way: list[LayerResult]  # the other sign, and beyond the noise (at least the detectable effect)
+    no_evidence: list[LayerResult]  # the other sign, inside the noise: no evidence in either direction
     corrected_away: list[LayerResult]  # below alpha before the correction over layers
     rest: list[LayerResult]
 
@@ -70,11 +87,13 @@ def failure_causes(failing: Sequence[LayerResult], direction: str, alpha: float)
     weak = [r for r in failing if not r.significant and not r.inconclusive]
     low_accuracy = [r for r in weak if r.cav_accuracy < LOW_CAV_ACCURACY]
     rest = [r for r in weak if r not in low_accuracy]
-    wrong_way = [r for r in rest if against_direction(r, direction)]
-    rest = [r for r in rest if r not in wrong_way]
+    other_sign = [r for r in rest if against_direction(r, direction)]
+    wrong_way = [r for r in other_sign if not abs(r.effect) < r.detectable_effect]
+    no_evidence = [r for r in other_sign if r not in wrong_way]
+    rest = [r for r in rest if r not in other_sign]
     corrected_away = [r for r in rest if r.p_value < alpha]
     rest = [r for r in rest if r not in corrected_away]
-    return FailureCauses(inconclusive, out_of_range, low_accuracy, wrong_way, corrected_away, rest)
+    return FailureCauses(inconclusive, out_of_range, low_accuracy, wrong_way, no_evidence, corrected_away, rest)
 
 
 def _out_of_range(layers: list[LayerResult], score: tuple[float, float] | None) -> str:
@@ -86,13 +105,15 @@ def _out_of_range(layers: list[LayerResult], score: tuple[float, float] | None) 
 def why_not_significant(result: TCAVResult, failing: list[LayerResult],
                         score: tuple[float, float] | None) -> str:
     """One sentence: the causes seen on the failing layers, then what to try for each."""
-    inconclusive, out_of_range, low_accuracy, wrong_way, corrected_away, rest = failure_causes(
+    inconclusive, out_of_range, low_accuracy, wrong_way, no_evidence, corrected_away, rest = failure_causes(
         failing, result.direction, result.alpha)
+    null = null_sets(result)
 
     why: list[str] = []
     tries: list[str] = []
     if inconclusive:
-        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
+        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not",
+                                 result.null == "pseudo"))
         tries.append(INCONCLUSIVE_TRY)
     if low_accuracy:
         accs = ", ".join(f"{r.cav_accuracy:.2f}" for r in low_accuracy)
@@ -100,21 +121,26 @@ def why_not_significant(result: TCAVResult, failing: list[LayerResult],
                    "so the concept is not linearly separable from the random sets there")
         tries.append("a later layer or more distinctive concept examples")
     if wrong_way:
-        why.append(f"on {names(wrong_way)} the concept pushes the target the other way (statistic below the "
-                   f"random sets' mean for direction {result.direction!r})"
-                   if result.direction == "positive" else
-                   f"on {names(wrong_way)} the concept pushes the target the other way (statistic above the "
-                   f"random sets' mean for direction {result.direction!r})")
+        side = "below" if result.direction == "positive" else "above"
+        effects = ", ".join(f"{r.effect:+.2f}" for r in wrong_way)
+        why.append(f"on {names(wrong_way)} the concept pushes the target the other way (statistic {side} the "
+                   f"mean of {null} for direction {result.direction!r}: effect {effects}, beyond the noise)")
         tries.append("checking the target, or direction='negative' / 'either' if that is expected")
+    if no_evidence:
+        effects = ", ".join(f"{r.effect:+.2f}" for r in no_evidence)
+        detect = ", ".join(f"{r.detectable_effect:.2f}" for r in no_evidence)
+        why.append(f"on {names(no_evidence)} there is no evidence in either direction: its effect ({effects}) is "
+                   f"inside the noise of {null} (detectable effect {detect})")
+        tries.append(f"{more_null(result)}, more concept examples, or other layers")
     if corrected_away:
         why.append(f"on {names(corrected_away)} it is significant only before the {result.correction} "
                    f"correction over {len(result.layers)} layers")
-        tries.append("testing fewer layers or adding random sets")
+        tries.append("testing fewer layers or adding " + more_null(result).split(" (")[0].removeprefix("more "))
     if rest:
         detect = ", ".join(f"{r.detectable_effect:.2f}" for r in rest)
-        why.append(f"on {names(rest)} its effect is within the spread of the {result.n_random} random sets "
+        why.append(f"on {names(rest)} its effect is within the spread of {null} "
                    f"(effect {', '.join(f'{r.effect:+.2f}' for r in rest)}; detectable effect {detect})")
-        tries.append("more random sets (random_sets=...), more concept examples, or other layers")
+        tries.append(f"{more_null(result)}, more concept examples, or other layers")
     if out_of_range:
         why.append(_out_of_range(out_of_range, score))
         tries.append("checking the expected score range")
@@ -155,10 +181,11 @@ def why_significant(result: TCAVResult, failing: list[LayerResult],
                            for r in unshown)
         why.append(f"on {names(unshown)} the data do not show its effect below the margin {result.margin:g} "
                    f"at alpha {result.alpha} ({detail})")
-        tries.append(f"more random sets than {result.n_random} (the margin's uncertainty shrinks with them), "
-                     "or a larger margin if a larger effect is acceptable")
+        tries.append(f"{more_null(result).split(' (')[0]} than {null_sets(result).removeprefix('the ')} (the margin's "
+                     "uncertainty shrinks with them), or a larger margin if a larger effect is acceptable")
     if inconclusive:
-        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not"))
+        why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not",
+                                 result.null == "pseudo"))
         tries.append(INCONCLUSIVE_TRY)
     if out_of_range:
         why.append(_out_of_range(out_of_range, score))
@@ -176,15 +203,22 @@ def underpowered(result: TCAVResult, limit: float | None) -> str | None:
     from pytest_tcav.engine.equivalence import spread_ratio, suggest_inputs, suggest_random_sets
 
     worst = max(r.detectable_effect for r in weak)
-    needed = [suggest_random_sets(limit, result.n_random, spread_ratio(r.concept_statistics, r.null_sd),
+    pseudo = result.null == "pseudo"
+    # under the pseudo-concepts' null the concept adds no spread of its own (engine/layer_verdicts.py)
+    needed = [suggest_random_sets(limit, len(r.null_statistics) if pseudo else result.n_random,
+                                  1.0 if pseudo else spread_ratio(r.concept_statistics, r.null_sd),
                                   result.alpha, len(result.layers), result.correction, result.direction)
               for r in weak]
+    what = "pseudo-concepts" if pseudo else "random sets"
     head = (f"concept {result.concept!r} for target {result.target}: this check could not have detected an "
             f"effect below {worst:.2f} (on {names(weak)}; 80% power at alpha {result.alpha}, {result.correction} "
-            f"over {len(result.layers)} layer(s); effects in units of the random sets' spread)")
+            f"over {len(result.layers)} layer(s); effects in units of the {what}' spread)")
     if any(n is None for n in needed):
-        tail = (f"no number of random sets would bring it under tcav_max_detectable_effect = {limit:g} at this "
+        tail = (f"no number of {what} would bring it under tcav_max_detectable_effect = {limit:g} at this "
                 "alpha and number of layers; test fewer layers, or state the claim with margin=")
+    elif pseudo:
+        tail = (f"with tcav_pseudo_concepts = {max(n for n in needed if n is not None)} it would (limit "
+                f"tcav_max_detectable_effect = {limit:g}); or state the claim with margin=")
     else:
         n_sets = max(n for n in needed if n is not None)
         tail = (f"with {n_sets} random sets and {suggest_inputs(result.n_inputs)} inputs it would (limit "
@@ -233,7 +267,7 @@ def _relative_out_of_range(failing: list[LayerResult], score: tuple[float, float
 
 def _why_relative_fails(result: TCAVResult, failing: list[LayerResult], score: tuple[float, float] | None) -> str:
     # a relative test has no CAV gate: no layer of it is inconclusive
-    _inconclusive, out_of_range, low, wrong_way, corrected_away, rest = failure_causes(
+    _inconclusive, out_of_range, low, wrong_way, no_evidence, corrected_away, rest = failure_causes(
         failing, result.direction, result.alpha)
     why: list[str] = []
     tries: list[str] = []
@@ -247,6 +281,10 @@ def _why_relative_fails(result: TCAVResult, failing: list[LayerResult], score: t
         why.append(f"on {names(wrong_way)} it raises the target {opposite} than {others(result)} (statistic on "
                    "the other side of the relabelings' mean)")
         tries.append("swapping the concepts, or direction='either' if either order is acceptable")
+    if no_evidence:
+        why.append(f"on {names(no_evidence)} there is no evidence in either direction: the difference is inside "
+                   f"the noise of {result.n_random} random relabelings of the two concepts' examples")
+        tries.append("more examples of each concept, more repetitions (random_sets=...), or other layers")
     if corrected_away:
         why.append(f"on {names(corrected_away)} the difference is significant only before the "
                    f"{result.correction} correction over {len(result.layers)} layers")

@@ -206,10 +206,10 @@ def test_failure_puts_the_users_line_on_top_then_table_then_sentence(failing_run
     ("test", "headline", "why"),
     [
         ("test_within_the_noise", "concept 'noisy' is not significant (positive) for target 1 on relu",
-         "Why: On relu the concept pushes the target the other way (statistic below the random sets' mean"),
+         "Why: On relu there is no evidence in either direction: its effect"),
         ("test_wrong_direction", "concept 'vertical' is not significant (positive) for target 1 on relu",
-         "Why: On relu the concept pushes the target the other way (statistic below the random sets' mean "
-         "for direction 'positive'); try checking the target, or direction='negative'"),
+         "Why: On relu the concept pushes the target the other way (statistic below the mean of the 5 random "
+         "sets for direction 'positive': effect"),
         ("test_score_out_of_range", "concept 'horizontal' is not significant (positive) for target 1 with a "
          "TCAV score in [0.2, 0.8] on relu", "Why: Its TCAV score on relu is 1.00, outside the expected [0.2, 0.8]"),
         ("test_relied_upon", "concept 'horizontal' is significant (positive) for target horizontal (1) on relu; "
