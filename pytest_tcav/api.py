@@ -113,8 +113,8 @@ def assert_concept_insignificant(
     layer_point: str | None = None,
     layer_call: int | None = None,
     pooling: str | None = None,
-    margin: float | None = None,
     null: str | None = None,
+    margin: float | None = None,
 ) -> TCAVResult:
     """Assert that ``model`` does not rely on ``concept`` for ``target`` (a shortcut or fairness check).
 

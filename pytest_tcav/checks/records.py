@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pytest_tcav.checks.calibration import LayerRate
-from pytest_tcav.engine.results import ExampleIds, LayerResult
+from pytest_tcav.engine.results import ExampleIds, LayerResult, describe_null, null_kind
 
 if TYPE_CHECKING:
     from pytest_tcav.checks.baseline_file import Baseline
@@ -150,6 +150,11 @@ class Settings:
     n_inputs: int | None = None
     correction: str | None = None
     null_test: str | None = None
+    #: What the verdict was judged against: "random", "pseudo" or "relabelings" (None: a record of before).
+    null: str | None = None
+    #: That null in words: "10 random sets", "K = 40 pseudo-concepts (calibration ..., measured ...)", or
+    #: "10 relabelings of the examples of 'a' and 'b'".
+    null_source: str | None = None
     #: settings of a stored report that this version does not know, kept as they were
     other: dict[str, Any] = field(default_factory=dict)
 
@@ -459,7 +464,8 @@ def check_record(concept: Any, target: Any, layers: list[str], expectation: str 
 def _settings(result: TCAVResult) -> Settings:
     return Settings(method=result.method, seed=result.seed, n_random=result.n_random,
                     n_concept_examples=result.n_concept_examples, n_inputs=result.n_inputs,
-                    correction=result.correction, null_test=result.null_test)
+                    correction=result.correction, null_test=result.null_test, null=null_kind(result),
+                    null_source=describe_null(result))
 
 
 def _layers(result: TCAVResult) -> list[LayerResult]:

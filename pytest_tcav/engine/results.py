@@ -216,6 +216,22 @@ def null_label(result: TCAVResult) -> str:
     return "pseudo" if result.null == "pseudo" else "random"
 
 
+def null_kind(result: TCAVResult) -> str:
+    """``random``, ``pseudo``, or ``relabelings`` (a relative test's null)."""
+    return "relabelings" if result.against else result.null
+
+
+def describe_null(result: TCAVResult) -> str:
+    """What the verdict's null was, for reports: the random sets, the pseudo-concepts (which measurement),
+    or a relative test's relabelings of the concepts it compared."""
+    if result.against:
+        names = " + ".join(repr(name) for name in result.against)
+        return f"{result.n_random} relabelings of the examples of {result.concept!r} and {names}"
+    if result.null == "pseudo":
+        return result.null_source or "pseudo-concepts"
+    return f"{result.n_random} random sets"
+
+
 def format_table(result: TCAVResult) -> str:
     """A fixed-width per-layer table for failure messages and the command line.
 

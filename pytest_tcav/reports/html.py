@@ -126,8 +126,19 @@ def _verdict_cell(r: LayerResult) -> str:
     return f'<span class="{css}">{esc(verdict)}</span>' if css else "n/a"
 
 
-def layer_table(results: Sequence[LayerResult]) -> str:
-    """Per layer: verdict, score and the random sets' scores, statistic vs null, p-values, CAV accuracy.
+def null_words(record: CheckRecord) -> tuple[str, str]:
+    """What a check's null is made of, as a plural and as one of them: random sets, pseudo-concepts, or a
+    relative check's relabelings of its concepts (never "random sets" there)."""
+    kind = record.settings.null if record.settings is not None else None
+    if record.against or kind == "relabelings":
+        return "relabelings", "relabeling"
+    if kind == "pseudo":
+        return "pseudo-concepts", "pseudo-concept"
+    return "random sets", "random set"
+
+
+def layer_table(results: Sequence[LayerResult], null: str = "random sets") -> str:
+    """Per layer: verdict, score and the null's scores, statistic vs null, p-values, CAV accuracy.
 
     The verdict comes right after the layer's name, and both stay in view when
     the table scrolls sideways (a phone, or a narrow window).
@@ -150,13 +161,14 @@ def layer_table(results: Sequence[LayerResult]) -> str:
             fmt(r.detectable_effect, 2),
             fmt_p(r.equivalence_p_corrected) if r.equivalence_p_corrected is not None else "-",
         ))
-    return _table(("layer", "verdict", "score", "random sets' score", "statistic", "null mean ± sd", "t", "p",
+    return _table(("layer", "verdict", "score", f"{null}' score", "statistic", "null mean ± sd", "t", "p",
                    "p corrected", "CAV accuracy", "effect", "detectable effect", "equivalence p"), rows,
                   numeric=set(range(2, 13)), css="layers", keyed=True, verdict=1)
 
 
-def distribution_table(r: LayerResult) -> str:
-    """One layer's per-random-set numbers: the concept against random set k, and random set k as the null."""
+def distribution_table(r: LayerResult, null: str = "random set") -> str:
+    """One layer's per-set numbers: the concept against random set k, and null member k (a random set, a
+    pseudo-concept or a relabeling: with pseudo-concepts the two columns have their own lengths)."""
     columns = [finite_values(values) for values in (r.concept_scores, r.concept_statistics, r.cav_accuracies,
                                                     r.null_statistics, r.null_scores)]
     n = max((len(c) for c in columns), default=0)
@@ -166,8 +178,9 @@ def distribution_table(r: LayerResult) -> str:
     for k in range(n):
         rows.append((str(k), *(f"{c[k]:.4f}" if k < len(c) else "" for c in columns)))
     return (f"<p><b>{esc(r.layer)}</b></p>"
-            + _table(("random set", "concept score", "concept statistic", "CAV accuracy", "null statistic",
-                      "null score"), rows, numeric=set(range(1, 6)), css="distribution"))
+            + _table(("k", "concept score (vs random set k)", "concept statistic", "CAV accuracy",
+                      f"null statistic ({null} k)", "null score"), rows, numeric=set(range(1, 6)),
+                     css="distribution"))
 
 
 def _arrow(before: str, after: str) -> str:
@@ -325,14 +338,15 @@ def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None,
     if record.power_warning:
         parts.append(f'<div class="message">Warning: {esc(record.power_warning)}</div>')
     results = record.results
+    plural, single = null_words(record)
     if mpl is not None and results:
         png, note = _plot_or_note(plots.check_plot, record, mpl)
         parts.append(_image(png, f"TCAV scores and statistics per layer for {record.concept}",
                             "Left: TCAV score per layer (bar: mean over the random counterparts, whisker: "
-                            "sd) beside the random sets' own scores. Right: the concept's statistic against "
-                            "each random set vs the random sets' null statistics.") + note)
+                            f"sd) beside the {plural}' own scores. Right: the concept's statistic against "
+                            f"each random counterpart vs the null statistics of the {plural}.") + note)
     if results:
-        parts.append(layer_table(results))
+        parts.append(layer_table(results, plural))
         parts.append(examples_html(record.examples, results, thumbnails or Thumbnails(),
                                    shown_concept(record)))
     before, after = record.before or {}, record.after or {}
@@ -349,9 +363,9 @@ def check_section(number_: int, check: StoredCheck, mpl: tuple[Any, Any] | None,
                          + note)
         if before or after or comparisons:
             parts.append(stability_table(before, after, comparisons))
-    distributions = "".join(distribution_table(r) for r in results)
+    distributions = "".join(distribution_table(r, single) for r in results)
     if distributions:
-        parts.append(f"<details><summary>Per-random-set numbers</summary>{distributions}</details>")
+        parts.append(f"<details><summary>Per-set numbers</summary>{distributions}</details>")
     parts.append(_settings(record))
     extra = [(k, v) for k, v in jsonable(record.to_dict()).items() if k not in _SHOWN and k not in _NOT_IN_REPORT]
     if extra:

@@ -70,6 +70,9 @@ def _layers(record: CheckRecord) -> str:
         if result.layer in compared:
             cell += ", moved" if compared[result.layer].moved else ", unchanged"
         parts.append(cell)
+    settings = record.settings
+    if settings is not None and settings.null in ("pseudo", "relabelings") and settings.null_source:
+        parts.append(f"null: {text(settings.null_source)}")  # the random sets are the default: said only otherwise
     return "<br>".join(parts)
 
 

@@ -85,6 +85,9 @@ def check_plot(check: CheckRecord, mpl: tuple[Any, Any]) -> str | None:
     layers = check.results
     if not layers:
         return None
+    kind = check.settings.null if check.settings is not None else None
+    null_name = ("relabelings" if check.against or kind == "relabelings" else
+                 "pseudo-concepts" if kind == "pseudo" else "random sets")
     Figure, Canvas = mpl
     has_boxes = any(finite_values(r.concept_statistics) or finite_values(r.null_statistics) for r in layers)
     width = max(6.0, 2.2 + 1.5 * len(layers)) * (2 if has_boxes else 1)
@@ -103,7 +106,7 @@ def check_plot(check: CheckRecord, mpl: tuple[Any, Any]) -> str | None:
     if offset:
         ax.bar([p + offset for p in positions], [s[0] if s else 0.0 for s in random_stats], width=0.38,
                yerr=[s[1] if s else 0.0 for s in random_stats], color=RANDOM_COLOUR, capsize=3,
-               label="random sets")
+               label=null_name)
     for p, r, height, err in zip(positions, layers, concept, concept_err):
         if r.significant:
             ax.text(p - offset, min(height + err + 0.03, 1.08), "*", ha="center", va="bottom", fontsize=14)
@@ -134,7 +137,7 @@ def check_plot(check: CheckRecord, mpl: tuple[Any, Any]) -> str | None:
         ax.set_xticks(positions, names)
         ax.set_xlim(-0.6, len(layers) - 0.4)
         ax.set_ylabel("statistic (mean cosine)")
-        ax.set_title("concept vs random-set (null) statistics", fontsize=10)
+        ax.set_title(f"concept vs null ({null_name}) statistics", fontsize=10)
         handles = [boxes["boxes"][colours.index(c)] for c in (CONCEPT_COLOUR, RANDOM_COLOUR) if c in colours]
         labels = [lab for c, lab in ((CONCEPT_COLOUR, "concept"), (RANDOM_COLOUR, "null")) if c in colours]
         ax.legend(handles, labels, fontsize=8, loc="best", framealpha=0.8)

@@ -153,7 +153,7 @@ def test_html_report_of_a_run_is_self_contained(serial_run: tuple[str, Path, Pat
     for check_id, _concept, _outcome, status in EXPECTED:
         assert check_id.split("#")[0] in page and status in page
     assert page.count('<section class="check ') == len(EXPECTED)
-    assert "Per-random-set numbers" in page and ('id="no-plots"' in page) is not PLOTS
+    assert "Per-set numbers" in page and ('id="no-plots"' in page) is not PLOTS
 
 
 @pytest.mark.slow  # runs pytest
