@@ -239,7 +239,7 @@ class TCAV:
                          alpha=alpha, min_cav_accuracy=min_cav_accuracy, correction=correction, null_test=null_test,
                          null=null)
         pseudo = pseudo_concepts
-        if pseudo is not None and not isinstance(pseudo, PseudoNull):
+        if pseudo is not None and not isinstance(pseudo, PseudoNull) and against is None:
             pseudo = self.pseudo_null(spec, target, inputs, random_sets, random_pool, pseudo)
         return self.run(spec, CheckData(concept=concept, target=target, inputs=inputs, random_sets=random_sets,
                                         random_pool=random_pool, against=against, pseudo_null=pseudo))
@@ -251,7 +251,8 @@ class TCAV:
         if isinstance(pseudo_concepts, (str, bytes)) or not isinstance(pseudo_concepts, Sequence):
             raise ConfigurationError("pseudo_concepts must be a list of example sets (random data the tests do not "
                                      f"use, each of the concept's size), got {type(pseudo_concepts).__name__}")
-        measured = dataclasses.replace(spec, null="random", margin=None, expectation=None)
+        # the statistics do not depend on the test or the verdict's options: the random null's t-test, no margin
+        measured = dataclasses.replace(spec, null="random", null_test="t", margin=None, expectation=None)
         sets = [self.example_set(p, f"pseudo_{k}") for k, p in enumerate(pseudo_concepts)]
         results = [self.run(dataclasses.replace(measured, concept=p),
                             CheckData(concept=p, target=target, inputs=inputs, random_sets=random_sets,

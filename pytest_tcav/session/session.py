@@ -269,8 +269,9 @@ class TCAVSession:
         if missing:
             spare = spare_data(self.concepts, size, count, in_use=len(sets), seed=self.config.seed)
             members = pseudo_concepts(spare.examples, count, size, self.config.seed)
-            measured = dataclasses.replace(spec, layers=missing, null="random", expectation=None, margin=None,
-                                           score=None, stability=None)
+            # the statistics do not depend on the test or the verdict's options: the random null's t-test
+            measured = dataclasses.replace(spec, layers=missing, null="random", null_test="t", expectation=None,
+                                           margin=None, score=None, stability=None)
             results = []
             for k, member in enumerate(members):
                 results.append(self.measure(model, dataclasses.replace(measured, concept=member)))
