@@ -60,7 +60,7 @@ from pytest_tcav.engine.statistics import (
 )
 from pytest_tcav.engine.text_examples import Tokenizer, labelled, prepare, text_labels
 from pytest_tcav.engine.trainers import make_trainer
-from pytest_tcav.errors import ConfigurationError
+from pytest_tcav.errors import ConfigurationError, InsufficientDataError
 from pytest_tcav.storage.memory import MemoryStore, flushed
 
 
@@ -298,6 +298,12 @@ class TCAV:
         if null == "pseudo":
             pseudo = require_pseudo_null(data.pseudo_null, layer_names).excluding(concept_set.example_digests,
                                                                                   concept_set.fingerprint)
+            if pseudo.excluded and pseudo.k < 3:
+                raise InsufficientDataError(
+                    f"the concept shares examples with {pseudo.excluded} of the {pseudo.k + pseudo.excluded} "
+                    "pseudo-concepts (it holds random data the pseudo-concepts are drawn from), which leaves "
+                    f"{pseudo.k}: a concept is never judged against itself. Test it with null='random', or "
+                    "keep concept examples out of the spare random data")
             check_test_feasible(alpha, pseudo.k, len(layer_names), correction, null_test, what="pseudo-concept")
             check_test_feasible(alpha, len(randoms), len(layer_names), correction, "t")
         else:
