@@ -238,9 +238,11 @@ class TCAV:
                          against=against, margin=margin, random_sets=random_sets, random_pool=random_pool,
                          alpha=alpha, min_cav_accuracy=min_cav_accuracy, correction=correction, null_test=null_test,
                          null=null)
-        pseudo = pseudo_concepts
-        if pseudo is not None and not isinstance(pseudo, PseudoNull) and against is None:
-            pseudo = self.pseudo_null(spec, target, inputs, random_sets, random_pool, pseudo)
+        pseudo: PseudoNull | None = None
+        if isinstance(pseudo_concepts, PseudoNull):
+            pseudo = pseudo_concepts
+        elif pseudo_concepts is not None and against is None:
+            pseudo = self.pseudo_null(spec, target, inputs, random_sets, random_pool, pseudo_concepts)
         return self.run(spec, CheckData(concept=concept, target=target, inputs=inputs, random_sets=random_sets,
                                         random_pool=random_pool, against=against, pseudo_null=pseudo))
 
