@@ -79,8 +79,9 @@ def check_concept(session: TCAVSession, model: nn.Module, spec: CheckSpec) -> TC
     # every per-layer number (per-random-set ones too), fingerprints and settings: for the reports
     entry = records.with_result(entry, result)
     try:  # measuring a missing calibration runs the model again
-        # A relative check's null is relabelings of its own concepts: the random library's calibration says nothing.
-        gate = None if result.against else calibration_gate(session, model, result, spec)
+        # A relative check's null is relabelings of its own concepts, and a pseudo-concepts' null is calibrated
+        # for this library by construction: the random null's measured rate says nothing about either.
+        gate = None if result.against or result.null == "pseudo" else calibration_gate(session, model, result, spec)
     except Exception as exc:
         raise raised.recorded(session, entry, exc)  # noqa: B904
     if gate is not None and gate.rates:

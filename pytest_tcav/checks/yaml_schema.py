@@ -169,6 +169,9 @@ class _Reader:
         seen: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             key = self.value(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            if key is None and isinstance(key_node, yaml.ScalarNode) and key_node.value == "null" \
+                    and "null" in allowed:
+                key = "null"  # YAML reads a bare `null:` key as nothing; the file means the setting
             if not isinstance(key, str):
                 self.fail(key_node, f"the keys of {what} must be names, got {self.kind(key_node)}")
             if key in seen:

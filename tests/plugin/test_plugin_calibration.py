@@ -75,3 +75,52 @@ def test_tcav_calibrate_measures_a_missing_calibration_during_the_run(pytester: 
     result = pytester.runpytest_subprocess("--tcav-calibrate=3")
     result.assert_outcomes(passed=1)
     assert "stale" not in result.stdout.str() and stored[0].stat().st_mtime_ns != before
+
+
+PSEUDO_CHECKS = """
+from pytest_tcav import assert_concept_insignificant, assert_concept_significant
+
+
+def test_horizontal(model):
+    assert_concept_significant(model, "horizontal", target=1, layers="relu")
+
+
+def test_noisy(model):
+    assert_concept_insignificant(model, "noisy", target=1, layers="relu")
+"""
+
+PSEUDO_YAML = """
+model: tiny_model:EdgeNet
+target: 1
+layers: [relu]
+null: pseudo
+concepts:
+  vertical: {direction: negative}
+"""
+
+
+def test_tcav_null_pseudo_judges_every_check_against_stored_pseudo_concepts(pytester: pytest.Pytester) -> None:
+    import json
+
+    make_project(pytester, ini=INI + "tcav_null = pseudo\ntcav_pseudo_concepts = 6\ntcav_require_calibration = fail\n",
+                 n_random=12)
+    pytester.makepyfile(test_checks=PSEUDO_CHECKS)
+    pytester.makefile(".yaml", tcav_edges=PSEUDO_YAML)
+    serial = pytester.runpytest_subprocess("--tcav-json=serial.json")
+    serial.assert_outcomes(passed=3)  # calibrated by construction: tcav_require_calibration has nothing to refuse
+    stored = list((pytester.path / ".pytest_cache" / "d" / "tcav" / "pseudo_null").glob("*.json"))
+    assert len(stored) == 1  # one target, one set of settings: measured once for the three checks
+    before = stored[0].stat().st_mtime_ns
+    parallel = pytester.runpytest_subprocess("-n", "2", "--tcav-json=parallel.json")
+    parallel.assert_outcomes(passed=3)
+    assert stored[0].stat().st_mtime_ns == before  # read back, not measured again
+
+    def checks(name: str) -> dict[str, object]:
+        report = json.loads((pytester.path / name).read_text())
+        return {c["test"]: (c["settings"], c["results"]) for c in report["checks"]}
+
+    first, second = checks("serial.json"), checks("parallel.json")
+    assert first == second
+    for settings, results in first.values():
+        assert settings["null"] == "pseudo" and settings["null_source"].startswith("K = 6 pseudo-concepts")  # type: ignore[index]
+        assert len(results[0]["null_statistics"]) == 6  # type: ignore[index]
