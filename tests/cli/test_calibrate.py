@@ -48,6 +48,9 @@ def test_calibrate_reports_rates_stores_them_and_reuses_the_null(tmp_path: Path,
     assert header.split()[:4] == ["target", "layer", "significant", "rate"]
     assert any(line.split()[:2] == ["1", "relu"] for line in out.splitlines())
     assert "checks on conv run at about" in out
+    # why: where fresh random data sit against the random sets, in null SDs, and what is typical
+    assert "target 1: on relu, fresh random data score on average " in out
+    assert "null SDs" in out and "is within the luck of 5 random sets" in out
     assert err.splitlines()[-1].startswith("[########################] 3/3 pseudo-concepts")
     report = json.loads((root / "c.json").read_text())
     assert report["overlapping"] is False and len(report["calibrations"]) == 1
@@ -59,6 +62,24 @@ def test_calibrate_reports_rates_stores_them_and_reuses_the_null(tmp_path: Path,
     code, out, err = run_main(*ARGS, "--pseudo-concepts", "3", "--json", "c.json")
     assert code == 0, err
     assert json.loads((root / "c.json").read_text())["cache"]["computed"].get("cav", 0) == 0
+    # the same passes are the pseudo-concepts' null of tcav_null = pseudo with K = 3: stored beside it
+    assert len(list((root / ".pytest_cache" / "d" / "tcav" / "pseudo_null").glob("*.json"))) == 1
+
+
+def test_an_atypical_library_is_told_why_and_pointed_to_the_pseudo_null() -> None:
+    from pytest_tcav.checks.calibration import LayerRate, implication, luck_explains
+
+    above = LayerRate("relu3", significant=9, total=40, alpha=0.05, low=0.108, high=0.385)
+    text = implication(above, 10, shift=0.9, spread=1.0, pseudo_cost=40)
+    assert "on relu3, fresh random data score on average +0.90 null SDs above your random sets: your random " \
+           "sets are not typical of your random data" in text
+    assert "set tcav_null = pseudo" in text and "40 pseudo-concept passes once per target and settings" in text
+    assert "More random sets of the same kind do not remove that" in text and "or use more random sets" not in text
+    # a small shift and a right spread: the luck of N sets, which more sets do shrink
+    lucky = implication(above, 10, shift=0.3, spread=1.1, pseudo_cost=40)
+    assert "within the luck of 10 random sets" in lucky and "or use more random sets" in lucky
+    assert luck_explains(0.6, 1.0, 10) and not luck_explains(0.7, 1.0, 10) and not luck_explains(0.1, 1.3, 10)
+    assert "too narrow" in implication(above, 10, shift=0.1, spread=1.4)
 
 
 def test_calibrate_without_spare_random_data_says_how_many_images_are_needed(
