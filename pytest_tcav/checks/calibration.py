@@ -114,28 +114,47 @@ def percent(value: float) -> str:
     return f"{100 * value:.1f}%"
 
 
-def luck_explains(shift: float, spread: float, n_random: int) -> bool:
+def typical_shift(n_random: int, k: int) -> float:
+    """Twice the standard deviation of the shift on a library typical of its random data, in null SDs.
+
+    With exchangeable sets the library's mean is off the random data's by about ``1 / sqrt(N)`` null
+    SDs and the K pseudo-concepts' mean by ``1 / sqrt(K)`` (docs/statistics.md, "Measuring your
+    library's false-positive rate"), so a shift within ``2 * sqrt(1/N + 1/K)`` shows nothing atypical.
+    """
+    return 2.0 * math.sqrt(1.0 / max(1, n_random) + 1.0 / max(1, k))
+
+
+def too_wide(spread: float, n_random: int, k: int, level: float = 0.05) -> bool:
+    """Whether the pseudo-concepts vary significantly more than the random null (one-sided F-test at ``level``)."""
+    if k < 2 or n_random < 2 or not math.isfinite(spread):
+        return math.isinf(spread)
+    from scipy import stats
+
+    return spread * spread > float(stats.f.ppf(1.0 - level, k - 1, n_random - 1))
+
+
+def luck_explains(shift: float, spread: float, n_random: int, k: int) -> bool:
     """Whether a library's shift and spread are what the luck of drawing ``n_random`` sets gives.
 
-    Under exchangeable sets the library's mean is off the random data's by about
-    ``1 / sqrt(N)`` null SDs, so a shift within ``2 / sqrt(N)`` and a spread ratio
-    under 1.25 show nothing systematic: more sets shrink that luck.  A larger shift
-    or spread is this library's (or the random data's) own, and more sets of the
-    same library do not remove it.
+    A shift within :func:`typical_shift` and a spread not significantly wide (:func:`too_wide`) show
+    nothing systematic: more random sets shrink that luck.  Beyond them the library (or the random data
+    it was drawn from) differs from the random data the pseudo-concepts come from, and more sets of the
+    same kind do not remove it.
     """
-    return abs(shift) <= 2.0 / math.sqrt(max(1, n_random)) and spread < 1.25
+    return abs(shift) <= typical_shift(n_random, k) and not too_wide(spread, n_random, k)
 
 
-def why_off(layer: str, shift: float, spread: float) -> str:
+def why_off(layer: str, shift: float, spread: float, n_random: int, k: int) -> str:
     """The reason a layer's rate is what it is, in words: where fresh random data sit against the random sets."""
-    where = "above" if shift > 0 else "below"
-    text = (f"on {layer}, fresh random data score on average {shift:+.2f} null SDs {where if shift else 'at'} "
-            f"your random sets")
-    if abs(shift) >= 0.5:
+    where = "above" if shift > 0 else "below" if shift < 0 else "at"
+    bound = typical_shift(n_random, k)
+    text = (f"on {layer}, fresh random data score on average {shift:+.2f} null SDs {where} your random sets "
+            f"(within ±{bound:.2f} is typical of {n_random} random sets measured with {k} pseudo-concepts)")
+    if abs(shift) > bound:
         text += ": your random sets are not typical of your random data"
-    if spread >= 1.25:
-        text += (f"; they also vary {spread:.2f} times as much as the random sets do against each other "
-                 "(the random null is too narrow)")
+    if too_wide(spread, n_random, k):
+        text += (f"; fresh random data also vary {spread:.2f} times as much as the random sets do against each "
+                 "other (the random null is too narrow)")
     return text
 
 
@@ -158,8 +177,9 @@ def implication(rate: LayerRate, n_random: int, level: float = LEVEL, *, shift: 
             return (f"{head}: this library of {n_random} random sets makes the layer's checks too liberal. "
                     f"More pseudo-concepts would only narrow the interval. To fix it, {pseudo}; or use more "
                     f"random sets (a null estimated from more sets depends less on their luck) and calibrate again.")
-        reason = why_off(rate.layer, shift, spread)
-        if luck_explains(shift, spread, n_random):
+        k = pseudo_cost or rate.total
+        reason = why_off(rate.layer, shift, spread, n_random, k)
+        if luck_explains(shift, spread, n_random, k):
             return (f"{head}: {reason}, within the luck of {n_random} random sets. To fix it, {pseudo}; or use "
                     f"more random sets and calibrate again.")
         return (f"{head}: {reason}. More random sets of the same kind do not remove that. To fix it, {pseudo}.")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
@@ -121,14 +120,16 @@ def run_calibrate(args: argparse.Namespace, config: TCAVConfig, inputs: Any, std
                 bar.update(index * count + k, f"target {targets[index]}")
 
             # the request of a check of this target with the suite's settings; each pseudo-concept is its concept
-            spec = settle(CheckSpec(concept=spare.examples, target=target, layers=layers, inputs=target_inputs,
+            # (its concept stands for the pseudo-concepts: what kind of data they are)
+            stand_in: Any = spare.examples if spare.examples is not None else list(spare.texts or ())
+            spec = settle(CheckSpec(concept=stand_in, target=target, layers=layers, inputs=target_inputs,
                                     direction=args.direction), config)
             calibration, _null = calib.calibrate(session, model, spec, concept_size=size, count=count, on_done=done)
             results.append(calibration)
     finally:
         bar.close()
     stored = [] if args.no_store else [save(config.cache_dir, c) for c in results]  # type: ignore[arg-type]
-    overlap = len(spare.examples) < count * size
+    overlap = len(spare) < count * size
     stdout.write("\n".join(_lines(results, targets, config, spare.source, size, overlap, stored,
                                   session.cache_stats())) + "\n")
     if args.json:
@@ -168,14 +169,16 @@ def _lines(results: list[Any], targets: list[int | str], config: TCAVConfig, sou
                                   pseudo_cost=c.pseudo_concepts)
             lines.append(f"target {target}: {meaning}")
             if shift is not None and spread is not None and r.reading != "above alpha":
-                lines.append(f"target {target}: {why_off(r.layer, shift, spread)} (0 is typical; "
-                             f"about ±{2 / math.sqrt(c.settings['random_sets']):.2f} is within the luck of "
-                             f"{c.settings['random_sets']} random sets)")
+                lines.append(f"target {target}: "
+                             f"{why_off(r.layer, shift, spread, c.settings['random_sets'], c.pseudo_concepts)}")
     if overlap:
         lines.append(f"note: the spare random data hold fewer than {first.pseudo_concepts} x {size} images, so "
                      "pseudo-concepts share images; the interval is then somewhat optimistic.")
     computed = cache["computed"]
     lines.append(f"computed: {computed.get('activations', 0)} activation sets, {computed.get('cav', 0)} CAVs "
                  f"({cache['reused'].get('cav', 0)} reused from the cache)")
+    if not any(computed.values()) and not any(cache["reused"].values()):
+        lines.append("(the pseudo-concepts' numbers were read back from their stored measurement, pseudo_null/ in "
+                     "the disk cache: the same K, settings, random sets, model and inputs)")
     lines += [f"stored: {path}" for path in stored]
     return lines

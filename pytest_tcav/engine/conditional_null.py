@@ -31,6 +31,7 @@ the session's (:mod:`pytest_tcav.session.pseudo_null`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,7 @@ import numpy as np
 from pytest_tcav.errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from pytest_tcav.engine.examples import Concept
     from pytest_tcav.engine.results import TCAVResult
 
 #: Values of ``null=`` / ``tcav_null``.
@@ -113,7 +115,7 @@ class PseudoNull:
     source: str = ""
     #: Pseudo-concepts left out of this verdict because they share examples with the concept under test.
     excluded: int = 0
-    #: Each pseudo-concept's examples' content hashes (compared on their first :data:`DIGEST_BYTES` bytes).
+    #: Each pseudo-concept's :func:`example_keys`.
     member_digests: tuple[frozenset[bytes], ...] = field(default=(), compare=False, repr=False)
 
     @property
@@ -141,13 +143,12 @@ class PseudoNull:
         detail = f" ({', '.join(parts)})" if parts else ""
         return f"K = {self.k} pseudo-concepts{detail}"
 
-    def excluding(self, concept_digests: frozenset[bytes] | set[bytes], concept_fingerprint: str) -> PseudoNull:
+    def excluding(self, concept: Concept) -> PseudoNull:
         """This null without the pseudo-concepts that are, or share an example with, the concept under test."""
-        drop = {k for k, fp in enumerate(self.members) if fp == concept_fingerprint}
-        if self.member_digests and concept_digests:
-            short = {d[:DIGEST_BYTES] for d in concept_digests}
-            drop |= {k for k, digests in enumerate(self.member_digests)
-                     if any(d[:DIGEST_BYTES] in short for d in digests)}
+        drop = {k for k, fp in enumerate(self.members) if fp == concept.fingerprint}
+        if self.member_digests:
+            keys = example_keys(concept)
+            drop |= {k for k, digests in enumerate(self.member_digests) if digests & keys}
         if not drop:
             return self
         frozen = frozenset(drop)
@@ -155,6 +156,15 @@ class PseudoNull:
                           tuple(m for k, m in enumerate(self.members) if k not in frozen), self.fingerprint,
                           self.measured_at, self.source, self.excluded + len(frozen),
                           tuple(d for k, d in enumerate(self.member_digests) if k not in frozen))
+
+
+def example_keys(concept: Concept) -> frozenset[bytes]:
+    """What identifies a set's examples when pseudo-concepts are left out for sharing them with the concept:
+    each image's content hash, or each sentence (text is tokenized per set, so its token rows differ with
+    the set's padding while the sentence does not); :data:`DIGEST_BYTES` bytes of each."""
+    if concept.texts is not None:
+        return frozenset(hashlib.sha256(f"text:{t}".encode()).digest()[:DIGEST_BYTES] for t in concept.texts)
+    return frozenset(d[:DIGEST_BYTES] for d in concept.example_digests)
 
 
 def layers_from_results(results: Sequence[TCAVResult]) -> dict[str, PseudoLayer]:

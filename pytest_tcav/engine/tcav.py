@@ -32,6 +32,7 @@ from pytest_tcav.engine.conditional_null import (
     PseudoLayer,
     PseudoNull,
     check_null,
+    example_keys,
     layers_from_results,
     require_pseudo_null,
 )
@@ -260,7 +261,7 @@ class TCAV:
                             CheckData(concept=p, target=target, inputs=inputs, random_sets=random_sets,
                                       random_pool=random_pool)) for p in sets]
         return PseudoNull(layers_from_results(results), tuple(s.fingerprint for s in sets),
-                          member_digests=tuple(frozenset(s.example_digests) for s in sets),
+                          member_digests=tuple(example_keys(s) for s in sets),
                           source="pseudo-concepts given to TCAV.test")
 
     def run(self, spec: CheckSpec, data: CheckData) -> TCAVResult:
@@ -298,8 +299,7 @@ class TCAV:
         randoms = [self._canonical(r) for r in self._random_sets(random_sets, random_pool, concept_set)]
         pseudo = None
         if null == "pseudo":
-            pseudo = require_pseudo_null(data.pseudo_null, layer_names).excluding(concept_set.example_digests,
-                                                                                  concept_set.fingerprint)
+            pseudo = require_pseudo_null(data.pseudo_null, layer_names).excluding(concept_set)
             if pseudo.excluded and pseudo.k < 3:
                 raise InsufficientDataError(
                     f"the concept shares examples with {pseudo.excluded} of the {pseudo.k + pseudo.excluded} "

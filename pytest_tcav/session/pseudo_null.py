@@ -38,12 +38,13 @@ import torch
 
 from pytest_tcav.atomic_files import atomic_write_text
 from pytest_tcav.engine import batches
-from pytest_tcav.engine.conditional_null import DIGEST_BYTES, PseudoLayer, PseudoNull
+from pytest_tcav.engine.conditional_null import PseudoLayer, PseudoNull
 from pytest_tcav.engine.examples import Concept, list_image_files, sample_random_sets
 from pytest_tcav.errors import ConceptDataError, ConfigurationError
 
 if TYPE_CHECKING:
     from pytest_tcav.engine.spec import CheckSpec
+    from pytest_tcav.engine.text_examples import Tokenizer
     from pytest_tcav.session.library import ConceptLibrary
 
 #: Offset of the pseudo-concepts' seed from ``tcav_seed``, so that they are not the random sets' draws.
@@ -83,9 +84,13 @@ def library_fingerprint(sets: Sequence[Concept]) -> str:
 
 
 def default_concept_size(library: ConceptLibrary) -> int:
-    """The median image count of the library's concept folders, else the random sets' size."""
+    """The median image count of the library's concept folders, else the random sets' size.
+
+    Text concepts (``NAME.txt`` files) are not image folders: their random data are text, which the
+    pseudo-concepts here (random images) do not stand for.
+    """
     root = library.require_root()
-    counts = [len(list_image_files(root / name)) for name in library.names()]
+    counts = [len(list_image_files(root / name)) for name in library.names() if (root / name).is_dir()]
     counts = [c for c in counts if c]
     if counts:
         return int(statistics.median(counts))
@@ -98,28 +103,44 @@ def default_concept_size(library: ConceptLibrary) -> int:
 
 @dataclass(frozen=True)
 class SpareData:
-    """Random images the tests do not use, and where they came from."""
+    """Random data the tests do not use, and where they came from: images (or other tensors) as one set,
+    text as its sentences."""
 
-    examples: Concept
+    examples: Concept | None
     source: str
+    #: The sentences, for text (None: images or other data); pseudo-concepts are then drawn from these.
+    texts: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        if self.texts is not None:
+            return len(self.texts)
+        assert self.examples is not None
+        return len(self.examples)
 
 
-def spare_data(library: ConceptLibrary, size: int, count: int, *, in_use: int, seed: int) -> SpareData:
+def spare_data(library: ConceptLibrary, size: int, count: int, *, in_use: int, seed: int,
+               kind: str | None = None, tokenizer: Tokenizer | None = None) -> SpareData:
     """The random data pseudo-concepts are drawn from; a clear error when the library has none.
 
-    ``in_use``: how many random sets the checks use; ``seed``: the run's, with which they are drawn from a pool.
+    ``in_use``: how many random sets the checks use; ``seed``: the run's, with which they are drawn from a
+    pool; ``kind``: the concept's (``"text"`` or ``"image"``; None: whatever random data the library has),
+    since a library holding both compares a concept with random data of its own kind.  Text comes back as
+    its sentences too (:attr:`SpareData.texts`): a text pseudo-concept is tokenized on its own, as a text
+    concept is.
     """
     root = library.require_root()
     n = in_use
-    explicit = library.random_set_names()
+    explicit = library.random_set_names(kind)
+    if kind is None and explicit:  # data of no stated kind: that of the random sets in use
+        kind = library.kind_of(explicit[0])
     need = (f"at least {size} images (one pseudo-concept of the concept size), better {count * size} "
             f"({count} pseudo-concepts that share no image)")
     if explicit:
         spare = explicit[n:]
-        parts = [library.load(root / name, name=name) for name in spare]
-        pool = library.pool_name()
+        parts = [library.load(library.entry_path(name), name=name, tokenizer=tokenizer) for name in spare]
+        pool = library.pool_name(kind)
         if pool is not None:  # explicit sets win: the tests never draw from the pool
-            parts.append(library.load(root / pool, name=pool))
+            parts.append(library.load(library.entry_path(pool), name=pool, tokenizer=tokenizer))
             spare = [*spare, pool]
         shown = ", ".join(spare) if len(spare) <= 4 else f"{spare[0]} ... {spare[-1]}, {len(spare)} folders"
         where = f"the random folders beyond the {n} in use ({shown})" if spare else ""
@@ -129,13 +150,16 @@ def spare_data(library: ConceptLibrary, size: int, count: int, *, in_use: int, s
                 f"{len(explicit)} random folder(s), and the tests use the first {n} (tcav_random_sets); add "
                 f"folders random_{len(explicit)}, random_{len(explicit) + 1}, ... or a pool folder 'random' "
                 f"with {need}, drawn from the same source as the random sets")
+        if all(p.texts is not None for p in parts):
+            texts = [t for p in parts for t in p.texts or ()]
+            return _checked(SpareData(None, where, tuple(texts)), size, need)
         examples = batches.concat([p.examples for p in parts])
     else:
-        pool = library.pool_name()
+        pool = library.pool_name(kind)
         if pool is None:
-            library.random_sets(n)  # raises: the library has no random data at all
+            library.random_sets(n, kind=kind)  # raises: the library has no random data at all
             raise AssertionError("unreachable")
-        pool_set = library.load(root / pool, name=pool)
+        pool_set = library.load(library.entry_path(pool), name=pool, tokenizer=tokenizer)
         used: set[bytes] = set()
         for s in sample_random_sets(pool_set, n, size, seed):
             used |= s.example_digests
@@ -146,12 +170,20 @@ def spare_data(library: ConceptLibrary, size: int, count: int, *, in_use: int, s
                 f"no random data the tests do not use: the {n} random sets drawn from the pool "
                 f"{str(root / pool)!r} ({len(pool_set)} images) use all of it; add {need} to the pool")
         examples = batches.take(pool_set.examples, torch.tensor(keep))
-        where = f"the images of the pool '{pool}' that the {n} random sets drawn from it leave unused"
-    if len(examples) < size:
+        where = f"the examples of the pool '{pool}' that the {n} random sets drawn from it leave unused"
+        if pool_set.texts is not None:
+            return _checked(SpareData(None, where, tuple(pool_set.texts[k] for k in keep)), size, need)
+    return _checked(SpareData(Concept("spare", examples, source=where), where), size, need)
+
+
+def _checked(spare: SpareData, size: int, need: str) -> SpareData:
+    """``spare`` when it holds a pseudo-concept's worth of examples; else the error that says what to add."""
+    have = len(spare)
+    if have < size:
         raise ConceptDataError(
             f"too little random data the tests do not use for pseudo-concepts of {size} examples: "
-            f"{where} hold only {len(examples)} image(s); add {need}")
-    return SpareData(Concept("spare", examples, source=where), where)
+            f"{spare.source} hold only {have} example(s); add {need}")
+    return spare
 
 
 def _digest(example: batches.Examples) -> bytes:
@@ -159,17 +191,22 @@ def _digest(example: batches.Examples) -> bytes:
     return next(iter(batches.example_digests(example)))
 
 
-def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Concept]:
-    """``count`` seeded draws of ``size`` examples: disjoint when there is enough data, else overlapping."""
+def draws(total: int, count: int, size: int, seed: int) -> list[list[int]]:
+    """``count`` seeded draws of ``size`` indices below ``total``: disjoint when there is enough data, else
+    overlapping (each its own permutation)."""
     gen = torch.Generator().manual_seed(int(seed) + SEED_OFFSET)
-    total = len(spare)
     if total >= count * size:
         order = torch.randperm(total, generator=gen)
         picks = [order[k * size:(k + 1) * size] for k in range(count)]
     else:
         picks = [torch.randperm(total, generator=gen)[:size] for _ in range(count)]
-    return [Concept(f"pseudo_{k}", batches.take(spare.examples, p.sort().values), source="pseudo-concept")
-            for k, p in enumerate(picks)]
+    return [p.sort().values.tolist() for p in picks]
+
+
+def pseudo_concepts(spare: Concept, count: int, size: int, seed: int) -> list[Concept]:
+    """``count`` seeded draws of ``size`` examples of ``spare`` (:func:`draws`)."""
+    return [Concept(f"pseudo_{k}", batches.take(spare.examples, torch.tensor(p)), source="pseudo-concept")
+            for k, p in enumerate(draws(len(spare), count, size, seed))]
 
 
 # -- the stored null ----------------------------------------------------------------------------
@@ -219,7 +256,7 @@ def save(cache_dir: Path, identity: NullIdentity, null: PseudoNull) -> Path:
             "settings": dict(identity.settings), "concept_size": identity.concept_size, "count": identity.count,
             "measured_at": null.measured_at, "source": null.source, "members": list(null.members),
             # each pseudo-concept's examples (content hashes, shortened): a concept is never judged against them
-            "member_examples": [sorted(d[:DIGEST_BYTES].hex() for d in member) for member in null.member_digests],
+            "member_examples": [sorted(d.hex() for d in member) for member in null.member_digests],
             "layers": {name: layer.to_json() for name, layer in null.layers.items()}}
     return atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 

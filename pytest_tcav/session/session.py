@@ -24,7 +24,7 @@ from torch import nn
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, concept_activations, model_device
 from pytest_tcav.engine.batches import take
-from pytest_tcav.engine.conditional_null import PseudoNull, layers_from_results
+from pytest_tcav.engine.conditional_null import PseudoNull, example_keys, layers_from_results
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, sample_random_sets
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layers import LayerPoint
@@ -39,6 +39,7 @@ from pytest_tcav.session.lazy import LazyCallable
 from pytest_tcav.session.library import ConceptLibrary, InputLibrary, is_plain_name
 from pytest_tcav.session.pseudo_null import (
     NullIdentity,
+    draws,
     identity_settings,
     library_fingerprint,
     merged,
@@ -250,13 +251,14 @@ class TCAVSession:
                 "such data: use the library's random sets, or TCAV(...).test(..., pseudo_concepts=[...])")
         count = self.config.pseudo_concepts if count is None else count
         engine = self._engine(model, spec.engine)
-        sets = self.random_set_concepts(size, spec.random_sets, spec.random_pool)
+        tokenizer = spec.engine.tokenizer
+        kind = self.concept_kind(spec.concept)
+        sets = self.random_set_concepts(size, spec.random_sets, spec.random_pool, kind=kind, tokenizer=tokenizer)
         target = self.resolve_target(spec.target)
         key = getattr(target, "key", None) if callable(target) else str(int(target))
         if not isinstance(key, str):
             raise ConfigurationError("null='pseudo' keeps its measurement per target: name a class index, a class "
                                      "name or pytest_tcav.next_token(...), not a plain callable")
-        tokenizer = spec.engine.tokenizer
         inputs = engine.example_set(self.resolve_inputs(spec.inputs, spec.target, tokenizer=tokenizer), "inputs",
                                     role="input")
         identity = NullIdentity(key, identity_settings(spec, len(sets)), size, count, library_fingerprint(sets),
@@ -267,8 +269,14 @@ class TCAVSession:
             found = load_pseudo_null(cache_dir, identity)
         missing = [name for name in spec.layer_names if found is None or name not in found.layers]
         if missing:
-            spare = spare_data(self.concepts, size, count, in_use=len(sets), seed=self.config.seed)
-            members = pseudo_concepts(spare.examples, count, size, self.config.seed)
+            spare = spare_data(self.concepts, size, count, in_use=len(sets), seed=self.config.seed, kind=kind,
+                               tokenizer=tokenizer)
+            if spare.texts is not None:  # each tokenized on its own, as a text concept is
+                members = [self._text([spare.texts[i] for i in pick], tokenizer, f"pseudo_{k}", "concept")
+                           for k, pick in enumerate(draws(len(spare), count, size, self.config.seed))]
+            else:
+                assert spare.examples is not None
+                members = pseudo_concepts(spare.examples, count, size, self.config.seed)
             # the statistics do not depend on the test or the verdict's options: the random null's t-test
             measured = dataclasses.replace(spec, layers=missing, null="random", null_test="t", expectation=None,
                                            margin=None, score=None, stability=None)
@@ -278,7 +286,7 @@ class TCAVSession:
                 if on_done is not None:
                     on_done(k + 1)
             new = PseudoNull(layers_from_results(results), tuple(m.fingerprint for m in members), identity.key(),
-                             now(), spare.source, member_digests=tuple(m.example_digests for m in members))
+                             now(), spare.source, member_digests=tuple(example_keys(m) for m in members))
             found = merged(found, new)
             if cache_dir is not None and self.config.cache in ("write", "readwrite"):
                 save_pseudo_null(cache_dir, identity, found)
@@ -287,9 +295,11 @@ class TCAVSession:
         return found
 
     def random_set_concepts(self, size: int, random_sets: int | Sequence[ConceptLike] | None = None,
-                            random_pool: ConceptLike | None = None) -> list[Concept]:
-        """The random sets a concept of ``size`` examples is compared with (drawn as the engine draws them)."""
-        sets, pool = self.resolve_random_sets(random_sets, random_pool)
+                            random_pool: ConceptLike | None = None, *, kind: str | None = None,
+                            tokenizer: Tokenizer | None = None) -> list[Concept]:
+        """The random sets a concept of ``size`` examples (of ``kind``) is compared with, drawn as the engine
+        draws them."""
+        sets, pool = self.resolve_random_sets(random_sets, random_pool, kind=kind, tokenizer=tokenizer)
         if pool is not None:
             assert isinstance(sets, int)
             pool_set = as_concept(pool, name="random_pool", transform=self.transform, role="random pool")
@@ -337,7 +347,7 @@ class TCAVSession:
 
         A library that holds both kinds compares a concept with random sets of its own kind.
         """
-        if is_text_list(concept):
+        if is_text_list(concept) or isinstance(concept, Concept) and concept.texts is not None:
             return "text"
         if isinstance(concept, str) and concept in self.concepts:
             return self.concepts.kind_of(concept)

@@ -50,7 +50,7 @@ def test_calibrate_reports_rates_stores_them_and_reuses_the_null(tmp_path: Path,
     assert "checks on conv run at about" in out
     # why: where fresh random data sit against the random sets, in null SDs, and what is typical
     assert "target 1: on relu, fresh random data score on average " in out
-    assert "null SDs" in out and "is within the luck of 5 random sets" in out
+    assert "null SDs" in out and "is typical of 5 random sets measured with 3 pseudo-concepts" in out
     assert err.splitlines()[-1].startswith("[########################] 3/3 pseudo-concepts")
     report = json.loads((root / "c.json").read_text())
     assert report["overlapping"] is False and len(report["calibrations"]) == 1
@@ -71,15 +71,17 @@ def test_an_atypical_library_is_told_why_and_pointed_to_the_pseudo_null() -> Non
 
     above = LayerRate("relu3", significant=9, total=40, alpha=0.05, low=0.108, high=0.385)
     text = implication(above, 10, shift=0.9, spread=1.0, pseudo_cost=40)
-    assert "on relu3, fresh random data score on average +0.90 null SDs above your random sets: your random " \
-           "sets are not typical of your random data" in text
+    assert "on relu3, fresh random data score on average +0.90 null SDs above your random sets (within ±0.71 " \
+           "is typical of 10 random sets measured with 40 pseudo-concepts): your random sets are not typical of " \
+           "your random data" in text
     assert "set tcav_null = pseudo" in text and "40 pseudo-concept passes once per target and settings" in text
     assert "More random sets of the same kind do not remove that" in text and "or use more random sets" not in text
     # a small shift and a right spread: the luck of N sets, which more sets do shrink
     lucky = implication(above, 10, shift=0.3, spread=1.1, pseudo_cost=40)
     assert "within the luck of 10 random sets" in lucky and "or use more random sets" in lucky
-    assert luck_explains(0.6, 1.0, 10) and not luck_explains(0.7, 1.0, 10) and not luck_explains(0.1, 1.3, 10)
-    assert "too narrow" in implication(above, 10, shift=0.1, spread=1.4)
+    assert luck_explains(0.7, 1.0, 10, 40) and not luck_explains(0.72, 1.0, 10, 40)
+    assert luck_explains(0.1, 1.3, 10, 40) and not luck_explains(0.1, 1.8, 10, 40)  # F(39, 9) at 0.95: 2.83
+    assert "too narrow" in implication(above, 10, shift=0.1, spread=1.8, pseudo_cost=40)
 
 
 def test_calibrate_without_spare_random_data_says_how_many_images_are_needed(
