@@ -133,7 +133,7 @@ def spare_data(library: ConceptLibrary, size: int, count: int, *, in_use: int, s
     explicit = library.random_set_names(kind)
     if kind is None and explicit:  # data of no stated kind: that of the random sets in use
         kind = library.kind_of(explicit[0])
-    need = (f"at least {size} images (one pseudo-concept of the concept size), better {count * size} "
+    need = (f"at least {size} examples (one pseudo-concept of the concept size), better {count * size} "
             f"({count} pseudo-concepts that share no image)")
     if explicit:
         spare = explicit[n:]

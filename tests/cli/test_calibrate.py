@@ -91,7 +91,7 @@ def test_calibrate_without_spare_random_data_says_how_many_images_are_needed(
     assert code == 1 and out == ""
     assert "no random data the tests do not use" in err
     assert "the tests use the first 5 (tcav_random_sets)" in err
-    assert "at least 12 images (one pseudo-concept of the concept size), better 120" in err
+    assert "at least 12 examples (one pseudo-concept of the concept size), better 120" in err
 
 
 def test_help_says_95_percent_once_formatted() -> None:

@@ -122,3 +122,29 @@ def test_what_the_pseudo_null_cannot_serve_is_refused_clearly(library: Path, tmp
     tiny_model.write_library(bare, n_random=5)
     with pytest.raises(ConceptDataError, match="no random data the tests do not use"):
         _session(bare, tmp_path / "bare-cache").score(model, "horizontal", target=1, layers=["relu"])
+
+
+def test_text_pseudo_concepts_are_sentences_of_the_text_pool_tokenized_on_their_own(tmp_path: Path) -> None:
+    from tests.helpers import text_model
+
+    root = tmp_path / "text"
+    (root / "concepts").mkdir(parents=True)
+    (root / "inputs").mkdir()
+    (root / "concepts" / "positive.txt").write_text(
+        "\n".join(text_model.sentences(text_model.POSITIVE, 8, 1)) + "\n")
+    (root / "concepts" / "random.txt").write_text(
+        "\n".join(text_model.sentences(text_model.RANDOM, 200, 2)) + "\n")
+    (root / "inputs" / "positive.txt").write_text("\n".join(text_model.sentences(text_model.POSITIVE, 6, 3)) + "\n")
+    tiny_model.save_images(tiny_model.noise(4, torch.Generator().manual_seed(0)), root / "concepts" / "random_0")
+    session = TCAVSession(TCAVConfig(concepts=root / "concepts", inputs=root / "inputs", random_sets=5,
+                                     pseudo_concepts=K, cache_dir=tmp_path / "cache", null="pseudo",
+                                     classes={"positive": 1}))
+    calls = _counting(session)
+    result = session.score(text_model.WordBagNet(), "positive", target="positive", layers=["pooled"],
+                           tokenizer=text_model.tokenize)
+    members = [c.concept for c in calls[1:]]
+    assert len(members) == K and all(m.texts is not None and len(m) == 8 for m in members)
+    used = {t for s in session.random_set_concepts(8, kind="text", tokenizer=text_model.tokenize)
+            for t in s.texts or ()}
+    assert not used & {t for m in members for t in m.texts or ()}  # never a sentence of the random sets in use
+    assert len(result.layers[0].null_statistics) == K and result.layers[0].significant
