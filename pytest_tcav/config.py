@@ -154,7 +154,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tcav_null", "what a concept is judged against: random (the spread of the random sets themselves) "
            "or pseudo (K pseudo-concepts, random data the tests do not use, tested against the same random "
            "sets: calibrated for this library, measured once and stored) (default: random)", "random|pseudo",
-           cli_help="random or pseudo"),
+           cli_help="what a concept is judged against: random or pseudo"),
     Option("tcav_pseudo_concepts", "pseudo-concepts K behind tcav_null = pseudo (default: 40)", "K"),
     Option("tcav_margin", "equivalence margin of assert_concept_insignificant, in units of the random sets' "
            "spread: the check then passes only if the data show the concept's effect below it (default: none, "
