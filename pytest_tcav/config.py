@@ -36,7 +36,7 @@ METHODS = ("gradient", "integrated_gradients")
 CORRECTIONS = ("holm", "bonferroni", "none")
 NULLS = ("random", "pseudo")  # pytest_tcav.engine.conditional_null.NULLS
 #: K behind ``tcav_null = pseudo`` (docs/statistics.md, "The conditional null": the measurements behind it).
-DEFAULT_PSEUDO_CONCEPTS = 40
+DEFAULT_PSEUDO_CONCEPTS = 60
 CACHE_MODES = ("off", "read", "write", "readwrite")  # pytest_tcav.storage.disk.MODES
 BAD_IMAGE_POLICIES = ("warn", "error")  # pytest_tcav.engine.examples.BAD_IMAGE_POLICIES
 REQUIRE_CALIBRATION = ("off", "warn", "fail")  # pytest_tcav.checks.calibration.REQUIRE_MODES
@@ -155,7 +155,9 @@ OPTIONS: tuple[Option, ...] = (
            "or pseudo (K pseudo-concepts, random data the tests do not use, tested against the same random "
            "sets: calibrated for this library, measured once and stored) (default: random)", "random|pseudo",
            cli_help="what a concept is judged against: random or pseudo"),
-    Option("tcav_pseudo_concepts", "pseudo-concepts K behind tcav_null = pseudo (default: 40)", "K"),
+    Option("tcav_pseudo_concepts", "pseudo-concepts K behind tcav_null = pseudo; a check whose exact rank test "
+           "needs more (over more than 3 layers, or direction either) measures as many as it needs "
+           "(default: 60)", "K"),
     Option("tcav_margin", "equivalence margin of assert_concept_insignificant, in units of the random sets' "
            "spread: the check then passes only if the data show the concept's effect below it (default: none, "
            "the plain not-significant check)", "M"),

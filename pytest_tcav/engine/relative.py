@@ -146,7 +146,7 @@ def relative_test(
         )
     if repetitions < 1:
         raise ConfigurationError(f"a relative test needs a positive number of repetitions, got {repetitions!r}")
-    check_test_feasible(alpha, int(repetitions), len(layer_names), correction, null_test)
+    check_test_feasible(alpha, int(repetitions), len(layer_names), correction, null_test, direction=direction)
     warm_hashes([concept_set, *others, input_set])
     _check_disjoint(concept_set, others)
     check_sets(concept_set, others, input_set, engine.pooling)

@@ -116,7 +116,8 @@ class CheckSpec:
     min_cav_accuracy: float | None = None
     #: The correction over the layers (None: ``tcav_correction``); the engine API's per-call override.
     correction: str | None = None
-    #: The test against the null: "t" or "rank" (None: the engine's, "t").
+    #: The test against the null: "t" or "rank" (None: the engine's, else "t" against the random sets and
+    #: "rank" against pseudo-concepts: engine/conditional_null.py).
     null_test: str | None = None
     #: What the concept is judged against: "random" (the random sets' spread) or "pseudo" (pseudo-concepts
     #: tested on the same library: engine/conditional_null.py).  None: ``tcav_null``.

@@ -207,16 +207,18 @@ def adjust_p_values(p_values: Sequence[float], method: Correction) -> list[float
     return [float(v) for v in adjusted]
 
 
-def required_random_sets(alpha: float, n_layers: int, correction: Correction, test: NullTest) -> int:
-    """The fewest random sets with which the test can reach ``alpha`` on every layer.
+def required_random_sets(alpha: float, n_layers: int, correction: Correction, test: NullTest,
+                         direction: Direction = "positive") -> int:
+    """The fewest null values (random sets, or pseudo-concepts) with which the test can reach ``alpha``.
 
     For the rank test the smallest corrected p-value is ``m / (N + 1)`` (``m``
-    layers under Holm or Bonferroni, 1 without correction), and a verdict needs
-    it strictly below ``alpha``: ``N`` is the least integer with ``m / (N + 1) < alpha``.
+    layers under Holm or Bonferroni, 1 without correction; twice that for
+    ``either``, whose p-value is two-sided), and a verdict needs it strictly
+    below ``alpha``: ``N`` is the least integer with ``m / (N + 1) < alpha``.
     """
     if test == "t":
         return MIN_RANDOM_SETS_T
-    m = 1 if correction == "none" else n_layers
+    m = (1 if correction == "none" else n_layers) * (2 if direction == "either" else 1)
     n = max(0, math.floor(m / alpha) - 1)
     while m / (n + 1) >= alpha:  # exact on the same float comparison the verdict uses
         n += 1
@@ -224,19 +226,20 @@ def required_random_sets(alpha: float, n_layers: int, correction: Correction, te
 
 
 def check_test_feasible(alpha: float, n_random: int, n_layers: int, correction: Correction, test: NullTest,
-                        what: str = "random set") -> None:
+                        what: str = "random set", direction: Direction = "positive") -> None:
     """Refuse a test that cannot reach ``alpha``: too few null values (``what``: random sets or pseudo-concepts)."""
     if not 0.0 < alpha < 1.0:
         raise ConfigurationError(f"alpha must lie in (0, 1), got {alpha}")
     if test not in NULL_TESTS:
         raise ConfigurationError(f"null test must be one of {NULL_TESTS}, got {test!r}")
-    needed = required_random_sets(alpha, n_layers, correction, test)
+    needed = required_random_sets(alpha, n_layers, correction, test, direction)
     if n_random < needed:
         per_layer = alpha / max(1, n_layers) if correction != "none" else alpha
         letter = "K" if what == "pseudo-concept" else "N"
+        smallest = f"2/({letter}+1) for direction 'either'" if direction == "either" else f"1/({letter}+1)"
         extra = (
-            f" (the rank test's smallest p-value is 1/({letter}+1), and alpha {alpha} over {n_layers} "
-            f"layer(s) with {correction} correction needs 1/({letter}+1) < {per_layer:.4g})"
+            f" (the rank test's smallest p-value is {smallest}, and alpha {alpha} over {n_layers} "
+            f"layer(s) with {correction} correction needs it < {per_layer:.4g})"
             if test == "rank"
             else f" (the t-test needs at least 3 {what}s to estimate the null's spread)"
         )

@@ -35,6 +35,7 @@ from pytest_tcav.engine.conditional_null import (
     example_keys,
     layers_from_results,
     require_pseudo_null,
+    resolve_null_test,
 )
 from pytest_tcav.engine.examples import Concept, ConceptLike, Transform, as_concept, sample_random_sets, warm_hashes
 from pytest_tcav.engine.fingerprints import model_fingerprint
@@ -124,7 +125,7 @@ class TCAV:
         device: torch.device | str | None = None,
         alpha: float = 0.05,
         correction: Correction = "holm",
-        null_test: NullTest = "t",
+        null_test: NullTest | None = None,
         null: str = "random",
         transform: Transform | None = None,
         store: MemoryStore | None = None,
@@ -273,9 +274,9 @@ class TCAV:
                                                              data.random_sets, data.random_pool)
         alpha = self.alpha if spec.alpha is None else spec.alpha
         correction: Correction = self.correction if spec.correction is None else spec.correction  # type: ignore[assignment]
-        null_test: NullTest = self.null_test if spec.null_test is None else spec.null_test  # type: ignore[assignment]
         null = self.null if spec.null is None else spec.null
         check_null(null)
+        null_test = resolve_null_test(spec.null_test or self.null_test, null)
         check_direction(direction)
         check_output_and_target(target, self.output)
         check_margin(margin, min_cav_accuracy)
@@ -300,16 +301,20 @@ class TCAV:
         pseudo = None
         if null == "pseudo":
             pseudo = require_pseudo_null(data.pseudo_null, layer_names).excluding(concept_set)
-            if pseudo.excluded and pseudo.k < 3:
+            try:
+                check_test_feasible(alpha, pseudo.k, len(layer_names), correction, null_test, what="pseudo-concept",
+                                    direction=direction)
+            except InsufficientDataError as exc:
+                if not pseudo.excluded:
+                    raise
                 raise InsufficientDataError(
                     f"the concept shares examples with {pseudo.excluded} of the {pseudo.k + pseudo.excluded} "
-                    "pseudo-concepts (it holds random data the pseudo-concepts are drawn from), which leaves "
-                    f"{pseudo.k}: a concept is never judged against itself. Test it with null='random', or "
-                    "keep concept examples out of the spare random data")
-            check_test_feasible(alpha, pseudo.k, len(layer_names), correction, null_test, what="pseudo-concept")
+                    f"pseudo-concepts (it holds random data they are drawn from), and a concept is never judged "
+                    f"against itself: {exc}. Test it with null='random', or keep concept examples out of the "
+                    "spare random data") from None
             check_test_feasible(alpha, len(randoms), len(layer_names), correction, "t")
         else:
-            check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test)
+            check_test_feasible(alpha, len(randoms), len(layer_names), correction, null_test, direction=direction)
         warm_hashes([concept_set, *randoms, input_set])
         check_sets(concept_set, randoms, input_set, self.pooling)
 

@@ -24,7 +24,7 @@ from torch import nn
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, concept_activations, model_device
 from pytest_tcav.engine.batches import take
-from pytest_tcav.engine.conditional_null import PseudoNull, example_keys, layers_from_results
+from pytest_tcav.engine.conditional_null import PseudoNull, example_keys, layers_from_results, resolve_null_test
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, sample_random_sets
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layers import LayerPoint
@@ -32,6 +32,7 @@ from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
 from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, TargetLike, settle, settle_knobs, settled
+from pytest_tcav.engine.statistics import required_random_sets
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_path, text_concept
 from pytest_tcav.errors import ConceptDataError, ConfigurationError, TargetError, without_library_frames
@@ -223,7 +224,7 @@ class TCAVSession:
         pseudo = None
         if spec.null == "pseudo" and spec.against is None:
             size = len(engine.example_set(concept, concept if isinstance(concept, str) else None))
-            pseudo = self.pseudo_null(model, spec, size=size)
+            pseudo = self.pseudo_null(model, spec, size=size, count=self.pseudo_count(spec))
         result = engine.run(spec, CheckData(concept=concept, target=index, inputs=input_set, random_sets=sets,
                                             random_pool=pool, against=others, pseudo_null=pseudo))
         if isinstance(spec.target, str):
@@ -293,6 +294,17 @@ class TCAVSession:
         assert found is not None
         self._pseudo_nulls[identity.key()] = found
         return found
+
+    def pseudo_count(self, spec: CheckSpec) -> int:
+        """K for a settled request: ``tcav_pseudo_concepts``, or more when its exact rank test needs more
+        to reach alpha (``m / (K + 1) < alpha`` for ``m`` layers under Holm, twice for ``either``)."""
+        test = resolve_null_test(spec.null_test, "pseudo")
+        if test != "rank":
+            return self.config.pseudo_concepts
+        needed = required_random_sets(settled(spec.alpha, "alpha"), len(spec.layer_names),
+                                      settled(spec.correction, "correction"),  # type: ignore[arg-type]
+                                      test, settled(spec.direction, "direction"))  # type: ignore[arg-type]
+        return max(self.config.pseudo_concepts, needed)
 
     def random_set_concepts(self, size: int, random_sets: int | Sequence[ConceptLike] | None = None,
                             random_pool: ConceptLike | None = None, *, kind: str | None = None,

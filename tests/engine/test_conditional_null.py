@@ -42,8 +42,8 @@ def test_the_verdict_is_the_prediction_test_against_the_pseudo_concepts(setup: d
     pseudo = setup["pseudo"]
     assert isinstance(pseudo, list)
     each = [_test(setup, p) for p in pseudo]  # each pseudo-concept under the random null
-    result = _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo)
-    assert result.null == "pseudo" and result.null_source == "K = 8 pseudo-concepts"
+    result = _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo, null_test="t")
+    assert result.null == "pseudo" and result.null_source == "K = 8 pseudo-concepts" and result.null_test == "t"
     for k, layer in enumerate(result.layers):
         stats = np.array([r.layers[k].statistic for r in each])
         assert layer.null_statistics == list(stats)
@@ -64,8 +64,8 @@ def test_a_measured_null_gives_the_same_verdict_as_the_sets(setup: dict[str, obj
     pseudo = setup["pseudo"]
     assert isinstance(pseudo, list)
     null = PseudoNull(layers_from_results([_test(setup, p) for p in pseudo]))
-    assert _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=null) == \
-        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo)
+    assert _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=null, null_test="t") == \
+        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo, null_test="t")
 
 
 def test_the_exact_rank_p_value_counts_the_pseudo_concepts_at_least_as_high(setup: dict[str, object]) -> None:
@@ -82,12 +82,12 @@ def test_the_exact_rank_p_value_counts_the_pseudo_concepts_at_least_as_high(setu
 def test_a_concept_is_never_judged_against_itself(setup: dict[str, object]) -> None:
     pseudo = setup["pseudo"]
     assert isinstance(pseudo, list)
-    result = _test(setup, pseudo[2], null="pseudo", pseudo_concepts=pseudo)
+    result = _test(setup, pseudo[2], null="pseudo", pseudo_concepts=pseudo, null_test="t")
     assert all(len(layer.null_statistics) == 7 for layer in result.layers)
     assert result.null_source == "K = 7 pseudo-concepts (1 sharing examples with the concept left out)"
     # one shared example is enough to leave a pseudo-concept out
     mixed = Concept("mixed", torch.cat([pseudo[5].examples[:1], setup["horizontal"].examples[1:]]))  # type: ignore[union-attr]
-    assert all(len(layer.null_statistics) == 7 for layer in _test(setup, mixed, null="pseudo",
+    assert all(len(layer.null_statistics) == 7 for layer in _test(setup, mixed, null="pseudo", null_test="t",
                                                                   pseudo_concepts=pseudo).layers)
 
 
@@ -101,11 +101,14 @@ def test_bad_requests_get_clear_errors(setup: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError, match="relative test"):
         _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo, against=pseudo[0],
               random_sets=5)
+    # the pseudo null's default test is the exact rank test: 2 layers under Holm need K >= 40 at 0.05
     with pytest.raises(InsufficientDataError, match=r"8 pseudo-concept\(s\) are too few: at least 40"):
-        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo, null_test="rank")
+        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo)
+    with pytest.raises(InsufficientDataError, match=r"at least 80 .* 2/\(K\+1\) for direction 'either'"):
+        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=pseudo, direction="either")
     with pytest.raises(ConfigurationError, match="has no layer 'relu'"):
         only_conv = PseudoNull({"conv": PseudoLayer((0.1, 0.2, 0.3), (0.5,) * 3, (0.5,) * 3, (0.0, 0.1))})
-        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=only_conv)
+        _test(setup, setup["horizontal"], null="pseudo", pseudo_concepts=only_conv, null_test="t")
 
 
 def test_conditional_equivalence_shows_a_null_effect_below_the_margin_with_enough_pseudo_concepts() -> None:

@@ -102,7 +102,7 @@ concepts:
 def test_tcav_null_pseudo_judges_every_check_against_stored_pseudo_concepts(pytester: pytest.Pytester) -> None:
     import json
 
-    make_project(pytester, ini=INI + "tcav_null = pseudo\ntcav_pseudo_concepts = 6\ntcav_require_calibration = fail\n",
+    make_project(pytester, ini=INI + "tcav_null = pseudo\ntcav_pseudo_concepts = 20\ntcav_require_calibration = fail\n",
                  n_random=12)
     pytester.makepyfile(test_checks=PSEUDO_CHECKS)
     pytester.makefile(".yaml", tcav_edges=PSEUDO_YAML)
@@ -122,5 +122,5 @@ def test_tcav_null_pseudo_judges_every_check_against_stored_pseudo_concepts(pyte
     first, second = checks("serial.json"), checks("parallel.json")
     assert first == second
     for settings, results in first.values():
-        assert settings["null"] == "pseudo" and settings["null_source"].startswith("K = 6 pseudo-concepts")  # type: ignore[index]
-        assert len(results[0]["null_statistics"]) == 6  # type: ignore[index]
+        assert settings["null"] == "pseudo" and settings["null_source"].startswith("K = 20 pseudo-concepts")  # type: ignore[index]
+        assert len(results[0]["null_statistics"]) == 20  # type: ignore[index]

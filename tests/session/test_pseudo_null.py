@@ -16,13 +16,13 @@ from pytest_tcav.errors import ConceptDataError, ConfigurationError, Insufficien
 from pytest_tcav.session import pseudo_null
 from tests.helpers import tiny_model
 
-K = 6
+K = 20  # what the default exact rank test needs for one layer at alpha 0.05 (1/(K+1) < 0.05)
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("pseudo")
-    tiny_model.write_library(root, n_random=11)  # random_0..4 in use, random_5..10 spare (6 x 12 images)
+    tiny_model.write_library(root, n_random=30)  # random_0..4 in use, random_5..29 spare: 25 disjoint sets
     return root
 
 
@@ -71,11 +71,11 @@ def test_the_null_is_measured_once_stored_and_reused_by_later_runs(library: Path
 @pytest.mark.slow  # two dozen checks
 def test_new_layers_are_measured_alone_and_a_changed_model_measures_again(library: Path, tmp_path: Path) -> None:
     model = tiny_model.EdgeNet()
-    session = _session(library, tmp_path)
+    session = _session(library, tmp_path, pseudo_concepts=2 * K)  # what the rank test needs for two layers
     calls = _counting(session)
     session.score(model, "horizontal", target=1, layers=["relu"])
     session.score(model, "horizontal", target=1, layers=["conv", "relu"])
-    assert [c.layer_names for c in calls[1 + K + 1:]] == [["conv"]] * K  # only the layer not measured yet
+    assert [c.layer_names for c in calls[1 + 2 * K + 1:]] == [["conv"]] * (2 * K)  # only the layer not measured yet
     changed = tiny_model.EdgeNet()
     with torch.no_grad():
         changed.conv.weight.mul_(1.5)
@@ -92,12 +92,12 @@ def test_without_a_disk_cache_the_null_is_kept_for_the_session(library: Path, tm
 
 
 def test_a_pseudo_concept_is_never_the_concept_under_test(library: Path, tmp_path: Path) -> None:
-    session = _session(library, tmp_path)
+    session = _session(library, tmp_path, pseudo_concepts=K + 2)  # disjoint draws: one spare image, one left out
     spare = session.concepts.load(library / "concepts" / "random_7").examples
     horizontal = session.concepts.load(library / "concepts" / "horizontal").examples
     mixed = Concept("mixed", torch.cat([spare[:1], horizontal[1:]]))  # one spare image: one pseudo-concept
     result = session.score(tiny_model.EdgeNet(), mixed, target=1, layers=["relu"])
-    assert len(result.layers[0].null_statistics) == K - 1
+    assert len(result.layers[0].null_statistics) == K + 1
     assert result.null_source is not None and result.null_source.endswith(
         "1 sharing examples with the concept left out)")
     with pytest.raises(InsufficientDataError, match="never judged against itself"):  # all of it spare data
