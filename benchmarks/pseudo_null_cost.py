@@ -16,12 +16,14 @@ in a temporary folder.  Measured, each in a fresh session:
 Each line gives seconds and the ratio to the ``random`` first check.  Timings need a
 quiet machine (the development machine has 2 cores).
 
-    python benchmarks/pseudo_null_cost.py [--k 40] [--random-sets 10] [--threads 1]
+    python benchmarks/pseudo_null_cost.py [--k 60] [--random-sets 10] [--threads 1] [--quick] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
 import time
@@ -55,12 +57,16 @@ def timed(session: TCAVSession, model: torch.nn.Module, concept: str, null: str)
     return time.perf_counter() - start
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--k", type=int, default=40)
+    parser.add_argument("--k", type=int, default=60)
     parser.add_argument("--random-sets", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="toy sizes: a smoke test, figures meaningless")
+    parser.add_argument("--json", action="store_true", help="one JSON line of every figure")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.k, args.random_sets = 3, 3
     torch.set_num_threads(args.threads)
     model = synthetic.texture_model()
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,8 +94,14 @@ def main() -> None:
             ("pseudo null, a later run's check (warm cache, null read back)", pseudo_later)]
     for label, seconds in rows:
         print(f"  {label:<72} {seconds:7.2f} s  x{seconds / random_first:5.2f}")
-    print(f"  one pseudo-concept pass, on average: {(pseudo_first - random_first) / args.k:.3f} s")
+    per_pass = (pseudo_first - random_first) / args.k
+    print(f"  one pseudo-concept pass, on average: {per_pass:.3f} s")
+    if args.json:
+        print(json.dumps({"k": args.k, "random_sets": args.random_sets, "threads": args.threads,
+                          "load_average": os.getloadavg()[0], "per_pass_s": per_pass,
+                          **{label: seconds for label, seconds in rows}}))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -264,3 +264,25 @@ def test_engine_parts_compares_each_part_both_ways(capsys: pytest.CaptureFixture
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [p["part"] for p in record["parts"]] == ["sgd", "shuffles", "finite", "hashes", "reread", "writes"]
     assert all(p["equal"] and p["new_s"] > 0 and p["old_s"] > 0 for p in record["parts"])
+
+
+@pytest.mark.slow  # over a second
+def test_pseudo_null_cost_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quick``: every line of the cost table and the JSON line (the figures are meaningless)."""
+    import pseudo_null_cost
+
+    assert pseudo_null_cost.main(["--quick", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "pseudo null, first check (cold cache" in out and "a later run's check (warm cache, null read back)" in out
+    assert json.loads(out.strip().splitlines()[-1])["k"] == 3
+
+
+@pytest.mark.slow  # trains a model
+def test_conditional_null_quick(capsys: pytest.CaptureFixture[str]) -> None:
+    """``--quick`` on one model: the per-library table of every method and the pooled rows."""
+    import conditional_null
+
+    assert conditional_null.main(["--quick", "--models", "shortcut"]) == 0
+    out = capsys.readouterr().out
+    assert "pseudo-rank K=5" in out and "| pooled |" in out and "| cover 5% |" in out
+
