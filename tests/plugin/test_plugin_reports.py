@@ -118,7 +118,8 @@ def test_json_report_of_a_run_is_valid_and_holds_every_check(serial_run: tuple[s
     assert horizontal["expectation"] == "significant"
     assert re.fullmatch(r"[0-9a-f]{64}", horizontal["model_fingerprint"])
     assert horizontal["settings"] == {"method": "gradient", "seed": 0, "n_random": 5, "n_concept_examples": 12,
-                                      "n_inputs": 16, "correction": "holm", "null_test": "t"}
+                                      "n_inputs": 16, "correction": "holm", "null_test": "t", "null": "random",
+                                      "null_source": "5 random sets"}
     conv, relu = horizontal["results"]
     assert (conv["layer"], relu["layer"]) == ("conv", "relu") and relu["significant"] is True
     for key in ("concept_scores", "concept_statistics", "cav_accuracies", "null_statistics", "null_scores"):
