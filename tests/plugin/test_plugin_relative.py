@@ -70,7 +70,8 @@ concepts:
 def test_relative_assertions_pass_and_fail_with_relative_messages(pytester: pytest.Pytester) -> None:
     make_project(pytester)
     pytester.makepyfile(test_relative=RELATIVE)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--tcav-json", "report.json")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tcav-json", "report.json", "--tcav-html",
+                                "report.html", "--tcav-markdown", "report.md")
     result.assert_outcomes(passed=3, failed=2)
     out = result.stdout.str()
     assert "concept 'vertical' does not raise target 1 more than 'horizontal' on relu" in out
@@ -83,6 +84,16 @@ def test_relative_assertions_pass_and_fail_with_relative_messages(pytester: pyte
     relative = [c for c in report["checks"] if c.get("against")]
     assert {tuple(c["against"]) for c in relative} == {("vertical",), ("horizontal",)}  # tcav.score records none
     assert "calibration" not in relative[0]
+    # every report names a relative check's null by its concepts' relabelings, never "random sets"
+    assert "relabeled mean±sd" in out and "random mean±sd" not in out
+    measured = [c for c in relative if c["outcome"] != "error"]
+    assert len(measured) == 3
+    for check in measured:
+        assert check["settings"]["null"] == "relabelings"
+        assert check["settings"]["null_source"].startswith("5 relabelings of the examples of ")
+    page = (pytester.path / "report.html").read_text()
+    assert "relabelings' score" in page and "random sets' score" not in page
+    assert "null: 5 relabelings of the examples of" in (pytester.path / "report.md").read_text()
 
 
 def test_yaml_against_runs_relative_checks(pytester: pytest.Pytester) -> None:
