@@ -297,6 +297,26 @@ def test_one_sentence_covers_every_cause() -> None:
     assert reason.count(". ") == 0 and reason.endswith(".")
 
 
+def test_an_other_sign_effect_inside_the_noise_is_no_evidence_either_way() -> None:
+    """Only an effect beyond the noise 'pushes the target the other way'; one inside it shows nothing."""
+    import dataclasses
+
+    inside = dataclasses.replace(layer("inside", significant=False, statistic=-0.02, p=0.6), effect=-0.4,
+                                 detectable_effect=2.9)
+    beyond = dataclasses.replace(layer("beyond", significant=False, statistic=-0.3, p=0.99), effect=-6.0,
+                                 detectable_effect=2.9)
+    reason = judge(result(inside, beyond), "significant", "all", None).reason
+    assert "on inside there is no evidence in either direction: its effect (-0.40) is inside the noise of the " \
+           "10 random sets (detectable effect 2.90)" in reason
+    assert "On beyond the concept pushes the target the other way" in reason and "effect -6.00, beyond the noise" \
+        in reason
+    assert reason.count("direction='negative'") == 1  # the switch is offered for the real effect only
+    pseudo = dataclasses.replace(result(dataclasses.replace(inside, null_statistics=[0.0] * 60)), null="pseudo")
+    reason = judge(pseudo, "significant", "all", None).reason
+    assert "inside the noise of the 60 pseudo-concepts" in reason and "more pseudo-concepts (tcav_pseudo_concepts)" \
+        in reason
+
+
 @pytest.mark.slow  # runs pytest
 def test_the_assertions_leave_the_global_random_state_alone_in_a_run(pytester: pytest.Pytester) -> None:
     make_project(pytester, ini=INI.replace("tcav_random_sets = 5", "tcav_random_sets = 4") + "tcav_seed = 3\n")
