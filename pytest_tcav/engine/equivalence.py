@@ -173,16 +173,9 @@ def equivalence_p(estimate: float, null_sd: float, concept_statistics: Sequence[
     """
     values = np.asarray(concept_statistics, dtype=np.float64)
     n = len(values)
-    if n < 3 or null_sd <= 0.0 or not math.isfinite(null_sd) or not margin > 0.0:
+    if n < 3:
         return 1.0
-    se = float(values.std(ddof=1)) / math.sqrt(n)
-    upper = _upper_p(estimate, null_sd, se, n, margin)
-    lower = _upper_p(-estimate, null_sd, se, n, margin)
-    if direction == "positive":
-        return upper
-    if direction == "negative":
-        return lower
-    return max(upper, lower)
+    return _two_one_sided(estimate, null_sd, float(values.std(ddof=1)) / math.sqrt(n), n, margin, direction)
 
 
 def conditional_equivalence_p(estimate: float, null_sd: float, k: int, margin: float, direction: str) -> float:
@@ -193,11 +186,18 @@ def conditional_equivalence_p(estimate: float, null_sd: float, k: int, margin: f
     standard error is ``sd / sqrt(K)``, and the unit ``sd`` is estimated from the
     same ``K`` values: the same generalized p-value on ``K - 1`` degrees of freedom.
     """
-    if k < 3 or null_sd <= 0.0 or not math.isfinite(null_sd) or not margin > 0.0:
+    if k < 3:
         return 1.0
-    se = null_sd / math.sqrt(k)
-    upper = _upper_p(estimate, null_sd, se, k, margin)
-    lower = _upper_p(-estimate, null_sd, se, k, margin)
+    return _two_one_sided(estimate, null_sd, null_sd / math.sqrt(k), k, margin, direction)
+
+
+def _two_one_sided(estimate: float, null_sd: float, se: float, n: int, margin: float, direction: str) -> float:
+    """The equivalence p-value in ``direction`` (``either``: the larger of the two one-sided ones); 1 without a
+    unit (a null without spread) or a margin."""
+    if null_sd <= 0.0 or not math.isfinite(null_sd) or not margin > 0.0:
+        return 1.0
+    upper = _upper_p(estimate, null_sd, se, n, margin)
+    lower = _upper_p(-estimate, null_sd, se, n, margin)
     if direction == "positive":
         return upper
     if direction == "negative":
