@@ -132,10 +132,11 @@ class PseudoNull:
                 "measure it with the check's layers") from None
 
     def describe(self) -> str:
-        """One line for reports: ``K = 40 pseudo-concepts (calibration 1a2b3c4d, measured 2026-12-07 14:50 UTC)``."""
+        """One line for reports: ``K = 60 pseudo-concepts (pseudo_null/1a2b3c4d, measured 2026-12-07 14:50 UTC)``:
+        the stored measurement's file under the disk cache (its name begins with these 8 characters)."""
         parts = []
         if self.fingerprint:
-            parts.append(f"calibration {self.fingerprint[:8]}")
+            parts.append(f"pseudo_null/{self.fingerprint[:8]}")
         if self.measured_at:
             parts.append(f"measured {self.measured_at.replace('T', ' ')[:16]} UTC")
         if self.excluded:

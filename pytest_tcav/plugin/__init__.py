@@ -150,8 +150,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if handle is None or not handle.config.sources:
         return None
     c = handle.config
+    null = f", null=pseudo (K={c.pseudo_concepts})" if c.null == "pseudo" else ""
     return (f"tcav: concepts={c.concepts}, inputs={c.inputs}, random_sets={c.random_sets}, "
-            f"alpha={c.alpha}, seed={c.seed}, method={c.method}")
+            f"alpha={c.alpha}, seed={c.seed}, method={c.method}{null}")
 
 
 # -- marking ------------------------------------------------------------------------------

@@ -249,7 +249,9 @@ class TCAVSession:
             raise ConfigurationError(
                 "null='pseudo' draws its pseudo-concepts from the concept library's spare random data (what the "
                 "random sets in use leave over); a check with its own random_sets=[...] or random_pool= has no "
-                "such data: use the library's random sets, or TCAV(...).test(..., pseudo_concepts=[...])")
+                "such data: leave random_sets to a count (tcav_random_sets) and random_pool out (in a YAML "
+                "file: remove random_sets: and random_pool:), or judge this check with null='random' (YAML "
+                "null: random), or give the pseudo-concepts yourself: TCAV(...).test(..., pseudo_concepts=[...])")
         count = self.config.pseudo_concepts if count is None else count
         engine = self._engine(model, spec.engine)
         tokenizer = spec.engine.tokenizer

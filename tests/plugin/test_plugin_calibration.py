@@ -108,6 +108,7 @@ def test_tcav_null_pseudo_judges_every_check_against_stored_pseudo_concepts(pyte
     pytester.makefile(".yaml", tcav_edges=PSEUDO_YAML)
     serial = pytester.runpytest_subprocess("--tcav-json=serial.json")
     serial.assert_outcomes(passed=3)  # calibrated by construction: tcav_require_calibration has nothing to refuse
+    serial.stdout.fnmatch_lines(["tcav: concepts=*, method=gradient, null=pseudo (K=20)"])  # the run says it
     stored = list((pytester.path / ".pytest_cache" / "d" / "tcav" / "pseudo_null").glob("*.json"))
     assert len(stored) == 1  # one target, one set of settings: measured once for the three checks
     before = stored[0].stat().st_mtime_ns

@@ -65,7 +65,7 @@ def test_the_null_is_measured_once_stored_and_reused_by_later_runs(library: Path
     later_calls = _counting(later)
     again = later.score(model, "horizontal", target=1, layers=["relu"])
     assert len(later_calls) == 1 and again == result
-    assert again.null_source is not None and again.null_source.startswith(f"K = {K} pseudo-concepts (calibration ")
+    assert again.null_source is not None and again.null_source.startswith(f"K = {K} pseudo-concepts (pseudo_null/")
 
 
 @pytest.mark.slow  # two dozen checks
