@@ -108,8 +108,9 @@ class _Tiles:
                 both = row if j == i else row | {b: self.fresh(b) for b in chunks[j]}
                 for a, b in by_tiles[(i, j)]:
                     yield a, b, both[a], both[b]
+                freed = sum(x.nbytes for b, x in both.items() if b not in row)
                 del both
-                release_freed_memory()
+                release_freed_memory(freed=freed)
             del row
 
 
@@ -223,10 +224,11 @@ def train_hinge_pairs(trainer: Any, load: Loader, sizes: Sequence[int], pairs: S
                 partial[k] = term
             else:
                 weights[k] = other + term
+        freed = x.nbytes
         del x
         # the terms allocated in between keep the next set from reusing x's block: without this the
         # 50 x 50 shape of docs/scaling.md peaked at 3252 MiB instead of 2903 (1.6 s of trims at 50 x 20)
-        release_freed_memory()
+        release_freed_memory(freed=freed)
     return [CAV(w, float(intercept[k]), accuracies[k]) for k, w in enumerate(weights) if w is not None]
 
 
@@ -265,6 +267,7 @@ def _tile_blocks(sets: _Tiles, tiles: Sequence[Sequence[int]], pairs: Sequence[t
                 product += _block(left, right)  # the larger tile on the left, as every block
                 del left, right
             del left_slices, right_slices
+        freed = sum(x.nbytes for x in xs.values())
         del xs
         offsets_i, offsets_j = np.cumsum([0, *rows_i]), np.cumsum([0, *rows_j])
         for p, a in enumerate(tiles[i]):
@@ -272,4 +275,4 @@ def _tile_blocks(sets: _Tiles, tiles: Sequence[Sequence[int]], pairs: Sequence[t
                 if i != j or p < q:
                     blocks[(a, b)] = product[offsets_i[p] : offsets_i[p + 1], offsets_j[q] : offsets_j[q + 1]]
         blocks[("tiles", i, j)] = None
-        release_freed_memory()
+        release_freed_memory(freed=freed)

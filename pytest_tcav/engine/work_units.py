@@ -254,6 +254,8 @@ class TestWork:
     _remaining: dict[str, int] = field(default_factory=dict)
     #: the trainer's tiles of sets (``CAVTrainer.gram_tiles``), named in the CAV keys
     _tiles: list[list[int]] | None = None
+    #: activation bytes the current group's training loaded (what the trim after it may give back)
+    _loaded_bytes: int = 0
 
     def run(self) -> dict[str, LayerData]:
         n = len(self.sets) - 1
@@ -270,8 +272,13 @@ class TestWork:
         run_units([self._gradients_unit, *self._activation_units(keys)], after=_PassTrims())
         release_freed_memory()
         run_units([self._group_unit(name, group) for name in self.modules for group in keys[name]],
-                  after=release_freed_memory)
+                  after=self._release_loaded)
         return self.layers
+
+    def _release_loaded(self) -> None:
+        """After a group of CAVs: give back what its training loaded, when that was worth a look."""
+        freed, self._loaded_bytes = self._loaded_bytes, 0
+        release_freed_memory(freed=freed)
 
     # -- units ---------------------------------------------------------------------------
 
@@ -323,6 +330,7 @@ class TestWork:
         def load(a: int) -> torch.Tensor:
             acts = fetch_activations(self.engine, self.model_fp, self.modules, self.sets[a], [name], wait=wait)[name]
             self._check_width(name, a, int(acts.shape[1]))
+            self._loaded_bytes += acts.nbytes
             return acts
 
         seeds = [pair_seed(self.engine.seed, self.sets[f].fingerprint, self.sets[s].fingerprint) for f, s in pairs]
