@@ -461,6 +461,17 @@ def check_record(concept: Any, target: Any, layers: list[str], expectation: str 
                        direction=direction, require=require, score_range=score_range)
 
 
+def null_words(record: CheckRecord) -> tuple[str, str]:
+    """What a check's null is made of, as a plural and as one of them: random sets, pseudo-concepts, or a
+    relative check's relabelings of its concepts (never "random sets" there)."""
+    kind = record.settings.null if record.settings is not None else None
+    if record.against or kind == "relabelings":
+        return "relabelings", "relabeling"
+    if kind == "pseudo":
+        return "pseudo-concepts", "pseudo-concept"
+    return "random sets", "random set"
+
+
 def _settings(result: TCAVResult) -> Settings:
     return Settings(method=result.method, seed=result.seed, n_random=result.n_random,
                     n_concept_examples=result.n_concept_examples, n_inputs=result.n_inputs,

@@ -209,16 +209,14 @@ def _fmt(value: float, digits: int = 3) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # no "-0.0000" for a tiny negative
 
 
-def null_label(result: TCAVResult) -> str:
-    """What the null column is called: the random sets, the pseudo-concepts, or a relative test's relabelings."""
-    if result.against:
-        return "relabeled"
-    return "pseudo" if result.null == "pseudo" else "random"
-
-
 def null_kind(result: TCAVResult) -> str:
     """``random``, ``pseudo``, or ``relabelings`` (a relative test's null)."""
     return "relabelings" if result.against else result.null
+
+
+def null_label(result: TCAVResult) -> str:
+    """What the null column is called: the random sets, the pseudo-concepts, or a relative test's relabelings."""
+    return {"relabelings": "relabeled"}.get(null_kind(result), null_kind(result))
 
 
 def describe_null(result: TCAVResult) -> str:

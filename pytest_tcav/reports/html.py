@@ -26,7 +26,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from pytest_tcav.checks.records import CheckRecord, ComparedLayer, SideLayer, StabilityAccount
+from pytest_tcav.checks.records import CheckRecord, ComparedLayer, SideLayer, StabilityAccount, null_words
 from pytest_tcav.engine.results import LayerResult
 from pytest_tcav.reports import plots
 from pytest_tcav.reports.examples import Thumbnails, examples_html
@@ -124,17 +124,6 @@ def _verdict_cell(r: LayerResult) -> str:
                             "not significant" if significant is False else None)
     css = {"significant": "sig", "not significant": "nonsig", "inconclusive": "inconclusive"}.get(str(verdict))
     return f'<span class="{css}">{esc(verdict)}</span>' if css else "n/a"
-
-
-def null_words(record: CheckRecord) -> tuple[str, str]:
-    """What a check's null is made of, as a plural and as one of them: random sets, pseudo-concepts, or a
-    relative check's relabelings of its concepts (never "random sets" there)."""
-    kind = record.settings.null if record.settings is not None else None
-    if record.against or kind == "relabelings":
-        return "relabelings", "relabeling"
-    if kind == "pseudo":
-        return "pseudo-concepts", "pseudo-concept"
-    return "random sets", "random set"
 
 
 def layer_table(results: Sequence[LayerResult], null: str = "random sets") -> str:

@@ -17,7 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_tcav.checks.records import CheckRecord, SideLayer
+from pytest_tcav.checks.records import CheckRecord, SideLayer, null_words
 from pytest_tcav.reports.json import number
 
 PLOT_HINT = "Plots need matplotlib: install it with pip install 'pytest-tcav[report]' (or pip install matplotlib)."
@@ -85,9 +85,7 @@ def check_plot(check: CheckRecord, mpl: tuple[Any, Any]) -> str | None:
     layers = check.results
     if not layers:
         return None
-    kind = check.settings.null if check.settings is not None else None
-    null_name = ("relabelings" if check.against or kind == "relabelings" else
-                 "pseudo-concepts" if kind == "pseudo" else "random sets")
+    null_name = null_words(check)[0]
     Figure, Canvas = mpl
     has_boxes = any(finite_values(r.concept_statistics) or finite_values(r.null_statistics) for r in layers)
     width = max(6.0, 2.2 + 1.5 * len(layers)) * (2 if has_boxes else 1)
