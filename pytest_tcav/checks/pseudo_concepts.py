@@ -19,13 +19,13 @@ them cached already.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pytest_tcav.checks.calibration import Calibration, Status, layer_rates, load, save, status
+from pytest_tcav.engine.conditional_null import resolve_null_test
 from pytest_tcav.engine.examples import as_concept
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.spec import settled
@@ -76,7 +76,7 @@ def check_status(session: TCAVSession, spec: CheckSpec, *, model_fingerprint: st
 def random_null_p_values(null: PseudoNull, spec: CheckSpec) -> dict[str, list[float]]:
     """Per layer, each pseudo-concept's p-value under the ``random`` null, as a check of ``spec`` computes it."""
     direction = settled(spec.direction, "direction")
-    test = spec.null_test or "t"
+    test = resolve_null_test(spec.null_test, "random")
     return {name: [compare_to_null(value, np.asarray(layer.random_null), direction, test).p_value  # type: ignore[arg-type]
                    for value in layer.statistics]
             for name, layer in ((name, null.layer(name)) for name in spec.layer_names)}
@@ -96,9 +96,8 @@ def calibrate(session: TCAVSession, model: nn.Module, spec: CheckSpec, *, concep
         raise ConfigurationError("a callable target cannot be calibrated: name a class index or class name")
     if count < 1:
         raise ConfigurationError("calibration needs at least one pseudo-concept")
-    measured = dataclasses.replace(spec, expectation=None, margin=None, score=None, stability=None, null="random")
-    null = session.pseudo_null(model, measured, size=concept_size, count=count, on_done=on_done)
-    p_values = random_null_p_values(null, measured)
+    null = session.pseudo_null(model, spec, size=concept_size, count=count, on_done=on_done)
+    p_values = random_null_p_values(null, spec)
     alpha = settled(spec.alpha, "alpha")
     correction = settled(spec.correction, "correction")
     family = sum(any(p < alpha for p in adjust_p_values(list(row), correction))  # type: ignore[arg-type]

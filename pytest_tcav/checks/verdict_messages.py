@@ -30,19 +30,24 @@ def names(layers: Sequence[LayerResult]) -> str:
     return ", ".join(r.layer for r in layers)
 
 
+def _null(result: TCAVResult) -> tuple[int, str, str]:
+    """The verdict's null: how many members, what they are, and the knob that adds more."""
+    if result.null == "pseudo":
+        return (len(result.layers[0].null_statistics) if result.layers else 0), "pseudo-concepts", \
+            "tcav_pseudo_concepts"
+    return result.n_random, "random sets", "random_sets=..."
+
+
 def null_sets(result: TCAVResult) -> str:
     """What the verdict's null is made of, in words: the random sets, or the pseudo-concepts (``null="pseudo"``)."""
-    if result.null == "pseudo":
-        k = len(result.layers[0].null_statistics) if result.layers else 0
-        return f"the {k} pseudo-concepts"
-    return f"the {result.n_random} random sets"
+    count, noun, _knob = _null(result)
+    return f"the {count} {noun}"
 
 
 def more_null(result: TCAVResult) -> str:
     """What adds to the null: random sets, or pseudo-concepts."""
-    if result.null == "pseudo":
-        return "more pseudo-concepts (tcav_pseudo_concepts)"
-    return "more random sets (random_sets=...)"
+    _count, noun, knob = _null(result)
+    return f"more {noun} ({knob})"
 
 
 def sentence(why: list[str], tries: list[str]) -> str:
@@ -135,7 +140,7 @@ def why_not_significant(result: TCAVResult, failing: list[LayerResult],
     if corrected_away:
         why.append(f"on {names(corrected_away)} it is significant only before the {result.correction} "
                    f"correction over {len(result.layers)} layers")
-        tries.append("testing fewer layers or adding " + more_null(result).split(" (")[0].removeprefix("more "))
+        tries.append(f"testing fewer layers or adding {_null(result)[1]}")
     if rest:
         detect = ", ".join(f"{r.detectable_effect:.2f}" for r in rest)
         why.append(f"on {names(rest)} its effect is within the spread of {null} "
@@ -181,8 +186,9 @@ def why_significant(result: TCAVResult, failing: list[LayerResult],
                            for r in unshown)
         why.append(f"on {names(unshown)} the data do not show its effect below the margin {result.margin:g} "
                    f"at alpha {result.alpha} ({detail})")
-        tries.append(f"{more_null(result).split(' (')[0]} than {null_sets(result).removeprefix('the ')} (the margin's "
-                     "uncertainty shrinks with them), or a larger margin if a larger effect is acceptable")
+        count, noun, _knob = _null(result)
+        tries.append(f"more {noun} than {count} {noun} (the margin's uncertainty shrinks with them), or a larger "
+                     "margin if a larger effect is acceptable")
     if inconclusive:
         why.append(_inconclusive(inconclusive, "that the model uses the concept nor that it does not",
                                  result.null == "pseudo"))

@@ -189,6 +189,15 @@ def settle(spec: CheckSpec, config: TCAVConfig) -> CheckSpec:
     )
 
 
+def member_request(spec: CheckSpec, concept: ConceptLike, layers: Sequence[str] | None = None) -> CheckSpec:
+    """A pseudo-concept's request: the check's own, its concept replaced, measured under the ``random`` null
+    with its t-test (the statistics depend on neither) and with no verdict (no expectation, margin, score
+    range or baseline)."""
+    return dataclasses.replace(spec, concept=concept, layers=spec.layers if layers is None else list(layers),
+                               null="random", null_test="t", expectation=None, margin=None, score=None,
+                               stability=None)
+
+
 def settled(value: T | None, name: str) -> T:
     """A knob :func:`settle` has filled; None here means a spec that skipped it (a bug, not a user error)."""
     if value is None:

@@ -49,7 +49,7 @@ from pytest_tcav.engine.preconditions import (
 )
 from pytest_tcav.engine.relative import relative_test
 from pytest_tcav.engine.results import ExampleIds, LayerResult, TCAVResult
-from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, settled
+from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, member_request, settled
 from pytest_tcav.engine.statistics import (
     Correction,
     Direction,
@@ -255,10 +255,8 @@ class TCAV:
         if isinstance(pseudo_concepts, (str, bytes)) or not isinstance(pseudo_concepts, Sequence):
             raise ConfigurationError("pseudo_concepts must be a list of example sets (random data the tests do not "
                                      f"use, each of the concept's size), got {type(pseudo_concepts).__name__}")
-        # the statistics do not depend on the test or the verdict's options: the random null's t-test, no margin
-        measured = dataclasses.replace(spec, null="random", null_test="t", margin=None, expectation=None)
         sets = [self.example_set(p, f"pseudo_{k}") for k, p in enumerate(pseudo_concepts)]
-        results = [self.run(dataclasses.replace(measured, concept=p),
+        results = [self.run(member_request(spec, p),
                             CheckData(concept=p, target=target, inputs=inputs, random_sets=random_sets,
                                       random_pool=random_pool)) for p in sets]
         return PseudoNull(layers_from_results(results), tuple(s.fingerprint for s in sets),

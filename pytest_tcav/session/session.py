@@ -24,14 +24,28 @@ from torch import nn
 from pytest_tcav.config import TCAVConfig
 from pytest_tcav.engine.activations import Target, concept_activations, model_device
 from pytest_tcav.engine.batches import take
-from pytest_tcav.engine.conditional_null import PseudoNull, example_keys, layers_from_results, resolve_null_test
+from pytest_tcav.engine.conditional_null import (
+    PseudoNull,
+    example_keys,
+    layers_from_results,
+    resolve_null_test,
+)
 from pytest_tcav.engine.examples import Concept, ConceptLike, as_concept, sample_random_sets
 from pytest_tcav.engine.fingerprints import model_fingerprint
 from pytest_tcav.engine.layers import LayerPoint
 from pytest_tcav.engine.outputs import Output
 from pytest_tcav.engine.relative import against_list
 from pytest_tcav.engine.results import TCAVResult
-from pytest_tcav.engine.spec import CheckData, CheckSpec, EngineKnobs, TargetLike, settle, settle_knobs, settled
+from pytest_tcav.engine.spec import (
+    CheckData,
+    CheckSpec,
+    EngineKnobs,
+    TargetLike,
+    member_request,
+    settle,
+    settle_knobs,
+    settled,
+)
 from pytest_tcav.engine.statistics import required_random_sets
 from pytest_tcav.engine.tcav import TCAV
 from pytest_tcav.engine.text_examples import Tokenizer, is_text_list, is_text_path, text_concept
@@ -280,12 +294,9 @@ class TCAVSession:
             else:
                 assert spare.examples is not None
                 members = pseudo_concepts(spare.examples, count, size, self.config.seed)
-            # the statistics do not depend on the test or the verdict's options: the random null's t-test
-            measured = dataclasses.replace(spec, layers=missing, null="random", null_test="t", expectation=None,
-                                           margin=None, score=None, stability=None)
             results = []
             for k, member in enumerate(members):
-                results.append(self.measure(model, dataclasses.replace(measured, concept=member)))
+                results.append(self.measure(model, member_request(spec, member, missing)))
                 if on_done is not None:
                     on_done(k + 1)
             new = PseudoNull(layers_from_results(results), tuple(m.fingerprint for m in members), identity.key(),
