@@ -12,11 +12,14 @@ from pytest_tcav.errors import ConfigurationError
 
 
 def test_engine_constants_match_the_engine() -> None:
+    from pytest_tcav.config import NULLS
     from pytest_tcav.engine.activations import METHODS as ENGINE_METHODS
+    from pytest_tcav.engine.conditional_null import NULLS as ENGINE_NULLS
     from pytest_tcav.engine.statistics import CORRECTIONS as ENGINE_CORRECTIONS
 
     assert METHODS == ENGINE_METHODS
     assert CORRECTIONS == ENGINE_CORRECTIONS
+    assert NULLS == ENGINE_NULLS  # config's copy keeps `import pytest_tcav.config` light
 
 
 def test_defaults() -> None:
